@@ -1,0 +1,257 @@
+// qnnc command line: compile, run, bench and inspect models.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "codegen/compile.h"
+#include "codegen/kernel_cache.h"
+#include "codegen/target.h"
+#include "frontend/builtin_models.h"
+#include "kernels/halide_kernel.h"
+#include "runtime/module.h"
+#include "runtime/npy.h"
+
+using namespace qnnc;
+
+namespace {
+
+std::vector<int64_t> parse_shape(const std::string &s) {
+  std::vector<int64_t> r;
+  if (s.empty()) return r;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    try {
+      size_t used = 0;
+      long long v = std::stoll(tok, &used);
+      if (used != tok.size() || v <= 0) throw 0;
+      r.push_back(v);
+    } catch (...) {
+      throw Error("bad --input-shape '" + s + "': expected positive integers like 1,3,224,224");
+    }
+  }
+  return r;
+}
+
+void say(const std::string &s) { std::fprintf(stderr, "%s\n", s.c_str()); }
+
+std::vector<Tensor> load_inputs(Module &m, const std::string &path, uint64_t seed) {
+  std::vector<Tensor> in;
+  if (path.empty()) {
+    for (const auto &s : m.input_shapes()) in.push_back(random_tensor(s, seed));
+    return in;
+  }
+  if (path.size() > 4 && path.substr(path.size() - 4) == ".npz") {
+    for (auto &[name, t] : read_npz(path)) in.push_back(std::move(t));
+    return in;
+  }
+  in.push_back(read_npy(path));
+  return in;
+}
+
+struct Timing {
+  double median, min, max, mean, stddev;
+};
+
+Timing time_runs(Module &m, const std::vector<Tensor> &in, int warmup, int repeat) {
+  for (int i = 0; i < warmup; i++) m.run(in);
+  std::vector<double> ms;
+  for (int i = 0; i < repeat; i++) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.run(in);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::vector<double> s = ms;
+  std::sort(s.begin(), s.end());
+  Timing t{};
+  t.median = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
+  t.min = s.front();
+  t.max = s.back();
+  for (double v : s) t.mean += v / s.size();
+  for (double v : s) t.stddev += (v - t.mean) * (v - t.mean) / s.size();
+  t.stddev = std::sqrt(t.stddev);
+  return t;
+}
+
+std::string slurp(const std::string &p) {
+  std::ifstream f(p);
+  if (!f) throw Error("cannot open '" + p + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
+                const std::string &shape, uint64_t seed, int jobs, bool quiet) {
+  auto log = [&](const std::string &s) {
+    if (!quiet) say(s);
+  };
+  BuiltinOptions bo;
+  bo.seed = seed;
+  bo.log = log;
+  log("qnnc: loading " + model);
+  Graph g = load_model(model, parse_shape(shape), bo);
+  int before = (int)g.nodes.size();
+  CompileOptions opt;
+  opt.target = target;
+  opt.jobs = jobs;
+  opt.log = [&](const std::string &s) { log("  " + s); };
+  log("qnnc: compiling " + std::to_string(before) + " nodes for target '" + target + "' (" + host_features_line() + ")");
+  CompileSummary s = compile_to_dir(g, opt, out);
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "qnnc: wrote %s: %d steps, %d distinct kernels (%d from cache), weights %.1f MB, %.1f s",
+                out.c_str(), s.steps, s.kernels, s.cached, s.weight_bytes / 1e6, s.seconds);
+  std::printf("%s\n", buf);
+  return 0;
+}
+
+int cmd_run(const std::string &dir, const std::string &input, const std::string &output, uint64_t seed, int threads) {
+  Module m = Module::load(dir);
+  m.set_threads(threads);
+  auto in = load_inputs(m, input, seed);
+  auto out = m.run(in);
+  for (size_t i = 0; i < out.size(); i++) {
+    const Tensor &t = out[i];
+    std::printf("output %zu: shape %s", i, shape_string(t.shape).c_str());
+    if (!t.data.empty()) {
+      auto mx = std::max_element(t.data.begin(), t.data.end());
+      double sum = 0;
+      for (float v : t.data) sum += v;
+      std::printf("  mean %.6g  argmax %ld (%.6g)", sum / t.data.size(), (long)(mx - t.data.begin()), *mx);
+    }
+    std::printf("\n");
+  }
+  if (!output.empty()) {
+    if (out.size() != 1) throw Error("--output takes one .npy, the model has " + std::to_string(out.size()) + " outputs");
+    write_npy(output, out[0]);
+    std::printf("wrote %s\n", output.c_str());
+  }
+  return 0;
+}
+
+int cmd_bench(const std::string &dir, int repeat, int warmup, int threads, const std::string &json, uint64_t seed) {
+  Module m = Module::load(dir);
+  m.set_threads(threads);
+  auto in = load_inputs(m, "", seed);
+  if (repeat < 1) throw Error("--repeat must be at least 1");
+  Timing t = time_runs(m, in, warmup, repeat);
+  std::printf("%s on %d thread(s), %d runs after %d warm-up: median %.3f ms  min %.3f  max %.3f  stddev %.3f\n",
+              dir.c_str(), m.threads(), repeat, warmup, t.median, t.min, t.max, t.stddev);
+  if (!json.empty()) {
+    nlohmann::json j{{"module", dir}, {"model", m.manifest().value("model", "")}, {"threads", m.threads()},
+                     {"repeat", repeat}, {"warmup", warmup}, {"median_ms", t.median}, {"min_ms", t.min},
+                     {"max_ms", t.max}, {"mean_ms", t.mean}, {"std_ms", t.stddev}};
+    std::ofstream f(json);
+    f << j.dump(2) << "\n";
+    if (!f) throw Error("cannot write '" + json + "'");
+  }
+  return 0;
+}
+
+int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std::string &layer) {
+  std::string mtext = slurp(dir + "/graph.json");
+  nlohmann::json m = nlohmann::json::parse(mtext);
+  if (ir) {
+    std::printf("%s", slurp(dir + "/graph.txt").c_str());
+    return 0;
+  }
+  const auto &steps = m.at("steps");
+  if (!stmt && !asm_) {
+    std::printf("module %s: model %s, target %s (%s)\n", dir.c_str(), m.value("model", "").c_str(),
+                m.value("target", "").c_str(), m.value("halide_target", "").c_str());
+    std::printf("%-4s %-34s %-42s %s\n", "step", "name", "kernel", "function");
+    for (size_t i = 0; i < steps.size(); i++)
+      std::printf("%-4zu %-34s %-42s %s\n", i, steps[i]["name"].get<std::string>().c_str(),
+                  steps[i].value("describe", "(view: no kernel)").c_str(), steps[i].value("fn", "").c_str());
+    return 0;
+  }
+  if (layer.empty()) throw Error("--stmt and --asm need --layer NAME (see `qnnc inspect " + dir + "` for names)");
+  for (const auto &s : steps) {
+    if (s["name"] != layer && s.value("fn", "") != layer) continue;
+    if (s.value("alias", false)) throw Error("step '" + layer + "' is a view and has no kernel");
+    KernelSpec spec = KernelSpec::from_json(s["spec"]);
+    Halide::Target t(m["halide_target"].get<std::string>());
+    HalideKernel k = build_kernel(spec, t);
+    std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/qnnc-inspect-" +
+                      std::to_string(::getpid());
+    std::string fn = s["fn"];
+    if (stmt) {
+      k.pipeline.compile_to_lowered_stmt(tmp, k.args, Halide::StmtOutputFormat::Text, t.with_feature(Halide::Target::NoRuntime));
+    } else {
+      k.pipeline.compile_to_assembly(tmp, k.args, fn, t.with_feature(Halide::Target::NoRuntime));
+    }
+    std::printf("// %s: %s\n%s", layer.c_str(), spec.describe().c_str(), slurp(tmp).c_str());
+    std::remove(tmp.c_str());
+    return 0;
+  }
+  throw Error("no step named '" + layer + "' in " + dir);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"qnnc: a quantizing neural-network compiler. Compiles ONNX models or built-in ResNets\n"
+               "into modules of Halide-generated kernels, runs and benchmarks them, and shows the code."};
+  app.require_subcommand(1);
+
+  std::string model, out, target = "host", shape, input, output, json, layer;
+  uint64_t seed = 0;
+  int threads = 0, repeat = 20, warmup = 3, jobs = 0;
+  bool quiet = false, ir = false, stmt = false, asm_ = false;
+
+  auto *c = app.add_subcommand("compile", "Compile MODEL (a .onnx file or builtin:resnet18|resnet34|resnet50) into a module directory");
+  c->add_option("model", model, "ONNX file or builtin:NAME")->required();
+  c->add_option("-o,--output", out, "module directory to write")->required();
+  c->add_option("--target", target, "target: host")->capture_default_str();
+  c->add_option("--input-shape", shape, "input shape N,C,H,W (default: the model's, 1,3,224,224 for built-ins)");
+  c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
+  c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");
+  c->add_flag("-q,--quiet", quiet, "no progress output");
+
+  auto *r = app.add_subcommand("run", "Run a compiled module on an input (.npy/.npz; default: seeded random)");
+  r->add_option("module", out, "module directory")->required();
+  r->add_option("-i,--input", input, "float32 input .npy (NCHW) or .npz");
+  r->add_option("-o,--output", output, "write the output as .npy");
+  r->add_option("--seed", seed, "seed of the random input when no --input is given")->capture_default_str();
+  r->add_option("-t,--threads", threads, "threads (default: all cores)");
+
+  auto *b = app.add_subcommand("bench", "Time a compiled module: warm-up, then median/min/max/stddev over --repeat runs");
+  b->add_option("module", out, "module directory")->required();
+  b->add_option("-n,--repeat", repeat, "timed runs")->capture_default_str();
+  b->add_option("-w,--warmup", warmup, "untimed runs first")->capture_default_str();
+  b->add_option("-t,--threads", threads, "threads (default: all cores)");
+  b->add_option("--json", json, "also write the timings as JSON");
+  b->add_option("--seed", seed, "seed of the random input")->capture_default_str();
+
+  auto *in = app.add_subcommand("inspect", "Show a module: its steps, the graph after passes (--ir), a kernel's lowered loop nest (--stmt) or assembly (--asm)");
+  in->add_option("module", out, "module directory")->required();
+  in->add_flag("--ir", ir, "graph after passes, with types and layouts");
+  in->add_flag("--stmt", stmt, "Halide's lowered loop nest of --layer");
+  in->add_flag("--asm", asm_, "assembly of --layer");
+  in->add_option("--layer", layer, "step name (see the step list)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &e) {
+    return app.exit(e);
+  }
+  try {
+    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet);
+    if (*r) return cmd_run(out, input, output, seed, threads);
+    if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed);
+    if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,105 @@
+#include "codegen/compile.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "codegen/kernel_cache.h"
+#include "codegen/lower_graph.h"
+
+namespace fs = std::filesystem;
+
+namespace qnnc {
+
+namespace {
+
+std::string quote(const std::string &s) { return "'" + s + "'"; }
+
+void link_shared(const TargetInfo &t, const std::vector<std::string> &objects, const std::string &out) {
+  std::string cmd = t.cxx + " -shared -o " + quote(out);
+  for (const auto &o : objects) cmd += " " + quote(o);
+  cmd += " -lpthread -ldl -lm 2>&1";
+  int rc = std::system(cmd.c_str());
+  if (rc != 0) throw Error("linking kernels failed (" + cmd + ")");
+}
+
+}  // namespace
+
+CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::string &dir) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto log = [&](const std::string &s) {
+    if (opt.log) opt.log(s);
+  };
+  TargetInfo target = resolve_target(opt.target);
+  run_passes(g, opt.passes);
+  LoweredModule lm = lower_graph(g);
+
+  // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).
+  std::vector<std::string> fns;
+  std::map<std::string, size_t> index;
+  std::vector<KernelSpec> specs;
+  for (auto &st : lm.steps) {
+    if (st.alias) continue;
+    st.fn = kernel_function_name(st.spec, target);
+    if (!index.count(st.fn)) {
+      index[st.fn] = specs.size();
+      specs.push_back(st.spec);
+    }
+  }
+  std::vector<CompiledKernel> compiled(specs.size());
+  std::atomic<size_t> next{0}, done{0};
+  std::mutex mu;
+  std::string first_error;
+  int jobs = opt.jobs > 0 ? opt.jobs : (int)std::max(1u, std::thread::hardware_concurrency());
+  auto worker = [&]() {
+    for (size_t i; (i = next++) < specs.size();) {
+      try {
+        compiled[i] = compile_kernel(specs[i], target);
+        std::lock_guard<std::mutex> lk(mu);
+        size_t d = ++done;
+        log("[" + std::to_string(d) + "/" + std::to_string(specs.size()) + "] " + specs[i].describe() +
+            (compiled[i].from_cache ? "  (cached)" : ""));
+      } catch (const std::exception &e) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (first_error.empty()) first_error = specs[i].describe() + ": " + e.what();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int j = 0; j < std::min<int>(jobs, (int)specs.size()); j++) pool.emplace_back(worker);
+  for (auto &th : pool) th.join();
+  if (!first_error.empty()) throw Error("kernel generation failed: " + first_error);
+
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("cannot create output directory '" + dir + "': " + ec.message());
+  std::vector<std::string> objects;
+  for (const auto &c : compiled) objects.push_back(c.object);
+  objects.push_back(runtime_object(target));
+  link_shared(target, objects, dir + "/kernels.so");
+
+  CompileSummary sum;
+  sum.dir = dir;
+  sum.weight_bytes = write_module_files(lm, g, target, dir);
+  sum.steps = (int)lm.steps.size();
+  sum.kernels = (int)specs.size();
+  for (const auto &c : compiled) sum.cached += c.from_cache ? 1 : 0;
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return sum;
+}
+
+Module compile(const Graph &g, const CompileOptions &opt) {
+  std::string tmpl = (fs::temp_directory_path() / "qnnc-module-XXXXXX").string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back(0);
+  if (!mkdtemp(buf.data())) throw Error("cannot create a temporary module directory");
+  std::string dir(buf.data());
+  compile_to_dir(g, opt, dir);
+  return Module::load(dir);
+}
+
+}  // namespace qnnc

@@ -1,0 +1,28 @@
+// On-disk cache of compiled kernel objects keyed by (kernel signature, target). Re-compiling a
+// model, or another model that shares layer shapes, reuses the objects.
+#pragma once
+#include <string>
+
+#include "codegen/target.h"
+#include "kernels/kernel_spec.h"
+
+namespace qnnc {
+
+struct CompiledKernel {
+  std::string fn;       // exported function name; call as fn_argv(void **args)
+  std::string object;   // path of the object file
+  bool from_cache = false;
+};
+
+// $QNNC_CACHE_DIR, else $XDG_CACHE_HOME/qnnc, else ~/.cache/qnnc (created on demand).
+std::string cache_dir();
+
+// Function name that spec gets on target: stable across runs.
+std::string kernel_function_name(const KernelSpec &spec, const TargetInfo &target);
+
+CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target);
+
+// The Halide runtime (thread pool, allocator) for target, compiled once and cached.
+std::string runtime_object(const TargetInfo &target);
+
+}  // namespace qnnc

@@ -1,0 +1,210 @@
+#include "codegen/lower_graph.h"
+
+#include <array>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/halide_kernel.h"
+
+namespace qnnc {
+
+namespace {
+
+std::vector<std::array<int64_t, 3>> packed(const std::vector<int64_t> &extents) {
+  std::vector<std::array<int64_t, 3>> d;
+  int64_t stride = 1;
+  for (auto e : extents) {
+    d.push_back({0, e, stride});
+    stride *= e;
+  }
+  return d;
+}
+
+struct Lowering {
+  const Graph &g;
+  LoweredModule lm;
+  std::map<int, int> id;  // graph value -> plan value
+
+  int value(int v) {
+    auto it = id.find(v);
+    if (it != id.end()) return it->second;
+    const Value &gv = g.values[v];
+    PlanValue pv;
+    pv.name = gv.name;
+    pv.shape = gv.type.shape;
+    pv.layout = layout_name(gv.type.layout);
+    pv.kind = gv.is_const() ? "const" : "act";
+    if (gv.is_const()) pv.data = *gv.data;
+    lm.values.push_back(std::move(pv));
+    return id[v] = (int)lm.values.size() - 1;
+  }
+  int new_const(const std::string &name, std::vector<int64_t> shape, std::vector<float> data) {
+    PlanValue pv;
+    pv.name = name;
+    pv.kind = "const";
+    pv.shape = std::move(shape);
+    pv.layout = "kernel";
+    pv.data = std::move(data);
+    lm.values.push_back(std::move(pv));
+    return (int)lm.values.size() - 1;
+  }
+  // Halide view of an activation according to its layout.
+  std::vector<std::array<int64_t, 3>> view(int v) {
+    const auto &t = g.values[v].type;
+    if (t.shape.size() == 4)
+      return packed(t.layout == Layout::NHWC ? nhwc_dims(t.shape) : nchw_dims(t.shape));
+    std::vector<int64_t> rev(t.shape.rbegin(), t.shape.rend());
+    return packed(rev);
+  }
+  PlanArg act(int v) { return {value(v), view(v)}; }
+  PlanArg flat(int v) { return {value(v), packed({g.values[v].type.numel()})}; }
+
+  void lower_node(const Node &n) {
+    PlanStep st;
+    st.name = n.name;
+    st.op = n.op;
+    KernelSpec &s = st.spec;
+    s.kind = n.op;
+    const auto &x = g.values[n.inputs[0]].type;
+    const auto &y = g.values[n.outputs[0]].type;
+    s.in_shape = x.shape;
+    s.out_shape = y.shape;
+    s.relu = n.i("relu", 0) != 0;
+    int out = n.outputs[0];
+    if (n.op == "conv2d") {
+      const Value &w = g.values[n.inputs[1]];
+      if (!w.is_const()) throw Error("node '" + n.name + "': convolution weights must be constant");
+      int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+      s.kernel = {KH, KW};
+      s.stride = n.ints("strides", {1, 1});
+      s.pads = n.ints("pads", {0, 0, 0, 0});
+      s.dilation = n.ints("dilations", {1, 1});
+      s.residual = n.inputs.size() > 3;
+      // OIHW -> (co, ci, kx, ky) with co innermost.
+      std::vector<float> hwio(w.data->size());
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < C; c++)
+          for (int64_t ky = 0; ky < KH; ky++)
+            for (int64_t kx = 0; kx < KW; kx++)
+              hwio[((ky * KW + kx) * C + c) * M + m] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
+      int wv = new_const(w.name + ".hwio", {KH, KW, C, M}, std::move(hwio));
+      st.args = {act(n.inputs[0]), {wv, packed({M, C, KW, KH})}, {value(n.inputs[2]), packed({M})}};
+      if (s.residual) st.args.push_back(act(n.inputs[3]));
+      st.args.push_back(act(out));
+    } else if (n.op == "dense") {
+      const Value &w = g.values[n.inputs[1]];
+      if (!w.is_const()) throw Error("node '" + n.name + "': dense weights must be constant");
+      int64_t M = w.type.shape[0], K = w.type.shape[1];
+      std::vector<float> km(w.data->size());
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++) km[k * M + m] = (*w.data)[m * K + k];
+      int wv = new_const(w.name + ".km", {K, M}, std::move(km));
+      st.args = {act(n.inputs[0]), {wv, packed({M, K})}, {value(n.inputs[2]), packed({M})}, act(out)};
+    } else if (n.op == "maxpool") {
+      s.kernel = n.ints("kernel_shape");
+      s.stride = n.ints("strides", {1, 1});
+      s.pads = n.ints("pads", {0, 0, 0, 0});
+      st.args = {act(n.inputs[0]), act(out)};
+    } else if (n.op == "global_avgpool" || n.op == "layout") {
+      s.to_nhwc = n.i("to_nhwc", 1) != 0;
+      st.args = {act(n.inputs[0]), act(out)};
+    } else if (n.op == "add") {
+      st.args = {flat(n.inputs[0]), flat(n.inputs[1]), flat(out)};
+    } else if (n.op == "relu") {
+      st.args = {flat(n.inputs[0]), flat(out)};
+    } else if (n.op == "scale_shift") {
+      int64_t C = x.shape[1];
+      st.args = {act(n.inputs[0]), {value(n.inputs[1]), packed({C})}, {value(n.inputs[2]), packed({C})}, act(out)};
+    } else if (n.op == "flatten") {
+      st.alias = true;
+      int src = value(n.inputs[0]);
+      int dst = value(out);
+      lm.values[dst].alias_of = src;
+    } else {
+      throw Error("node '" + n.name + "': no code generator for op '" + n.op + "'");
+    }
+    for (int v : n.inputs)
+      if (!g.values[v].is_const()) st.reads.push_back(value(v));
+    st.writes.push_back(value(out));
+    lm.steps.push_back(std::move(st));
+  }
+};
+
+}  // namespace
+
+LoweredModule lower_graph(const Graph &g) {
+  Lowering L{g, {}, {}};
+  for (int v : g.inputs) {
+    int p = L.value(v);
+    L.lm.values[p].kind = "input";
+    L.lm.inputs.push_back(p);
+  }
+  for (const auto &n : g.nodes) L.lower_node(n);
+  for (int v : g.outputs) L.lm.outputs.push_back(L.value(v));
+  return L.lm;
+}
+
+int64_t write_module_files(const LoweredModule &lm, const Graph &g, const TargetInfo &t, const std::string &dir) {
+  nlohmann::json m;
+  m["format"] = "qnnc-module-1";
+  m["model"] = g.name;
+  m["target"] = t.name;
+  m["halide_target"] = t.halide.to_string();
+  m["target_is_host"] = t.is_host;
+  std::ofstream wf(dir + "/weights.bin", std::ios::binary);
+  if (!wf) throw Error("cannot write '" + dir + "/weights.bin'");
+  int64_t off = 0;
+  nlohmann::json vals = nlohmann::json::array();
+  for (const auto &v : lm.values) {
+    nlohmann::json jv;
+    jv["name"] = v.name;
+    jv["kind"] = v.kind;
+    jv["shape"] = v.shape;
+    jv["layout"] = v.layout;
+    int64_t n = 1;
+    for (auto d : v.shape) n *= d;
+    jv["bytes"] = n * 4;
+    if (v.alias_of >= 0) jv["alias_of"] = v.alias_of;
+    if (v.kind == "const") {
+      int64_t aligned = (off + 63) / 64 * 64;
+      static const char zeros[64] = {};
+      wf.write(zeros, aligned - off);
+      jv["offset"] = aligned;
+      wf.write((const char *)v.data.data(), (std::streamsize)(v.data.size() * 4));
+      off = aligned + (int64_t)v.data.size() * 4;
+    }
+    vals.push_back(jv);
+  }
+  m["weights_bytes"] = off;
+  m["values"] = vals;
+  m["inputs"] = lm.inputs;
+  m["outputs"] = lm.outputs;
+  nlohmann::json steps = nlohmann::json::array();
+  for (const auto &s : lm.steps) {
+    nlohmann::json js;
+    js["name"] = s.name;
+    js["op"] = s.op;
+    js["alias"] = s.alias;
+    js["reads"] = s.reads;
+    js["writes"] = s.writes;
+    if (!s.alias) {
+      js["fn"] = s.fn;
+      js["spec"] = s.spec.to_json();
+      js["describe"] = s.spec.describe();
+    }
+    nlohmann::json args = nlohmann::json::array();
+    for (const auto &a : s.args) args.push_back({{"value", a.value}, {"dims", a.dims}});
+    js["args"] = args;
+    steps.push_back(js);
+  }
+  m["steps"] = steps;
+  std::ofstream jf(dir + "/graph.json");
+  jf << m.dump(1);
+  std::ofstream tf(dir + "/graph.txt");
+  tf << print_graph(g);
+  if (!wf || !jf || !tf) throw Error("writing module files into '" + dir + "' failed");
+  return off;
+}
+
+}  // namespace qnnc

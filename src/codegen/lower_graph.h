@@ -1,0 +1,50 @@
+// Lowers a fused, laid-out graph to an execution plan: one step per node, each naming its
+// kernel spec and the exact buffer views (Halide dims) of its arguments; constants are
+// rearranged into the layout their kernel reads.
+#pragma once
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "codegen/target.h"
+#include "ir/graph.h"
+#include "kernels/kernel_spec.h"
+
+namespace qnnc {
+
+struct PlanValue {
+  std::string name;
+  std::string kind;               // input, act, const
+  std::vector<int64_t> shape;     // logical shape
+  std::string layout;             // NCHW, NHWC, plain
+  std::vector<float> data;        // const only (kernel layout)
+  int alias_of = -1;
+};
+
+struct PlanArg {
+  int value;
+  std::vector<std::array<int64_t, 3>> dims;  // {min, extent, stride}, innermost first
+};
+
+struct PlanStep {
+  std::string name, op;
+  bool alias = false;             // output is a view of the input (flatten); no kernel
+  KernelSpec spec;
+  std::string fn;                 // filled by the driver
+  std::vector<PlanArg> args;      // kernel argument order, output last
+  std::vector<int> reads, writes;
+};
+
+struct LoweredModule {
+  std::vector<PlanValue> values;
+  std::vector<PlanStep> steps;
+  std::vector<int> inputs, outputs;
+};
+
+LoweredModule lower_graph(const Graph &g);
+
+// Writes weights.bin, graph.json and graph.txt; returns the weight bytes.
+int64_t write_module_files(const LoweredModule &lm, const Graph &g, const TargetInfo &t, const std::string &dir);
+
+}  // namespace qnnc

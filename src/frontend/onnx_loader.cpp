@@ -1,0 +1,892 @@
+// ONNX importer. Lowers the default-domain ONNX operators that qnnc compiles into canonical qnnc
+// nodes: window attributes are made explicit (auto_pad is resolved into pads), Gemm and MatMul
+// are normalised to Y = X * W^T + B with a constant [out, in] weight, Identity and Dropout are
+// removed by aliasing, and int64 shape tensors are folded into Reshape's "shape" attribute.
+// Constants are added to the graph lazily, when a node first reads them, so unused or
+// shape-only tensors never become graph values. Every size and index read from the file is
+// checked, so a malformed model produces a qnnc::Error rather than a crash.
+#include "frontend/onnx_loader.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "ir/shape_infer.h"
+#include "onnx/onnx.pb.h"
+
+namespace qnnc {
+namespace {
+
+constexpr int64_t kMinOpset = 7, kMaxOpset = 21;
+
+std::string quote(const std::string &s) { return "'" + s + "'"; }
+
+std::string shape_str(const std::vector<int64_t> &s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); i++) os << (i ? "," : "") << s[i];
+  return os.str() + "]";
+}
+
+// Name of an ONNX element type, e.g. "FLOAT" or "INT64".
+std::string onnx_dtype_name(int32_t t) {
+  if (onnx::TensorProto_DataType_IsValid(t)) {
+    const std::string &n = onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(t));
+    if (!n.empty()) return n;
+  }
+  return "data type " + std::to_string(t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor decoding
+
+// Number of elements of a tensor with the given dims; rejects negative dims and overflow.
+int64_t element_count(const std::vector<int64_t> &dims, const std::string &name) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0) throw Error("tensor '" + name + "' has a negative dimension in " + shape_str(dims));
+    if (d != 0 && n > INT64_MAX / d) throw Error("tensor '" + name + "' of shape " + shape_str(dims) + " is too large");
+    n *= d;
+  }
+  return n;
+}
+
+// Pointer to the little-endian raw_data of a tensor holding `n` elements of `elem_bytes` each,
+// or nullptr when the tensor stores its values in the typed repeated field instead.
+const unsigned char *raw_elements(const onnx::TensorProto &t, const std::string &name, int64_t n,
+                                  size_t elem_bytes, const std::vector<int64_t> &dims) {
+  if (t.data_location() == onnx::TensorProto::EXTERNAL)
+    throw Error("tensor '" + name + "' keeps its data in an external file; qnnc needs the weights "
+                "stored inside the model file");
+  if (!t.has_raw_data()) return nullptr;
+  const std::string &raw = t.raw_data();
+  if (raw.size() % elem_bytes != 0 || static_cast<uint64_t>(raw.size() / elem_bytes) != static_cast<uint64_t>(n))
+    throw Error("tensor '" + name + "' has " + std::to_string(raw.size()) + " bytes of data, but its shape " +
+                shape_str(dims) + " needs " + std::to_string(n) + " elements of " + std::to_string(elem_bytes) +
+                " bytes");
+  return reinterpret_cast<const unsigned char *>(raw.data());
+}
+
+void check_value_count(int64_t have, int64_t want, const std::string &name, const std::vector<int64_t> &dims) {
+  if (have != want)
+    throw Error("tensor '" + name + "' has " + std::to_string(have) + " values, but its shape " + shape_str(dims) +
+                " needs " + std::to_string(want));
+}
+
+// Contents of a FLOAT tensor; its dims are stored in *dims.
+std::vector<float> decode_floats(const onnx::TensorProto &t, const std::string &name, std::vector<int64_t> *dims) {
+  dims->assign(t.dims().begin(), t.dims().end());
+  int64_t n = element_count(*dims, name);
+  if (const unsigned char *p = raw_elements(t, name, n, 4, *dims)) {
+    std::vector<float> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++, p += 4) {
+      uint32_t bits = uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+      std::memcpy(&out[i], &bits, 4);
+    }
+    return out;
+  }
+  check_value_count(t.float_data_size(), n, name, *dims);
+  return std::vector<float>(t.float_data().begin(), t.float_data().end());
+}
+
+// Contents of an INT64 tensor; its dims are stored in *dims.
+std::vector<int64_t> decode_int64s(const onnx::TensorProto &t, const std::string &name, std::vector<int64_t> *dims) {
+  dims->assign(t.dims().begin(), t.dims().end());
+  int64_t n = element_count(*dims, name);
+  if (const unsigned char *p = raw_elements(t, name, n, 8, *dims)) {
+    std::vector<int64_t> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++, p += 8) {
+      uint64_t bits = 0;
+      for (int b = 7; b >= 0; b--) bits = bits << 8 | p[b];
+      std::memcpy(&out[i], &bits, 8);
+    }
+    return out;
+  }
+  check_value_count(t.int64_data_size(), n, name, *dims);
+  return std::vector<int64_t>(t.int64_data().begin(), t.int64_data().end());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node access
+
+// One ONNX node being lowered, with checked access to its inputs, outputs and attributes.
+class NodeRef {
+ public:
+  NodeRef(const onnx::NodeProto &p, int index)
+      : p_(p), name_(p.name().empty() ? p.op_type() + "_" + std::to_string(index) : p.name()) {}
+
+  const std::string &op() const { return p_.op_type(); }
+  const std::string &name() const { return name_; }
+  const std::string &domain() const { return p_.domain(); }
+
+  [[noreturn]] void fail(const std::string &msg) const {
+    throw Error("node '" + name_ + "' (" + op() + "): " + msg);
+  }
+
+  // The k-th input or output name; empty when absent (ONNX writes "" for an omitted optional).
+  const std::string &input(int k) const { return k < p_.input_size() ? p_.input(k) : empty(); }
+  const std::string &output(int k) const { return k < p_.output_size() ? p_.output(k) : empty(); }
+  int num_outputs() const { return p_.output_size(); }
+
+  // Requires inputs [0, required) to be present and none at or beyond `max`.
+  void expect_inputs(int required, int max) const {
+    for (int k = 0; k < required; k++)
+      if (input(k).empty()) fail("required input " + std::to_string(k) + " is missing");
+    for (int k = max; k < p_.input_size(); k++)
+      if (!p_.input(k).empty())
+        fail("takes at most " + std::to_string(max) + " inputs, got " + std::to_string(p_.input_size()));
+  }
+
+  const onnx::AttributeProto *attr(const std::string &key) const {
+    for (const auto &a : p_.attribute())
+      if (a.name() == key) return &a;
+    return nullptr;
+  }
+
+  int64_t get_i(const std::string &key, int64_t dflt) const {
+    const auto *a = typed_attr(key, onnx::AttributeProto::INT, "an int");
+    return a ? a->i() : dflt;
+  }
+  float get_f(const std::string &key, float dflt) const {
+    const auto *a = typed_attr(key, onnx::AttributeProto::FLOAT, "a float");
+    return a ? a->f() : dflt;
+  }
+  std::string get_s(const std::string &key, const std::string &dflt) const {
+    const auto *a = typed_attr(key, onnx::AttributeProto::STRING, "a string");
+    return a ? a->s() : dflt;
+  }
+  std::vector<int64_t> get_ints(const std::string &key, std::vector<int64_t> dflt = {}) const {
+    const auto *a = typed_attr(key, onnx::AttributeProto::INTS, "a list of ints");
+    return a ? std::vector<int64_t>(a->ints().begin(), a->ints().end()) : dflt;
+  }
+  std::vector<float> get_floats(const std::string &key) const {
+    const auto *a = typed_attr(key, onnx::AttributeProto::FLOATS, "a list of floats");
+    return a ? std::vector<float>(a->floats().begin(), a->floats().end()) : std::vector<float>();
+  }
+  const onnx::TensorProto *get_t(const std::string &key) const {
+    const auto *a = typed_attr(key, onnx::AttributeProto::TENSOR, "a tensor");
+    return a ? &a->t() : nullptr;
+  }
+
+ private:
+  static const std::string &empty() {
+    static const std::string e;
+    return e;
+  }
+
+  // The attribute `key` when present, checked to have type `want`. Very old exporters leave the
+  // type field UNDEFINED; such attributes are accepted when the matching field is filled in.
+  const onnx::AttributeProto *typed_attr(const std::string &key, onnx::AttributeProto::AttributeType want,
+                                         const char *what) const {
+    const auto *a = attr(key);
+    if (!a || a->type() == want) return a;
+    if (a->type() == onnx::AttributeProto::UNDEFINED) {
+      bool filled = (want == onnx::AttributeProto::INT && a->has_i()) ||
+                    (want == onnx::AttributeProto::FLOAT && a->has_f()) ||
+                    (want == onnx::AttributeProto::STRING && a->has_s()) ||
+                    (want == onnx::AttributeProto::TENSOR && a->has_t()) ||
+                    (want == onnx::AttributeProto::INTS && a->ints_size() > 0) ||
+                    (want == onnx::AttributeProto::FLOATS && a->floats_size() > 0);
+      if (filled) return a;
+    }
+    fail("attribute '" + key + "' must be " + what);
+  }
+
+  const onnx::NodeProto &p_;
+  std::string name_;
+};
+
+// Resolved sliding-window attributes of a Conv or pooling node.
+struct Window {
+  std::vector<int64_t> strides, pads, dilations;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Importer
+
+class Importer {
+ public:
+  Importer(const onnx::GraphProto &gp, const std::string &what, const std::vector<int64_t> &input_shape)
+      : gp_(gp), what_(what), input_shape_(input_shape) {}
+
+  Graph run();
+
+ private:
+  using Lowering = void (Importer::*)(const NodeRef &);
+  static const std::map<std::string, Lowering> &lowerings();
+  static std::string supported_ops();
+
+  [[noreturn]] void fail_at(const NodeRef *n, const std::string &msg) const {
+    if (n) n->fail(msg);
+    throw Error(quote(what_) + ": " + msg);
+  }
+
+  void collect_names();
+  void add_initializers();
+  void add_input();
+  std::vector<int64_t> input_dims(const onnx::ValueInfoProto &vi) const;
+  void add_outputs();
+  void lower(const NodeRef &n);
+
+  // Value table.
+  std::string unique_name(const std::string &base);
+  void claim(const NodeRef &n, const std::string &name) const;
+  int value(const NodeRef *n, const std::string &name);
+  int value(const NodeRef &n, const std::string &name) { return value(&n, name); }
+  std::vector<float> const_floats(const NodeRef &n, const std::string &name, std::vector<int64_t> *dims,
+                                  const char *role);
+  Node make_node(const NodeRef &n, const std::string &op) const;
+  int emit(const NodeRef &n, Node node);
+  void mark_extra_outputs(const NodeRef &n);
+  const std::vector<int64_t> &shape_of(int v);
+  void infer();
+
+  // Shared pieces of the lowerings.
+  Window window(const NodeRef &n, int x, const std::vector<int64_t> &kernel, bool allow_dilation);
+  int dense_weight(const NodeRef &n, const std::string &name, bool transpose, float scale);
+  int dense_bias(const NodeRef &n, const std::string &name, int64_t out, float beta);
+  bool fold_bias_add(const NodeRef &n);
+
+  // One lowering per supported ONNX operator.
+  void lower_conv(const NodeRef &n);
+  void lower_batchnorm(const NodeRef &n);
+  void lower_unary(const NodeRef &n);
+  void lower_pool(const NodeRef &n);
+  void lower_flatten(const NodeRef &n);
+  void lower_add(const NodeRef &n);
+  void lower_gemm(const NodeRef &n);
+  void lower_matmul(const NodeRef &n);
+  void lower_reshape(const NodeRef &n);
+  void lower_alias(const NodeRef &n);
+  void lower_constant(const NodeRef &n);
+
+  const onnx::GraphProto &gp_;
+  std::string what_;
+  std::vector<int64_t> input_shape_;
+  Graph g_;
+
+  std::unordered_map<std::string, int> vals_;                          // ONNX name -> graph value
+  std::unordered_map<std::string, const onnx::TensorProto *> tensors_;  // constant tensors by name
+  std::deque<onnx::TensorProto> owned_;                                 // tensors made from Constant nodes
+  std::unordered_map<const onnx::TensorProto *, int> materialized_;    // constant tensors in the graph
+  std::unordered_map<std::string, std::string> unavailable_;           // outputs qnnc does not compute
+  std::unordered_set<std::string> names_;                               // every value name, taken or generated
+  std::unordered_map<std::string, int> uses_;                          // ONNX readers of each name
+  std::unordered_map<int, int> matmul_bias_;  // Gemm output from MatMul -> its (still zero) bias
+  size_t inferred_ = 0;                       // nodes whose output types are known
+};
+
+const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
+  static const std::map<std::string, Lowering> table = {
+      {"Add", &Importer::lower_add},
+      {"AveragePool", &Importer::lower_pool},
+      {"BatchNormalization", &Importer::lower_batchnorm},
+      {"Constant", &Importer::lower_constant},
+      {"Conv", &Importer::lower_conv},
+      {"Dropout", &Importer::lower_alias},
+      {"Flatten", &Importer::lower_flatten},
+      {"Gemm", &Importer::lower_gemm},
+      {"GlobalAveragePool", &Importer::lower_unary},
+      {"Identity", &Importer::lower_alias},
+      {"MatMul", &Importer::lower_matmul},
+      {"MaxPool", &Importer::lower_pool},
+      {"Relu", &Importer::lower_unary},
+      {"Reshape", &Importer::lower_reshape},
+  };
+  return table;
+}
+
+std::string Importer::supported_ops() {
+  std::string s;
+  for (const auto &kv : lowerings()) s += (s.empty() ? "" : ", ") + kv.first;
+  return s;
+}
+
+Graph Importer::run() {
+  g_.name = gp_.name();
+  collect_names();
+  add_initializers();
+  add_input();
+  for (int i = 0; i < gp_.node_size(); i++) lower(NodeRef(gp_.node(i), i));
+  add_outputs();
+  infer();
+  g_.verify();
+  return std::move(g_);
+}
+
+void Importer::collect_names() {
+  for (const auto &t : gp_.initializer()) names_.insert(t.name());
+  for (const auto &vi : gp_.input()) names_.insert(vi.name());
+  for (const auto &node : gp_.node()) {
+    for (const auto &o : node.output()) names_.insert(o);
+    for (const auto &i : node.input())
+      if (!i.empty()) uses_[i]++;
+  }
+  for (const auto &vi : gp_.output()) uses_[vi.name()]++;
+}
+
+void Importer::add_initializers() {
+  if (gp_.sparse_initializer_size() > 0)
+    throw Error(quote(what_) + ": sparse initializers are not supported");
+  for (const auto &t : gp_.initializer()) {
+    if (t.name().empty()) throw Error(quote(what_) + ": an initializer has no name");
+    if (!tensors_.emplace(t.name(), &t).second)
+      throw Error(quote(what_) + ": initializer '" + t.name() + "' is defined twice");
+  }
+}
+
+// The runtime input is the one graph input that is not also an initializer (older exporters
+// list every weight as an input too).
+void Importer::add_input() {
+  std::vector<const onnx::ValueInfoProto *> ins;
+  std::string listed;
+  for (const auto &vi : gp_.input()) {
+    if (tensors_.count(vi.name())) continue;
+    ins.push_back(&vi);
+    listed += (listed.empty() ? "" : ", ") + quote(vi.name());
+  }
+  if (ins.size() != 1)
+    throw Error(quote(what_) + ": qnnc expects exactly one (image) input, the model has " +
+                std::to_string(ins.size()) + (ins.empty() ? "" : " (" + listed + ")"));
+  const onnx::ValueInfoProto &vi = *ins[0];
+  if (vi.name().empty()) throw Error(quote(what_) + ": the model input has no name");
+  if (!vi.type().has_tensor_type())
+    throw Error(quote(what_) + ": input '" + vi.name() + "' is not a tensor");
+  int32_t elem = vi.type().tensor_type().elem_type();
+  if (elem != onnx::TensorProto::FLOAT)
+    throw Error(quote(what_) + ": input '" + vi.name() + "' has element type " + onnx_dtype_name(elem) +
+                "; qnnc only supports FLOAT inputs");
+
+  TensorType t;
+  t.shape = input_dims(vi);
+  if (t.shape.size() == 4) t.layout = Layout::NCHW;
+  int v = g_.add_value(vi.name(), t);
+  vals_[vi.name()] = v;
+  g_.inputs = {v};
+}
+
+// Input shape: the override when given, else the declared one with a symbolic batch set to 1.
+std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const {
+  const auto &tt = vi.type().tensor_type();
+  const std::string who = quote(what_) + ": input '" + vi.name() + "'";
+  if (!input_shape_.empty()) {
+    for (int64_t d : input_shape_)
+      if (d <= 0) throw Error("input shape " + shape_str(input_shape_) + " must have positive dimensions");
+    if (tt.has_shape() && tt.shape().dim_size() != static_cast<int>(input_shape_.size()))
+      throw Error(who + " has rank " + std::to_string(tt.shape().dim_size()) + ", but the input shape " +
+                  shape_str(input_shape_) + " has rank " + std::to_string(input_shape_.size()));
+    return input_shape_;
+  }
+  if (!tt.has_shape()) throw Error(who + " has no declared shape; pass --input-shape");
+  std::vector<int64_t> dims;
+  for (int k = 0; k < tt.shape().dim_size(); k++) {
+    const auto &d = tt.shape().dim(k);
+    if (d.has_dim_value()) {
+      if (d.dim_value() <= 0)
+        throw Error(who + " has invalid dimension " + std::to_string(d.dim_value()) + " at axis " + std::to_string(k));
+      dims.push_back(d.dim_value());
+    } else if (k == 0) {
+      dims.push_back(1);  // symbolic batch: compile for one image
+    } else {
+      std::string sym = d.has_dim_param() ? " ('" + d.dim_param() + "')" : "";
+      throw Error(who + " has a symbolic dimension" + sym + " at axis " + std::to_string(k) +
+                  "; pass --input-shape, e.g. --input-shape 1,3,224,224");
+    }
+  }
+  return dims;
+}
+
+void Importer::add_outputs() {
+  if (gp_.output_size() == 0) throw Error(quote(what_) + ": the graph has no outputs");
+  for (const auto &vi : gp_.output()) {
+    if (!vals_.count(vi.name()) && !tensors_.count(vi.name()) && !unavailable_.count(vi.name()))
+      throw Error(quote(what_) + ": graph output '" + vi.name() + "' is not produced by any node");
+    g_.outputs.push_back(value(nullptr, vi.name()));
+  }
+}
+
+void Importer::lower(const NodeRef &n) {
+  if (!n.domain().empty() && n.domain() != "ai.onnx")
+    throw Error("operator '" + n.op() + "' (node '" + n.name() + "') is from domain '" + n.domain() +
+                "'; qnnc only supports the default ONNX domain");
+  auto it = lowerings().find(n.op());
+  if (it == lowerings().end())
+    throw Error("unsupported operator '" + n.op() + "' (node '" + n.name() + "'); qnnc supports: " + supported_ops());
+  if (n.output(0).empty()) n.fail("has no output");
+  (this->*it->second)(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value table
+
+std::string Importer::unique_name(const std::string &base) {
+  std::string name = base;
+  for (int k = 1; names_.count(name); k++) name = base + "_" + std::to_string(k);
+  names_.insert(name);
+  return name;
+}
+
+// Checks that `name` is not defined yet (ONNX graphs are in SSA form).
+void Importer::claim(const NodeRef &n, const std::string &name) const {
+  if (vals_.count(name) || tensors_.count(name) || unavailable_.count(name))
+    n.fail("output '" + name + "' is already defined elsewhere in the graph");
+}
+
+// The graph value named `name`, adding float constants on first use. `n` is the reading node,
+// or null for a graph output.
+int Importer::value(const NodeRef *n, const std::string &name) {
+  auto v = vals_.find(name);
+  if (v != vals_.end()) return v->second;
+  auto t = tensors_.find(name);
+  if (t != tensors_.end()) {
+    int32_t type = t->second->data_type();
+    if (type == onnx::TensorProto::INT64)
+      fail_at(n, "int64 tensor '" + name + "' can only be used as the shape input of Reshape");
+    if (type != onnx::TensorProto::FLOAT)
+      fail_at(n, "constant '" + name + "' has element type " + onnx_dtype_name(type) +
+                     "; qnnc supports FLOAT weights (and INT64 Reshape shapes) only");
+    auto shared = materialized_.find(t->second);  // another name (alias) of a tensor already added
+    if (shared != materialized_.end()) return vals_[name] = shared->second;
+    std::vector<int64_t> dims;
+    std::vector<float> data = decode_floats(*t->second, name, &dims);
+    int c = g_.add_const(name, std::move(dims), std::move(data));
+    materialized_[t->second] = c;
+    return vals_[name] = c;
+  }
+  auto u = unavailable_.find(name);
+  if (u != unavailable_.end()) fail_at(n, "reads '" + name + "', " + u->second + ", which qnnc does not compute");
+  fail_at(n, "reads unknown value '" + name + "' (not a graph input, initializer or output of an earlier node)");
+}
+
+// Contents of a constant FLOAT operand without adding it to the graph (for operands that are
+// transformed before use).
+std::vector<float> Importer::const_floats(const NodeRef &n, const std::string &name, std::vector<int64_t> *dims,
+                                          const char *role) {
+  auto t = tensors_.find(name);
+  if (t != tensors_.end() && !vals_.count(name)) {
+    if (t->second->data_type() != onnx::TensorProto::FLOAT)
+      n.fail(std::string(role) + " '" + name + "' must be FLOAT, got " + onnx_dtype_name(t->second->data_type()));
+    return decode_floats(*t->second, name, dims);
+  }
+  const Value &v = g_.values[value(n, name)];
+  if (!v.is_const()) n.fail(std::string(role) + " '" + name + "' must be a constant (initializer or Constant)");
+  *dims = v.type.shape;
+  return *v.data;
+}
+
+Node Importer::make_node(const NodeRef &n, const std::string &op) const {
+  Node node;
+  node.name = n.name();
+  node.op = op;
+  return node;
+}
+
+// Appends `node`, computing the ONNX node's first output; returns that output's value.
+int Importer::emit(const NodeRef &n, Node node) {
+  const std::string &out = n.output(0);
+  claim(n, out);
+  int v = g_.add_value(out, TensorType());
+  vals_[out] = v;
+  node.outputs = {v};
+  g_.add_node(std::move(node));
+  mark_extra_outputs(n);
+  return v;
+}
+
+// Optional extra outputs (MaxPool indices, Dropout mask, training statistics) are not computed;
+// remember them so that a reader gets a precise error.
+void Importer::mark_extra_outputs(const NodeRef &n) {
+  for (int k = 1; k < n.num_outputs(); k++) {
+    const std::string &name = n.output(k);
+    if (name.empty()) continue;
+    claim(n, name);
+    unavailable_[name] = "output " + std::to_string(k) + " of node '" + n.name() + "' (" + n.op() + ")";
+  }
+}
+
+// Shape of value `v`, running shape inference over the nodes emitted so far when needed.
+const std::vector<int64_t> &Importer::shape_of(int v) {
+  int producer = g_.values[v].producer;
+  if (producer >= 0 && static_cast<size_t>(producer) >= inferred_) infer();
+  return g_.values[v].type.shape;
+}
+
+void Importer::infer() {
+  try {
+    infer_shapes(g_);
+  } catch (const Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    throw Error(quote(what_) + ": shape inference failed: " + e.what());
+  }
+  inferred_ = g_.nodes.size();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared lowering pieces
+
+// Validates strides/dilations/pads of a window op over input `x` and resolves auto_pad.
+Window Importer::window(const NodeRef &n, int x, const std::vector<int64_t> &kernel, bool allow_dilation) {
+  const size_t r = kernel.size();
+  if (r == 0) n.fail("kernel_shape is empty");
+  for (int64_t k : kernel)
+    if (k <= 0) n.fail("kernel_shape " + shape_str(kernel) + " must be positive");
+  auto positive_list = [&](const std::string &key) {
+    std::vector<int64_t> v = n.get_ints(key, std::vector<int64_t>(r, 1));
+    if (v.size() != r)
+      n.fail(key + " " + shape_str(v) + " must have " + std::to_string(r) + " entries, one per spatial axis");
+    for (int64_t e : v)
+      if (e <= 0) n.fail(key + " " + shape_str(v) + " must be positive");
+    return v;
+  };
+  Window w;
+  w.strides = positive_list("strides");
+  w.dilations = positive_list("dilations");
+  if (!allow_dilation && w.dilations != std::vector<int64_t>(r, 1))
+    n.fail("dilations " + shape_str(w.dilations) + " are not supported (only 1)");
+
+  std::string auto_pad = n.get_s("auto_pad", "NOTSET");
+  if (auto_pad == "NOTSET") {
+    w.pads = n.get_ints("pads", std::vector<int64_t>(2 * r, 0));
+    if (w.pads.size() != 2 * r)
+      n.fail("pads " + shape_str(w.pads) + " must have " + std::to_string(2 * r) + " entries (begins, then ends)");
+    for (int64_t p : w.pads)
+      if (p < 0) n.fail("pads " + shape_str(w.pads) + " must not be negative");
+  } else if (auto_pad == "VALID") {
+    w.pads.assign(2 * r, 0);
+  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    // Pad so that out = ceil(in / stride); SAME_UPPER puts the odd pixel at the end.
+    const std::vector<int64_t> &xs = shape_of(x);
+    if (xs.size() != r + 2) n.fail("input " + shape_str(xs) + " does not fit a " + std::to_string(r) + "-D window");
+    w.pads.assign(2 * r, 0);
+    for (size_t i = 0; i < r; i++) {
+      int64_t in = xs[i + 2], s = w.strides[i];
+      int64_t out = (in + s - 1) / s;
+      int64_t total = std::max<int64_t>(0, (out - 1) * s + w.dilations[i] * (kernel[i] - 1) + 1 - in);
+      int64_t small = total / 2, large = total - small;
+      w.pads[i] = auto_pad == "SAME_UPPER" ? small : large;
+      w.pads[i + r] = total - w.pads[i];
+    }
+  } else {
+    n.fail("unknown auto_pad '" + auto_pad + "'");
+  }
+  return w;
+}
+
+// Constant [out, in] weight of a canonical Gemm from a 2-D constant, transposed and/or scaled
+// when the source is not already in that form (a new constant then; the original is untouched).
+int Importer::dense_weight(const NodeRef &n, const std::string &name, bool transpose, float scale) {
+  if (!transpose && scale == 1.f) {
+    int v = value(n, name);
+    const Value &w = g_.values[v];
+    if (!w.is_const()) n.fail("weight '" + name + "' must be a constant (initializer or Constant)");
+    if (w.type.shape.size() != 2) n.fail("weight '" + name + "' must be 2-D, got " + shape_str(w.type.shape));
+    return v;
+  }
+  std::vector<int64_t> dims;
+  std::vector<float> data = const_floats(n, name, &dims, "weight");
+  if (dims.size() != 2) n.fail("weight '" + name + "' must be 2-D, got " + shape_str(dims));
+  if (transpose) {
+    const int64_t rows = dims[0], cols = dims[1];
+    std::vector<float> t(data.size());
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++) t[j * rows + i] = data[i * cols + j];
+    data.swap(t);
+    dims = {cols, rows};
+  }
+  if (scale != 1.f)
+    for (float &e : data) e *= scale;
+  return g_.add_const(unique_name(name + (transpose ? "_T" : "_scaled")), dims, std::move(data));
+}
+
+// 1-D bias of `out` elements for a canonical Gemm: the constant `name` (a scalar, [out] or
+// [1,out]) scaled by beta, or zeros when absent.
+int Importer::dense_bias(const NodeRef &n, const std::string &name, int64_t out, float beta) {
+  if (name.empty())
+    return g_.add_const(unique_name(n.name() + "_bias"), {out}, std::vector<float>(static_cast<size_t>(out), 0.f));
+  std::vector<int64_t> dims;
+  std::vector<float> data = const_floats(n, name, &dims, "bias");
+  if (beta == 1.f && dims == std::vector<int64_t>{out}) return value(n, name);
+  bool row = static_cast<int64_t>(data.size()) == out && (dims.size() == 1 || (dims.size() == 2 && dims[0] == 1));
+  if (data.size() == 1)
+    data.assign(static_cast<size_t>(out), data[0]);
+  else if (!row)
+    n.fail("bias '" + name + "' of shape " + shape_str(dims) + " does not broadcast to [" + std::to_string(out) +
+           "] (only per-output biases are supported)");
+  for (float &e : data) e *= beta;
+  return g_.add_const(unique_name(name + "_1d"), {out}, std::move(data));
+}
+
+// Add(MatMul(x, W), b) with a constant per-output b: put b into the Gemm that MatMul became
+// instead of emitting an Add. Only when the Add is the MatMul result's sole reader.
+bool Importer::fold_bias_add(const NodeRef &n) {
+  for (int side = 0; side < 2; side++) {
+    const std::string &mm = n.input(side), &bias = n.input(1 - side);
+    auto y = vals_.find(mm);
+    if (y == vals_.end() || g_.values[y->second].name != mm || uses_[mm] != 1) continue;
+    auto folded = matmul_bias_.find(y->second);
+    auto t = tensors_.find(bias);
+    if (folded == matmul_bias_.end() || t == tensors_.end() || t->second->data_type() != onnx::TensorProto::FLOAT)
+      continue;
+    Value &b = g_.values[folded->second];
+    const int64_t out = b.type.shape[0];
+    std::vector<int64_t> dims;
+    std::vector<float> data = decode_floats(*t->second, bias, &dims);
+    if (dims != std::vector<int64_t>{out} && dims != std::vector<int64_t>{1, out}) continue;
+    claim(n, n.output(0));
+    *b.data = std::move(data);
+    int v = y->second;
+    vals_.erase(y);
+    g_.values[v].name = n.output(0);
+    vals_[n.output(0)] = v;
+    matmul_bias_.erase(folded);
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lowerings
+
+void Importer::lower_conv(const NodeRef &n) {
+  n.expect_inputs(2, 3);
+  int x = value(n, n.input(0));
+  int w = value(n, n.input(1));
+  if (!g_.values[w].is_const()) n.fail("weight '" + n.input(1) + "' must be a constant (initializer or Constant)");
+  const std::vector<int64_t> wshape = g_.values[w].type.shape;
+  if (wshape.size() < 3)
+    n.fail("weight '" + n.input(1) + "' has shape " + shape_str(wshape) + "; expected [out, in/group, kH, kW]");
+  std::vector<int64_t> kernel(wshape.begin() + 2, wshape.end());
+  if (n.attr("kernel_shape") && n.get_ints("kernel_shape") != kernel)
+    n.fail("kernel_shape " + shape_str(n.get_ints("kernel_shape")) + " does not match weight shape " + shape_str(wshape));
+  int64_t group = n.get_i("group", 1);
+  if (group < 1) n.fail("group must be positive, got " + std::to_string(group));
+  Window win = window(n, x, kernel, true);
+
+  Node node = make_node(n, "Conv");
+  node.inputs = {x, w};
+  if (!n.input(2).empty()) node.inputs.push_back(value(n, n.input(2)));
+  node.set_ints("kernel_shape", kernel);
+  node.set_ints("strides", win.strides);
+  node.set_ints("pads", win.pads);
+  node.set_ints("dilations", win.dilations);
+  node.set_i("group", group);
+  emit(n, std::move(node));
+}
+
+void Importer::lower_batchnorm(const NodeRef &n) {
+  n.expect_inputs(5, 5);
+  if (n.get_i("training_mode", 0) != 0) n.fail("training_mode=1 is not supported (export the model in eval mode)");
+  if (n.get_i("spatial", 1) != 1) n.fail("spatial=0 (per-activation statistics) is not supported");
+  Node node = make_node(n, "BatchNormalization");
+  for (int k = 0; k < 5; k++) node.inputs.push_back(value(n, n.input(k)));
+  node.set_f("epsilon", n.get_f("epsilon", 1e-5f));
+  emit(n, std::move(node));
+}
+
+// Relu, GlobalAveragePool: one input, no attributes.
+void Importer::lower_unary(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  Node node = make_node(n, n.op());
+  node.inputs = {value(n, n.input(0))};
+  emit(n, std::move(node));
+}
+
+void Importer::lower_pool(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  int x = value(n, n.input(0));
+  if (!n.attr("kernel_shape")) n.fail("attribute 'kernel_shape' is required");
+  std::vector<int64_t> kernel = n.get_ints("kernel_shape");
+  Window win = window(n, x, kernel, false);
+  int64_t ceil_mode = n.get_i("ceil_mode", 0);
+  if (ceil_mode != 0 && ceil_mode != 1) n.fail("ceil_mode must be 0 or 1");
+
+  Node node = make_node(n, n.op());
+  node.inputs = {x};
+  node.set_ints("kernel_shape", kernel);
+  node.set_ints("strides", win.strides);
+  node.set_ints("pads", win.pads);
+  node.set_i("ceil_mode", ceil_mode);
+  if (n.op() == "AveragePool") node.set_i("count_include_pad", n.get_i("count_include_pad", 0) != 0);
+  emit(n, std::move(node));
+}
+
+void Importer::lower_flatten(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  Node node = make_node(n, "Flatten");
+  node.inputs = {value(n, n.input(0))};
+  node.set_i("axis", n.get_i("axis", 1));
+  emit(n, std::move(node));
+}
+
+void Importer::lower_add(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  if (fold_bias_add(n)) return;
+  Node node = make_node(n, "Add");
+  node.inputs = {value(n, n.input(0)), value(n, n.input(1))};
+  emit(n, std::move(node));
+}
+
+// Gemm: Y = alpha * A' * B' + beta * C  ->  Y = X * W^T + B with W = alpha * B' as [out, in].
+void Importer::lower_gemm(const NodeRef &n) {
+  n.expect_inputs(2, 3);
+  if (n.get_i("transA", 0) != 0) n.fail("transA=1 is not supported");
+  const bool trans_b = n.get_i("transB", 0) != 0;
+  int x = value(n, n.input(0));
+  int w = dense_weight(n, n.input(1), !trans_b, n.get_f("alpha", 1.f));
+  int b = dense_bias(n, n.input(2), g_.values[w].type.shape[0], n.get_f("beta", 1.f));
+  Node node = make_node(n, "Gemm");
+  node.inputs = {x, w, b};
+  node.set_i("transB", 1);
+  emit(n, std::move(node));
+}
+
+// MatMul(X, B) with a constant 2-D B [in, out] is a fully-connected layer: Gemm with W = B^T and
+// a zero bias, which a following bias Add may fill in (see fold_bias_add).
+void Importer::lower_matmul(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  int x = value(n, n.input(0));
+  const std::string &bname = n.input(1);
+  auto v = vals_.find(bname);
+  if (!tensors_.count(bname) && v != vals_.end() && !g_.values[v->second].is_const())
+    n.fail("qnnc supports MatMul only with a constant 2-D right operand (a fully-connected layer)");
+  int w = dense_weight(n, bname, true, 1.f);
+  int b = dense_bias(n, "", g_.values[w].type.shape[0], 1.f);
+  Node node = make_node(n, "Gemm");
+  node.inputs = {x, w, b};
+  node.set_i("transB", 1);
+  matmul_bias_[emit(n, std::move(node))] = b;
+}
+
+// Reshape(data, shape) with a constant int64 shape -> Reshape(data) {shape=...}. Zeros (copy the
+// input dimension) are resolved here; -1 is left for shape inference.
+void Importer::lower_reshape(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  int x = value(n, n.input(0));
+  const std::string &sname = n.input(1);
+  auto t = tensors_.find(sname);
+  if (t == tensors_.end()) {
+    value(n, sname);  // reports unknown names
+    n.fail("shape input '" + sname + "' must be a constant int64 tensor (dynamic shapes are not supported)");
+  }
+  if (t->second->data_type() != onnx::TensorProto::INT64)
+    n.fail("shape input '" + sname + "' must be INT64, got " + onnx_dtype_name(t->second->data_type()));
+  std::vector<int64_t> dims;
+  std::vector<int64_t> shape = decode_int64s(*t->second, sname, &dims);
+  if (dims.size() != 1) n.fail("shape input '" + sname + "' must be 1-D, got shape " + shape_str(dims));
+
+  int minus_ones = 0;
+  bool zeros = false;
+  for (int64_t s : shape) {
+    if (s < -1) n.fail("invalid target shape " + shape_str(shape));
+    minus_ones += s == -1;
+    zeros |= s == 0;
+  }
+  if (minus_ones > 1) n.fail("target shape " + shape_str(shape) + " has more than one -1");
+  if (zeros) {
+    if (n.get_i("allowzero", 0) != 0)
+      n.fail("allowzero=1 with a 0 in target shape " + shape_str(shape) + " (empty tensors) is not supported");
+    const std::vector<int64_t> xs = shape_of(x);
+    for (size_t k = 0; k < shape.size(); k++) {
+      if (shape[k] != 0) continue;
+      if (k >= xs.size())
+        n.fail("target shape " + shape_str(shape) + " copies dimension " + std::to_string(k) + " of input " +
+               shape_str(xs) + ", which it does not have");
+      shape[k] = xs[k];
+    }
+  }
+  Node node = make_node(n, "Reshape");
+  node.inputs = {x};
+  node.set_ints("shape", shape);
+  emit(n, std::move(node));
+}
+
+// Identity and (inference) Dropout: the output is another name for the input.
+void Importer::lower_alias(const NodeRef &n) {
+  n.expect_inputs(1, n.op() == "Dropout" ? 3 : 1);
+  const std::string &in = n.input(0), &out = n.output(0);
+  claim(n, out);
+  auto t = tensors_.find(in);
+  if (t != tensors_.end() && !vals_.count(in))
+    tensors_[out] = t->second;  // stays a lazily-added constant (may be a Reshape shape)
+  else
+    vals_[out] = value(n, in);
+  mark_extra_outputs(n);
+}
+
+// Constant: recorded like an initializer under its output name.
+void Importer::lower_constant(const NodeRef &n) {
+  n.expect_inputs(0, 0);
+  const std::string &out = n.output(0);
+  claim(n, out);
+  onnx::TensorProto t;
+  if (const onnx::TensorProto *v = n.get_t("value")) {
+    t = *v;
+  } else if (n.attr("value_float")) {
+    t.set_data_type(onnx::TensorProto::FLOAT);
+    t.add_float_data(n.get_f("value_float", 0.f));
+  } else if (n.attr("value_floats")) {
+    std::vector<float> v = n.get_floats("value_floats");
+    t.set_data_type(onnx::TensorProto::FLOAT);
+    t.add_dims(static_cast<int64_t>(v.size()));
+    for (float e : v) t.add_float_data(e);
+  } else if (n.attr("value_int")) {
+    t.set_data_type(onnx::TensorProto::INT64);
+    t.add_int64_data(n.get_i("value_int", 0));
+  } else if (n.attr("value_ints")) {
+    std::vector<int64_t> v = n.get_ints("value_ints");
+    t.set_data_type(onnx::TensorProto::INT64);
+    t.add_dims(static_cast<int64_t>(v.size()));
+    for (int64_t e : v) t.add_int64_data(e);
+  } else {
+    n.fail("only 'value', 'value_float(s)' and 'value_int(s)' constants are supported");
+  }
+  t.set_name(out);
+  owned_.push_back(std::move(t));
+  tensors_[out] = &owned_.back();
+  mark_extra_outputs(n);
+}
+
+// Requires an opset import for the default domain within the supported range.
+void check_opset(const onnx::ModelProto &m, const std::string &what) {
+  int64_t version = -1;
+  for (const auto &o : m.opset_import())
+    if (o.domain().empty() || o.domain() == "ai.onnx") version = o.version();
+  if (version < 0) throw Error(quote(what) + " does not import the default ONNX operator set");
+  if (version < kMinOpset || version > kMaxOpset)
+    throw Error(quote(what) + " uses ONNX opset " + std::to_string(version) + "; qnnc supports opsets " +
+                std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset));
+}
+
+}  // namespace
+
+Graph load_onnx_bytes(const std::string &bytes, const std::string &what, const std::vector<int64_t> &input_shape) {
+  auto invalid = [&](const std::string &why) { return Error(quote(what) + " is not a valid ONNX model: " + why); };
+  if (bytes.empty()) throw invalid("the file is empty");
+  if (bytes.size() > static_cast<size_t>(INT_MAX)) throw invalid("it is larger than 2 GiB");
+  onnx::ModelProto model;
+  if (!model.ParseFromString(bytes)) throw invalid("protobuf parsing failed (truncated or not an ONNX file)");
+  if (!model.has_graph()) throw invalid("it contains no graph");
+  check_opset(model, what);
+  return Importer(model.graph(), what, input_shape).run();
+}
+
+Graph load_onnx(const std::string &path, const std::vector<int64_t> &input_shape) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("cannot open model file '" + path + "' (it is a directory)");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error("cannot open model file '" + path + "'");
+  std::ostringstream bytes;
+  bytes << f.rdbuf();
+  if (f.bad()) throw Error("cannot read model file '" + path + "'");
+  return load_onnx_bytes(bytes.str(), path, input_shape);
+}
+
+}  // namespace qnnc

@@ -1,0 +1,141 @@
+#include "ir/shape_infer.h"
+
+#include <sstream>
+
+namespace qnnc {
+
+int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pb, int64_t pe, int64_t dil,
+                   bool ceil_mode) {
+  int64_t eff = dil * (k - 1) + 1;
+  int64_t span = in + pb + pe - eff;
+  if (span < 0) return 0;
+  return (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+}
+
+namespace {
+
+[[noreturn]] void fail(const Node &n, const std::string &msg) {
+  throw Error("node '" + n.name + "' (" + n.op + "): " + msg);
+}
+
+std::string shape_str(const std::vector<int64_t> &s) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < s.size(); i++) os << (i ? "," : "") << s[i];
+  return os.str() + "]";
+}
+
+void need_rank(const Node &n, const TensorType &t, size_t r, const char *what) {
+  if (t.shape.size() != r)
+    fail(n, std::string(what) + " must have rank " + std::to_string(r) + ", got " + shape_str(t.shape));
+}
+
+TensorType window_op(const Node &n, const TensorType &x, int64_t out_c, int64_t kh, int64_t kw) {
+  auto s = n.ints("strides", {1, 1});
+  auto p = n.ints("pads", {0, 0, 0, 0});
+  auto d = n.ints("dilations", {1, 1});
+  if (s.size() != 2 || p.size() != 4 || d.size() != 2) fail(n, "only 2-D windows are supported");
+  bool ceil_mode = n.i("ceil_mode", 0) != 0;
+  int64_t oh = window_out(x.shape[2], kh, s[0], p[0], p[2], d[0], ceil_mode);
+  int64_t ow = window_out(x.shape[3], kw, s[1], p[1], p[3], d[1], ceil_mode);
+  if (oh <= 0 || ow <= 0) fail(n, "window larger than its input " + shape_str(x.shape));
+  TensorType t = x;
+  t.shape = {x.shape[0], out_c, oh, ow};
+  return t;
+}
+
+}  // namespace
+
+void infer_shapes(Graph &g) {
+  for (auto &n : g.nodes) {
+    auto in = [&](size_t k) -> const TensorType & {
+      if (k >= n.inputs.size()) fail(n, "missing input " + std::to_string(k));
+      return g.values[n.inputs[k]].type;
+    };
+    TensorType out;
+    const std::string &op = n.op;
+    if (op == "Conv" || op == "conv2d") {
+      const auto &x = in(0), &w = in(1);
+      need_rank(n, x, 4, "input");
+      need_rank(n, w, 4, "weight");
+      int64_t group = n.i("group", 1);
+      if (group != 1) fail(n, "grouped convolution (group=" + std::to_string(group) + ") is not supported");
+      if (w.shape[1] != x.shape[1])
+        fail(n, "weight " + shape_str(w.shape) + " expects " + std::to_string(w.shape[1]) +
+                    " input channels, input " + shape_str(x.shape) + " has " + std::to_string(x.shape[1]));
+      out = window_op(n, x, w.shape[0], w.shape[2], w.shape[3]);
+      if (n.inputs.size() > 2 && in(2).numel() != w.shape[0]) fail(n, "bias size does not match output channels");
+      if (op == "conv2d" && n.inputs.size() > 3 && in(3).shape != out.shape)
+        fail(n, "residual " + shape_str(in(3).shape) + " does not match output " + shape_str(out.shape));
+    } else if (op == "MaxPool" || op == "AveragePool" || op == "maxpool") {
+      const auto &x = in(0);
+      need_rank(n, x, 4, "input");
+      auto k = n.ints("kernel_shape");
+      if (k.size() != 2) fail(n, "kernel_shape must have 2 entries");
+      out = window_op(n, x, x.shape[1], k[0], k[1]);
+    } else if (op == "GlobalAveragePool" || op == "global_avgpool") {
+      need_rank(n, in(0), 4, "input");
+      out = in(0);
+      out.shape[2] = out.shape[3] = 1;
+    } else if (op == "BatchNormalization" || op == "Relu" || op == "Identity" || op == "relu" || op == "scale_shift") {
+      out = in(0);
+      if (op == "BatchNormalization") {
+        need_rank(n, in(0), 4, "input");
+        for (size_t k = 1; k < 5; k++)
+          if (in(k).numel() != in(0).shape[1]) fail(n, "parameter " + std::to_string(k) + " size does not match channels");
+      }
+    } else if (op == "Add" || op == "add") {
+      if (in(0).shape != in(1).shape)
+        fail(n, "operands " + shape_str(in(0).shape) + " and " + shape_str(in(1).shape) +
+                    " differ (broadcasting Add is not supported)");
+      out = in(0);
+    } else if (op == "Flatten" || op == "flatten") {
+      const auto &x = in(0);
+      int64_t axis = n.i("axis", 1);
+      if (axis < 0) axis += (int64_t)x.shape.size();
+      int64_t a = 1, b = 1;
+      for (int64_t k = 0; k < (int64_t)x.shape.size(); k++) (k < axis ? a : b) *= x.shape[k];
+      out.dtype = x.dtype;
+      out.shape = {a, b};
+    } else if (op == "Reshape") {
+      const auto &x = in(0);
+      auto s = n.ints("shape");
+      int64_t known = 1, infer = -1;
+      for (size_t k = 0; k < s.size(); k++) {
+        if (s[k] == 0) s[k] = x.shape.at(k);
+        if (s[k] == -1) infer = (int64_t)k;
+        else known *= s[k];
+      }
+      if (infer >= 0) s[infer] = x.numel() / known;
+      TensorType t;
+      t.dtype = x.dtype;
+      t.shape = s;
+      if (t.numel() != x.numel()) fail(n, "cannot reshape " + shape_str(x.shape) + " to " + shape_str(s));
+      out = t;
+    } else if (op == "Gemm" || op == "dense") {
+      const auto &x = in(0), &w = in(1);
+      need_rank(n, x, 2, "input");
+      need_rank(n, w, 2, "weight");
+      if (w.shape[1] != x.shape[1])
+        fail(n, "weight " + shape_str(w.shape) + " does not fit input " + shape_str(x.shape));
+      out.dtype = x.dtype;
+      out.shape = {x.shape[0], w.shape[0]};
+      if (n.inputs.size() > 2 && in(2).numel() != w.shape[0]) fail(n, "bias size does not match outputs");
+    } else if (op == "layout") {
+      out = in(0);
+      out.layout = n.i("to_nhwc", 1) ? Layout::NHWC : Layout::NCHW;
+    } else {
+      fail(n, "no shape rule for this op");
+    }
+    if (op != "layout" && op != "Flatten" && op != "flatten" && op != "Reshape" && op != "Gemm" && op != "dense")
+      out.layout = in(0).layout;
+    for (int o : n.outputs) {
+      DType keep = g.values[o].type.dtype;
+      bool typed = !g.values[o].type.shape.empty();
+      g.values[o].type = out;
+      if (typed && op.size() && islower(op[0])) g.values[o].type.dtype = keep;
+    }
+  }
+}
+
+}  // namespace qnnc

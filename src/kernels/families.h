@@ -1,0 +1,23 @@
+// Kernel families other than convolution. Each builder defines the algorithm, then applies
+// its schedule from the knobs; all take NHWC activations (Halide dims c, x, y, n).
+#pragma once
+#include "kernels/halide_kernel.h"
+
+namespace qnnc {
+
+// out(o, n) = act(bias(o) + sum_k w(o, k) * x(k, n)); weights with o innermost.
+HalideKernel build_dense(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Max over a kh x kw window with -inf padding.
+HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Mean over H and W; output keeps H = W = 1.
+HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// a + b, optionally followed by ReLU, over flattened tensors.
+HalideKernel build_add(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// max(x, 0) over a flattened tensor (a ReLU that could not be fused).
+HalideKernel build_relu(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Per-channel x * scale + shift (an unfolded batch norm), optionally followed by ReLU.
+HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// NCHW <-> NHWC transpose.
+HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+
+}  // namespace qnnc

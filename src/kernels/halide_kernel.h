@@ -1,0 +1,38 @@
+// A kernel as Halide sees it: the pipeline (algorithm + schedule) and its ordered arguments.
+// Every kernel family exposes `define_*` (the algorithm, target independent) and `schedule_*`
+// (the knobs applied for a target), in the spirit of TVM's compute/schedule split.
+#pragma once
+#include <Halide.h>
+
+#include "kernels/kernel_spec.h"
+
+namespace qnnc {
+
+struct HalideKernel {
+  Halide::Pipeline pipeline;
+  std::vector<Halide::Argument> args;  // inputs in call order; outputs follow them
+};
+
+// Algorithm + schedule for spec on target. Knobs missing from spec.knobs take defaults.
+HalideKernel build_kernel(const KernelSpec &spec, const Halide::Target &target);
+
+// Default knobs of spec's family on target (what build_kernel uses for missing ones).
+Knobs default_knobs(const KernelSpec &spec, const Halide::Target &target);
+
+// Dense parameter with fixed extents, innermost dimension first, zero mins, packed strides.
+Halide::ImageParam fixed_param(Halide::Type t, const std::string &name, const std::vector<int64_t> &extents);
+// Pins an output buffer to the same fixed shape.
+void fix_output(Halide::Func f, const std::vector<int64_t> &extents);
+
+// Halide dims (innermost first) of an N,C,H,W activation in NHWC memory: c, x, y, n.
+inline std::vector<int64_t> nhwc_dims(const std::vector<int64_t> &nchw) {
+  return {nchw[1], nchw[3], nchw[2], nchw[0]};
+}
+// ... and in NCHW memory: x, y, c, n.
+inline std::vector<int64_t> nchw_dims(const std::vector<int64_t> &nchw) {
+  return {nchw[3], nchw[2], nchw[1], nchw[0]};
+}
+
+int knob(const Knobs &k, const std::string &name, int dflt);
+
+}  // namespace qnnc

@@ -1,0 +1,66 @@
+#include "kernels/kernel_spec.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace qnnc {
+
+nlohmann::json KernelSpec::to_json() const {
+  nlohmann::json j;
+  j["kind"] = kind;
+  j["in_shape"] = in_shape;
+  j["out_shape"] = out_shape;
+  j["kernel"] = kernel;
+  j["stride"] = stride;
+  j["pads"] = pads;
+  j["dilation"] = dilation;
+  j["relu"] = relu;
+  j["residual"] = residual;
+  j["to_nhwc"] = to_nhwc;
+  j["knobs"] = knobs;
+  return j;
+}
+
+KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
+  KernelSpec s;
+  s.kind = j.at("kind").get<std::string>();
+  s.in_shape = j.at("in_shape").get<std::vector<int64_t>>();
+  s.out_shape = j.at("out_shape").get<std::vector<int64_t>>();
+  s.kernel = j.at("kernel").get<std::vector<int64_t>>();
+  s.stride = j.at("stride").get<std::vector<int64_t>>();
+  s.pads = j.at("pads").get<std::vector<int64_t>>();
+  s.dilation = j.at("dilation").get<std::vector<int64_t>>();
+  s.relu = j.at("relu").get<bool>();
+  s.residual = j.at("residual").get<bool>();
+  s.to_nhwc = j.at("to_nhwc").get<bool>();
+  s.knobs = j.at("knobs").get<Knobs>();
+  return s;
+}
+
+std::string KernelSpec::signature() const { return to_json().dump(); }
+
+std::string KernelSpec::describe() const {
+  std::ostringstream os;
+  os << kind;
+  if (!kernel.empty()) os << " " << kernel[0] << "x" << kernel[1] << "/" << stride[0];
+  if (in_shape.size() == 4)
+    os << " " << in_shape[1] << "->" << out_shape[1] << " " << in_shape[2] << "x" << in_shape[3];
+  else if (in_shape.size() == 2)
+    os << " " << in_shape[1] << "->" << out_shape[1];
+  if (residual) os << " +residual";
+  if (relu) os << " +relu";
+  return os.str();
+}
+
+std::string hash_hex(const std::string &s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+  return buf;
+}
+
+}  // namespace qnnc

@@ -1,0 +1,42 @@
+// What one generated kernel computes: its kind, the concrete shapes it is specialized for, its
+// fused epilogue, and the schedule knobs chosen for it. A spec plus a target names exactly one
+// compiled object, which is why the kernel cache keys on signature().
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qnnc {
+
+// Schedule knobs by name (tile sizes, unroll factors, ...). Absent knobs take the defaults of
+// the kernel family for the target; see kernels/schedules.h.
+using Knobs = std::map<std::string, int>;
+
+struct KernelSpec {
+  std::string kind;                 // conv2d, dense, maxpool, global_avgpool, add, scale_shift, layout
+  std::vector<int64_t> in_shape;    // logical N,C,H,W (or N,K for dense)
+  std::vector<int64_t> out_shape;   // logical N,C,H,W (or N,M for dense)
+  std::vector<int64_t> kernel;      // kh,kw for windows
+  std::vector<int64_t> stride{1, 1};
+  std::vector<int64_t> pads{0, 0, 0, 0};  // top,left,bottom,right
+  std::vector<int64_t> dilation{1, 1};
+  bool relu = false;
+  bool residual = false;            // conv2d adds a same-shaped tensor before the activation
+  bool to_nhwc = true;              // layout: direction of the transpose
+  Knobs knobs;                      // schedule choice; empty = defaults
+
+  nlohmann::json to_json() const;
+  static KernelSpec from_json(const nlohmann::json &j);
+  // Stable text naming the computation and the schedule (not the target).
+  std::string signature() const;
+  // Short human description, e.g. "conv2d 3x3/2 64->128 56x56 +relu".
+  std::string describe() const;
+};
+
+// 64-bit FNV-1a of a string, printed as 16 hex digits.
+std::string hash_hex(const std::string &s);
+
+}  // namespace qnnc

@@ -1,0 +1,49 @@
+// Pooling kernels: windowed max and global average.
+#include <algorithm>
+#include <limits>
+
+#include "kernels/families.h"
+
+using namespace Halide;
+
+namespace qnnc {
+
+HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  const int64_t OH = s.out_shape[2], OW = s.out_shape[3];
+  ImageParam in = fixed_param(Float(32), "input", {C, W, H, N});
+  Func padded = BoundaryConditions::constant_exterior(
+      in, -std::numeric_limits<float>::infinity(), {Range(), Range(0, (int)W), Range(0, (int)H), Range()});
+  Var c("c"), x("x"), y("y"), n("n");
+  RDom r(0, (int)s.kernel[1], 0, (int)s.kernel[0], "r");
+  Func out("output");
+  out(c, x, y, n) = maximum(padded(c, x * (int)s.stride[1] + r.x - (int)s.pads[1],
+                                   y * (int)s.stride[0] + r.y - (int)s.pads[0], n));
+  fix_output(out, {C, OW, OH, N});
+  int vec = knob(k, "vec", 8);
+  if (C >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  out.parallel(y);
+  return {Pipeline(out), {in}};
+}
+
+HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  ImageParam in = fixed_param(Float(32), "input", {C, W, H, N});
+  Var c("c"), x("x"), y("y"), n("n");
+  RDom r(0, (int)W, 0, (int)H, "r");
+  Func sum("sum"), out("output");
+  sum(c, n) = 0.f;
+  sum(c, n) += in(c, r.x, r.y, n);
+  out(c, x, y, n) = sum(c, n) * (1.0f / float(H * W));
+  fix_output(out, {C, 1, 1, N});
+  int vec = knob(k, "vec", 8);
+  if (C >= vec) {
+    Var co("co"), ci("ci");
+    out.split(c, co, ci, vec, TailStrategy::GuardWithIf).vectorize(ci).parallel(co);
+    sum.compute_at(out, co).vectorize(c, vec, TailStrategy::GuardWithIf);
+    sum.update().reorder(c, r.x, r.y).vectorize(c, vec, TailStrategy::GuardWithIf);
+  }
+  return {Pipeline(out), {in}};
+}
+
+}  // namespace qnnc

@@ -1,0 +1,127 @@
+// Turns ONNX-level operators into qnnc's fused kernels. Order matters: ops are first renamed
+// to their kernel families, then residual Adds are absorbed into the conv that feeds them, then
+// ReLUs into whatever produced their input.
+#include <cmath>
+
+#include "passes/passes.h"
+
+namespace qnnc {
+
+namespace {
+
+void rename_to_families(Graph &g) {
+  for (size_t i = 0; i < g.nodes.size(); i++) {
+    Node &n = g.nodes[i];
+    if (n.op == "Conv") {
+      n.op = "conv2d";
+      if (n.inputs.size() < 3) {
+        int64_t M = g.values[n.inputs[1]].type.shape[0];
+        std::string nm = n.name + ".bias.zero";
+        int b = g.add_const(nm, {M}, std::vector<float>(M, 0.f));
+        g.nodes[i].inputs.push_back(b);
+      }
+    } else if (n.op == "Gemm") {
+      n.op = "dense";
+      if (n.inputs.size() < 3) {
+        int64_t M = g.values[n.inputs[1]].type.shape[0];
+        std::string nm = n.name + ".bias.zero";
+        int b = g.add_const(nm, {M}, std::vector<float>(M, 0.f));
+        g.nodes[i].inputs.push_back(b);
+      }
+    } else if (n.op == "BatchNormalization") {
+      // Not folded: per-channel affine with constants named after the node.
+      auto d = [&](int k) { return *g.values[n.inputs[k]].data; };
+      auto gamma = d(1), beta = d(2), mean = d(3), var = d(4);
+      float eps = n.f("epsilon", 1e-5f);
+      std::vector<float> scale(gamma.size()), shift(gamma.size());
+      for (size_t c = 0; c < gamma.size(); c++) {
+        scale[c] = gamma[c] / std::sqrt(var[c] + eps);
+        shift[c] = beta[c] - mean[c] * scale[c];
+      }
+      int64_t C = (int64_t)scale.size();
+      std::string base = n.name, x = std::to_string(n.inputs[0]);
+      int sv = g.add_const(base + ".scale", {C}, std::move(scale));
+      int hv = g.add_const(base + ".shift", {C}, std::move(shift));
+      Node &m = g.nodes[i];
+      m.op = "scale_shift";
+      m.inputs = {m.inputs[0], sv, hv};
+    } else if (n.op == "MaxPool") {
+      n.op = "maxpool";
+    } else if (n.op == "GlobalAveragePool") {
+      n.op = "global_avgpool";
+    } else if (n.op == "Flatten" || n.op == "Reshape") {
+      const auto &s = g.values[n.inputs[0]].type.shape;
+      const auto &o = g.values[n.outputs[0]].type.shape;
+      if (o.size() != 2 || o[0] != s[0])
+        throw Error("node '" + n.name + "' (" + n.op + "): only flattening to [batch, features] is supported");
+      n.op = "flatten";
+      n.attrs.clear();
+    } else if (n.op == "Add") {
+      n.op = "add";
+    } else if (n.op == "Relu") {
+      n.op = "relu";
+    } else if (n.op == "AveragePool") {
+      throw Error("node '" + n.name + "' (AveragePool): windowed average pooling has no kernel yet");
+    } else if (n.op == "BatchNormalization") {
+    }
+  }
+}
+
+bool single_use(const Graph &g, const std::vector<std::vector<int>> &cons, int v) {
+  for (int o : g.outputs)
+    if (o == v) return false;
+  return cons[v].size() == 1;
+}
+
+// add(conv(x), r) -> conv2d(x, w, b, residual=r) placed where the add was.
+void fuse_residual_adds(Graph &g) {
+  auto cons = g.consumers();
+  for (size_t a = 0; a < g.nodes.size(); a++) {
+    Node &add = g.nodes[a];
+    if (add.op != "add") continue;
+    for (int side = 0; side < 2; side++) {
+      int v = add.inputs[side];
+      int p = g.values[v].producer;
+      if (p < 0 || g.nodes[p].op != "conv2d" || g.nodes[p].i("relu", 0) || g.nodes[p].inputs.size() > 3 ||
+          !single_use(g, cons, v))
+        continue;
+      Node fused = g.nodes[p];
+      fused.inputs.push_back(add.inputs[1 - side]);
+      fused.outputs = add.outputs;
+      fused.name = fused.name + "+" + add.name;
+      g.nodes[p].op.clear();
+      g.nodes[a] = fused;
+      break;
+    }
+  }
+  compact(g);
+}
+
+void fuse_relus(Graph &g) {
+  auto cons = g.consumers();
+  for (auto &r : g.nodes) {
+    if (r.op != "relu") continue;
+    int v = r.inputs[0];
+    int p = g.values[v].producer;
+    if (p < 0 || !single_use(g, cons, v)) continue;
+    Node &prod = g.nodes[p];
+    const std::string &op = prod.op;
+    if ((op != "conv2d" && op != "dense" && op != "add" && op != "scale_shift") || prod.i("relu", 0)) continue;
+    prod.set_i("relu", 1);
+    prod.outputs = r.outputs;
+    for (int o : prod.outputs) g.values[o].producer = p;
+    r.op.clear();
+  }
+  compact(g);
+}
+
+}  // namespace
+
+void fuse_operators(Graph &g) {
+  rename_to_families(g);
+  compact(g);
+  fuse_residual_adds(g);
+  fuse_relus(g);
+}
+
+}  // namespace qnnc

@@ -1,0 +1,30 @@
+// Graph-to-graph rewrites run before code generation. Each pass keeps the graph verified and
+// typed; run_passes applies them in the standard order.
+#pragma once
+#include "ir/graph.h"
+
+namespace qnnc {
+
+struct PassOptions {
+  bool fold_batchnorm = true;  // false keeps batch norms as scale_shift nodes (for re-estimation)
+  bool nhwc = true;            // choose channels-innermost layout for 4-D activations
+};
+
+// Evaluates nodes whose inputs are all constants (Reshape/Flatten/Identity/Add/Relu of weights).
+void fold_constants(Graph &g);
+// Conv followed by BatchNormalization becomes one Conv with scaled weights and a bias.
+void fold_batchnorm(Graph &g);
+// Rewrites ONNX-level ops into qnnc's fused ops: conv2d (bias, residual add, ReLU), dense,
+// maxpool, global_avgpool, flatten, add, relu, scale_shift.
+void fuse_operators(Graph &g);
+// Removes nodes whose results nobody reads.
+void remove_dead_nodes(Graph &g);
+// Marks 4-D activations NHWC and inserts layout transforms at the graph's borders.
+void choose_layout(Graph &g);
+
+void run_passes(Graph &g, const PassOptions &opt = {});
+
+// Deletes nodes with an empty op and renumbers producers (used by the passes).
+void compact(Graph &g);
+
+}  // namespace qnnc

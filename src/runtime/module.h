@@ -1,0 +1,46 @@
+// A compiled qnnc module: a directory holding kernels.so (generated kernels + Halide runtime),
+// weights.bin and graph.json (the execution plan). Module loads one and runs it with planned,
+// reused activation memory.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/tensor.h"
+
+namespace qnnc {
+
+class Module {
+ public:
+  // Throws qnnc::Error when dir is not a readable qnnc module.
+  static Module load(const std::string &dir);
+
+  // Runs the model; inputs are checked against the compiled shapes.
+  std::vector<Tensor> run(const std::vector<Tensor> &inputs);
+  // Same, calling hook(step) after each step has written its output.
+  using Hook = std::function<void(size_t step)>;
+  std::vector<Tensor> run(const std::vector<Tensor> &inputs, const Hook &hook);
+
+  void set_threads(int n);   // Halide thread-pool size; <= 0 means all cores
+  int threads() const;
+
+  const nlohmann::json &manifest() const;   // graph.json
+  const std::string &dir() const;
+  std::vector<std::vector<int64_t>> input_shapes() const;
+  size_t arena_bytes() const;               // planned activation memory
+
+  // Storage of a value (activation or constant) by its manifest id; valid while the module
+  // lives. Constants may be rewritten between runs (used for batch-norm re-estimation).
+  float *value_data(int id);
+  std::vector<int64_t> value_shape(int id) const;
+  int find_value(const std::string &name) const;   // -1 when absent
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace qnnc

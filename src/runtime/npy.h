@@ -1,0 +1,16 @@
+// NumPy .npy / .npz files of float32 tensors (the CLI's input and output format).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/tensor.h"
+
+namespace qnnc {
+
+// Reads a float32, C-order .npy. Other dtypes or a malformed header throw qnnc::Error.
+Tensor read_npy(const std::string &path);
+void write_npy(const std::string &path, const Tensor &t);
+// Reads every array of an uncompressed .npz (as np.savez writes), in archive order.
+std::vector<std::pair<std::string, Tensor>> read_npz(const std::string &path);
+
+}  // namespace qnnc

@@ -1,0 +1,117 @@
+"""Shared helpers for qnnc's Python oracle tests and benchmarks.
+
+Builds deterministic torchvision models, exports them to ONNX, makes seeded inputs and
+compares outputs. Randomly initialised ResNets have badly scaled batch-norm statistics
+(activations blow up and the logits barely depend on the input), so by default the
+batch-norm running statistics are re-estimated on random data; that gives a model whose
+output is a meaningful function of its input, which is what accuracy checks need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchvision
+
+TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50")
+
+
+def reestimate_batchnorm(model: torch.nn.Module, size: int, batches: int = 4,
+                         batch_size: int = 8, seed: int = 0) -> None:
+    """Replace BN running stats with cumulative averages over seeded random batches."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.momentum = None  # cumulative moving average
+        bn.reset_running_stats()
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(batch_size, 3, size, size, generator=gen))
+    model.eval()
+
+
+def make_torchvision(name: str, seed: int = 0, size: int = 224,
+                     reestimate_bn: bool = True) -> torch.nn.Module:
+    """Return an eval-mode torchvision ResNet with weights drawn from torch.manual_seed(seed)."""
+    if name not in TORCHVISION_MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(TORCHVISION_MODELS)}")
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(weights=None)
+    if reestimate_bn:
+        reestimate_batchnorm(model, size, seed=seed + 1)
+    return model.eval()
+
+
+def export_onnx(model: torch.nn.Module, path: str, size: int, opset: int = 13,
+                batch: int = 1) -> None:
+    """Export `model` to ONNX with a static (batch, 3, size, size) input named "input"."""
+    dummy = torch.zeros(batch, 3, size, size)
+    with torch.no_grad():
+        torch.onnx.export(model, dummy, path, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], do_constant_folding=True)
+
+
+def random_input(size: int, seed: int = 1, batch: int = 1, channels: int = 3) -> np.ndarray:
+    """Seeded standard-normal float32 NCHW input."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+
+
+def torch_forward(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """Run `model` on a numpy input and return a float32 numpy output."""
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy().astype(np.float32)
+
+
+def rel_l2(ref: np.ndarray, out: np.ndarray) -> float:
+    """||out - ref|| / ||ref|| computed in float64 (inf if ref is all zeros)."""
+    ref = np.asarray(ref, np.float64)
+    out = np.asarray(out, np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs output {out.shape}")
+    denom = np.linalg.norm(ref)
+    err = np.linalg.norm(out - ref)
+    return float(err / denom) if denom > 0 else (0.0 if err == 0 else float("inf"))
+
+
+def _error_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
+    """rel_l2, SQNR in dB and cosine similarity of two float64 arrays of equal shape."""
+    diff = out - ref
+    sig, noise = float(np.sum(ref * ref)), float(np.sum(diff * diff))
+    if noise == 0:
+        sqnr = float("inf")
+    elif sig == 0:
+        sqnr = float("-inf")
+    else:
+        sqnr = 10.0 * np.log10(sig / noise)
+    norms = np.linalg.norm(ref) * np.linalg.norm(out)
+    cosine = float(np.sum(ref * out) / norms) if norms > 0 else float("nan")
+    return {"rel_l2": rel_l2(ref, out), "sqnr_db": float(sqnr), "cosine": cosine}
+
+
+def centered_metrics(ref: np.ndarray, out: np.ndarray) -> dict:
+    """Accuracy metrics for logits `out` against reference `ref`, both shaped (batch, classes).
+
+    Returns rel_l2, sqnr_db, cosine on the raw logits; centered_rel_l2, centered_sqnr_db,
+    centered_cosine after subtracting the reference's mean over the batch (ref.mean(0)) from
+    both (this removes the large input-independent part of random-weight logits, so the
+    metrics measure how well the input-dependent part is reproduced); and top1 agreement
+    (fraction of rows whose argmax matches).
+    """
+    ref = np.asarray(ref, np.float64)
+    out = np.asarray(out, np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"shape mismatch: reference {ref.shape} vs output {out.shape}")
+    if ref.ndim == 1:
+        ref, out = ref[None], out[None]
+    raw = _error_metrics(ref, out)
+    mean = ref.mean(axis=0, keepdims=True)
+    centered = _error_metrics(ref - mean, out - mean)
+    flat_ref = ref.reshape(ref.shape[0], -1)
+    flat_out = out.reshape(out.shape[0], -1)
+    top1 = float(np.mean(flat_ref.argmax(axis=1) == flat_out.argmax(axis=1)))
+    result = dict(raw)
+    result.update({f"centered_{k}": v for k, v in centered.items()})
+    result["top1"] = top1
+    return result
