@@ -89,8 +89,24 @@ std::string slurp(const std::string &p) {
   return ss.str();
 }
 
+// "conv2d.x_tile=7" -> overrides["conv2d"]["x_tile"] = 7.
+std::map<std::string, Knobs> parse_knobs(const std::vector<std::string> &items) {
+  std::map<std::string, Knobs> r;
+  for (const auto &it : items) {
+    auto dot = it.find('.'), eq = it.find('=');
+    if (dot == std::string::npos || eq == std::string::npos || eq < dot)
+      throw Error("bad --knob '" + it + "': expected FAMILY.KNOB=VALUE, e.g. conv2d.x_tile=7");
+    try {
+      r[it.substr(0, dot)][it.substr(dot + 1, eq - dot - 1)] = std::stoi(it.substr(eq + 1));
+    } catch (...) {
+      throw Error("bad --knob '" + it + "': the value must be an integer");
+    }
+  }
+  return r;
+}
+
 int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
-                const std::string &shape, uint64_t seed, int jobs, bool quiet) {
+                const std::string &shape, uint64_t seed, int jobs, bool quiet, const std::vector<std::string> &knobs) {
   auto log = [&](const std::string &s) {
     if (!quiet) say(s);
   };
@@ -103,6 +119,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
   CompileOptions opt;
   opt.target = target;
   opt.jobs = jobs;
+  opt.knobs = parse_knobs(knobs);
   opt.log = [&](const std::string &s) { log("  " + s); };
   log("qnnc: compiling " + std::to_string(before) + " nodes for target '" + target + "' (" + host_features_line() + ")");
   CompileSummary s = compile_to_dir(g, opt, out);
@@ -138,11 +155,57 @@ int cmd_run(const std::string &dir, const std::string &input, const std::string 
   return 0;
 }
 
-int cmd_bench(const std::string &dir, int repeat, int warmup, int threads, const std::string &json, uint64_t seed) {
+// Multiply-accumulates of a step (convolutions and dense layers), for GFLOP/s figures.
+double step_macs(const nlohmann::json &st) {
+  if (!st.contains("spec")) return 0;
+  KernelSpec s = KernelSpec::from_json(st["spec"]);
+  if (s.kind == "conv2d")
+    return double(s.out_shape[0]) * s.out_shape[1] * s.out_shape[2] * s.out_shape[3] * s.in_shape[1] * s.kernel[0] * s.kernel[1];
+  if (s.kind == "dense") return double(s.out_shape[0]) * s.out_shape[1] * s.in_shape[1];
+  return 0;
+}
+
+// Per-step median times: where a model's time goes.
+void profile_steps(Module &m, const std::vector<Tensor> &in, int repeat) {
+  const auto &steps = m.manifest()["steps"];
+  std::vector<std::vector<double>> t(steps.size());
+  for (int r = 0; r < repeat; r++) {
+    auto last = std::chrono::steady_clock::now();
+    m.run(in, [&](size_t k) {
+      auto now = std::chrono::steady_clock::now();
+      t[k].push_back(std::chrono::duration<double, std::milli>(now - last).count());
+      last = now;
+    });
+  }
+  double total = 0, total_macs = 0;
+  std::vector<double> med(steps.size());
+  for (size_t k = 0; k < steps.size(); k++) {
+    std::sort(t[k].begin(), t[k].end());
+    med[k] = t[k][t[k].size() / 2];
+    total += med[k];
+  }
+  std::printf("%-4s %-32s %-40s %9s %6s %9s\n", "step", "name", "kernel", "ms", "%", "GFLOP/s");
+  for (size_t k = 0; k < steps.size(); k++) {
+    double macs = step_macs(steps[k]);
+    total_macs += macs;
+    std::printf("%-4zu %-32.32s %-40.40s %9.3f %5.1f%% %9.1f\n", k, steps[k]["name"].get<std::string>().c_str(),
+                steps[k].value("describe", "(view)").c_str(), med[k], 100 * med[k] / total,
+                macs > 0 ? 2 * macs / (med[k] * 1e6) : 0.0);
+  }
+  std::printf("total %.3f ms over %zu steps, %.2f GMAC, %.1f GFLOP/s overall\n", total, steps.size(), total_macs / 1e9,
+              2 * total_macs / (total * 1e6));
+}
+
+int cmd_bench(const std::string &dir, int repeat, int warmup, int threads, const std::string &json, uint64_t seed,
+              bool profile) {
   Module m = Module::load(dir);
   m.set_threads(threads);
   auto in = load_inputs(m, "", seed);
   if (repeat < 1) throw Error("--repeat must be at least 1");
+  if (profile) {
+    for (int i = 0; i < warmup; i++) m.run(in);
+    profile_steps(m, in, repeat);
+  }
   Timing t = time_runs(m, in, warmup, repeat);
   std::printf("%s on %d thread(s), %d runs after %d warm-up: median %.3f ms  min %.3f  max %.3f  stddev %.3f\n",
               dir.c_str(), m.threads(), repeat, warmup, t.median, t.min, t.max, t.stddev);
@@ -203,10 +266,11 @@ int main(int argc, char **argv) {
                "into modules of Halide-generated kernels, runs and benchmarks them, and shows the code."};
   app.require_subcommand(1);
 
+  std::vector<std::string> knobs;
   std::string model, out, target = "host", shape, input, output, json, layer;
   uint64_t seed = 0;
   int threads = 0, repeat = 20, warmup = 3, jobs = 0;
-  bool quiet = false, ir = false, stmt = false, asm_ = false;
+  bool quiet = false, profile = false, ir = false, stmt = false, asm_ = false;
 
   auto *c = app.add_subcommand("compile", "Compile MODEL (a .onnx file or builtin:resnet18|resnet34|resnet50) into a module directory");
   c->add_option("model", model, "ONNX file or builtin:NAME")->required();
@@ -216,6 +280,7 @@ int main(int argc, char **argv) {
   c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
   c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");
   c->add_flag("-q,--quiet", quiet, "no progress output");
+  c->add_option("--knob", knobs, "force a schedule knob on a kernel family, e.g. conv2d.x_tile=7 (repeatable)");
 
   auto *r = app.add_subcommand("run", "Run a compiled module on an input (.npy/.npz; default: seeded random)");
   r->add_option("module", out, "module directory")->required();
@@ -231,6 +296,7 @@ int main(int argc, char **argv) {
   b->add_option("-t,--threads", threads, "threads (default: all cores)");
   b->add_option("--json", json, "also write the timings as JSON");
   b->add_option("--seed", seed, "seed of the random input")->capture_default_str();
+  b->add_flag("--profile", profile, "also print each step's median time and GFLOP/s");
 
   auto *in = app.add_subcommand("inspect", "Show a module: its steps, the graph after passes (--ir), a kernel's lowered loop nest (--stmt) or assembly (--asm)");
   in->add_option("module", out, "module directory")->required();
@@ -245,9 +311,9 @@ int main(int argc, char **argv) {
     return app.exit(e);
   }
   try {
-    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet);
+    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet, knobs);
     if (*r) return cmd_run(out, input, output, seed, threads);
-    if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed);
+    if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
   } catch (const std::exception &e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -10,6 +10,7 @@
 
 #include "codegen/kernel_cache.h"
 #include "codegen/lower_graph.h"
+#include "kernels/halide_kernel.h"
 
 namespace fs = std::filesystem;
 
@@ -36,7 +37,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   };
   TargetInfo target = resolve_target(opt.target);
   run_passes(g, opt.passes);
-  LoweredModule lm = lower_graph(g);
+  LoweredModule lm = lower_graph(g, target, opt.knobs);
 
   // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).
   std::vector<std::string> fns;

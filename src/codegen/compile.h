@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ir/graph.h"
+#include "kernels/kernel_spec.h"
 #include "passes/passes.h"
 #include "runtime/module.h"
 
@@ -13,6 +14,7 @@ namespace qnnc {
 struct CompileOptions {
   std::string target = "host";
   PassOptions passes;
+  std::map<std::string, Knobs> knobs;            // per-family schedule overrides (--knob)
   int jobs = 0;                                   // parallel kernel compiles; <= 0: all cores
   std::function<void(const std::string &)> log;   // progress lines; null = silent
 };

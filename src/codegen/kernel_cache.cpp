@@ -34,8 +34,13 @@ std::string temp_name(const std::string &path) {
 }
 }  // namespace
 
+// Bump when a kernel family's algorithm or argument layout changes, so that stale cached
+// objects are never linked against a newer runtime.
+constexpr const char *kKernelAbiVersion = "qnnc-kernels-2";
+
 std::string kernel_function_name(const KernelSpec &spec, const TargetInfo &target) {
-  return "qnnc_" + spec.kind + "_" + hash_hex(spec.signature() + "|" + kernel_target(target).to_string());
+  return "qnnc_" + spec.kind + "_" +
+         hash_hex(std::string(kKernelAbiVersion) + "|" + spec.signature() + "|" + kernel_target(target).to_string());
 }
 
 CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) {

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/halide_kernel.h"
+#include "kernels/conv2d.h"
 
 namespace qnnc {
 
@@ -23,6 +23,8 @@ std::vector<std::array<int64_t, 3>> packed(const std::vector<int64_t> &extents) 
 
 struct Lowering {
   const Graph &g;
+  const TargetInfo &target;
+  const std::map<std::string, Knobs> &overrides;
   LoweredModule lm;
   std::map<int, int> id;  // graph value -> plan value
 
@@ -57,6 +59,13 @@ struct Lowering {
     std::vector<int64_t> rev(t.shape.rbegin(), t.shape.rend());
     return packed(rev);
   }
+  void resolve_knobs(KernelSpec &s) {
+    Knobs k = default_knobs(s, target.halide);
+    for (const auto &[name, v] : s.knobs) k[name] = v;
+    if (auto it = overrides.find(s.kind); it != overrides.end())
+      for (const auto &[name, v] : it->second) k[name] = v;
+    s.knobs = k;
+  }
   PlanArg act(int v) { return {value(v), view(v)}; }
   PlanArg flat(int v) { return {value(v), packed({g.values[v].type.numel()})}; }
 
@@ -72,6 +81,7 @@ struct Lowering {
     s.out_shape = y.shape;
     s.relu = n.i("relu", 0) != 0;
     int out = n.outputs[0];
+    if (n.op != "conv2d") resolve_knobs(s);
     if (n.op == "conv2d") {
       const Value &w = g.values[n.inputs[1]];
       if (!w.is_const()) throw Error("node '" + n.name + "': convolution weights must be constant");
@@ -81,15 +91,18 @@ struct Lowering {
       s.pads = n.ints("pads", {0, 0, 0, 0});
       s.dilation = n.ints("dilations", {1, 1});
       s.residual = n.inputs.size() > 3;
-      // OIHW -> (co, ci, kx, ky) with co innermost.
-      std::vector<float> hwio(w.data->size());
+      resolve_knobs(s);
+      // OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb), zero-padded, so
+      // a register tile streams its weights contiguously.
+      int64_t cb = conv2d_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
+      std::vector<float> pk(nb * cb * C * KH * KW, 0.f);
       for (int64_t m = 0; m < M; m++)
         for (int64_t c = 0; c < C; c++)
           for (int64_t ky = 0; ky < KH; ky++)
             for (int64_t kx = 0; kx < KW; kx++)
-              hwio[((ky * KW + kx) * C + c) * M + m] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
-      int wv = new_const(w.name + ".hwio", {KH, KW, C, M}, std::move(hwio));
-      st.args = {act(n.inputs[0]), {wv, packed({M, C, KW, KH})}, {value(n.inputs[2]), packed({M})}};
+              pk[((((m / cb) * KH + ky) * KW + kx) * C + c) * cb + m % cb] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
+      int wv = new_const(w.name + ".packed", {nb, KH, KW, C, cb}, std::move(pk));
+      st.args = {act(n.inputs[0]), {wv, packed({cb, C, KW, KH, nb})}, {value(n.inputs[2]), packed({M})}};
       if (s.residual) st.args.push_back(act(n.inputs[3]));
       st.args.push_back(act(out));
     } else if (n.op == "dense") {
@@ -133,8 +146,8 @@ struct Lowering {
 
 }  // namespace
 
-LoweredModule lower_graph(const Graph &g) {
-  Lowering L{g, {}, {}};
+LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::map<std::string, Knobs> &overrides) {
+  Lowering L{g, target, overrides, {}, {}};
   for (int v : g.inputs) {
     int p = L.value(v);
     L.lm.values[p].kind = "input";

@@ -42,7 +42,11 @@ struct LoweredModule {
   std::vector<int> inputs, outputs;
 };
 
-LoweredModule lower_graph(const Graph &g);
+// Resolves every step's schedule knobs for target (defaults overridden by spec.knobs), since
+// constants are packed in the blocking the schedule chooses.
+// overrides: knobs forced on every kernel of a family, e.g. {"conv2d": {{"x_tile", 7}}}.
+LoweredModule lower_graph(const Graph &g, const TargetInfo &target,
+                          const std::map<std::string, Knobs> &overrides = {});
 
 // Writes weights.bin, graph.json and graph.txt; returns the weight bytes.
 int64_t write_module_files(const LoweredModule &lm, const Graph &g, const TargetInfo &t, const std::string &dir);

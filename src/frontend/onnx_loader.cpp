@@ -26,6 +26,10 @@ namespace {
 
 constexpr int64_t kMinOpset = 7, kMaxOpset = 21;
 
+// Upper bound on any single dimension, window size, stride or pad read from a model. It keeps
+// the shape arithmetic downstream (products, dilated kernel extents) far from int64 overflow.
+constexpr int64_t kMaxDim = INT32_MAX;
+
 std::string quote(const std::string &s) { return "'" + s + "'"; }
 
 std::string shape_str(const std::vector<int64_t> &s) {
@@ -47,14 +51,23 @@ std::string onnx_dtype_name(int32_t t) {
 // ---------------------------------------------------------------------------------------------
 // Tensor decoding
 
-// Number of elements of a tensor with the given dims; rejects negative dims and overflow.
-int64_t element_count(const std::vector<int64_t> &dims, const std::string &name) {
+// Product of dims that are each in [0, kMaxDim]; -1 when one is not or the product overflows.
+int64_t checked_product(const std::vector<int64_t> &dims) {
   int64_t n = 1;
   for (int64_t d : dims) {
-    if (d < 0) throw Error("tensor '" + name + "' has a negative dimension in " + shape_str(dims));
-    if (d != 0 && n > INT64_MAX / d) throw Error("tensor '" + name + "' of shape " + shape_str(dims) + " is too large");
+    if (d < 0 || d > kMaxDim || (d != 0 && n > INT64_MAX / d)) return -1;
     n *= d;
   }
+  return n;
+}
+
+// Number of elements of a tensor with the given dims, which must not be zero.
+int64_t element_count(const std::vector<int64_t> &dims, const std::string &name) {
+  int64_t n = checked_product(dims);
+  if (n < 0) throw Error("tensor '" + name + "' has an invalid shape " + shape_str(dims));
+  if (n == 0)
+    throw Error("tensor '" + name + "' of shape " + shape_str(dims) +
+                " is empty; qnnc does not support empty tensors");
   return n;
 }
 
@@ -63,25 +76,29 @@ int64_t element_count(const std::vector<int64_t> &dims, const std::string &name)
 const unsigned char *raw_elements(const onnx::TensorProto &t, const std::string &name, int64_t n,
                                   size_t elem_bytes, const std::vector<int64_t> &dims) {
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
-    throw Error("tensor '" + name + "' keeps its data in an external file; qnnc needs the weights "
+    throw Error("tensor '" + name +
+                "' keeps its data in an external file; qnnc needs the weights "
                 "stored inside the model file");
   if (!t.has_raw_data()) return nullptr;
   const std::string &raw = t.raw_data();
-  if (raw.size() % elem_bytes != 0 || static_cast<uint64_t>(raw.size() / elem_bytes) != static_cast<uint64_t>(n))
+  if (raw.size() % elem_bytes != 0 ||
+      static_cast<uint64_t>(raw.size() / elem_bytes) != static_cast<uint64_t>(n))
     throw Error("tensor '" + name + "' has " + std::to_string(raw.size()) + " bytes of data, but its shape " +
-                shape_str(dims) + " needs " + std::to_string(n) + " elements of " + std::to_string(elem_bytes) +
-                " bytes");
+                shape_str(dims) + " needs " + std::to_string(n) + " elements of " +
+                std::to_string(elem_bytes) + " bytes");
   return reinterpret_cast<const unsigned char *>(raw.data());
 }
 
-void check_value_count(int64_t have, int64_t want, const std::string &name, const std::vector<int64_t> &dims) {
+void check_value_count(int64_t have, int64_t want, const std::string &name,
+                       const std::vector<int64_t> &dims) {
   if (have != want)
-    throw Error("tensor '" + name + "' has " + std::to_string(have) + " values, but its shape " + shape_str(dims) +
-                " needs " + std::to_string(want));
+    throw Error("tensor '" + name + "' has " + std::to_string(have) + " values, but its shape " +
+                shape_str(dims) + " needs " + std::to_string(want));
 }
 
 // Contents of a FLOAT tensor; its dims are stored in *dims.
-std::vector<float> decode_floats(const onnx::TensorProto &t, const std::string &name, std::vector<int64_t> *dims) {
+std::vector<float> decode_floats(const onnx::TensorProto &t, const std::string &name,
+                                 std::vector<int64_t> *dims) {
   dims->assign(t.dims().begin(), t.dims().end());
   int64_t n = element_count(*dims, name);
   if (const unsigned char *p = raw_elements(t, name, n, 4, *dims)) {
@@ -97,7 +114,8 @@ std::vector<float> decode_floats(const onnx::TensorProto &t, const std::string &
 }
 
 // Contents of an INT64 tensor; its dims are stored in *dims.
-std::vector<int64_t> decode_int64s(const onnx::TensorProto &t, const std::string &name, std::vector<int64_t> *dims) {
+std::vector<int64_t> decode_int64s(const onnx::TensorProto &t, const std::string &name,
+                                   std::vector<int64_t> *dims) {
   dims->assign(t.dims().begin(), t.dims().end());
   int64_t n = element_count(*dims, name);
   if (const unsigned char *p = raw_elements(t, name, n, 8, *dims)) {
@@ -240,6 +258,7 @@ class Importer {
   void claim(const NodeRef &n, const std::string &name) const;
   int value(const NodeRef *n, const std::string &name);
   int value(const NodeRef &n, const std::string &name) { return value(&n, name); }
+  int const_value(const NodeRef &n, const std::string &name, const char *role);
   std::vector<float> const_floats(const NodeRef &n, const std::string &name, std::vector<int64_t> *dims,
                                   const char *role);
   Node make_node(const NodeRef &n, const std::string &op) const;
@@ -272,15 +291,15 @@ class Importer {
   std::vector<int64_t> input_shape_;
   Graph g_;
 
-  std::unordered_map<std::string, int> vals_;                          // ONNX name -> graph value
+  std::unordered_map<std::string, int> vals_;                           // ONNX name -> graph value
   std::unordered_map<std::string, const onnx::TensorProto *> tensors_;  // constant tensors by name
   std::deque<onnx::TensorProto> owned_;                                 // tensors made from Constant nodes
-  std::unordered_map<const onnx::TensorProto *, int> materialized_;    // constant tensors in the graph
-  std::unordered_map<std::string, std::string> unavailable_;           // outputs qnnc does not compute
-  std::unordered_set<std::string> names_;                               // every value name, taken or generated
-  std::unordered_map<std::string, int> uses_;                          // ONNX readers of each name
-  std::unordered_map<int, int> matmul_bias_;  // Gemm output from MatMul -> its (still zero) bias
-  size_t inferred_ = 0;                       // nodes whose output types are known
+  std::unordered_map<const onnx::TensorProto *, int> materialized_;     // constant tensors in the graph
+  std::unordered_map<std::string, std::string> unavailable_;            // outputs qnnc does not compute
+  std::unordered_set<std::string> names_;      // every value name, taken or generated
+  std::unordered_map<std::string, int> uses_;  // ONNX readers of each name
+  std::unordered_map<int, int> matmul_bias_;   // Gemm output from MatMul -> its (still zero) bias
+  size_t inferred_ = 0;                        // nodes whose output types are known
 };
 
 const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
@@ -357,8 +376,7 @@ void Importer::add_input() {
                 std::to_string(ins.size()) + (ins.empty() ? "" : " (" + listed + ")"));
   const onnx::ValueInfoProto &vi = *ins[0];
   if (vi.name().empty()) throw Error(quote(what_) + ": the model input has no name");
-  if (!vi.type().has_tensor_type())
-    throw Error(quote(what_) + ": input '" + vi.name() + "' is not a tensor");
+  if (!vi.type().has_tensor_type()) throw Error(quote(what_) + ": input '" + vi.name() + "' is not a tensor");
   int32_t elem = vi.type().tensor_type().elem_type();
   if (elem != onnx::TensorProto::FLOAT)
     throw Error(quote(what_) + ": input '" + vi.name() + "' has element type " + onnx_dtype_name(elem) +
@@ -366,6 +384,8 @@ void Importer::add_input() {
 
   TensorType t;
   t.shape = input_dims(vi);
+  if (checked_product(t.shape) < 0)
+    throw Error(quote(what_) + ": input '" + vi.name() + "' shape " + shape_str(t.shape) + " is too large");
   if (t.shape.size() == 4) t.layout = Layout::NCHW;
   int v = g_.add_value(vi.name(), t);
   vals_[vi.name()] = v;
@@ -378,7 +398,8 @@ std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const 
   const std::string who = quote(what_) + ": input '" + vi.name() + "'";
   if (!input_shape_.empty()) {
     for (int64_t d : input_shape_)
-      if (d <= 0) throw Error("input shape " + shape_str(input_shape_) + " must have positive dimensions");
+      if (d <= 0 || d > kMaxDim)
+        throw Error("input shape " + shape_str(input_shape_) + " must have positive dimensions");
     if (tt.has_shape() && tt.shape().dim_size() != static_cast<int>(input_shape_.size()))
       throw Error(who + " has rank " + std::to_string(tt.shape().dim_size()) + ", but the input shape " +
                   shape_str(input_shape_) + " has rank " + std::to_string(input_shape_.size()));
@@ -389,8 +410,9 @@ std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const 
   for (int k = 0; k < tt.shape().dim_size(); k++) {
     const auto &d = tt.shape().dim(k);
     if (d.has_dim_value()) {
-      if (d.dim_value() <= 0)
-        throw Error(who + " has invalid dimension " + std::to_string(d.dim_value()) + " at axis " + std::to_string(k));
+      if (d.dim_value() <= 0 || d.dim_value() > kMaxDim)
+        throw Error(who + " has invalid dimension " + std::to_string(d.dim_value()) + " at axis " +
+                    std::to_string(k));
       dims.push_back(d.dim_value());
     } else if (k == 0) {
       dims.push_back(1);  // symbolic batch: compile for one image
@@ -406,9 +428,14 @@ std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const 
 void Importer::add_outputs() {
   if (gp_.output_size() == 0) throw Error(quote(what_) + ": the graph has no outputs");
   for (const auto &vi : gp_.output()) {
-    if (!vals_.count(vi.name()) && !tensors_.count(vi.name()) && !unavailable_.count(vi.name()))
-      throw Error(quote(what_) + ": graph output '" + vi.name() + "' is not produced by any node");
-    g_.outputs.push_back(value(nullptr, vi.name()));
+    const std::string &name = vi.name();
+    auto u = unavailable_.find(name);
+    if (u != unavailable_.end())
+      throw Error(quote(what_) + ": graph output '" + name + "' is " + u->second +
+                  ", which qnnc does not compute");
+    if (!vals_.count(name) && !tensors_.count(name))
+      throw Error(quote(what_) + ": graph output '" + name + "' is not produced by any node");
+    g_.outputs.push_back(value(nullptr, name));
   }
 }
 
@@ -418,7 +445,8 @@ void Importer::lower(const NodeRef &n) {
                 "'; qnnc only supports the default ONNX domain");
   auto it = lowerings().find(n.op());
   if (it == lowerings().end())
-    throw Error("unsupported operator '" + n.op() + "' (node '" + n.name() + "'); qnnc supports: " + supported_ops());
+    throw Error("unsupported operator '" + n.op() + "' (node '" + n.name() +
+                "'); qnnc supports: " + supported_ops());
   if (n.output(0).empty()) n.fail("has no output");
   (this->*it->second)(n);
 }
@@ -461,22 +489,32 @@ int Importer::value(const NodeRef *n, const std::string &name) {
     return vals_[name] = c;
   }
   auto u = unavailable_.find(name);
-  if (u != unavailable_.end()) fail_at(n, "reads '" + name + "', " + u->second + ", which qnnc does not compute");
-  fail_at(n, "reads unknown value '" + name + "' (not a graph input, initializer or output of an earlier node)");
+  if (u != unavailable_.end())
+    fail_at(n, "reads '" + name + "', " + u->second + ", which qnnc does not compute");
+  fail_at(n,
+          "reads unknown value '" + name + "' (not a graph input, initializer or output of an earlier node)");
+}
+
+// The graph value of an operand that later passes read as data (weights, biases, statistics).
+int Importer::const_value(const NodeRef &n, const std::string &name, const char *role) {
+  int v = value(n, name);
+  if (!g_.values[v].is_const())
+    n.fail(std::string(role) + " '" + name + "' must be a constant (initializer or Constant)");
+  return v;
 }
 
 // Contents of a constant FLOAT operand without adding it to the graph (for operands that are
 // transformed before use).
-std::vector<float> Importer::const_floats(const NodeRef &n, const std::string &name, std::vector<int64_t> *dims,
-                                          const char *role) {
+std::vector<float> Importer::const_floats(const NodeRef &n, const std::string &name,
+                                          std::vector<int64_t> *dims, const char *role) {
   auto t = tensors_.find(name);
   if (t != tensors_.end() && !vals_.count(name)) {
     if (t->second->data_type() != onnx::TensorProto::FLOAT)
-      n.fail(std::string(role) + " '" + name + "' must be FLOAT, got " + onnx_dtype_name(t->second->data_type()));
+      n.fail(std::string(role) + " '" + name + "' must be FLOAT, got " +
+             onnx_dtype_name(t->second->data_type()));
     return decode_floats(*t->second, name, dims);
   }
-  const Value &v = g_.values[value(n, name)];
-  if (!v.is_const()) n.fail(std::string(role) + " '" + name + "' must be a constant (initializer or Constant)");
+  const Value &v = g_.values[const_value(n, name, role)];
   *dims = v.type.shape;
   return *v.data;
 }
@@ -537,13 +575,13 @@ Window Importer::window(const NodeRef &n, int x, const std::vector<int64_t> &ker
   const size_t r = kernel.size();
   if (r == 0) n.fail("kernel_shape is empty");
   for (int64_t k : kernel)
-    if (k <= 0) n.fail("kernel_shape " + shape_str(kernel) + " must be positive");
+    if (k <= 0 || k > kMaxDim) n.fail("kernel_shape " + shape_str(kernel) + " is out of range");
   auto positive_list = [&](const std::string &key) {
     std::vector<int64_t> v = n.get_ints(key, std::vector<int64_t>(r, 1));
     if (v.size() != r)
       n.fail(key + " " + shape_str(v) + " must have " + std::to_string(r) + " entries, one per spatial axis");
     for (int64_t e : v)
-      if (e <= 0) n.fail(key + " " + shape_str(v) + " must be positive");
+      if (e <= 0 || e > kMaxDim) n.fail(key + " " + shape_str(v) + " must be positive");
     return v;
   };
   Window w;
@@ -556,15 +594,17 @@ Window Importer::window(const NodeRef &n, int x, const std::vector<int64_t> &ker
   if (auto_pad == "NOTSET") {
     w.pads = n.get_ints("pads", std::vector<int64_t>(2 * r, 0));
     if (w.pads.size() != 2 * r)
-      n.fail("pads " + shape_str(w.pads) + " must have " + std::to_string(2 * r) + " entries (begins, then ends)");
+      n.fail("pads " + shape_str(w.pads) + " must have " + std::to_string(2 * r) +
+             " entries (begins, then ends)");
     for (int64_t p : w.pads)
-      if (p < 0) n.fail("pads " + shape_str(w.pads) + " must not be negative");
+      if (p < 0 || p > kMaxDim) n.fail("pads " + shape_str(w.pads) + " are out of range");
   } else if (auto_pad == "VALID") {
     w.pads.assign(2 * r, 0);
   } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
     // Pad so that out = ceil(in / stride); SAME_UPPER puts the odd pixel at the end.
     const std::vector<int64_t> &xs = shape_of(x);
-    if (xs.size() != r + 2) n.fail("input " + shape_str(xs) + " does not fit a " + std::to_string(r) + "-D window");
+    if (xs.size() != r + 2)
+      n.fail("input " + shape_str(xs) + " does not fit a " + std::to_string(r) + "-D window");
     w.pads.assign(2 * r, 0);
     for (size_t i = 0; i < r; i++) {
       int64_t in = xs[i + 2], s = w.strides[i];
@@ -584,9 +624,8 @@ Window Importer::window(const NodeRef &n, int x, const std::vector<int64_t> &ker
 // when the source is not already in that form (a new constant then; the original is untouched).
 int Importer::dense_weight(const NodeRef &n, const std::string &name, bool transpose, float scale) {
   if (!transpose && scale == 1.f) {
-    int v = value(n, name);
+    int v = const_value(n, name, "weight");
     const Value &w = g_.values[v];
-    if (!w.is_const()) n.fail("weight '" + name + "' must be a constant (initializer or Constant)");
     if (w.type.shape.size() != 2) n.fail("weight '" + name + "' must be 2-D, got " + shape_str(w.type.shape));
     return v;
   }
@@ -610,16 +649,18 @@ int Importer::dense_weight(const NodeRef &n, const std::string &name, bool trans
 // [1,out]) scaled by beta, or zeros when absent.
 int Importer::dense_bias(const NodeRef &n, const std::string &name, int64_t out, float beta) {
   if (name.empty())
-    return g_.add_const(unique_name(n.name() + "_bias"), {out}, std::vector<float>(static_cast<size_t>(out), 0.f));
+    return g_.add_const(unique_name(n.name() + "_bias"), {out},
+                        std::vector<float>(static_cast<size_t>(out), 0.f));
   std::vector<int64_t> dims;
   std::vector<float> data = const_floats(n, name, &dims, "bias");
   if (beta == 1.f && dims == std::vector<int64_t>{out}) return value(n, name);
-  bool row = static_cast<int64_t>(data.size()) == out && (dims.size() == 1 || (dims.size() == 2 && dims[0] == 1));
+  bool row =
+      static_cast<int64_t>(data.size()) == out && (dims.size() == 1 || (dims.size() == 2 && dims[0] == 1));
   if (data.size() == 1)
     data.assign(static_cast<size_t>(out), data[0]);
   else if (!row)
-    n.fail("bias '" + name + "' of shape " + shape_str(dims) + " does not broadcast to [" + std::to_string(out) +
-           "] (only per-output biases are supported)");
+    n.fail("bias '" + name + "' of shape " + shape_str(dims) + " does not broadcast to [" +
+           std::to_string(out) + "] (only per-output biases are supported)");
   for (float &e : data) e *= beta;
   return g_.add_const(unique_name(name + "_1d"), {out}, std::move(data));
 }
@@ -633,7 +674,8 @@ bool Importer::fold_bias_add(const NodeRef &n) {
     if (y == vals_.end() || g_.values[y->second].name != mm || uses_[mm] != 1) continue;
     auto folded = matmul_bias_.find(y->second);
     auto t = tensors_.find(bias);
-    if (folded == matmul_bias_.end() || t == tensors_.end() || t->second->data_type() != onnx::TensorProto::FLOAT)
+    if (folded == matmul_bias_.end() || t == tensors_.end() ||
+        t->second->data_type() != onnx::TensorProto::FLOAT)
       continue;
     Value &b = g_.values[folded->second];
     const int64_t out = b.type.shape[0];
@@ -658,21 +700,22 @@ bool Importer::fold_bias_add(const NodeRef &n) {
 void Importer::lower_conv(const NodeRef &n) {
   n.expect_inputs(2, 3);
   int x = value(n, n.input(0));
-  int w = value(n, n.input(1));
-  if (!g_.values[w].is_const()) n.fail("weight '" + n.input(1) + "' must be a constant (initializer or Constant)");
+  int w = const_value(n, n.input(1), "weight");
   const std::vector<int64_t> wshape = g_.values[w].type.shape;
   if (wshape.size() < 3)
-    n.fail("weight '" + n.input(1) + "' has shape " + shape_str(wshape) + "; expected [out, in/group, kH, kW]");
+    n.fail("weight '" + n.input(1) + "' has shape " + shape_str(wshape) +
+           "; expected [out, in/group, kH, kW]");
   std::vector<int64_t> kernel(wshape.begin() + 2, wshape.end());
   if (n.attr("kernel_shape") && n.get_ints("kernel_shape") != kernel)
-    n.fail("kernel_shape " + shape_str(n.get_ints("kernel_shape")) + " does not match weight shape " + shape_str(wshape));
+    n.fail("kernel_shape " + shape_str(n.get_ints("kernel_shape")) + " does not match weight shape " +
+           shape_str(wshape));
   int64_t group = n.get_i("group", 1);
   if (group < 1) n.fail("group must be positive, got " + std::to_string(group));
   Window win = window(n, x, kernel, true);
 
   Node node = make_node(n, "Conv");
   node.inputs = {x, w};
-  if (!n.input(2).empty()) node.inputs.push_back(value(n, n.input(2)));
+  if (!n.input(2).empty()) node.inputs.push_back(const_value(n, n.input(2), "bias"));
   node.set_ints("kernel_shape", kernel);
   node.set_ints("strides", win.strides);
   node.set_ints("pads", win.pads);
@@ -683,10 +726,12 @@ void Importer::lower_conv(const NodeRef &n) {
 
 void Importer::lower_batchnorm(const NodeRef &n) {
   n.expect_inputs(5, 5);
-  if (n.get_i("training_mode", 0) != 0) n.fail("training_mode=1 is not supported (export the model in eval mode)");
+  if (n.get_i("training_mode", 0) != 0)
+    n.fail("training_mode=1 is not supported (export the model in eval mode)");
   if (n.get_i("spatial", 1) != 1) n.fail("spatial=0 (per-activation statistics) is not supported");
   Node node = make_node(n, "BatchNormalization");
-  for (int k = 0; k < 5; k++) node.inputs.push_back(value(n, n.input(k)));
+  node.inputs.push_back(value(n, n.input(0)));
+  for (int k = 1; k < 5; k++) node.inputs.push_back(const_value(n, n.input(k), "parameter"));
   node.set_f("epsilon", n.get_f("epsilon", 1e-5f));
   emit(n, std::move(node));
 }
@@ -757,6 +802,8 @@ void Importer::lower_matmul(const NodeRef &n) {
   auto v = vals_.find(bname);
   if (!tensors_.count(bname) && v != vals_.end() && !g_.values[v->second].is_const())
     n.fail("qnnc supports MatMul only with a constant 2-D right operand (a fully-connected layer)");
+  if (shape_of(x).size() != 2)
+    n.fail("qnnc supports MatMul only on a 2-D left operand, got " + shape_str(shape_of(x)));
   int w = dense_weight(n, bname, true, 1.f);
   int b = dense_bias(n, "", g_.values[w].type.shape[0], 1.f);
   Node node = make_node(n, "Gemm");
@@ -782,17 +829,20 @@ void Importer::lower_reshape(const NodeRef &n) {
   std::vector<int64_t> shape = decode_int64s(*t->second, sname, &dims);
   if (dims.size() != 1) n.fail("shape input '" + sname + "' must be 1-D, got shape " + shape_str(dims));
 
-  int minus_ones = 0;
-  bool zeros = false;
-  for (int64_t s : shape) {
-    if (s < -1) n.fail("invalid target shape " + shape_str(shape));
-    minus_ones += s == -1;
-    zeros |= s == 0;
-  }
-  if (minus_ones > 1) n.fail("target shape " + shape_str(shape) + " has more than one -1");
-  if (zeros) {
+  // Entries are -1 (inferred by shape inference), 0 (copy the input dimension) or a size.
+  auto check_sizes = [&] {
+    std::vector<int64_t> sizes;
+    for (int64_t s : shape)
+      if (s != -1) sizes.push_back(s);
+    if (checked_product(sizes) < 0) n.fail("invalid target shape " + shape_str(shape));
+  };
+  check_sizes();
+  if (std::count(shape.begin(), shape.end(), -1) > 1)
+    n.fail("target shape " + shape_str(shape) + " has more than one -1");
+  if (std::count(shape.begin(), shape.end(), 0) > 0) {
     if (n.get_i("allowzero", 0) != 0)
-      n.fail("allowzero=1 with a 0 in target shape " + shape_str(shape) + " (empty tensors) is not supported");
+      n.fail("allowzero=1 with a 0 in target shape " + shape_str(shape) +
+             " (empty tensors) is not supported");
     const std::vector<int64_t> xs = shape_of(x);
     for (size_t k = 0; k < shape.size(); k++) {
       if (shape[k] != 0) continue;
@@ -801,6 +851,7 @@ void Importer::lower_reshape(const NodeRef &n) {
                shape_str(xs) + ", which it does not have");
       shape[k] = xs[k];
     }
+    check_sizes();
   }
   Node node = make_node(n, "Reshape");
   node.inputs = {x};
@@ -867,8 +918,11 @@ void check_opset(const onnx::ModelProto &m, const std::string &what) {
 
 }  // namespace
 
-Graph load_onnx_bytes(const std::string &bytes, const std::string &what, const std::vector<int64_t> &input_shape) {
-  auto invalid = [&](const std::string &why) { return Error(quote(what) + " is not a valid ONNX model: " + why); };
+Graph load_onnx_bytes(const std::string &bytes, const std::string &what,
+                      const std::vector<int64_t> &input_shape) {
+  auto invalid = [&](const std::string &why) {
+    return Error(quote(what) + " is not a valid ONNX model: " + why);
+  };
   if (bytes.empty()) throw invalid("the file is empty");
   if (bytes.size() > static_cast<size_t>(INT_MAX)) throw invalid("it is larger than 2 GiB");
   onnx::ModelProto model;
@@ -880,7 +934,8 @@ Graph load_onnx_bytes(const std::string &bytes, const std::string &what, const s
 
 Graph load_onnx(const std::string &path, const std::vector<int64_t> &input_shape) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error("cannot open model file '" + path + "' (it is a directory)");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error("cannot open model file '" + path + "' (it is a directory)");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error("cannot open model file '" + path + "'");
   std::ostringstream bytes;

@@ -11,10 +11,13 @@ struct ConvFuncs {
   bool has_padding = false;
 };
 
-ConvFuncs define_conv2d(const KernelSpec &s);
+// cb: output channels per weight block (weights are packed (co % cb, ci, kx, ky, co / cb)).
+ConvFuncs define_conv2d(const KernelSpec &s, int cb);
 // Knobs: vec (SIMD lanes), co_vectors (output-channel vectors per register tile),
 // x_tile (output columns per register tile), unroll_ci (input-channel unroll).
 Knobs conv2d_default_knobs(const KernelSpec &s, const Halide::Target &t);
+// Output channels per register tile (the weight packing block) for these knobs.
+int conv2d_channel_block(const KernelSpec &s, const Knobs &k);
 void schedule_conv2d(ConvFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc

@@ -43,7 +43,7 @@ HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
   Knobs k = default_knobs(s, t);
   for (const auto &[name, v] : s.knobs) k[name] = v;
   if (s.kind == "conv2d") {
-    ConvFuncs f = define_conv2d(s);
+    ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k));
     schedule_conv2d(f, s, k, t);
     std::vector<Argument> args{f.input, f.weights, f.bias};
     if (s.residual) args.push_back(f.residual);

@@ -37,6 +37,11 @@ Tensor random_tensor(const std::vector<int64_t> &shape, uint64_t seed) {
 
 namespace {
 
+// Last Halide runtime error on this thread (the kernels report errors through a handler
+// instead of aborting).
+thread_local std::string last_halide_error;
+extern "C" void qnnc_halide_error(void *, const char *msg) { last_halide_error = msg; }
+
 struct AlignedFree {
   void operator()(void *p) const { std::free(p); }
 };
@@ -142,6 +147,9 @@ Module Module::load(const std::string &dir) {
   im->lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!im->lib) throw Error("cannot load kernels of module '" + dir + "': " + dlerror());
   im->set_threads = (int (*)(int))dlsym(im->lib, "halide_set_num_threads");
+  using ErrorHandler = void (*)(void *, const char *);
+  if (auto set_handler = (ErrorHandler(*)(ErrorHandler))dlsym(im->lib, "halide_set_error_handler"))
+    set_handler(qnnc_halide_error);
 
   std::vector<std::vector<int>> step_reads, step_writes;
   for (const auto &js : m.at("steps")) {
@@ -242,8 +250,11 @@ std::vector<Tensor> Module::run(const std::vector<Tensor> &inputs, const Hook &h
   for (size_t k = 0; k < im.steps.size(); k++) {
     Step &s = im.steps[k];
     if (!s.alias) {
+      last_halide_error.clear();
       int rc = s.argv(s.argptrs.data());
-      if (rc != 0) throw Error("kernel '" + s.fn + "' of step '" + s.name + "' failed with Halide error " + std::to_string(rc));
+      if (rc != 0)
+        throw Error("kernel '" + s.fn + "' of step '" + s.name + "' failed (Halide error " + std::to_string(rc) +
+                    "): " + last_halide_error);
     }
     if (hook) hook(k);
   }
