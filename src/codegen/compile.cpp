@@ -100,7 +100,11 @@ Module compile(const Graph &g, const CompileOptions &opt) {
   if (!mkdtemp(buf.data())) throw Error("cannot create a temporary module directory");
   std::string dir(buf.data());
   compile_to_dir(g, opt, dir);
-  return Module::load(dir);
+  Module m = Module::load(dir);
+  // Everything is in memory now (the kernel library stays mapped after unlinking).
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return m;
 }
 
 }  // namespace qnnc
