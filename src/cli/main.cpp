@@ -17,6 +17,7 @@
 #include "frontend/builtin_models.h"
 #include "kernels/halide_kernel.h"
 #include "runtime/module.h"
+#include "quantize/report.h"
 #include "runtime/npy.h"
 
 using namespace qnnc;
@@ -105,8 +106,17 @@ std::map<std::string, Knobs> parse_knobs(const std::vector<std::string> &items) 
   return r;
 }
 
+struct QuantFlags {
+  std::string precision, calib_mode = "minmax", calib_data, weight_scale = "channel_max";
+  std::vector<std::string> skip;
+  int calib_samples = 8, report_inputs = 16;
+  float percentile = 99.99f, global_scale = 8.0f;
+  bool no_skip_first = false, report = false;
+};
+
 int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
-                const std::string &shape, uint64_t seed, int jobs, bool quiet, const std::vector<std::string> &knobs) {
+                const std::string &shape, uint64_t seed, int jobs, bool quiet, const std::vector<std::string> &knobs,
+                const QuantFlags &qf) {
   auto log = [&](const std::string &s) {
     if (!quiet) say(s);
   };
@@ -120,6 +130,22 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
   opt.target = target;
   opt.jobs = jobs;
   opt.knobs = parse_knobs(knobs);
+  if (!qf.precision.empty() && qf.precision != "fp32") {
+    opt.quantize = true;
+    opt.qconfig = QConfig::parse_precision(qf.precision);
+    opt.qconfig.calibrate_mode = qf.calib_mode;
+    opt.qconfig.calibration_data = qf.calib_data;
+    opt.qconfig.calibration_samples = qf.calib_samples;
+    opt.qconfig.percentile = qf.percentile;
+    opt.qconfig.global_scale = qf.global_scale;
+    opt.qconfig.weight_scale = qf.weight_scale;
+    opt.qconfig.skip_layers = qf.skip;
+    opt.qconfig.skip_first_conv = !qf.no_skip_first;
+    opt.qconfig.calibration_seed = seed + 1000;
+    opt.qconfig.validate();
+  } else if (qf.report) {
+    throw Error("--report compares a quantized module with fp32: add --quantize");
+  }
   opt.log = [&](const std::string &s) { log("  " + s); };
   log("qnnc: compiling " + std::to_string(before) + " nodes for target '" + target + "' (" + host_features_line() + ")");
   CompileSummary s = compile_to_dir(g, opt, out);
@@ -128,6 +154,27 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 "qnnc: wrote %s: %d steps, %d distinct kernels (%d from cache), weights %.1f MB, %.1f s",
                 out.c_str(), s.steps, s.kernels, s.cached, s.weight_bytes / 1e6, s.seconds);
   std::printf("%s\n", buf);
+  if (opt.quantize) {
+    const QuantizeSummary &q = s.quant;
+    std::printf("qnnc: %s: %d convolutions integer, %d layers kept fp32, %d quantize / %d dequantize steps; "
+                "conv weights %.1f MB fp32 -> %.1f MB at %d bits\n",
+                opt.qconfig.precision().c_str(), q.quantized, q.kept_fp32, q.quantize_steps, q.dequantize_steps,
+                q.fp32_weight_bytes / 1e6, q.quantized_weight_bytes / 1e6, opt.qconfig.weight_bits);
+    if (opt.qconfig.weight_bits < 8 || opt.qconfig.activation_bits < 8)
+      std::printf("qnnc: note: below 8 bits the values are restricted to %d/%d-bit levels but still run on the int8 "
+                  "kernels (bit-packed kernels are not implemented yet): accuracy is that of %s, speed is int8's\n",
+                  opt.qconfig.weight_bits, opt.qconfig.activation_bits, opt.qconfig.precision().c_str());
+  }
+  if (qf.report) {
+    log("qnnc: building the fp32 reference for the accuracy report");
+    CompileOptions fo = opt;
+    fo.quantize = false;
+    fo.log = nullptr;
+    Module ref = compile(g, fo);
+    Module q = Module::load(out);
+    AccuracyReport rep = compare_modules(ref, q, qf.report_inputs, seed + 5000);
+    std::printf("%s", rep.format().c_str());
+  }
   return 0;
 }
 
@@ -159,7 +206,7 @@ int cmd_run(const std::string &dir, const std::string &input, const std::string 
 double step_macs(const nlohmann::json &st) {
   if (!st.contains("spec")) return 0;
   KernelSpec s = KernelSpec::from_json(st["spec"]);
-  if (s.kind == "conv2d")
+  if (s.kind == "conv2d" || s.kind == "conv2d_q")
     return double(s.out_shape[0]) * s.out_shape[1] * s.out_shape[2] * s.out_shape[3] * s.in_shape[1] * s.kernel[0] * s.kernel[1];
   if (s.kind == "dense") return double(s.out_shape[0]) * s.out_shape[1] * s.in_shape[1];
   return 0;
@@ -242,7 +289,7 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
     if (s["name"] != layer && s.value("fn", "") != layer) continue;
     if (s.value("alias", false)) throw Error("step '" + layer + "' is a view and has no kernel");
     KernelSpec spec = KernelSpec::from_json(s["spec"]);
-    Halide::Target t(m["halide_target"].get<std::string>());
+    Halide::Target t(s.value("halide_target", m["halide_target"].get<std::string>()));
     HalideKernel k = build_kernel(spec, t);
     std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/qnnc-inspect-" +
                       std::to_string(::getpid());
@@ -267,6 +314,7 @@ int main(int argc, char **argv) {
   app.require_subcommand(1);
 
   std::vector<std::string> knobs;
+  QuantFlags qf;
   std::string model, out, target = "host", shape, input, output, json, layer;
   uint64_t seed = 0;
   int threads = 0, repeat = 20, warmup = 3, jobs = 0;
@@ -280,6 +328,17 @@ int main(int argc, char **argv) {
   c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
   c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");
   c->add_flag("-q,--quiet", quiet, "no progress output");
+  c->add_option("--quantize", qf.precision, "precision: fp32 (default), int8, int4, int2, int1, or wXaY (e.g. w4a8)");
+  c->add_option("--calib-mode", qf.calib_mode, "activation ranges: minmax, percentile, kl_divergence, global_scale")->capture_default_str();
+  c->add_option("--calib-samples", qf.calib_samples, "random calibration inputs")->capture_default_str();
+  c->add_option("--calib-data", qf.calib_data, "calibration inputs (.npy or .npz of N,C,H,W float32) instead of random ones");
+  c->add_option("--percentile", qf.percentile, "with --calib-mode percentile")->capture_default_str();
+  c->add_option("--global-scale", qf.global_scale, "with --calib-mode global_scale: the clipping range")->capture_default_str();
+  c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max or power2")->capture_default_str();
+  c->add_option("--skip-layer", qf.skip, "keep this layer (node name) in fp32; repeatable");
+  c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
+  c->add_flag("--report", qf.report, "print accuracy vs fp32: logits SQNR/cosine/top-k, raw and centered, and per-layer SQNR");
+  c->add_option("--report-inputs", qf.report_inputs, "inputs used by --report")->capture_default_str();
   c->add_option("--knob", knobs, "force a schedule knob on a kernel family, e.g. conv2d.x_tile=7 (repeatable)");
 
   auto *r = app.add_subcommand("run", "Run a compiled module on an input (.npy/.npz; default: seeded random)");
@@ -311,7 +370,7 @@ int main(int argc, char **argv) {
     return app.exit(e);
   }
   try {
-    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet, knobs);
+    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet, knobs, qf);
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);

@@ -36,7 +36,8 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
     if (opt.log) opt.log(s);
   };
   TargetInfo target = resolve_target(opt.target);
-  run_passes(g, opt.passes);
+  CompileSummary sum;
+  g = prepare_for_codegen(std::move(g), opt, &sum.quant);
   LoweredModule lm = lower_graph(g, target, opt.knobs);
 
   // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).
@@ -46,6 +47,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   for (auto &st : lm.steps) {
     if (st.alias) continue;
     st.fn = kernel_function_name(st.spec, target);
+    st.halide_target = kernel_target_string(st.spec, target);
     if (!index.count(st.fn)) {
       index[st.fn] = specs.size();
       specs.push_back(st.spec);
@@ -83,7 +85,6 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   objects.push_back(runtime_object(target));
   link_shared(target, objects, dir + "/kernels.so");
 
-  CompileSummary sum;
   sum.dir = dir;
   sum.weight_bytes = write_module_files(lm, g, target, dir);
   sum.steps = (int)lm.steps.size();
@@ -91,6 +92,19 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   for (const auto &c : compiled) sum.cached += c.from_cache ? 1 : 0;
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return sum;
+}
+
+Graph prepare_for_codegen(Graph g, const CompileOptions &opt, QuantizeSummary *qs) {
+  run_graph_passes(g, opt.passes);
+  if (opt.quantize) {
+    opt.qconfig.validate();
+    auto inputs = calibration_inputs(g, opt.qconfig);
+    auto stats = collect_stats(g, inputs, opt.log);
+    QuantizeSummary s = quantize_graph(g, stats, opt.qconfig);
+    if (qs) *qs = s;
+  }
+  run_layout_passes(g, opt.passes);
+  return g;
 }
 
 Module compile(const Graph &g, const CompileOptions &opt) {

@@ -7,6 +7,8 @@
 #include "ir/graph.h"
 #include "kernels/kernel_spec.h"
 #include "passes/passes.h"
+#include "quantize/qconfig.h"
+#include "quantize/quantize_graph.h"
 #include "runtime/module.h"
 
 namespace qnnc {
@@ -14,6 +16,8 @@ namespace qnnc {
 struct CompileOptions {
   std::string target = "host";
   PassOptions passes;
+  bool quantize = false;                          // calibrate and quantize per qconfig
+  QConfig qconfig;
   std::map<std::string, Knobs> knobs;            // per-family schedule overrides (--knob)
   int jobs = 0;                                   // parallel kernel compiles; <= 0: all cores
   std::function<void(const std::string &)> log;   // progress lines; null = silent
@@ -24,10 +28,15 @@ struct CompileSummary {
   int steps = 0, kernels = 0, cached = 0;
   double seconds = 0;
   int64_t weight_bytes = 0;
+  QuantizeSummary quant;
 };
 
 // Runs the passes on g (a copy) and writes a module directory.
 CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::string &dir);
+
+// The graph compile_to_dir lowers: passes, then (with opt.quantize) calibration on the fused
+// fp32 graph and the quantization rewrite, then layout.
+Graph prepare_for_codegen(Graph g, const CompileOptions &opt, QuantizeSummary *qs = nullptr);
 
 // Compiles into a fresh temporary directory and loads the module (host targets only).
 Module compile(const Graph &g, const CompileOptions &opt = {});

@@ -25,8 +25,11 @@ std::string cache_dir() {
 }
 
 namespace {
-Halide::Target kernel_target(const TargetInfo &t) {
-  return t.halide.with_feature(Halide::Target::NoRuntime);
+Halide::Target kernel_target(const TargetInfo &t, const KernelSpec &s) {
+  Halide::Target k = t.halide.with_feature(Halide::Target::NoRuntime);
+  if (s.kind == "conv2d_q")
+    for (auto f : t.int8_features) k = k.with_feature(f);
+  return k;
 }
 // Writes through a temporary name and renames, so concurrent compiles never see half a file.
 std::string temp_name(const std::string &path) {
@@ -38,9 +41,13 @@ std::string temp_name(const std::string &path) {
 // objects are never linked against a newer runtime.
 constexpr const char *kKernelAbiVersion = "qnnc-kernels-2";
 
+std::string kernel_target_string(const KernelSpec &spec, const TargetInfo &target) {
+  return kernel_target(target, spec).to_string();
+}
+
 std::string kernel_function_name(const KernelSpec &spec, const TargetInfo &target) {
   return "qnnc_" + spec.kind + "_" +
-         hash_hex(std::string(kKernelAbiVersion) + "|" + spec.signature() + "|" + kernel_target(target).to_string());
+         hash_hex(std::string(kKernelAbiVersion) + "|" + spec.signature() + "|" + kernel_target(target, spec).to_string());
 }
 
 CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) {
@@ -51,9 +58,9 @@ CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) 
     ck.from_cache = true;
     return ck;
   }
-  HalideKernel k = build_kernel(spec, target.halide);
+  HalideKernel k = build_kernel(spec, kernel_target(target, spec));
   std::string tmp = temp_name(ck.object);
-  k.pipeline.compile_to_object(tmp, k.args, ck.fn, kernel_target(target));
+  k.pipeline.compile_to_object(tmp, k.args, ck.fn, kernel_target(target, spec));
   fs::rename(tmp, ck.object);
   return ck;
 }

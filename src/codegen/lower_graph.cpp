@@ -6,10 +6,36 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_q.h"
+
+#include <cstring>
 
 namespace qnnc {
 
 namespace {
+
+template <typename T>
+std::vector<uint8_t> to_bytes(const std::vector<T> &v, DType dt) {
+  std::vector<uint8_t> b(v.size() * dtype_bytes(dt));
+  for (size_t i = 0; i < v.size(); i++) {
+    switch (dt) {
+      case DType::f32: {
+        float f = (float)v[i];
+        std::memcpy(&b[i * 4], &f, 4);
+        break;
+      }
+      case DType::i32: {
+        int32_t x = (int32_t)v[i];
+        std::memcpy(&b[i * 4], &x, 4);
+        break;
+      }
+      case DType::i8: b[i] = (uint8_t)(int8_t)v[i]; break;
+      case DType::u8: b[i] = (uint8_t)v[i]; break;
+      default: throw Error("unsupported constant dtype");
+    }
+  }
+  return b;
+}
 
 std::vector<std::array<int64_t, 3>> packed(const std::vector<int64_t> &extents) {
   std::vector<std::array<int64_t, 3>> d;
@@ -37,17 +63,24 @@ struct Lowering {
     pv.shape = gv.type.shape;
     pv.layout = layout_name(gv.type.layout);
     pv.kind = gv.is_const() ? "const" : "act";
-    if (gv.is_const()) pv.data = *gv.data;
+    pv.dtype = gv.type.dtype;
+    pv.scale = gv.scale;
+    pv.zero_point = gv.zero_point;
+    if (gv.data) pv.bytes = to_bytes(*gv.data, DType::f32), pv.dtype = DType::f32;
+    if (gv.idata) pv.bytes = to_bytes(*gv.idata, gv.type.dtype);
     lm.values.push_back(std::move(pv));
     return id[v] = (int)lm.values.size() - 1;
   }
-  int new_const(const std::string &name, std::vector<int64_t> shape, std::vector<float> data) {
+  template <typename T>
+  int new_const(const std::string &name, std::vector<int64_t> shape, const std::vector<T> &data,
+                DType dt = DType::f32) {
     PlanValue pv;
     pv.name = name;
     pv.kind = "const";
     pv.shape = std::move(shape);
     pv.layout = "kernel";
-    pv.data = std::move(data);
+    pv.dtype = dt;
+    pv.bytes = to_bytes(data, dt);
     lm.values.push_back(std::move(pv));
     return (int)lm.values.size() - 1;
   }
@@ -65,6 +98,40 @@ struct Lowering {
     if (auto it = overrides.find(s.kind); it != overrides.end())
       for (const auto &[name, v] : it->second) k[name] = v;
     s.knobs = k;
+  }
+  void lower_conv2d_q(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const Value &w = g.values[n.inputs[1]];
+    int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+    s.kernel = {KH, KW};
+    s.stride = n.ints("strides", {1, 1});
+    s.pads = n.ints("pads", {0, 0, 0, 0});
+    s.dilation = n.ints("dilations", {1, 1});
+    s.residual = n.inputs.size() > 5;
+    s.dtype = "u8";
+    s.qmax = (int)n.i("qmax", 255);
+    resolve_knobs(s);
+    // OIHW -> (ci % 4, co % cb, ci / 4, kx, ky, co / cb): one output-channel vector of 4-channel
+    // groups per dot-product step; padded channels are zero.
+    int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb, C4 = (C + 3) / 4;
+    std::vector<int32_t> pk(nb * KH * KW * C4 * cb * 4, 0);
+    const auto &wq = *w.idata;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t ky = 0; ky < KH; ky++)
+          for (int64_t kx = 0; kx < KW; kx++)
+            pk[(((((m / cb) * KH + ky) * KW + kx) * C4 + c / 4) * cb + m % cb) * 4 + c % 4] =
+                wq[((m * C + c) * KH + ky) * KW + kx];
+    int wv = new_const(w.name + ".packed", {nb, KH, KW, C4, cb, 4}, pk, DType::i8);
+    int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
+    std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
+                            (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
+    int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    st.args = {act(n.inputs[0]), {wv, packed({4, cb, C4, KW, KH, nb})}, {value(n.inputs[2]), packed({M})},
+               {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
+    if (s.residual) st.args.push_back(act(n.inputs[5]));
+    st.args.push_back({qv, packed({8})});
+    st.args.push_back(act(out));
   }
   PlanArg act(int v) { return {value(v), view(v)}; }
   PlanArg flat(int v) { return {value(v), packed({g.values[v].type.numel()})}; }
@@ -101,7 +168,7 @@ struct Lowering {
           for (int64_t ky = 0; ky < KH; ky++)
             for (int64_t kx = 0; kx < KW; kx++)
               pk[((((m / cb) * KH + ky) * KW + kx) * C + c) * cb + m % cb] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
-      int wv = new_const(w.name + ".packed", {nb, KH, KW, C, cb}, std::move(pk));
+      int wv = new_const(w.name + ".packed", {nb, KH, KW, C, cb}, pk);
       st.args = {act(n.inputs[0]), {wv, packed({cb, C, KW, KH, nb})}, {value(n.inputs[2]), packed({M})}};
       if (s.residual) st.args.push_back(act(n.inputs[3]));
       st.args.push_back(act(out));
@@ -112,9 +179,22 @@ struct Lowering {
       std::vector<float> km(w.data->size());
       for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < K; k++) km[k * M + m] = (*w.data)[m * K + k];
-      int wv = new_const(w.name + ".km", {K, M}, std::move(km));
+      int wv = new_const(w.name + ".km", {K, M}, km);
       st.args = {act(n.inputs[0]), {wv, packed({M, K})}, {value(n.inputs[2]), packed({M})}, act(out)};
+    } else if (n.op == "conv2d_q") {
+      lower_conv2d_q(n, st, out);
+    } else if (n.op == "quantize" || n.op == "dequantize") {
+      s.scale = n.f("scale", 1.f);
+      s.zero_point = (int)n.i("zero_point", 0);
+      s.qmax = (int)n.i("qmax", 255);
+      st.args = {flat(n.inputs[0]), flat(out)};
+    } else if (n.op == "global_avgpool_q") {
+      s.scale = n.f("scale", 1.f);
+      s.zero_point = (int)n.i("zero_point", 0);
+      s.dtype = "u8";
+      st.args = {act(n.inputs[0]), act(out)};
     } else if (n.op == "maxpool") {
+      s.dtype = x.dtype == DType::u8 ? "u8" : "f32";
       s.kernel = n.ints("kernel_shape");
       s.stride = n.ints("strides", {1, 1});
       s.pads = n.ints("pads", {0, 0, 0, 0});
@@ -175,17 +255,22 @@ int64_t write_module_files(const LoweredModule &lm, const Graph &g, const Target
     jv["kind"] = v.kind;
     jv["shape"] = v.shape;
     jv["layout"] = v.layout;
+    jv["dtype"] = dtype_name(v.dtype);
+    if (v.scale > 0) {
+      jv["scale"] = v.scale;
+      jv["zero_point"] = v.zero_point;
+    }
     int64_t n = 1;
     for (auto d : v.shape) n *= d;
-    jv["bytes"] = n * 4;
+    jv["bytes"] = n * dtype_bytes(v.dtype);
     if (v.alias_of >= 0) jv["alias_of"] = v.alias_of;
     if (v.kind == "const") {
       int64_t aligned = (off + 63) / 64 * 64;
       static const char zeros[64] = {};
       wf.write(zeros, aligned - off);
       jv["offset"] = aligned;
-      wf.write((const char *)v.data.data(), (std::streamsize)(v.data.size() * 4));
-      off = aligned + (int64_t)v.data.size() * 4;
+      wf.write((const char *)v.bytes.data(), (std::streamsize)v.bytes.size());
+      off = aligned + (int64_t)v.bytes.size();
     }
     vals.push_back(jv);
   }
@@ -203,6 +288,7 @@ int64_t write_module_files(const LoweredModule &lm, const Graph &g, const Target
     js["writes"] = s.writes;
     if (!s.alias) {
       js["fn"] = s.fn;
+      js["halide_target"] = s.halide_target;
       js["spec"] = s.spec.to_json();
       js["describe"] = s.spec.describe();
     }

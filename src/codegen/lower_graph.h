@@ -18,7 +18,10 @@ struct PlanValue {
   std::string kind;               // input, act, const
   std::vector<int64_t> shape;     // logical shape
   std::string layout;             // NCHW, NHWC, plain
-  std::vector<float> data;        // const only (kernel layout)
+  DType dtype = DType::f32;
+  std::vector<uint8_t> bytes;     // const only: elements of dtype, in the kernel's layout
+  float scale = 0;                // integer activations: real = (q - zero_point) * scale
+  int zero_point = 0;
   int alias_of = -1;
 };
 
@@ -32,6 +35,7 @@ struct PlanStep {
   bool alias = false;             // output is a view of the input (flatten); no kernel
   KernelSpec spec;
   std::string fn;                 // filled by the driver
+  std::string halide_target;      // filled by the driver
   std::vector<PlanArg> args;      // kernel argument order, output last
   std::vector<int> reads, writes;
 };

@@ -11,6 +11,11 @@ TargetInfo resolve_target(const std::string &name) {
     t.halide = Halide::get_host_target();
     t.cxx = "c++";
     t.is_host = true;
+#if defined(__x86_64__)
+    // Halide names VNNI's vpdpbusd through its Sapphire Rapids feature; only integer kernels
+    // get it, so fp32 kernels keep the host's own tuning.
+    if (__builtin_cpu_supports("avx512vnni")) t.int8_features.push_back(Halide::Target::AVX512_SapphireRapids);
+#endif
     return t;
   }
   throw Error("unknown target '" + name + "' (known: host)");
@@ -25,6 +30,9 @@ std::string host_features_line() {
                      {Halide::Target::AVXVNNI, "avx-vnni"}, {Halide::Target::ARMDotProd, "dotprod"}};
   for (const auto &f : feats)
     if (t.has_feature(f.f)) s += std::string(" ") + f.name;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512vnni")) s += " avx512-vnni";
+#endif
   return s + "  [halide target " + t.to_string() + "]";
 }
 

@@ -12,6 +12,8 @@ struct TargetInfo {
   Halide::Target halide;     // features used for kernels (runtime built separately)
   std::string cxx;           // compiler driver used to link the kernel library
   bool is_host = true;       // kernels can be loaded into this process
+  // Extra features for integer kernels (e.g. the 4-way u8 x i8 dot product of AVX512-VNNI).
+  std::vector<Halide::Target::Feature> int8_features;
 };
 
 // Throws qnnc::Error for an unknown name, listing the known ones.

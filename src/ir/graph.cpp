@@ -79,6 +79,17 @@ int Graph::add_const(const std::string &nm, std::vector<int64_t> shape, std::vec
   return v;
 }
 
+int Graph::add_iconst(const std::string &nm, std::vector<int64_t> shape, DType dtype, std::vector<int32_t> data) {
+  TensorType t;
+  t.shape = std::move(shape);
+  t.dtype = dtype;
+  if (t.numel() != (int64_t)data.size())
+    throw Error("constant '" + nm + "': shape does not match its data size");
+  int v = add_value(nm, t);
+  values[v].idata = std::make_shared<std::vector<int32_t>>(std::move(data));
+  return v;
+}
+
 int Graph::add_node(Node n) {
   int idx = (int)nodes.size();
   for (int o : n.outputs) values.at(o).producer = idx;
@@ -127,9 +138,11 @@ std::string print_graph(const Graph &g) {
   os << ") {\n";
   for (const auto &n : g.nodes) {
     os << "  ";
-    for (size_t i = 0; i < n.outputs.size(); i++)
-      os << (i ? ", " : "") << "%" << g.values[n.outputs[i]].name << ": "
-         << g.values[n.outputs[i]].type.str();
+    for (size_t i = 0; i < n.outputs.size(); i++) {
+      const Value &v = g.values[n.outputs[i]];
+      os << (i ? ", " : "") << "%" << v.name << ": " << v.type.str();
+      if (v.scale > 0) os << "(scale=" << v.scale << ",zp=" << v.zero_point << ")";
+    }
     os << " = " << n.op << "(";
     for (size_t i = 0; i < n.inputs.size(); i++) {
       const Value &v = g.values[n.inputs[i]];

@@ -38,8 +38,12 @@ struct Value {
   std::string name;
   TensorType type;
   int producer = -1;                        // node index, -1 for graph inputs / constants
-  std::shared_ptr<std::vector<float>> data; // constants only (weights are float until quantized)
-  bool is_const() const { return data != nullptr; }
+  std::shared_ptr<std::vector<float>> data;     // float constants
+  std::shared_ptr<std::vector<int32_t>> idata;  // integer constants (quantized weights, biases)
+  bool is_const() const { return data != nullptr || idata != nullptr; }
+  // Affine quantization of an integer activation: real = (q - zero_point) * scale.
+  float scale = 0.f;
+  int zero_point = 0;
 };
 
 // Attribute value: ints, floats or a string; scalars are one-element vectors.
@@ -74,6 +78,7 @@ struct Graph {
 
   int add_value(const std::string &name, TensorType t);
   int add_const(const std::string &name, std::vector<int64_t> shape, std::vector<float> data);
+  int add_iconst(const std::string &name, std::vector<int64_t> shape, DType dtype, std::vector<int32_t> data);
   int add_node(Node n);      // sets producer of outputs; returns node index
   int find_value(const std::string &name) const;  // -1 when absent
 

@@ -54,7 +54,7 @@ void infer_shapes(Graph &g) {
     };
     TensorType out;
     const std::string &op = n.op;
-    if (op == "Conv" || op == "conv2d") {
+    if (op == "Conv" || op == "conv2d" || op == "conv2d_q") {
       const auto &x = in(0), &w = in(1);
       need_rank(n, x, 4, "input");
       need_rank(n, w, 4, "weight");
@@ -65,18 +65,24 @@ void infer_shapes(Graph &g) {
                     " input channels, input " + shape_str(x.shape) + " has " + std::to_string(x.shape[1]));
       out = window_op(n, x, w.shape[0], w.shape[2], w.shape[3]);
       if (n.inputs.size() > 2 && in(2).numel() != w.shape[0]) fail(n, "bias size does not match output channels");
-      if (op == "conv2d" && n.inputs.size() > 3 && in(3).shape != out.shape)
-        fail(n, "residual " + shape_str(in(3).shape) + " does not match output " + shape_str(out.shape));
+      size_t res_at = op == "conv2d_q" ? 5 : 3;
+      if (op != "Conv" && n.inputs.size() > res_at && in(res_at).shape != out.shape)
+        fail(n, "residual " + shape_str(in(res_at).shape) + " does not match output " + shape_str(out.shape));
+      out.dtype = op == "conv2d_q" ? DType::u8 : x.dtype;
     } else if (op == "MaxPool" || op == "AveragePool" || op == "maxpool") {
       const auto &x = in(0);
       need_rank(n, x, 4, "input");
       auto k = n.ints("kernel_shape");
       if (k.size() != 2) fail(n, "kernel_shape must have 2 entries");
       out = window_op(n, x, x.shape[1], k[0], k[1]);
-    } else if (op == "GlobalAveragePool" || op == "global_avgpool") {
+    } else if (op == "GlobalAveragePool" || op == "global_avgpool" || op == "global_avgpool_q") {
       need_rank(n, in(0), 4, "input");
       out = in(0);
       out.shape[2] = out.shape[3] = 1;
+      if (op == "global_avgpool_q") out.dtype = DType::f32;
+    } else if (op == "quantize" || op == "dequantize") {
+      out = in(0);
+      out.dtype = op == "quantize" ? DType::u8 : DType::f32;
     } else if (op == "BatchNormalization" || op == "Relu" || op == "Identity" || op == "relu" || op == "scale_shift") {
       out = in(0);
       if (op == "BatchNormalization") {
@@ -129,12 +135,7 @@ void infer_shapes(Graph &g) {
     }
     if (op != "layout" && op != "Flatten" && op != "flatten" && op != "Reshape" && op != "Gemm" && op != "dense")
       out.layout = in(0).layout;
-    for (int o : n.outputs) {
-      DType keep = g.values[o].type.dtype;
-      bool typed = !g.values[o].type.shape.empty();
-      g.values[o].type = out;
-      if (typed && op.size() && islower(op[0])) g.values[o].type.dtype = keep;
-    }
+    for (int o : n.outputs) g.values[o].type = out;
   }
 }
 

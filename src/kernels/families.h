@@ -17,6 +17,12 @@ HalideKernel build_add(const KernelSpec &s, const Knobs &k, const Halide::Target
 HalideKernel build_relu(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Per-channel x * scale + shift (an unfolded batch norm), optionally followed by ReLU.
 HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// fp32 -> u8 with spec.scale / zero_point / qmax.
+HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// u8 -> fp32.
+HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Global average pool of a u8 tensor to fp32.
+HalideKernel build_global_avgpool_q(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // NCHW <-> NHWC transpose.
 HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 

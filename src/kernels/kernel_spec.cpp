@@ -17,6 +17,10 @@ nlohmann::json KernelSpec::to_json() const {
   j["relu"] = relu;
   j["residual"] = residual;
   j["to_nhwc"] = to_nhwc;
+  j["dtype"] = dtype;
+  j["scale"] = scale;
+  j["zero_point"] = zero_point;
+  j["qmax"] = qmax;
   j["knobs"] = knobs;
   return j;
 }
@@ -33,6 +37,10 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.relu = j.at("relu").get<bool>();
   s.residual = j.at("residual").get<bool>();
   s.to_nhwc = j.at("to_nhwc").get<bool>();
+  s.dtype = j.value("dtype", std::string("f32"));
+  s.scale = j.value("scale", 0.f);
+  s.zero_point = j.value("zero_point", 0);
+  s.qmax = j.value("qmax", 255);
   s.knobs = j.at("knobs").get<Knobs>();
   return s;
 }
@@ -47,6 +55,7 @@ std::string KernelSpec::describe() const {
     os << " " << in_shape[1] << "->" << out_shape[1] << " " << in_shape[2] << "x" << in_shape[3];
   else if (in_shape.size() == 2)
     os << " " << in_shape[1] << "->" << out_shape[1];
+  if (dtype != "f32" || kind == "conv2d_q") os << " " << (kind == "conv2d_q" ? "u8*i8" : dtype);
   if (residual) os << " +residual";
   if (relu) os << " +relu";
   return os.str();

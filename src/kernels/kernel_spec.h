@@ -26,6 +26,10 @@ struct KernelSpec {
   bool relu = false;
   bool residual = false;            // conv2d adds a same-shaped tensor before the activation
   bool to_nhwc = true;              // layout: direction of the transpose
+  std::string dtype = "f32";        // element type of the activations read (f32 or u8)
+  float scale = 0;                  // quantize / dequantize / global_avgpool_q: real = (q - zp) * scale
+  int zero_point = 0;
+  int qmax = 255;                   // largest activation level (2^bits - 1)
   Knobs knobs;                      // schedule choice; empty = defaults
 
   nlohmann::json to_json() const;

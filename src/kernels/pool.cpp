@@ -11,9 +11,11 @@ namespace qnnc {
 HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t OH = s.out_shape[2], OW = s.out_shape[3];
-  ImageParam in = fixed_param(Float(32), "input", {C, W, H, N});
-  Func padded = BoundaryConditions::constant_exterior(
-      in, -std::numeric_limits<float>::infinity(), {Range(), Range(0, (int)W), Range(0, (int)H), Range()});
+  // u8 tensors pool their integers (the pad value 0 is their smallest level).
+  bool q = s.dtype == "u8";
+  ImageParam in = fixed_param(q ? UInt(8) : Float(32), "input", {C, W, H, N});
+  Expr lowest = q ? Expr((uint8_t)0) : Expr(-std::numeric_limits<float>::infinity());
+  Func padded = BoundaryConditions::constant_exterior(in, lowest, {Range(), Range(0, (int)W), Range(0, (int)H), Range()});
   Var c("c"), x("x"), y("y"), n("n");
   RDom r(0, (int)s.kernel[1], 0, (int)s.kernel[0], "r");
   Func out("output");

@@ -1,5 +1,6 @@
 // Dispatch from a KernelSpec to its family's algorithm and schedule.
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_q.h"
 #include "kernels/families.h"
 #include "ir/graph.h"
 
@@ -33,6 +34,7 @@ void fix_output(Func f, const std::vector<int64_t> &extents) {
 
 Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d") return conv2d_default_knobs(s, t);
+  if (s.kind == "conv2d_q") return conv2d_q_default_knobs(s, t);
   Knobs k{{"vec", t.natural_vector_size<float>()}};
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add") k["chunk"] = 4096;
@@ -49,6 +51,17 @@ HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
     if (s.residual) args.push_back(f.residual);
     return {Pipeline(f.output), args};
   }
+  if (s.kind == "conv2d_q") {
+    ConvQFuncs f = define_conv2d_q(s, conv2d_q_channel_block(s, k));
+    schedule_conv2d_q(f, s, k, t);
+    std::vector<Argument> args{f.input, f.weights, f.bias, f.mult, f.shift};
+    if (s.residual) args.push_back(f.residual);
+    args.push_back(f.qparams);
+    return {Pipeline(f.output), args};
+  }
+  if (s.kind == "quantize") return build_quantize(s, k, t);
+  if (s.kind == "dequantize") return build_dequantize(s, k, t);
+  if (s.kind == "global_avgpool_q") return build_global_avgpool_q(s, k, t);
   if (s.kind == "dense") return build_dense(s, k, t);
   if (s.kind == "maxpool") return build_maxpool(s, k, t);
   if (s.kind == "global_avgpool") return build_global_avgpool(s, k, t);

@@ -13,14 +13,24 @@ void compact(Graph &g) {
     for (int o : g.nodes[i].outputs) g.values[o].producer = (int)i;
 }
 
-void run_passes(Graph &g, const PassOptions &opt) {
+void run_graph_passes(Graph &g, const PassOptions &opt) {
   fold_constants(g);
   if (opt.fold_batchnorm) fold_batchnorm(g);
   fuse_operators(g);
   remove_dead_nodes(g);
+  infer_shapes(g);
+  g.verify();
+}
+
+void run_layout_passes(Graph &g, const PassOptions &opt) {
   if (opt.nhwc) choose_layout(g);
   infer_shapes(g);
   g.verify();
+}
+
+void run_passes(Graph &g, const PassOptions &opt) {
+  run_graph_passes(g, opt);
+  run_layout_passes(g, opt);
 }
 
 }  // namespace qnnc

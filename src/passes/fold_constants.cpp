@@ -9,7 +9,7 @@ namespace qnnc {
 void fold_constants(Graph &g) {
   for (auto &n : g.nodes) {
     bool all_const = !n.inputs.empty();
-    for (int v : n.inputs) all_const = all_const && g.values[v].is_const();
+    for (int v : n.inputs) all_const = all_const && g.values[v].data != nullptr;
     if (!all_const || n.outputs.size() != 1) continue;
     Value &out = g.values[n.outputs[0]];
     const auto &a = *g.values[n.inputs[0]].data;

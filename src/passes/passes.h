@@ -23,6 +23,9 @@ void remove_dead_nodes(Graph &g);
 void choose_layout(Graph &g);
 
 void run_passes(Graph &g, const PassOptions &opt = {});
+// The two halves of run_passes: up to fusion (what quantization rewrites), then layout.
+void run_graph_passes(Graph &g, const PassOptions &opt = {});
+void run_layout_passes(Graph &g, const PassOptions &opt = {});
 
 // Deletes nodes with an empty op and renumbers producers (used by the passes).
 void compact(Graph &g);

@@ -69,6 +69,7 @@ struct Step {
 
 struct ValueInfo {
   std::string name, kind;  // kind: input, const, act
+  halide_type_t type{halide_type_float, 32, 1};
   std::vector<int64_t> shape;
   int64_t bytes = 0, offset = 0;   // offset into weights (const) or arena (act/input)
   int alias_of = -1;
@@ -135,6 +136,12 @@ Module Module::load(const std::string &dir) {
     v.bytes = jv.at("bytes");
     v.offset = jv.value("offset", (int64_t)0);
     v.alias_of = jv.value("alias_of", -1);
+    std::string dt = jv.value("dtype", std::string("f32"));
+    if (dt == "f32") v.type = halide_type_t(halide_type_float, 32);
+    else if (dt == "u8") v.type = halide_type_t(halide_type_uint, 8);
+    else if (dt == "i8") v.type = halide_type_t(halide_type_int, 8);
+    else if (dt == "i32") v.type = halide_type_t(halide_type_int, 32);
+    else throw Error("module '" + dir + "': value '" + v.name + "' has unknown dtype '" + dt + "'");
     if (v.kind == "const" && (v.offset < 0 || v.offset + v.bytes > (int64_t)im->weights_bytes))
       throw Error("module '" + dir + "': constant '" + v.name + "' lies outside weights.bin");
     im->values.push_back(v);
@@ -195,7 +202,7 @@ Module Module::load(const std::string &dir) {
   for (auto &s : im->steps) {
     for (auto &a : s.args) {
       a.buf.host = im->storage(a.value);
-      a.buf.type = halide_type_t(halide_type_float, 32);
+      a.buf.type = im->values[a.value].type;
       a.buf.dimensions = (int32_t)a.dims.size();
       a.buf.dim = a.dims.data();
       s.argptrs.push_back(&a.buf);

@@ -1,0 +1,25 @@
+// Integer convolution: u8 activations x i8 weights with i32 accumulation, then fixed-point
+// requantization per output channel with the bias, the residual add and ReLU fused, to u8.
+// The reduction runs over groups of 4 input channels so that targets with 4-way dot-product
+// instructions (x86 VNNI vpdpbusd, ARM sdot/udot) use them.
+#pragma once
+#include "kernels/halide_kernel.h"
+
+namespace qnnc {
+
+struct ConvQFuncs {
+  Halide::ImageParam input, weights, bias, mult, shift, residual, qparams;
+  Halide::Func padded, acc, output;
+  Halide::RDom r;
+  bool has_padding = false;
+};
+
+// Arguments, in order: input u8 (c,x,y,n); weights i8 packed (4, cb, C4, kx, ky, M/cb) where
+// C4 = ceil(C/4); bias i32 (M); mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)];
+// qparams i32 (8) = {in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, 0}; output u8.
+ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb);
+Knobs conv2d_q_default_knobs(const KernelSpec &s, const Halide::Target &t);
+int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k);
+void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+
+}  // namespace qnnc

@@ -1,0 +1,70 @@
+// Kernels at the borders between fp32 and integer layers.
+#include <algorithm>
+
+#include "kernels/families.h"
+
+using namespace Halide;
+using namespace Halide::ConciseCasts;
+
+namespace qnnc {
+
+namespace {
+int64_t numel(const std::vector<int64_t> &s) {
+  int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+void schedule_flat(Func out, Var i, int64_t total, const Knobs &k) {
+  int vec = knob(k, "vec", 16);
+  Var io("io"), ii("ii");
+  if (total >= 8192) out.split(i, io, ii, 4096, TailStrategy::GuardWithIf).parallel(io).vectorize(ii, vec);
+  else if (total >= vec) out.vectorize(i, vec, TailStrategy::GuardWithIf);
+}
+}  // namespace
+
+// q = clamp(round(x / scale) + zp, 0, qmax), elementwise over a flattened tensor.
+HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t total = numel(s.out_shape);
+  ImageParam x = fixed_param(Float(32), "input", {total});
+  Var i("i");
+  Func out("output");
+  Expr q = i32(round(x(i) * (1.0f / s.scale))) + s.zero_point;
+  out(i) = u8(clamp(q, 0, s.qmax));
+  fix_output(out, {total});
+  schedule_flat(out, i, total, k);
+  return {Pipeline(out), {x}};
+}
+
+// x = (q - zp) * scale.
+HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t total = numel(s.out_shape);
+  ImageParam q = fixed_param(UInt(8), "input", {total});
+  Var i("i");
+  Func out("output");
+  out(i) = f32(i32(q(i)) - s.zero_point) * s.scale;
+  fix_output(out, {total});
+  schedule_flat(out, i, total, k);
+  return {Pipeline(out), {q}};
+}
+
+// Mean over H and W of a u8 tensor, dequantized: (sum(q) - H*W*zp) * scale / (H*W).
+HalideKernel build_global_avgpool_q(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  ImageParam in = fixed_param(UInt(8), "input", {C, W, H, N});
+  Var c("c"), x("x"), y("y"), n("n");
+  RDom r(0, (int)W, 0, (int)H, "r");
+  Func sum("sum"), out("output");
+  sum(c, n) = 0;
+  sum(c, n) += i32(in(c, r.x, r.y, n));
+  out(c, x, y, n) = f32(sum(c, n) - (int)(H * W) * s.zero_point) * (s.scale / float(H * W));
+  fix_output(out, {C, 1, 1, N});
+  int vec = knob(k, "vec", 16);
+  if (C >= vec) {
+    sum.compute_at(out, n).vectorize(c, vec, TailStrategy::GuardWithIf);
+    sum.update().reorder(c, r.x, r.y).vectorize(c, vec, TailStrategy::GuardWithIf);
+    out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  }
+  return {Pipeline(out), {in}};
+}
+
+}  // namespace qnnc

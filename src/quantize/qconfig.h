@@ -1,0 +1,39 @@
+// Quantization configuration (names follow TVM's qconfig where they mean the same thing).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qnnc {
+
+struct QConfig {
+  int weight_bits = 8;                 // 1, 2, 4 or 8 (signed, symmetric per output channel)
+  int activation_bits = 8;             // 1, 2, 4 or 8 (unsigned, affine per tensor)
+  std::string calibrate_mode = "minmax";   // global_scale | minmax | percentile | kl_divergence
+  float global_scale = 8.0f;           // range used by calibrate_mode=global_scale
+  float percentile = 99.99f;           // calibrate_mode=percentile
+  std::string weight_scale = "channel_max";  // channel_max | power2
+  bool skip_first_conv = true;         // as TVM: the first conv stays fp32
+  bool skip_dense = true;              // ... and so does the final dense layer
+  std::vector<std::string> skip_layers;    // further node names to keep in fp32
+  int calibration_samples = 8;         // random inputs when no data is given
+  uint64_t calibration_seed = 1234;
+  std::string calibration_data;        // .npy/.npz of inputs (N,C,H,W); empty = random
+
+  // "int8", "int4", "w4a8", ...; throws qnnc::Error on anything else.
+  static QConfig parse_precision(const std::string &p);
+  std::string precision() const;       // "int8" or "w4a8"
+  void validate() const;
+};
+
+// A real multiplier as a 31-bit fixed-point mantissa and right shift:
+// x * real ~= rounding_mul_shift_right(x, multiplier, shift) = round(x * multiplier / 2^shift).
+struct FixedPoint {
+  int32_t multiplier = 0;
+  int32_t shift = 0;
+};
+FixedPoint to_fixed_point(double real);
+// The exact integer function the kernels compute, for references and tests.
+int32_t rounding_mul_shift_right(int32_t x, int32_t multiplier, int32_t shift);
+
+}  // namespace qnnc

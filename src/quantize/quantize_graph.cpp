@@ -1,0 +1,217 @@
+#include "quantize/quantize_graph.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "passes/passes.h"
+
+namespace qnnc {
+
+namespace {
+
+struct QParams {
+  float scale;
+  int zero_point;
+};
+
+struct Rewriter {
+  Graph &g;
+  const std::map<std::string, ActivationStats> &stats;
+  const QConfig &cfg;
+  QuantizeSummary sum;
+  std::vector<Node> out;
+  std::map<int, int> qtwin;   // fp32 value -> u8 twin
+  std::map<int, int> ftwin;   // value whose producer became integer -> fp32 twin (dequantized)
+  std::set<int> int_only;     // values now produced only as integers (original id kept for the u8)
+
+  int act_qmax() const { return (1 << cfg.activation_bits) - 1; }
+
+  QParams choose(int v) {
+    auto it = stats.find(g.values[v].name);
+    if (it == stats.end()) throw Error("no calibration statistics for '" + g.values[v].name + "'");
+    const ActivationStats &s = it->second;
+    int qmax = act_qmax();
+    if (s.min >= 0) {  // non-negative (after ReLU): zero point 0, all levels for [0, t]
+      float t = choose_threshold(s, cfg, qmax);
+      return {std::max(t, 1e-8f) / qmax, 0};
+    }
+    int zp = (qmax + 1) / 2;
+    float t = choose_threshold(s, cfg, zp);
+    return {std::max(t, 1e-8f) / std::max(1, zp - (cfg.activation_bits > 1 ? 1 : 0)), zp};
+  }
+
+  void mark_u8(int v, QParams q) {
+    g.values[v].type.dtype = DType::u8;
+    g.values[v].scale = q.scale;
+    g.values[v].zero_point = q.zero_point;
+  }
+
+  // u8 version of a value for an integer consumer.
+  int as_int(int v) {
+    if (g.values[v].type.dtype == DType::u8) return v;
+    auto it = qtwin.find(v);
+    if (it != qtwin.end()) return it->second;
+    QParams q = choose(v);
+    int nv = g.add_value(g.values[v].name + ".q", g.values[v].type);
+    mark_u8(nv, q);
+    Node n;
+    n.name = g.values[v].name + "_quantize";
+    n.op = "quantize";
+    n.inputs = {v};
+    n.outputs = {nv};
+    n.set_f("scale", q.scale);
+    n.set_i("zero_point", q.zero_point);
+    n.set_i("qmax", act_qmax());
+    out.push_back(n);
+    sum.quantize_steps++;
+    return qtwin[v] = nv;
+  }
+
+  // fp32 version of a value for an fp32 consumer.
+  int as_float(int v) {
+    if (g.values[v].type.dtype != DType::u8) return v;
+    auto it = ftwin.find(v);
+    if (it != ftwin.end()) return it->second;
+    TensorType t = g.values[v].type;
+    t.dtype = DType::f32;
+    int nv = g.add_value(g.values[v].name + ".dq", t);
+    Node n;
+    n.name = g.values[v].name + "_dequantize";
+    n.op = "dequantize";
+    n.inputs = {v};
+    n.outputs = {nv};
+    n.set_f("scale", g.values[v].scale);
+    n.set_i("zero_point", g.values[v].zero_point);
+    out.push_back(n);
+    sum.dequantize_steps++;
+    return ftwin[v] = nv;
+  }
+
+  bool skipped(const Node &n, bool first_conv) {
+    if (cfg.skip_first_conv && first_conv) return true;
+    return std::find(cfg.skip_layers.begin(), cfg.skip_layers.end(), n.name) != cfg.skip_layers.end();
+  }
+
+  void quantize_conv(Node n) {
+    // Copies: adding values below may move g.values.
+    const std::vector<int64_t> wshape = g.values[n.inputs[1]].type.shape;
+    const auto wdata = g.values[n.inputs[1]].data;
+    const auto bdata = g.values[n.inputs[2]].data;
+    const auto &w = *wdata;
+    const auto &b = *bdata;
+    int64_t M = wshape[0], per = (int64_t)w.size() / M;
+    int x = as_int(n.inputs[0]);
+    float sx = g.values[x].scale;
+    int zx = g.values[x].zero_point;
+    QParams qy = choose(n.outputs[0]);
+
+    int wb = cfg.weight_bits, qmax_w = wb > 1 ? (1 << (wb - 1)) - 1 : 1;
+    std::vector<int32_t> wq(w.size()), bq(M), mult(M), shift(M);
+    for (int64_t m = 0; m < M; m++) {
+      double amax = 0, asum = 0;
+      for (int64_t i = 0; i < per; i++) {
+        amax = std::max(amax, (double)std::fabs(w[m * per + i]));
+        asum += std::fabs(w[m * per + i]);
+      }
+      double s;
+      if (wb == 1) s = asum / per;  // binary weights: sign(w) * mean|w|
+      else s = amax / qmax_w;
+      if (cfg.weight_scale == "power2" && s > 0) s = std::pow(2.0, std::ceil(std::log2(s)));
+      if (s <= 0) s = 1.0;
+      int64_t wsum = 0;
+      for (int64_t i = 0; i < per; i++) {
+        float v = w[m * per + i];
+        int q = wb == 1 ? (v >= 0 ? 1 : -1) : (int)std::clamp<long>(std::lround(v / s), -qmax_w, qmax_w);
+        wq[m * per + i] = q;
+        wsum += q;
+      }
+      double acc_scale = (double)sx * s;
+      // Padding and channel padding read the input zero point; subtracting zx * sum(w) makes
+      // every tap contribute (x - zx) * w.
+      bq[m] = (int32_t)std::llround(b[m] / acc_scale) - (int32_t)(zx * wsum);
+      FixedPoint fp = to_fixed_point(acc_scale / qy.scale);
+      mult[m] = fp.multiplier;
+      shift[m] = fp.shift;
+    }
+    std::string nm = n.name;
+    Node q = n;
+    q.op = "conv2d_q";
+    q.inputs = {x, g.add_iconst(nm + ".weight.q", wshape, DType::i8, std::move(wq)),
+                g.add_iconst(nm + ".bias.q", {M}, DType::i32, std::move(bq)),
+                g.add_iconst(nm + ".mult", {M}, DType::i32, std::move(mult)),
+                g.add_iconst(nm + ".shift", {M}, DType::i32, std::move(shift))};
+    q.set_i("in_zp", zx);
+    q.set_i("out_zp", qy.zero_point);
+    q.set_i("qmax", act_qmax());
+    q.set_i("weight_bits", wb);
+    q.set_i("activation_bits", cfg.activation_bits);
+    if (n.inputs.size() > 3) {
+      int r = as_int(n.inputs[3]);
+      FixedPoint fp = to_fixed_point((double)g.values[r].scale / qy.scale);
+      q.inputs.push_back(r);
+      q.set_i("res_zp", g.values[r].zero_point);
+      q.set_i("res_mult", fp.multiplier);
+      q.set_i("res_shift", fp.shift);
+    }
+    mark_u8(n.outputs[0], qy);
+    int_only.insert(n.outputs[0]);
+    out.push_back(q);
+    sum.quantized++;
+    sum.fp32_weight_bytes += (int64_t)w.size() * 4;
+    sum.quantized_weight_bytes += ((int64_t)w.size() * wb + 7) / 8 + M * 12;
+  }
+
+  void run() {
+    bool seen_conv = false;
+    for (Node n : g.nodes) {
+      if (n.op == "conv2d") {
+        bool first = !seen_conv;
+        seen_conv = true;
+        if (!skipped(n, first)) {
+          quantize_conv(n);
+          continue;
+        }
+        sum.kept_fp32++;
+      } else if (n.op == "maxpool" && (g.values[n.inputs[0]].type.dtype == DType::u8 || qtwin.count(n.inputs[0]))) {
+        // Max commutes with a monotonic quantization: pool the integers, keep the scale.
+        int x = as_int(n.inputs[0]);
+        n.inputs = {x};
+        mark_u8(n.outputs[0], {g.values[x].scale, g.values[x].zero_point});
+        out.push_back(n);
+        continue;
+      } else if (n.op == "global_avgpool" && g.values[n.inputs[0]].type.dtype == DType::u8) {
+        // Average the integers and dequantize in the same step.
+        n.op = "global_avgpool_q";
+        n.set_f("scale", g.values[n.inputs[0]].scale);
+        n.set_i("zero_point", g.values[n.inputs[0]].zero_point);
+        out.push_back(n);
+        continue;
+      } else if (n.op == "dense" && !cfg.skip_dense) {
+        // No integer dense kernel yet: runs in fp32 (reported as kept).
+      }
+      if (n.op == "conv2d" || n.op == "dense") {
+        if (n.op == "dense") sum.kept_fp32++;
+      }
+      for (auto &v : n.inputs)
+        if (!g.values[v].is_const()) v = as_float(v);
+      out.push_back(n);
+      // A quantized conv may consume this fp32 output: quantize right after it, once, so
+      // the quantize step sits next to its producer.
+    }
+    for (auto &o : g.outputs) o = as_float(o);
+    g.nodes = std::move(out);
+    compact(g);
+  }
+};
+
+}  // namespace
+
+QuantizeSummary quantize_graph(Graph &g, const std::map<std::string, ActivationStats> &stats, const QConfig &cfg) {
+  cfg.validate();
+  Rewriter r{g, stats, cfg, {}, {}, {}, {}, {}};
+  r.run();
+  return r.sum;
+}
+
+}  // namespace qnnc
