@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "codegen/bundle.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/lower_graph.h"
 #include "kernels/halide_kernel.h"
@@ -83,7 +84,15 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   std::vector<std::string> objects;
   for (const auto &c : compiled) objects.push_back(c.object);
   objects.push_back(runtime_object(target));
-  link_shared(target, objects, dir + "/kernels.so");
+  if (target.is_host) {
+    link_shared(target, objects, dir + "/kernels.so");
+  } else {
+    objects.pop_back();
+    std::vector<std::string> names;
+    for (const auto &sp : specs) names.push_back(kernel_function_name(sp, target));
+    log("linking the " + target.name + " bundle (static " + target.cxx + ")");
+    link_bundle(target, objects, names, runtime_object(target), dir);
+  }
 
   sum.dir = dir;
   sum.weight_bytes = write_module_files(lm, g, target, dir);

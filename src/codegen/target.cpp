@@ -11,6 +11,7 @@ TargetInfo resolve_target(const std::string &name) {
     t.halide = Halide::get_host_target();
     t.cxx = "c++";
     t.is_host = true;
+    t.description = "host";
 #if defined(__x86_64__)
     // Halide names VNNI's vpdpbusd through its Sapphire Rapids feature; only integer kernels
     // get it, so fp32 kernels keep the host's own tuning.
@@ -18,7 +19,31 @@ TargetInfo resolve_target(const std::string &name) {
 #endif
     return t;
   }
-  throw Error("unknown target '" + name + "' (known: host)");
+  // Raspberry Pi boards, 64-bit Raspberry Pi OS. AT_HWCAP bits: ASIMD 1<<1, FPHP 1<<9,
+  // ASIMDHP 1<<10, ASIMDDP 1<<20.
+  if (name == "rpi4") {
+    t.halide = Halide::Target("arm-64-linux");
+    t.cxx = "aarch64-linux-gnu-g++";
+    t.cxx_flags = "-mcpu=cortex-a72";
+    t.description = "rpi4 (Cortex-A72: NEON, no dot product)";
+    t.qemu_cpu = "cortex-a72";
+    t.required_hwcap = 1ul << 1;
+    t.required_features = "asimd";
+    t.is_host = false;
+    return t;
+  }
+  if (name == "rpi5") {
+    t.halide = Halide::Target("arm-64-linux-arm_dot_prod-arm_fp16");
+    t.cxx = "aarch64-linux-gnu-g++";
+    t.cxx_flags = "-mcpu=cortex-a76";
+    t.description = "rpi5 (Cortex-A76: NEON, dot product, fp16)";
+    t.qemu_cpu = "cortex-a76";
+    t.required_hwcap = (1ul << 1) | (1ul << 9) | (1ul << 10) | (1ul << 20);
+    t.required_features = "asimd, fphp, asimdhp, asimddp (dot product)";
+    t.is_host = false;
+    return t;
+  }
+  throw Error("unknown target '" + name + "' (known: host, rpi4, rpi5)");
 }
 
 std::string host_features_line() {

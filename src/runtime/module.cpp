@@ -1,6 +1,8 @@
 #include "runtime/module.h"
 
+#ifndef QNNC_STATIC_KERNELS
 #include <dlfcn.h>
+#endif
 
 #include <HalideRuntime.h>
 
@@ -90,7 +92,9 @@ struct Module::Impl {
   size_t weights_bytes = 0, arena_bytes = 0;
 
   ~Impl() {
+#ifndef QNNC_STATIC_KERNELS
     if (lib) dlclose(lib);
+#endif
   }
 
   uint8_t *storage(int id) {
@@ -100,7 +104,7 @@ struct Module::Impl {
   }
 };
 
-Module Module::load(const std::string &dir) {
+Module Module::load(const std::string &dir, SymbolLookup lookup) {
   auto im = std::make_shared<Impl>();
   im->dir = dir;
   std::ifstream mf(dir + "/graph.json");
@@ -113,7 +117,7 @@ Module Module::load(const std::string &dir) {
   const auto &m = im->manifest;
   if (!m.contains("format") || m["format"] != "qnnc-module-1")
     throw Error("'" + dir + "' is not a qnnc module (unknown format)");
-  if (m.value("target_is_host", true) == false)
+  if (!lookup && m.value("target_is_host", true) == false)
     throw Error("module '" + dir + "' was compiled for target '" + m.value("target", std::string("?")) +
                 "'; it cannot run on this host (deploy its bundle instead)");
 
@@ -150,12 +154,20 @@ Module Module::load(const std::string &dir) {
   im->outputs = m.at("outputs").get<std::vector<int>>();
 
   // Kernels.
-  std::string so = dir + "/kernels.so";
-  im->lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!im->lib) throw Error("cannot load kernels of module '" + dir + "': " + dlerror());
-  im->set_threads = (int (*)(int))dlsym(im->lib, "halide_set_num_threads");
+  if (!lookup) {
+#ifdef QNNC_STATIC_KERNELS
+    throw Error("this runtime has no dynamic kernel loading");
+#else
+    std::string so = dir + "/kernels.so";
+    im->lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!im->lib) throw Error("cannot load kernels of module '" + dir + "': " + dlerror());
+    void *lib = im->lib;
+    lookup = [lib](const std::string &name) { return dlsym(lib, name.c_str()); };
+#endif
+  }
+  im->set_threads = (int (*)(int))lookup("halide_set_num_threads");
   using ErrorHandler = void (*)(void *, const char *);
-  if (auto set_handler = (ErrorHandler(*)(ErrorHandler))dlsym(im->lib, "halide_set_error_handler"))
+  if (auto set_handler = (ErrorHandler(*)(ErrorHandler))lookup("halide_set_error_handler"))
     set_handler(qnnc_halide_error);
 
   std::vector<std::vector<int>> step_reads, step_writes;
@@ -180,7 +192,7 @@ Module Module::load(const std::string &dir) {
     for (int w : js.at("writes").get<std::vector<int>>()) writes.push_back(w);
     if (!s.alias) {
       s.fn = js.at("fn");
-      s.argv = (int (*)(void **))dlsym(im->lib, (s.fn + "_argv").c_str());
+      s.argv = (int (*)(void **))lookup(s.fn + "_argv");
       if (!s.argv) throw Error("module '" + dir + "': kernel " + s.fn + " missing from kernels.so");
     }
     step_reads.push_back(reads);

@@ -15,8 +15,12 @@ namespace qnnc {
 
 class Module {
  public:
-  // Throws qnnc::Error when dir is not a readable qnnc module.
-  static Module load(const std::string &dir);
+  // Finds a symbol of the kernel library (kernels, halide_set_num_threads, ...).
+  using SymbolLookup = std::function<void *(const std::string &name)>;
+
+  // Throws qnnc::Error when dir is not a readable qnnc module. Kernels come from dir/kernels.so,
+  // or, when lookup is given, from it (a deployed bundle links its kernels statically).
+  static Module load(const std::string &dir, SymbolLookup lookup = nullptr);
 
   // Runs the model; inputs are checked against the compiled shapes.
   std::vector<Tensor> run(const std::vector<Tensor> &inputs);
