@@ -127,7 +127,18 @@ struct Lowering {
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
                             (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
     int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
-    st.args = {act(n.inputs[0]), {wv, packed({4, cb, C4, KW, KH, nb})}, {value(n.inputs[2]), packed({M})},
+    int bv = value(n.inputs[2]);
+    if (knob(s.knobs, "signed_input", 0)) {
+      // The kernel sums (x - 128) * w: add back 128 * sum(w) per output channel.
+      std::vector<int32_t> b = *g.values[n.inputs[2]].idata;
+      for (int64_t m = 0; m < M; m++) {
+        int64_t sw = 0;
+        for (int64_t i = 0; i < C * KH * KW; i++) sw += wq[m * C * KH * KW + i];
+        b[m] += (int32_t)(128 * sw);
+      }
+      bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
+    }
+    st.args = {act(n.inputs[0]), {wv, packed({4, cb, C4, KW, KH, nb})}, {bv, packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});

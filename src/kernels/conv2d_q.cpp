@@ -46,7 +46,11 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
   f.acc = Func("acc");
   f.acc(co, x, y, n) = f.bias(co);
-  f.acc(co, x, y, n) += i32(f.padded(r.y * 4 + r.x, ix, iy, n)) * i32(f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb));
+  // signed_input: ARM's dot products multiply i8 by i8, so activations enter as x - 128 (a flip
+  // of the top bit) and the bias carries + 128 * sum(w); the integers are the same.
+  Expr xin = f.padded(r.y * 4 + r.x, ix, iy, n);
+  if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
+  f.acc(co, x, y, n) += i32(xin) * i32(f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb));
 
   Expr v = rounding_mul_shift_right(f.acc(co, x, y, n), f.mult(co), u32(f.shift(co)));
   if (s.residual)
@@ -74,7 +78,8 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
       co_vectors = cv;
       break;
     }
-  return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}};
+  return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile},
+          {"signed_input", t.arch == Target::ARM ? 1 : 0}};
 }
 
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Target &t) {
