@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codegen/compile.h"
@@ -267,6 +268,29 @@ int cmd_bench(const std::string &dir, int repeat, int warmup, int threads, const
   return 0;
 }
 
+// Runs a cross-compiled bundle under qemu-aarch64 with the board's CPU model.
+int cmd_emulate(const std::string &dir, const std::string &board, int threads, int repeat, int warmup,
+                const std::string &input, const std::string &output, const std::string &json) {
+  nlohmann::json m = nlohmann::json::parse(slurp(dir + "/graph.json"));
+  std::string target = m.value("target", "host");
+  if (target == "host") throw Error("'" + dir + "' was compiled for the host; compile with --target rpi4 or rpi5 to emulate");
+  TargetInfo t = resolve_target(board.empty() ? target : board);
+  if (t.qemu_cpu.empty()) throw Error("board '" + t.name + "' has no emulator CPU model (use rpi4 or rpi5)");
+  std::string exe = dir + "/qnnc-run";
+  if (access(exe.c_str(), X_OK) != 0) throw Error("'" + exe + "' is missing: recompile the module");
+  std::string cmd = "qemu-aarch64 -cpu " + t.qemu_cpu + " '" + exe + "' --repeat " + std::to_string(repeat) +
+                    " --warmup " + std::to_string(warmup) + " --threads " + std::to_string(threads);
+  if (!input.empty()) cmd += " --input '" + input + "'";
+  if (!output.empty()) cmd += " --output '" + output + "'";
+  if (!json.empty()) cmd += " --json '" + json + "'";
+  std::fprintf(stderr, "qnnc: emulating %s on %s: %s\n", target.c_str(), t.description.c_str(), cmd.c_str());
+  int rc = std::system(cmd.c_str());
+  if (rc == -1 || !WIFEXITED(rc)) throw Error("could not run qemu-aarch64 (install Debian's qemu-user)");
+  int code = WEXITSTATUS(rc);
+  if (code == 127) throw Error("qemu-aarch64 not found (install Debian's qemu-user)");
+  return code;
+}
+
 int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std::string &layer) {
   std::string mtext = slurp(dir + "/graph.json");
   nlohmann::json m = nlohmann::json::parse(mtext);
@@ -323,7 +347,7 @@ int main(int argc, char **argv) {
   auto *c = app.add_subcommand("compile", "Compile MODEL (a .onnx file or builtin:resnet18|resnet34|resnet50) into a module directory");
   c->add_option("model", model, "ONNX file or builtin:NAME")->required();
   c->add_option("-o,--output", out, "module directory to write")->required();
-  c->add_option("--target", target, "target: host")->capture_default_str();
+  c->add_option("--target", target, "host, rpi4 (Cortex-A72) or rpi5 (Cortex-A76; cross-compiled static bundle)")->capture_default_str();
   c->add_option("--input-shape", shape, "input shape N,C,H,W (default: the model's, 1,3,224,224 for built-ins)");
   c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
   c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");
@@ -364,6 +388,18 @@ int main(int argc, char **argv) {
   in->add_flag("--asm", asm_, "assembly of --layer");
   in->add_option("--layer", layer, "step name (see the step list)");
 
+  std::string board;
+  auto *em = app.add_subcommand("emulate", "Run a module compiled for rpi4/rpi5 under qemu-aarch64 (user mode) and time it");
+  em->add_option("module", out, "module directory (from qnnc compile --target rpi4|rpi5)")->required();
+  em->add_option("--board", board, "CPU model to emulate: rpi4 (cortex-a72) or rpi5 (cortex-a76); default: the module's target");
+  em->add_option("-t,--threads", threads, "threads (default: all cores)");
+  int emu_repeat = 3, emu_warmup = 1;
+  em->add_option("-n,--repeat", emu_repeat, "timed runs")->capture_default_str();
+  em->add_option("-w,--warmup", emu_warmup, "untimed runs first")->capture_default_str();
+  em->add_option("-i,--input", input, "float32 input .npy (default: seeded random)");
+  em->add_option("-o,--output", output, "write the output as .npy");
+  em->add_option("--json", json, "write the timings as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -374,6 +410,7 @@ int main(int argc, char **argv) {
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
+    if (*em) return cmd_emulate(out, board, threads, emu_repeat, emu_warmup, input, output, json);
   } catch (const std::exception &e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
