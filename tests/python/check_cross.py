@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Cross-compilation check: builtin ResNet-18 (small input) compiled for the host, rpi4 and rpi5,
+in fp32 and int8; the Pi bundles run under qemu-aarch64.
+
+Asserts: int8 outputs of both boards are bit-identical to the host's; fp32 within 1e-4 relative
+L2; the rpi5 int8 kernels use sdot/udot and the rpi4 ones do not; an rpi5 bundle started on a
+Cortex-A72 stops with a message naming the missing feature. Ends with 'N passed, M failed'.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+MODEL = "builtin:resnet18"
+SHAPE = "1,3,64,64"
+
+
+def sh(cmd, check=True):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qnnc", required=True, help="path to the qnnc binary")
+    ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
+    args = ap.parse_args()
+    work = args.workdir or tempfile.mkdtemp(prefix="qnnc-cross-")
+    os.makedirs(work, exist_ok=True)
+    q = args.qnnc
+
+    x = np.random.default_rng(7).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    xin = os.path.join(work, "x.npy")
+    np.save(xin, x)
+
+    outs = {}
+    for target in ("host", "rpi4", "rpi5"):
+        for prec in ("fp32", "int8"):
+            mod = os.path.join(work, f"{target}_{prec}")
+            cmd = [q, "compile", MODEL, "--input-shape", SHAPE, "-o", mod, "-q", "--target", target]
+            if prec == "int8":
+                cmd += ["--quantize", "int8"]
+            sh(cmd)
+            y = os.path.join(work, f"y_{target}_{prec}.npy")
+            if target == "host":
+                sh([q, "run", mod, "--input", xin, "--output", y])
+            else:
+                r = sh([q, "emulate", mod, "--repeat", "1", "--warmup", "0", "--threads", "2", "--input", xin,
+                        "--output", y])
+                print(r.stdout.strip())
+            outs[(target, prec)] = np.load(y)
+
+    results = []
+
+    def check(name, ok, detail=""):
+        results.append(ok)
+        print(f"{'PASS' if ok else 'FAIL'}  {name}  {detail}")
+
+    for board in ("rpi4", "rpi5"):
+        a, b = outs[("host", "int8")], outs[(board, "int8")]
+        check(f"{board} int8 bit-identical to host", np.array_equal(a, b), f"max |diff| {np.abs(a - b).max():.3g}")
+        a, b = outs[("host", "fp32")], outs[(board, "fp32")]
+        rel = float(np.linalg.norm(a - b) / np.linalg.norm(a))
+        check(f"{board} fp32 within 1e-4 of host", rel <= 1e-4, f"rel L2 {rel:.3g}")
+
+    def dot_count(board):
+        mod = os.path.join(work, f"{board}_int8")
+        steps = sh([q, "inspect", mod]).stdout.splitlines()
+        layer = next(l.split()[1] for l in steps if "conv2d_q" in l)
+        asm = sh([q, "inspect", mod, "--asm", "--layer", layer]).stdout
+        return sum(1 for l in asm.splitlines() if l.strip().startswith(("sdot", "udot")))
+
+    n5, n4 = dot_count("rpi5"), dot_count("rpi4")
+    check("rpi5 int8 kernels use sdot/udot", n5 > 0, f"{n5} dot-product instructions")
+    check("rpi4 int8 kernels have no sdot/udot", n4 == 0, f"{n4} dot-product instructions")
+
+    r = sh([q, "emulate", os.path.join(work, "rpi5_int8"), "--board", "rpi4", "--repeat", "1", "--warmup", "0"],
+           check=False)
+    msg = r.stderr.lower()
+    check("rpi5 bundle on cortex-a72 stops with a clear message",
+          r.returncode > 0 and "dot product" in msg and "lacks" in msg, f"exit {r.returncode}")
+
+    passed = sum(results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
