@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_q.h"
 
 #include <cstring>
@@ -26,6 +27,11 @@ std::vector<uint8_t> to_bytes(const std::vector<T> &v, DType dt) {
       }
       case DType::i32: {
         int32_t x = (int32_t)v[i];
+        std::memcpy(&b[i * 4], &x, 4);
+        break;
+      }
+      case DType::u32: {
+        uint32_t x = (uint32_t)v[i];
         std::memcpy(&b[i * 4], &x, 4);
         break;
       }
@@ -124,6 +130,11 @@ struct Lowering {
                 wq[((m * C + c) * KH + ky) * KW + kx];
     int wv = new_const(w.name + ".packed", {nb, KH, KW, C4, cb, 4}, pk, DType::i8);
     int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
+    int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
+    if (wbits <= 2 && abits <= 2 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", 1)) {
+      lower_conv2d_bitserial(n, st, out, wbits, abits, lo);
+      return;
+    }
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
                             (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
     int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
@@ -143,6 +154,70 @@ struct Lowering {
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});
     st.args.push_back(act(out));
+  }
+  // 1-2 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
+  void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo) {
+    const Value &w = g.values[n.inputs[1]];
+    const auto &x = g.values[n.inputs[0]].type;
+    int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+    int64_t CW = (C + 31) / 32;
+    PlanStep pack;
+    pack.name = n.name + ".bitpack";
+    pack.op = "bitpack";
+    pack.spec.kind = "bitpack";
+    pack.spec.in_shape = x.shape;
+    pack.spec.out_shape = x.shape;
+    pack.spec.dtype = "u8";
+    pack.spec.knobs["bits"] = abits;
+    resolve_knobs(pack.spec);
+    PlanValue pv;
+    pv.name = g.values[n.inputs[0]].name + ".planes";
+    pv.kind = "act";
+    pv.dtype = DType::u32;
+    pv.shape = {x.shape[0], CW, abits, x.shape[2], x.shape[3]};
+    pv.layout = "bitplanes";
+    lm.values.push_back(pv);
+    int planes = (int)lm.values.size() - 1;
+    pack.args = {act(n.inputs[0]), {planes, packed({CW, abits, x.shape[3], x.shape[2], x.shape[0]})}};
+    pack.reads = {value(n.inputs[0])};
+    pack.writes = {planes};
+    lm.steps.push_back(pack);
+
+    KernelSpec &s = st.spec;
+    s.kind = "conv2d_bs";
+    s.knobs.clear();
+    s.knobs["weight_bits"] = wbits;
+    s.knobs["activation_bits"] = abits;
+    resolve_knobs(s);
+    std::vector<int> coef = bitserial_plane_coefficients(wbits);
+    int64_t P = (int64_t)coef.size(), cb = conv2d_bitserial_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
+    // Weight bit planes, 32 input channels per word: (co % cb, word, plane, kx, ky, co / cb).
+    std::vector<uint32_t> pk(nb * KH * KW * P * CW * cb, 0u);
+    const auto &wq = *w.idata;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t ky = 0; ky < KH; ky++)
+          for (int64_t kx = 0; kx < KW; kx++) {
+            int32_t v = wq[((m * C + c) * KH + ky) * KW + kx];
+            for (int64_t p = 0; p < P; p++) {
+              bool bit = wbits == 1 ? (p == 0 ? v > 0 : true) : ((v >> p) & 1);
+              if (bit)
+                pk[(((((m / cb) * KH + ky) * KW + kx) * P + p) * CW + c / 32) * cb + m % cb] |= 1u << (c % 32);
+            }
+          }
+    int wv = new_const(w.name + ".bitplanes", {nb, KH, KW, P, CW, cb}, pk, DType::u32);
+    std::vector<int32_t> qp{0, (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0), (int32_t)n.i("res_mult", 0),
+                            (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
+    int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    st.args = {{planes, packed({CW, abits, x.shape[3], x.shape[2], x.shape[0]})},
+               {wv, packed({cb, CW, P, KW, KH, nb})},
+               {value(n.inputs[2]), packed({M})},
+               {value(n.inputs[3]), packed({M})},
+               {value(n.inputs[4]), packed({M})}};
+    if (s.residual) st.args.push_back(act(n.inputs[5]));
+    st.args.push_back({qv, packed({8})});
+    st.args.push_back(act(out));
+    st.extra_reads.push_back(planes);
   }
   PlanArg act(int v) { return {value(v), view(v)}; }
   PlanArg flat(int v) { return {value(v), packed({g.values[v].type.numel()})}; }
@@ -230,6 +305,7 @@ struct Lowering {
     }
     for (int v : n.inputs)
       if (!g.values[v].is_const()) st.reads.push_back(value(v));
+    for (int v : st.extra_reads) st.reads.push_back(v);
     st.writes.push_back(value(out));
     lm.steps.push_back(std::move(st));
   }

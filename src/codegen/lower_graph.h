@@ -38,6 +38,7 @@ struct PlanStep {
   std::string halide_target;      // filled by the driver
   std::vector<PlanArg> args;      // kernel argument order, output last
   std::vector<int> reads, writes;
+  std::vector<int> extra_reads;   // plan-only values read (e.g. bit planes made by a prior step)
 };
 
 struct LoweredModule {

@@ -11,6 +11,7 @@ const char *dtype_name(DType t) {
     case DType::i8: return "i8";
     case DType::u8: return "u8";
     case DType::i32: return "i32";
+    case DType::u32: return "u32";
     case DType::i64: return "i64";
   }
   return "?";

@@ -15,7 +15,7 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class DType { f32, i8, u8, i32, i64 };
+enum class DType { f32, i8, u8, i32, u32, i64 };
 const char *dtype_name(DType t);
 int dtype_bytes(DType t);
 

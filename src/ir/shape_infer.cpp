@@ -9,7 +9,11 @@ int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pb, int64_t pe
   int64_t eff = dil * (k - 1) + 1;
   int64_t span = in + pb + pe - eff;
   if (span < 0) return 0;
-  return (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  // As PyTorch and ONNX Runtime: rounding up never adds a window that starts in the end
+  // padding (it would cover padding only).
+  if (ceil_mode && (out - 1) * stride >= in + pb) out--;
+  return out;
 }
 
 namespace {

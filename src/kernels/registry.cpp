@@ -1,5 +1,6 @@
 // Dispatch from a KernelSpec to its family's algorithm and schedule.
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_q.h"
 #include "kernels/families.h"
 #include "ir/graph.h"
@@ -35,6 +36,12 @@ void fix_output(Func f, const std::vector<int64_t> &extents) {
 Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d") return conv2d_default_knobs(s, t);
   if (s.kind == "conv2d_q") return conv2d_q_default_knobs(s, t);
+  if (s.kind == "conv2d_bs") {
+    Knobs k = conv2d_q_default_knobs(s, t);
+    k.erase("signed_input");
+    k["vec"] = t.natural_vector_size<uint32_t>();
+    return k;
+  }
   Knobs k{{"vec", t.natural_vector_size<float>()}};
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add") k["chunk"] = 4096;
@@ -59,6 +66,8 @@ HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
     args.push_back(f.qparams);
     return {Pipeline(f.output), args};
   }
+  if (s.kind == "bitpack") return build_bitpack(s, k, t);
+  if (s.kind == "conv2d_bs") return build_conv2d_bitserial(s, k, t);
   if (s.kind == "quantize") return build_quantize(s, k, t);
   if (s.kind == "dequantize") return build_dequantize(s, k, t);
   if (s.kind == "global_avgpool_q") return build_global_avgpool_q(s, k, t);

@@ -145,6 +145,7 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
     else if (dt == "u8") v.type = halide_type_t(halide_type_uint, 8);
     else if (dt == "i8") v.type = halide_type_t(halide_type_int, 8);
     else if (dt == "i32") v.type = halide_type_t(halide_type_int, 32);
+    else if (dt == "u32") v.type = halide_type_t(halide_type_uint, 32);
     else throw Error("module '" + dir + "': value '" + v.name + "' has unknown dtype '" + dt + "'");
     if (v.kind == "const" && (v.offset < 0 || v.offset + v.bytes > (int64_t)im->weights_bytes))
       throw Error("module '" + dir + "': constant '" + v.name + "' lies outside weights.bin");

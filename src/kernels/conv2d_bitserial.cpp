@@ -1,0 +1,100 @@
+#include "kernels/conv2d_bitserial.h"
+
+#include <algorithm>
+
+using namespace Halide;
+using namespace Halide::ConciseCasts;
+
+namespace qnnc {
+
+std::vector<int> bitserial_plane_coefficients(int weight_bits) {
+  if (weight_bits == 1) return {2, -1};
+  if (weight_bits == 2) return {1, -2};
+  throw Error("bit-serial kernels take 1- or 2-bit weights");
+}
+
+HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  const int bits = knob(k, "bits", 1);
+  const int64_t CW = (C + 31) / 32;
+  ImageParam in = fixed_param(UInt(8), "input", {C, W, H, N});
+  Var w("w"), j("j"), x("x"), y("y"), n("n");
+  Func padded = BoundaryConditions::constant_exterior(in, u8(0), {Range(0, (int)C), Range(), Range(), Range()});
+  RDom b(0, 32, "b");
+  Func out("output");
+  out(w, j, x, y, n) = u32(0);
+  out(w, j, x, y, n) = out(w, j, x, y, n) | (u32((padded(w * 32 + b, x, y, n) >> u8(j)) & u8(1)) << u32(b));
+  fix_output(out, {CW, bits, W, H, N});
+  out.parallel(y);
+  out.update().unroll(b, 8).parallel(y);
+  return {Pipeline(out), {in}};
+}
+
+int conv2d_bitserial_channel_block(const KernelSpec &s, const Knobs &k) {
+  const int64_t M = s.out_shape[1];
+  int vec = std::max(1, knob(k, "vec", 16));
+  int vw = (int)std::min<int64_t>(vec, M);
+  return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
+}
+
+HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
+  const int64_t KH = s.kernel[0], KW = s.kernel[1], CW = (C + 31) / 32;
+  const int wb = knob(k, "weight_bits", 1), ab = knob(k, "activation_bits", 1);
+  const std::vector<int> coef = bitserial_plane_coefficients(wb);
+  const int P = (int)coef.size(), cb = conv2d_bitserial_channel_block(s, k);
+  const int64_t nb = (M + cb - 1) / cb;
+
+  ImageParam planes = fixed_param(UInt(32), "planes", {CW, ab, W, H, N});
+  ImageParam weights = fixed_param(UInt(32), "weights", {cb, CW, P, KW, KH, nb});
+  ImageParam bias = fixed_param(Int(32), "bias", {M});
+  ImageParam mult = fixed_param(Int(32), "mult", {M});
+  ImageParam shift = fixed_param(Int(32), "shift", {M});
+  ImageParam residual;
+  if (s.residual) residual = fixed_param(UInt(8), "residual", {M, OW, OH, N});
+  ImageParam qp = fixed_param(Int(32), "qparams", {8});
+
+  // Taps outside the image read zero bits (the input zero point is 0 on this path).
+  Func padded = BoundaryConditions::constant_exterior(planes, u32(0),
+                                                     {Range(), Range(), Range(0, (int)W), Range(0, (int)H), Range()});
+  Var co("co"), x("x"), y("y"), n("n");
+  RDom r(0, (int)CW, 0, (int)KW, 0, (int)KH, "r");
+  Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
+  Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
+  Expr dot = 0;
+  for (int i = 0; i < P; i++)
+    for (int j = 0; j < ab; j++)
+      dot += (coef[i] << j) * i32(popcount(padded(r.x, j, ix, iy, n) & weights(co % cb, r.x, i, r.y, r.z, co / cb)));
+  Func acc("acc");
+  acc(co, x, y, n) = bias(co);
+  acc(co, x, y, n) += dot;
+
+  Expr v = rounding_mul_shift_right(acc(co, x, y, n), mult(co), u32(shift(co)));
+  if (s.residual) v += rounding_mul_shift_right(i32(residual(co, x, y, n)) - qp(2), qp(3), u32(qp(4)));
+  Func out("output");
+  out(co, x, y, n) = u8(clamp(v + qp(1), qp(5), qp(6)));
+  fix_output(out, {M, OW, OH, N});
+
+  // Schedule: the fp32/int8 register tile over (output channels, columns).
+  int vec = std::max(1, knob(k, "vec", 16));
+  int vw = (int)std::min<int64_t>(vec, M);
+  int xt = (int)std::min<int64_t>(std::max(1, knob(k, "x_tile", 4)), OW);
+  Var co_o("co_o"), co_i("co_i"), x_o("x_o"), x_i("x_i"), t_("tile");
+  out.split(co, co_o, co_i, cb, TailStrategy::ShiftInwards)
+      .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
+      .reorder(co_i, x_i, x_o, y, co_o, n)
+      .vectorize(co_i, vw)
+      .unroll(co_i)
+      .unroll(x_i)
+      .fuse(y, co_o, t_)
+      .parallel(t_);
+  acc.compute_at(out, x_o).vectorize(co, vw).unroll(co).unroll(x);
+  acc.update().reorder(co, x, r.x, r.y, r.z, y, n).vectorize(co, vw).unroll(co).unroll(x);
+  std::vector<Argument> args{planes, weights, bias, mult, shift};
+  if (s.residual) args.push_back(residual);
+  args.push_back(qp);
+  return {Pipeline(out), args};
+}
+
+}  // namespace qnnc

@@ -1,0 +1,26 @@
+// Bit-serial integer convolution for 1- and 2-bit weights and activations. Activations are
+// packed as bit planes of 32 channels per u32 word (bitpack); weights as two's-complement bit
+// planes in the same words. A dot product becomes
+//   sum_i sum_j coef_i * 2^j * popcount(act_plane_j & weight_plane_i),
+// (AND + popcount: vpopcntd on AVX-512, cnt on NEON), followed by the same fixed-point
+// requantization as conv2d_q, so results equal the int8 kernel's on the same integers.
+#pragma once
+#include "kernels/halide_kernel.h"
+
+namespace qnnc {
+
+// Weight bit planes and their coefficients for `weight_bits`: two's complement for 2 bits
+// ({1, -2}); for 1 bit, w = 2u - 1, i.e. planes {u, all-ones} with coefficients {2, -1}.
+std::vector<int> bitserial_plane_coefficients(int weight_bits);
+
+// bitpack: u8 (c, x, y, n) with values < 2^bits -> u32 (word, plane, x, y, n); channels past C
+// pack as zero bits. spec.in_shape = N,C,H,W; knob "bits".
+HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+
+// conv2d_bs arguments: planes u32 (CW, a, W, H, N); weights u32 (cb, CW, P, kx, ky, M/cb) with P
+// weight planes; bias, mult, shift i32 (M); [residual u8]; qparams i32 (8); output u8.
+// Knobs: weight_bits, activation_bits, vec, co_vectors, x_tile. Needs an input zero point of 0.
+HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+int conv2d_bitserial_channel_block(const KernelSpec &s, const Knobs &k);
+
+}  // namespace qnnc
