@@ -161,10 +161,12 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 "conv weights %.1f MB fp32 -> %.1f MB at %d bits\n",
                 opt.qconfig.precision().c_str(), q.quantized, q.kept_fp32, q.quantize_steps, q.dequantize_steps,
                 q.fp32_weight_bytes / 1e6, q.quantized_weight_bytes / 1e6, opt.qconfig.weight_bits);
-    if (opt.qconfig.weight_bits < 8 || opt.qconfig.activation_bits < 8)
-      std::printf("qnnc: note: below 8 bits the values are restricted to %d/%d-bit levels but still run on the int8 "
-                  "kernels (bit-packed kernels are not implemented yet): accuracy is that of %s, speed is int8's\n",
-                  opt.qconfig.weight_bits, opt.qconfig.activation_bits, opt.qconfig.precision().c_str());
+    int wb = opt.qconfig.weight_bits, ab = opt.qconfig.activation_bits;
+    if (wb <= 2 && ab <= 2)
+      std::printf("qnnc: kernels: bit-serial (bit-plane packed operands, AND + popcount) for the integer layers\n");
+    else if (wb < 8 || ab < 8)
+      std::printf("qnnc: kernels: %d/%d-bit values run on the int8 dot-product kernels (unpacked to bytes); "
+                  "bit-serial kernels cover 1-2 bits\n", wb, ab);
   }
   if (qf.report) {
     log("qnnc: building the fp32 reference for the accuracy report");

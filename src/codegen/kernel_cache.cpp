@@ -27,7 +27,7 @@ std::string cache_dir() {
 namespace {
 Halide::Target kernel_target(const TargetInfo &t, const KernelSpec &s) {
   Halide::Target k = t.halide.with_feature(Halide::Target::NoRuntime);
-  if (s.kind == "conv2d_q")
+  if (s.kind == "conv2d_q" || s.kind == "conv2d_bs")
     for (auto f : t.int8_features) k = k.with_feature(f);
   return k;
 }
@@ -39,7 +39,7 @@ std::string temp_name(const std::string &path) {
 
 // Bump when a kernel family's algorithm or argument layout changes, so that stale cached
 // objects are never linked against a newer runtime.
-constexpr const char *kKernelAbiVersion = "qnnc-kernels-2";
+constexpr const char *kKernelAbiVersion = "qnnc-kernels-3";
 
 std::string kernel_target_string(const KernelSpec &spec, const TargetInfo &target) {
   return kernel_target(target, spec).to_string();

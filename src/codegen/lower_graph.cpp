@@ -200,7 +200,7 @@ struct Lowering {
           for (int64_t kx = 0; kx < KW; kx++) {
             int32_t v = wq[((m * C + c) * KH + ky) * KW + kx];
             for (int64_t p = 0; p < P; p++) {
-              bool bit = wbits == 1 ? (p == 0 ? v > 0 : true) : ((v >> p) & 1);
+              bool bit = wbits == 1 ? v > 0 : ((v >> p) & 1);
               if (bit)
                 pk[(((((m / cb) * KH + ky) * KW + kx) * P + p) * CW + c / 32) * cb + m % cb] |= 1u << (c % 32);
             }

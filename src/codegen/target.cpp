@@ -13,9 +13,11 @@ TargetInfo resolve_target(const std::string &name) {
     t.is_host = true;
     t.description = "host";
 #if defined(__x86_64__)
-    // Halide names VNNI's vpdpbusd through its Sapphire Rapids feature; only integer kernels
+    // Halide reaches VNNI's vpdpbusd and VPOPCNTDQ's vpopcntd through its Sapphire Rapids
+    // feature; only integer kernels
     // get it, so fp32 kernels keep the host's own tuning.
-    if (__builtin_cpu_supports("avx512vnni")) t.int8_features.push_back(Halide::Target::AVX512_SapphireRapids);
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vpopcntdq"))
+      t.int8_features.push_back(Halide::Target::AVX512_SapphireRapids);
 #endif
     return t;
   }

@@ -8,7 +8,7 @@ using namespace Halide::ConciseCasts;
 namespace qnnc {
 
 std::vector<int> bitserial_plane_coefficients(int weight_bits) {
-  if (weight_bits == 1) return {2, -1};
+  if (weight_bits == 1) return {2};
   if (weight_bits == 2) return {1, -2};
   throw Error("bit-serial kernels take 1- or 2-bit weights");
 }
@@ -62,15 +62,31 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   RDom r(0, (int)CW, 0, (int)KW, 0, (int)KH, "r");
   Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
   Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
+  // Raw popcounts accumulate per (weight plane, activation plane); the coefficients apply once
+  // after the reduction.
   Expr dot = 0;
   for (int i = 0; i < P; i++)
-    for (int j = 0; j < ab; j++)
-      dot += (coef[i] << j) * i32(popcount(padded(r.x, j, ix, iy, n) & weights(co % cb, r.x, i, r.y, r.z, co / cb)));
+    for (int j = 0; j < ab; j++) {
+      Expr pc = i32(popcount(padded(r.x, j, ix, iy, n) & weights(co % cb, r.x, i, r.y, r.z, co / cb)));
+      int c = coef[i] << j;
+      dot = c == 1 ? dot + pc : (c == -1 ? dot - pc : dot + pc * c);
+    }
   Func acc("acc");
   acc(co, x, y, n) = bias(co);
   acc(co, x, y, n) += dot;
+  Expr total = acc(co, x, y, n);
+  Func xsum("xsum");
+  if (wb == 1) {
+    // w = 2u - 1: sum(x * w) = 2 * sum(x * u) - sum(x); sum(x) is the same for every output
+    // channel, so it is counted once per pixel.
+    xsum(x, y, n) = 0;
+    Expr s1 = 0;
+    for (int j = 0; j < ab; j++) s1 += i32(popcount(padded(r.x, j, ix, iy, n))) << j;
+    xsum(x, y, n) += s1;
+    total -= xsum(x, y, n);
+  }
 
-  Expr v = rounding_mul_shift_right(acc(co, x, y, n), mult(co), u32(shift(co)));
+  Expr v = rounding_mul_shift_right(total, mult(co), u32(shift(co)));
   if (s.residual) v += rounding_mul_shift_right(i32(residual(co, x, y, n)) - qp(2), qp(3), u32(qp(4)));
   Func out("output");
   out(co, x, y, n) = u8(clamp(v + qp(1), qp(5), qp(6)));
@@ -91,6 +107,11 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
       .parallel(t_);
   acc.compute_at(out, x_o).vectorize(co, vw).unroll(co).unroll(x);
   acc.update().reorder(co, x, r.x, r.y, r.z, y, n).vectorize(co, vw).unroll(co).unroll(x);
+  if (wb == 1) {
+    xsum.compute_root().parallel(y);
+    xsum.update().reorder(x, r.x, r.y, r.z, y, n).parallel(y);
+    if (OW >= 8) xsum.update().vectorize(x, 8, TailStrategy::GuardWithIf);
+  }
   std::vector<Argument> args{planes, weights, bias, mult, shift};
   if (s.residual) args.push_back(residual);
   args.push_back(qp);

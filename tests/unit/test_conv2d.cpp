@@ -1,0 +1,212 @@
+// conv2d kernels against a naive NCHW reference: many shapes (odd channel counts around the
+// SIMD width, strides, symmetric/asymmetric padding, 1x1..7x7 and non-square kernels,
+// dilation, batch 1 and 2) and the fused epilogues (bias, ReLU, folded batch norm, residual add).
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "reference.h"
+
+namespace {
+
+using ref::Shape;
+using qnnc::Tensor;
+
+enum class Epilogue {
+  None,
+  Relu,
+  BN,             // Conv -> BatchNormalization (folded into the conv)
+  BNRelu,         // Conv -> BatchNormalization -> Relu
+  ResInput,       // Add(conv, second graph input)
+  ResInputRelu,   // Relu(Add(conv, second graph input))
+  ResConvRelu,    // Relu(Add(conv, another conv of the same input))
+  ResIdentityRelu,  // Relu(Add(conv(x), x)): the identity shortcut
+  BNResInputRelu  // Relu(Add(BN(conv), second graph input)): a ResNet block tail
+};
+
+const char *epilogue_name(Epilogue e) {
+  switch (e) {
+    case Epilogue::None: return "";
+    case Epilogue::Relu: return "_relu";
+    case Epilogue::BN: return "_bn";
+    case Epilogue::BNRelu: return "_bn_relu";
+    case Epilogue::ResInput: return "_addinput";
+    case Epilogue::ResInputRelu: return "_addinput_relu";
+    case Epilogue::ResConvRelu: return "_addconv_relu";
+    case Epilogue::ResIdentityRelu: return "_addidentity_relu";
+    case Epilogue::BNResInputRelu: return "_bn_addinput_relu";
+  }
+  return "?";
+}
+
+struct ConvCase {
+  int64_t N, C, H, W, M, KH, KW;
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+  std::array<int64_t, 2> dil{1, 1};
+  bool bias = true;
+  Epilogue epi = Epilogue::None;
+
+  std::string name() const {
+    std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
+                    std::to_string(W) + "_m" + std::to_string(M) + "_k" + std::to_string(KH) + "x" + std::to_string(KW);
+    if (stride[0] != 1 || stride[1] != 1) s += "_s" + std::to_string(stride[0]);
+    if (pads[0] == pads[1] && pads[1] == pads[2] && pads[2] == pads[3]) s += "_p" + std::to_string(pads[0]);
+    else s += "_p" + std::to_string(pads[0]) + std::to_string(pads[1]) + std::to_string(pads[2]) + std::to_string(pads[3]);
+    if (dil[0] != 1 || dil[1] != 1) s += "_d" + std::to_string(dil[0]);
+    if (!bias) s += "_nobias";
+    return s + epilogue_name(epi);
+  }
+};
+
+void PrintTo(const ConvCase &c, std::ostream *os) { *os << c.name(); }
+
+ConvCase mk(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t KH, int64_t KW, int64_t stride,
+            std::array<int64_t, 4> pads, Epilogue epi = Epilogue::None, bool bias = true, int64_t dil = 1) {
+  ConvCase c{N, C, H, W, M, KH, KW};
+  c.stride = {stride, stride};
+  c.pads = pads;
+  c.dil = {dil, dil};
+  c.bias = bias;
+  c.epi = epi;
+  return c;
+}
+
+constexpr std::array<int64_t, 4> P0{0, 0, 0, 0}, P1{1, 1, 1, 1}, P2{2, 2, 2, 2}, P3{3, 3, 3, 3};
+using E = Epilogue;
+
+// Channel counts straddle the AVX-512 vector width (16 floats) and the packed weight block.
+const std::vector<ConvCase> kCases = {
+    // Plain convolutions: shapes.
+    mk(1, 3, 7, 9, 5, 3, 3, 1, P1),                        // channels below 16, odd spatial
+    mk(1, 16, 15, 15, 16, 3, 3, 1, P1),                    // exactly one vector
+    mk(1, 17, 15, 15, 33, 3, 3, 2, P1),                    // above 16, stride 2
+    mk(1, 33, 7, 9, 17, 1, 1, 1, P0),                      // 1x1
+    mk(1, 13, 15, 15, 7, 7, 7, 2, P3),                     // 7x7 stride 2 pad 3 (stem-like)
+    mk(1, 5, 9, 11, 13, 5, 3, 1, {2, 1, 2, 1}),            // non-square 5x3 kernel
+    mk(1, 7, 15, 15, 16, 3, 3, 1, P2, E::None, true, 2),   // dilation 2
+    mk(1, 5, 15, 15, 7, 3, 3, 2, P1, E::None, true, 2),    // dilation 2 with stride 2
+    mk(1, 3, 7, 9, 17, 3, 3, 1, {0, 1, 1, 0}),             // asymmetric padding
+    mk(1, 5, 9, 8, 7, 3, 3, 2, {1, 0, 0, 1}),              // asymmetric padding, stride 2
+    mk(1, 16, 15, 15, 32, 3, 3, 2, P0),                    // stride 2, no padding, odd input
+    mk(1, 3, 7, 9, 5, 3, 3, 1, P3),                        // padding wider than the kernel half
+    mk(1, 1, 7, 9, 1, 3, 3, 1, P1),                        // single channel in and out
+    mk(1, 64, 8, 8, 64, 3, 3, 1, P1),                      // several channel vectors per tile
+    mk(1, 7, 15, 15, 5, 7, 7, 1, P0),                      // 7x7 valid -> 9x9
+    mk(2, 5, 7, 9, 7, 3, 3, 1, P1),                        // batch 2
+    mk(2, 32, 15, 15, 17, 1, 1, 2, P0),                    // batch 2, 1x1 stride 2 (downsample)
+    mk(1, 5, 7, 9, 16, 7, 7, 1, P0),                       // 1x3 output
+    mk(1, 64, 5, 5, 3, 3, 3, 1, P1),                       // many inputs, few outputs
+    mk(1, 7, 7, 9, 5, 3, 3, 1, P1, E::None, false),        // no bias
+    mk(2, 17, 7, 9, 13, 5, 3, 2, {2, 1, 1, 0}, E::None, false),  // batch 2, all irregular
+    // Fused epilogues.
+    mk(1, 3, 15, 15, 17, 3, 3, 1, P1, E::Relu),
+    mk(2, 16, 15, 15, 16, 3, 3, 2, P1, E::Relu),
+    mk(1, 5, 7, 9, 7, 3, 3, 1, P1, E::BN, false),
+    mk(1, 17, 7, 9, 17, 3, 3, 1, P1, E::BNRelu),
+    mk(2, 3, 15, 15, 16, 7, 7, 2, P3, E::BNRelu, false),
+    mk(1, 33, 7, 9, 13, 1, 1, 1, P0, E::BN),
+    mk(1, 7, 7, 9, 7, 3, 3, 1, P1, E::ResInput),
+    mk(1, 7, 7, 9, 7, 3, 3, 1, P1, E::ResInputRelu),
+    mk(2, 16, 7, 9, 33, 1, 1, 1, P0, E::ResInputRelu),
+    mk(1, 5, 15, 15, 16, 3, 3, 2, P1, E::ResConvRelu),
+    mk(1, 13, 9, 11, 13, 3, 3, 1, {0, 1, 1, 0}, E::ResConvRelu, false),
+    mk(1, 16, 7, 9, 16, 3, 3, 1, P1, E::ResIdentityRelu),
+    mk(2, 5, 9, 11, 5, 3, 3, 1, P1, E::ResIdentityRelu, false),
+    mk(1, 16, 8, 8, 16, 3, 3, 1, P1, E::BNResInputRelu, false),
+    mk(2, 17, 7, 9, 17, 3, 3, 1, P1, E::BNResInputRelu, false, 1),
+};
+
+class Conv2dTest : public ::testing::TestWithParam<ConvCase> {};
+
+uint64_t seed_of(const std::string &s) {
+  uint64_t h = 1469598103934665603ull;
+  for (char ch : s) h = (h ^ (unsigned char)ch) * 1099511628211ull;
+  return h;
+}
+
+TEST_P(Conv2dTest, MatchesReference) {
+  const ConvCase &c = GetParam();
+  ref::Rng rng(seed_of(c.name()));
+  const Shape xs{c.N, c.C, c.H, c.W}, ws{c.M, c.C, c.KH, c.KW};
+  const float wscale = 1.f / std::sqrt((float)(c.C * c.KH * c.KW));
+  Tensor x = ref::random_tensor(xs, rng);
+  std::vector<float> w = ref::randn(ref::numel(ws), rng, wscale), bias = ref::randn(c.M, rng, 0.5f);
+
+  ref::GraphBuilder b;
+  int xv = b.input("x", xs);
+  int y = b.conv(xv, b.constant("w", ws, w), c.bias ? b.constant("b", {c.M}, bias) : -1, c.stride, c.pads, c.dil);
+  Tensor want = ref::conv2d(x, w, ws, c.bias ? &bias : nullptr, c.stride, c.pads, c.dil);
+  std::vector<Tensor> inputs{x};
+
+  const bool bn = c.epi == E::BN || c.epi == E::BNRelu || c.epi == E::BNResInputRelu;
+  const bool res_input = c.epi == E::ResInput || c.epi == E::ResInputRelu || c.epi == E::BNResInputRelu;
+  const bool res_conv = c.epi == E::ResConvRelu;
+  const bool res_identity = c.epi == E::ResIdentityRelu;
+  const bool relu = c.epi == E::Relu || c.epi == E::BNRelu || c.epi == E::ResInputRelu || c.epi == E::ResConvRelu ||
+                    c.epi == E::ResIdentityRelu || c.epi == E::BNResInputRelu;
+  if (bn) {
+    std::vector<float> gamma(c.M), beta(c.M), mean(c.M), var(c.M);
+    for (int64_t m = 0; m < c.M; m++) {
+      gamma[m] = rng.uniform(0.5f, 1.5f);
+      beta[m] = rng.normal() * 0.3f;
+      mean[m] = rng.normal() * 0.3f;
+      var[m] = rng.uniform(0.3f, 2.f);
+    }
+    y = b.batchnorm(y, gamma, beta, mean, var, 1e-5f);
+    want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
+  }
+  if (res_input) {
+    Tensor r = ref::random_tensor(want.shape, rng);
+    y = b.node("Add", {y, b.input("residual", r.shape)});
+    want = ref::add(want, r);
+    inputs.push_back(r);
+  }
+  if (res_conv) {
+    // A second convolution of the same input with the same geometry, so shapes agree.
+    std::vector<float> w2 = ref::randn(ref::numel(ws), rng, wscale), b2 = ref::randn(c.M, rng, 0.5f);
+    int y2 = b.conv(xv, b.constant("w2", ws, w2), b.constant("b2", {c.M}, b2), c.stride, c.pads, c.dil);
+    y = b.node("Add", {y, y2});
+    want = ref::add(want, ref::conv2d(x, w2, ws, &b2, c.stride, c.pads, c.dil));
+  }
+  if (res_identity) {
+    ASSERT_EQ(want.shape, x.shape) << "identity shortcut needs a same-shaped output";
+    y = b.node("Add", {y, xv});
+    want = ref::add(want, x);
+  }
+  if (relu) {
+    y = b.node("Relu", {y});
+    want = ref::relu(want);
+  }
+  b.output(y);
+  qnnc::Module m = ref::compile(b.finish());
+
+  // Everything is fused into the convolution(s): only layout transforms besides.
+  auto ops = ref::step_ops(m);
+  EXPECT_EQ(ref::count(ops, "conv2d"), res_conv ? 2 : 1);
+  EXPECT_EQ(ref::count(ops, "conv2d") + ref::count(ops, "layout"), (int)ops.size());
+  bool has_residual = false, has_relu = false;
+  for (const auto &st : m.manifest()["steps"])
+    if (st["op"] == "conv2d") {
+      auto spec = qnnc::KernelSpec::from_json(st["spec"]);
+      has_residual = has_residual || spec.residual;
+      has_relu = has_relu || spec.relu;
+    }
+  EXPECT_EQ(has_residual, res_input || res_conv || res_identity);
+  EXPECT_EQ(has_relu, relu);
+
+  auto out = m.run(inputs);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(ref::Close(out[0], want, 1e-4)) << c.name();
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dTest, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<ConvCase> &i) { return i.param.name(); });
+
+// Names are unique (gtest would reject duplicates, but make the cause obvious).
+TEST(Conv2dCases, NamesAreUnique) {
+  std::set<std::string> names;
+  for (const auto &c : kCases) EXPECT_TRUE(names.insert(c.name()).second) << c.name();
+}
+
+}  // namespace

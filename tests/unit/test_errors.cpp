@@ -1,0 +1,179 @@
+// User-facing failures are qnnc::Error with a useful message: wrong input shapes or counts at
+// run time, modules that cannot be loaded, unsupported operators and grouped convolutions.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "reference.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using qnnc::Tensor;
+
+// Message of the qnnc::Error thrown by f; fails the test when f throws something else or nothing.
+template <typename F>
+std::string qnnc_error(F f) {
+  try {
+    f();
+  } catch (const qnnc::Error &e) {
+    return e.what();
+  } catch (const std::exception &e) {
+    ADD_FAILURE() << "expected qnnc::Error, got another exception: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "expected qnnc::Error, nothing was thrown";
+  return "";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
+
+qnnc::Module relu_module(const ref::Shape &s) {
+  ref::GraphBuilder b;
+  b.output(b.node("Relu", {b.input("x", s)}));
+  return ref::compile(b.finish());
+}
+
+TEST(Errors, RunWithWrongInputShape) {
+  auto m = relu_module({1, 3, 8, 8});
+  std::string e = qnnc_error([&] { m.run({qnnc::random_tensor({1, 3, 8, 9}, 0)}); });
+  EXPECT_CONTAINS(e, "shape");
+  EXPECT_CONTAINS(e, "[1,3,8,9]");
+  EXPECT_CONTAINS(e, "[1,3,8,8]");
+  e = qnnc_error([&] { m.run({qnnc::random_tensor({3, 8, 8}, 0)}); });
+  EXPECT_CONTAINS(e, "shape");
+  // The module still works after rejecting an input.
+  Tensor x = qnnc::random_tensor({1, 3, 8, 8}, 1);
+  EXPECT_TRUE(ref::Close(m.run({x})[0], ref::relu(x), 0.0));
+}
+
+TEST(Errors, RunWithWrongInputCountOrDataSize) {
+  auto m = relu_module({2, 5});
+  EXPECT_CONTAINS(qnnc_error([&] { m.run({}); }), "input");
+  Tensor x = qnnc::random_tensor({2, 5}, 0);
+  EXPECT_CONTAINS(qnnc_error([&] { m.run({x, x}); }), "input");
+  Tensor bad{{2, 5}, std::vector<float>(7)};
+  EXPECT_CONTAINS(qnnc_error([&] { m.run({bad}); }), "size");
+}
+
+TEST(Errors, LoadMissingOrBrokenModuleDirectory) {
+  std::string missing = "/nonexistent/qnnc-module-" + std::to_string(::getpid());
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::Module::load(missing); }), missing);
+
+  fs::path dir = fs::temp_directory_path() / ("qnnc-broken-module-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::Module::load(dir.string()); }), "not a qnnc module");
+  std::ofstream(dir / "graph.json") << "{ this is not json";
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::Module::load(dir.string()); }), "corrupt");
+  std::ofstream(dir / "graph.json") << R"({"format": "something-else"})";
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::Module::load(dir.string()); }), "unknown format");
+  fs::remove_all(dir);
+}
+
+// A module directory whose weights.bin does not match its manifest is refused.
+TEST(Errors, LoadModuleWithTruncatedWeights) {
+  ref::GraphBuilder b;
+  int x = b.input("x", {1, 4});
+  b.output(b.gemm(x, b.constant("w", {3, 4}, std::vector<float>(12, 0.5f)), -1));
+  fs::path dir = fs::temp_directory_path() / ("qnnc-truncated-module-" + std::to_string(::getpid()));
+  qnnc::compile_to_dir(b.finish(), qnnc::CompileOptions{}, dir.string());
+  EXPECT_NO_THROW(qnnc::Module::load(dir.string()));
+  fs::resize_file(dir / "weights.bin", 8);
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::Module::load(dir.string()); }), "weights.bin");
+  fs::remove_all(dir);
+}
+
+TEST(Errors, UnsupportedOpIsNamed) {
+  ref::GraphBuilder b;
+  int y = b.node("Softsign", {b.input("x", {1, 3, 8, 8})});
+  b.output(y);
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::infer_shapes(b.g); }), "Softsign");
+  // Compiling fails the same way (give the output a type so only the op is at fault).
+  b.g.values[y].type = b.g.values[b.g.inputs[0]].type;
+  EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.g); }), "Softsign");
+}
+
+TEST(Errors, OpsWithoutKernelsAreNamed) {
+  {
+    ref::GraphBuilder b;
+    b.output(b.node("AveragePool", {b.input("x", {1, 3, 8, 8})}, [](qnnc::Node &n) {
+      n.set_ints("kernel_shape", {2, 2});
+      n.set_ints("strides", {2, 2});
+      n.set_ints("pads", {0, 0, 0, 0});
+    }));
+    EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.finish()); }), "AveragePool");
+  }
+  {
+    // Flatten to anything but [batch, features] has no kernel.
+    ref::GraphBuilder b;
+    b.output(b.node("Flatten", {b.input("x", {2, 3, 4, 4})}, [](qnnc::Node &n) { n.set_i("axis", 2); }));
+    EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.finish()); }), "flattening");
+  }
+}
+
+TEST(Errors, GroupedConvolutionIsRejected) {
+  ref::GraphBuilder b;
+  int x = b.input("x", {1, 4, 8, 8});
+  // Depthwise-like weights [M, C/group, kh, kw] with group = 2.
+  int w = b.constant("w", {4, 2, 3, 3}, std::vector<float>(72, 0.1f));
+  int y = b.node("Conv", {x, w}, [](qnnc::Node &n) {
+    n.set_ints("strides", {1, 1});
+    n.set_ints("pads", {1, 1, 1, 1});
+    n.set_ints("dilations", {1, 1});
+    n.set_ints("kernel_shape", {3, 3});
+    n.set_i("group", 2);
+  });
+  b.output(y);
+  std::string e = qnnc_error([&] { qnnc::infer_shapes(b.g); });
+  EXPECT_CONTAINS(e, "group");
+  b.g.values[y].type = b.g.values[x].type;
+  EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.g); }), "group");
+}
+
+TEST(Errors, ShapeMismatchesNameTheNode) {
+  {
+    ref::GraphBuilder b;
+    b.output(b.node("Add", {b.input("x", {1, 3, 4, 4}), b.input("y", {1, 3, 4, 5})}));
+    std::string e = qnnc_error([&] { b.finish(); });
+    EXPECT_CONTAINS(e, "Add");
+    EXPECT_CONTAINS(e, "[1,3,4,5]");
+  }
+  {
+    ref::GraphBuilder b;
+    int w = b.constant("w", {8, 5, 3, 3}, std::vector<float>(360, 0.f));
+    b.output(b.conv(b.input("x", {1, 3, 8, 8}), w, -1, {1, 1}, {0, 0, 0, 0}, {1, 1}));
+    EXPECT_CONTAINS(qnnc_error([&] { b.finish(); }), "input channels");
+  }
+  {
+    ref::GraphBuilder b;
+    int w = b.constant("w", {2, 3, 5, 5}, std::vector<float>(150, 0.f));
+    b.output(b.conv(b.input("x", {1, 3, 4, 4}), w, -1, {1, 1}, {0, 0, 0, 0}, {1, 1}));
+    EXPECT_CONTAINS(qnnc_error([&] { b.finish(); }), "window larger");
+  }
+  {
+    ref::GraphBuilder b;
+    int w = b.constant("w", {3, 7}, std::vector<float>(21, 0.f));
+    b.output(b.gemm(b.input("x", {1, 6}), w, -1));
+    EXPECT_CONTAINS(qnnc_error([&] { b.finish(); }), "does not fit");
+  }
+}
+
+TEST(Errors, DanglingGraphIsRejectedByVerify) {
+  ref::GraphBuilder b;
+  int x = b.input("x", {1, 4});
+  int orphan = b.g.add_value("orphan", qnnc::TensorType{qnnc::DType::f32, {1, 4}});
+  b.output(b.node("Add", {x, orphan}));
+  EXPECT_CONTAINS(qnnc_error([&] { b.g.verify(); }), "orphan");
+}
+
+TEST(Errors, ConstantWithWrongDataSize) {
+  qnnc::Graph g;
+  EXPECT_CONTAINS(qnnc_error([&] { g.add_const("c", {2, 3}, std::vector<float>(5)); }), "'c'");
+}
+
+}  // namespace

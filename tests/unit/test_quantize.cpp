@@ -1,0 +1,266 @@
+// Quantization support: the fixed-point multiplier and the integer rounding function the
+// kernels share, precision parsing, and end-to-end accuracy of a quantized built-in ResNet-18
+// against its fp32 twin (compare_modules) at 8, 4, 2 and 1 bits.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+
+#include "codegen/compile.h"
+#include "frontend/builtin_models.h"
+#include "qreference.h"
+#include "quantize/qconfig.h"
+#include "quantize/report.h"
+
+namespace {
+
+using qref::Rng;
+
+// ---------------------------------------------------------------------------------------------
+// to_fixed_point / rounding_mul_shift_right
+
+void expect_fixed_point(double real) {
+  qnnc::FixedPoint fp = qnnc::to_fixed_point(real);
+  ASSERT_GE(fp.multiplier, 1 << 30) << real;   // a normalized 31-bit mantissa
+  ASSERT_LE(fp.multiplier, INT32_MAX) << real;
+  ASSERT_GE(fp.shift, 0) << real;
+  ASSERT_LE(fp.shift, 62) << real;
+  double approx = fp.multiplier / std::ldexp(1.0, fp.shift);
+  EXPECT_LT(std::fabs(approx - real) / real, 1e-9) << real << " -> " << fp.multiplier << " / 2^" << fp.shift;
+}
+
+TEST(QuantFixedPoint, NormalizedMantissaAndSmallRelativeError) {
+  Rng rng(1);
+  for (int i = 0; i < 20000; i++) {
+    double real = std::exp2(-31.0 + 31.0 * rng.uniform());  // log-uniform over [2^-31, 1)
+    expect_fixed_point(real);
+  }
+  // Powers of two, values just below them (the mantissa rounds up to 2^31 and renormalizes),
+  // and the extremes of the representable range.
+  for (int e = -31; e <= 30; e++) {
+    expect_fixed_point(std::ldexp(1.0, e));
+    expect_fixed_point(std::ldexp(1.0, e) * (1 - 1e-12));
+    expect_fixed_point(std::ldexp(1.0, e) * (1 + 1e-12));
+  }
+  expect_fixed_point(2147483647.0);  // the largest representable: 31-bit mantissa, shift 0
+  qnnc::FixedPoint top = qnnc::to_fixed_point(2147483647.0);
+  EXPECT_EQ(top.multiplier, INT32_MAX);
+  EXPECT_EQ(top.shift, 0);
+  qnnc::FixedPoint one = qnnc::to_fixed_point(1.0);
+  EXPECT_EQ(one.multiplier, 1 << 30);
+  EXPECT_EQ(one.shift, 30);
+  qnnc::FixedPoint below = qnnc::to_fixed_point(std::nextafter(1.0, 0.0));  // rounds to 2^31 -> 2^30
+  EXPECT_EQ(below.multiplier, 1 << 30);
+  EXPECT_EQ(below.shift, 30);
+}
+
+TEST(QuantFixedPoint, DegenerateMultipliers) {
+  // Zero, negative, NaN, inf and values below 2^-32 contribute nothing (multiplier 0).
+  for (double r : {0.0, -0.5, std::nan(""), std::numeric_limits<double>::infinity(), 1e-30})
+    EXPECT_EQ(qnnc::to_fixed_point(r).multiplier, 0) << r;
+  // A multiplier that needs a left shift is rejected.
+  EXPECT_THROW(qnnc::to_fixed_point(std::ldexp(1.0, 31)), qnnc::Error);
+  // (also just below 2^31, where the mantissa rounds up to 2^31)
+  EXPECT_THROW(qnnc::to_fixed_point(std::nextafter(std::ldexp(1.0, 31), 0.0)), qnnc::Error);
+  EXPECT_THROW(qnnc::to_fixed_point(1e12), qnnc::Error);
+}
+
+TEST(QuantFixedPoint, RoundingMulShiftRightMatches128BitFormula) {
+  Rng rng(2);
+  for (int i = 0; i < 200000; i++) {
+    int32_t x, m;
+    int q = (int)rng.integer(0, 62);
+    switch (i % 3) {
+      case 0:  // accumulators and multipliers as the kernels see them
+        x = (int32_t)rng.integer(-(1 << 24), 1 << 24);
+        m = (int32_t)rng.integer(1ll << 30, (1ll << 31) - 1);
+        break;
+      case 1:  // anything (saturation at both ends)
+        x = (int32_t)(uint32_t)rng.next();
+        m = (int32_t)(uint32_t)rng.next();
+        break;
+      default:  // small values: ties are frequent
+        x = (int32_t)rng.integer(-64, 64);
+        m = (int32_t)rng.integer(-64, 64);
+        q = (int)rng.integer(0, 8);
+    }
+    ASSERT_EQ(qnnc::rounding_mul_shift_right(x, m, q), qref::rmsr(x, m, q)) << x << " * " << m << " >> " << q;
+  }
+  // Ties round up (towards +infinity), not away from zero, and not to even.
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(3, 1 << 30, 31), 2);    // 1.5 -> 2
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(-3, 1 << 30, 31), -1);  // -1.5 -> -1
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(-5, 1 << 30, 31), -2);  // -2.5 -> -2
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(5, 1 << 30, 31), 3);    // 2.5 -> 3
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(-7, 1, 0), -7);         // shift 0: the product
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MAX, INT32_MAX, 0), INT32_MAX);
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MIN, INT32_MAX, 0), INT32_MIN);
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MIN, INT32_MIN, 31), INT32_MAX);  // 2^31 saturates
+  EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MIN, INT32_MIN, 32), 1 << 30);
+}
+
+TEST(QuantFixedPoint, RoundTripOfRealMultipliers) {
+  // x * real for |x| < 2^24 through the fixed point lands on round(x * real) or next to it
+  // (only where x * real is within the mantissa's error of a .5).
+  Rng rng(3);
+  for (int i = 0; i < 20000; i++) {
+    double real = std::exp2(-20.0 + 20.0 * rng.uniform());
+    int32_t x = (int32_t)rng.integer(-(1 << 24), 1 << 24);
+    qnnc::FixedPoint fp = qnnc::to_fixed_point(real);
+    int32_t got = qnnc::rounding_mul_shift_right(x, fp.multiplier, fp.shift);
+    double exact = x * real;
+    EXPECT_LE(std::fabs(got - exact), 0.5 + std::fabs(exact) * 1e-9 + 1e-12) << x << " * " << real;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// QConfig::parse_precision
+
+TEST(QuantConfig, ParsePrecision) {
+  struct Ok {
+    const char *p;
+    int w, a;
+    const char *canonical;
+  };
+  for (Ok o : {Ok{"int8", 8, 8, "int8"}, Ok{"int4", 4, 4, "int4"}, Ok{"int2", 2, 2, "int2"}, Ok{"int1", 1, 1, "int1"},
+               Ok{"w4a8", 4, 8, "w4a8"}, Ok{"w1a2", 1, 2, "w1a2"}, Ok{"w8a8", 8, 8, "int8"}, Ok{"w8a4", 8, 4, "w8a4"}}) {
+    qnnc::QConfig q = qnnc::QConfig::parse_precision(o.p);
+    EXPECT_EQ(q.weight_bits, o.w) << o.p;
+    EXPECT_EQ(q.activation_bits, o.a) << o.p;
+    EXPECT_EQ(q.precision(), o.canonical) << o.p;
+    EXPECT_NO_THROW(q.validate()) << o.p;
+  }
+  for (const char *bad : {"int3", "fp16", "w8", "int", "int08", "int16", "w3a8", "w4a", "wa8", "w4a8x", "a8w4",
+                          "INT8", "", "fp32", "w4b8", "int8 ", "w-4a8"})
+    EXPECT_THROW(qnnc::QConfig::parse_precision(bad), qnnc::Error) << "'" << bad << "'";
+}
+
+TEST(QuantConfig, ValidateRejectsBadSettings) {
+  qnnc::QConfig q;
+  q.calibrate_mode = "entropy";
+  EXPECT_THROW(q.validate(), qnnc::Error);
+  q = {};
+  q.weight_scale = "max";
+  EXPECT_THROW(q.validate(), qnnc::Error);
+  q = {};
+  q.percentile = 0;
+  EXPECT_THROW(q.validate(), qnnc::Error);
+  q = {};
+  q.weight_bits = 3;
+  EXPECT_THROW(q.validate(), qnnc::Error);
+  q = {};
+  q.calibration_samples = 0;
+  EXPECT_THROW(q.validate(), qnnc::Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: built-in ResNet-18 at 1x3x64x64, quantized vs its fp32 twin.
+
+class QuantResnet18 : public ::testing::Test {
+ protected:
+  static constexpr int kInputs = 8;
+  static constexpr uint64_t kSeed = 77;
+  static std::unique_ptr<qnnc::Graph> graph;
+  static std::unique_ptr<qnnc::Module> fp32;
+
+  static void SetUpTestSuite() {
+    graph = std::make_unique<qnnc::Graph>(qnnc::builtin_model("resnet18", {1, 3, 64, 64}));
+    fp32 = std::make_unique<qnnc::Module>(qnnc::compile(*graph));
+  }
+  static void TearDownTestSuite() {
+    fp32.reset();
+    graph.reset();
+    reports.clear();
+  }
+  // Compiles the quantized model (once per precision) and compares it with the fp32 twin.
+  static const qnnc::AccuracyReport &report(const std::string &precision) {
+    auto it = reports.find(precision);
+    if (it != reports.end()) return it->second;
+    qnnc::CompileOptions opt;
+    opt.quantize = true;
+    opt.qconfig = qnnc::QConfig::parse_precision(precision);
+    std::string dir = (std::filesystem::temp_directory_path() /
+                       ("qnnc-test-quant-" + precision + "-" + std::to_string(::getpid()))).string();
+    summaries[precision] = qnnc::compile_to_dir(*graph, opt, dir).quant;
+    qnnc::Module q = qnnc::Module::load(dir);
+    std::filesystem::remove_all(dir);
+    qnnc::AccuracyReport r = qnnc::compare_modules(*fp32, q, kInputs, kSeed);
+    std::printf("%s %s", precision.c_str(), r.format().c_str());
+    return reports[precision] = r;
+  }
+  static std::map<std::string, qnnc::AccuracyReport> reports;
+  static std::map<std::string, qnnc::QuantizeSummary> summaries;
+};
+std::map<std::string, qnnc::AccuracyReport> QuantResnet18::reports;
+std::map<std::string, qnnc::QuantizeSummary> QuantResnet18::summaries;
+std::unique_ptr<qnnc::Graph> QuantResnet18::graph;
+std::unique_ptr<qnnc::Module> QuantResnet18::fp32;
+
+void expect_finite_layers(const qnnc::AccuracyReport &r) {
+  ASSERT_FALSE(r.layers.empty());
+  for (const auto &l : r.layers) EXPECT_FALSE(std::isnan(l.sqnr_db)) << l.name;
+}
+
+TEST_F(QuantResnet18, Int8CloseToFp32) {
+  const qnnc::AccuracyReport &r = report("int8");
+  const qnnc::QuantizeSummary &qs = summaries["int8"];
+  // Default config: the first conv (stem) and the dense layer stay fp32, the other 19 convs
+  // (16 in the blocks + 3 downsamples) run in integers.
+  EXPECT_EQ(qs.quantized, 19);
+  EXPECT_GE(qs.kept_fp32, 2);
+  EXPECT_EQ(r.inputs, kInputs);
+  // Measured (8 inputs, seed 77, AVX-512 VNNI host): logits SQNR 22.9 dB, cosine 0.9974, top-1
+  // agreement 100%; centered SQNR 16.4 dB, centered cosine 0.988, centered top-1 87.5%;
+  // per-layer SQNR from 34.0 dB (layer1.0.relu1) down to 19.1 dB (layer4.1.relu1).
+  // Bounds leave about 6 dB of headroom.
+  EXPECT_GT(r.sqnr_db, 17.0);
+  EXPECT_GT(r.cosine, 0.99);
+  EXPECT_GE(r.top1, 0.75);
+  EXPECT_GT(r.centered_sqnr_db, 10.0);
+  EXPECT_GT(r.centered_cosine, 0.95);
+  EXPECT_GE(r.centered_top1, 0.5);
+  EXPECT_EQ(r.layers.size(), 19u);  // one integer activation per quantized conv
+  if (!r.layers.empty()) EXPECT_GT(r.layers.front().sqnr_db, 28.0);
+  for (const auto &l : r.layers) EXPECT_GT(l.sqnr_db, 13.0) << l.name;
+  expect_finite_layers(r);
+  for (const auto &l : r.layers) EXPECT_TRUE(std::isfinite(l.sqnr_db)) << l.name;
+}
+
+TEST_F(QuantResnet18, Int4RunsAndIsWorseThanInt8) {
+  const qnnc::AccuracyReport &r8 = report("int8");
+  const qnnc::AccuracyReport &r4 = report("int4");
+  // Measured: int4 logits SQNR 2.1 dB, cosine 0.84, top-1 50%; centered SQNR -3.0 dB, centered
+  // cosine 0.29 (int8: 22.9 / 16.4 dB). Minmax-calibrated 4-bit is far worse than 8-bit but
+  // still correlated with fp32.
+  EXPECT_TRUE(std::isfinite(r4.sqnr_db));
+  EXPECT_TRUE(std::isfinite(r4.centered_sqnr_db));
+  EXPECT_LT(r4.centered_sqnr_db, r8.centered_sqnr_db - 6.0);
+  EXPECT_LT(r4.sqnr_db, r8.sqnr_db - 6.0);
+  EXPECT_GT(r4.cosine, 0.6);
+  expect_finite_layers(r4);
+}
+
+TEST_F(QuantResnet18, Int2AndInt1RunWithoutNaN) {
+  for (const char *p : {"int2", "int1", "w4a8"}) {
+    qnnc::CompileOptions opt;
+    opt.quantize = true;
+    opt.qconfig = qnnc::QConfig::parse_precision(p);
+    qnnc::Module q = qnnc::compile(*graph, opt);
+    for (uint64_t s = 0; s < 2; s++) {
+      auto y = q.run({qnnc::random_tensor({1, 3, 64, 64}, 100 + s)});
+      ASSERT_EQ(y.size(), 1u);
+      ASSERT_EQ(y[0].shape, (std::vector<int64_t>{1, 1000}));
+      for (float v : y[0].data) ASSERT_TRUE(std::isfinite(v)) << p;
+    }
+    qnnc::AccuracyReport r = qnnc::compare_modules(*fp32, q, 4, kSeed);
+    std::printf("%s %s", p, r.format().c_str());
+    EXPECT_FALSE(std::isnan(r.sqnr_db)) << p;
+    EXPECT_FALSE(std::isnan(r.centered_cosine)) << p;
+  }
+}
+
+}  // namespace
