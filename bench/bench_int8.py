@@ -29,8 +29,8 @@ qnnc int8 at least 3x faster than qnnc fp32, and no slower than ORT int8 (median
 commit, command, tables) to that file. Exits 1 if a command fails (and with --strict, also if
 a goal is missed); a missed goal is otherwise only reported.
 
-Precisions below 8 bits run on qnnc's int8 kernels (values restricted to fewer levels), so
-they show no speed gain over int8; their rows show what was measured. qnnc keeps the first
+In qnnc, 1- and 2-bit precisions run bit-serial popcount kernels; 4-bit values run on the
+int8 dot-product kernels (unpacked to bytes), so int4 shows no speed gain over int8. qnnc keeps the first
 convolution in fp32 unless --qnnc-compile-args "--quantize-first-conv" is given; ORT and
 PyTorch quantize it.
 
@@ -428,7 +428,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     goals, goals_met = goal_lines(timings, args.threads)
     notes.append("speedup vs qnnc fp32 = qnnc fp32 median / median (> 1: faster than qnnc fp32); "
                  "ratio vs ORT int8 = median / ORT int8 median (< 1: faster than ORT int8)")
-    notes.append("qnnc precisions below 8 bits run on the int8 kernels (values restricted to fewer levels)")
+    notes.append("qnnc int1/int2 run bit-serial popcount kernels; int4 runs the int8 kernels with 4-bit values")
 
     title = (f"int8 {args.model} {args.size}x{args.size}, batch 1, repeat {args.repeat}, "
              f"warmup {args.warmup}")
