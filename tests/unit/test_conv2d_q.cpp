@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "qreference.h"
@@ -33,6 +34,7 @@ struct QCase {
   int res_zp = 128;
   int qmax = 255;
   bool ties = false;  // power-of-two multipliers and small weights: many exact .5 roundings
+  int wbits = 8, abits = 8;  // <= 2 and in_zp 0: the bit-serial kernel (conv2d_bs) runs
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -47,6 +49,7 @@ struct QCase {
     if (relu) s += "_relu";
     if (qmax != 255) s += "_qmax" + std::to_string(qmax);
     if (ties) s += "_ties";
+    if (wbits != 8 || abits != 8) s += "_w" + std::to_string(wbits) + "a" + std::to_string(abits);
     return s;
   }
 };
@@ -122,6 +125,20 @@ const std::vector<QCase> kCases = [] {
   QCase q4r = with_res(mk(1, 16, 6, 6, 16, 1, 1, 0, 8, 8), false, 8);
   q4r.qmax = 15;
   v.push_back(q4r);
+  // Bit-serial (1-2 bit) layers: weights {-1,1} or {-1,0,1}, activations 0..2^a-1, words of 32
+  // input channels (C = 3, 33, 64 cover a partial word, a word and a tail, exact words).
+  auto bits = [](QCase c, int wb, int ab) {
+    c.wbits = wb;
+    c.abits = ab;
+    c.qmax = (1 << ab) - 1;
+    return c;
+  };
+  v.push_back(bits(mk(1, 3, 9, 9, 5, 3, 1, 1), 1, 1));
+  v.push_back(bits(with_relu(mk(1, 33, 8, 8, 17, 3, 2, 1)), 1, 2));
+  v.push_back(bits(mk(2, 64, 7, 7, 32, 1, 1, 0), 2, 1));
+  v.push_back(bits(with_res(mk(1, 33, 9, 9, 33, 3, 1, 1), true, 1), 2, 2));
+  v.push_back(bits(with_res(mk(1, 64, 8, 8, 48, 1, 2, 0), false, 2), 1, 2));
+  v.push_back(bits(mk(1, 17, 11, 11, 13, 7, 2, 3), 2, 2));
   QCase t1 = mk(1, 3, 12, 12, 5, 1, 1, 0, 0, 128);      // rounding ties in the main term
   t1.ties = true;
   v.push_back(t1);
@@ -151,8 +168,10 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
 
   ITensor x = qref::random_levels(xs, rng, 0, c.qmax);
   std::vector<int32_t> w((size_t)qref::numel(ws));
-  const int wmax = c.ties ? 2 : 127;
+  const int wmax = c.ties ? 2 : (c.wbits == 8 ? 127 : 1);
   for (auto &v : w) v = (int32_t)rng.integer(-wmax, wmax);
+  if (c.wbits == 1)
+    for (auto &v : w) v = v > 0 ? 1 : -1;  // binary weights have no 0
   std::vector<int32_t> zero_bias((size_t)c.M, 0);
   Shape ys;
   // Scale of the accumulator without bias, to choose a bias and multipliers that spread the
@@ -196,9 +215,17 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   ITensor ref = qref::requantize(acc, ys, mult, shift, c.residual ? &r : nullptr, p);
 
   // The outputs must exercise the arithmetic, not only the clamps.
-  int64_t inside = 0;
-  for (auto v : ref.data) inside += v > 0 && v < c.qmax;
-  ASSERT_GT(inside, (int64_t)ref.data.size() / 4) << "test setup: outputs mostly saturated";
+  if (c.qmax >= 15) {
+    int64_t inside = 0;
+    for (auto v : ref.data) inside += v > 0 && v < c.qmax;
+    ASSERT_GT(inside, (int64_t)ref.data.size() / 4) << "test setup: outputs mostly saturated";
+  } else {
+    // Few levels: at least every level but one must occur, and none may take 90% of outputs.
+    std::map<int32_t, int64_t> hist;
+    for (auto v : ref.data) hist[(int32_t)v]++;
+    ASSERT_GE((int)hist.size(), c.qmax) << "test setup: outputs use too few levels";
+    for (auto &[lvl, cnt] : hist) ASSERT_LT(cnt, (int64_t)ref.data.size() * 9 / 10) << "level " << lvl;
+  }
   if (c.ties) {
     // Negative exact ties (acc = 8k + 4 < 0) are where half-up and half-away-from-zero differ.
     int64_t neg_ties = 0;
@@ -226,6 +253,8 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   n.set_i("in_zp", c.in_zp);
   n.set_i("out_zp", c.out_zp);
   n.set_i("qmax", c.qmax);
+  n.set_i("weight_bits", c.wbits);
+  n.set_i("activation_bits", c.abits);
   if (c.residual) {
     n.set_i("res_zp", p.res_zp);
     n.set_i("res_mult", p.res_mult);
@@ -239,6 +268,9 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   ASSERT_EQ(g.values[y].type.shape, ys);
 
   qnnc::Module mod = qref::compile(g);
+  bool bitserial = false;
+  for (const auto &st : mod.manifest()["steps"]) bitserial = bitserial || st.value("describe", "").rfind("conv2d_bs", 0) == 0;
+  EXPECT_EQ(bitserial, c.wbits <= 2 && c.abits <= 2) << "kernel choice";
   std::vector<Tensor> in{qref::to_float(x)};
   if (c.residual) in.push_back(qref::to_float(r));
   auto out = mod.run(in);

@@ -1,0 +1,84 @@
+// The integer kernels use each target's dot-product / popcount instructions: generated assembly
+// of a conv2d_q and a conv2d_bs kernel is checked for vpdpbusd / vpopcntd (host with AVX512-VNNI
+// and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include "codegen/kernel_cache.h"
+#include "codegen/target.h"
+#include "kernels/halide_kernel.h"
+
+namespace {
+
+qnnc::KernelSpec conv_spec(const std::string &kind, int wb, int ab) {
+  qnnc::KernelSpec s;
+  s.kind = kind;
+  s.in_shape = {1, 64, 14, 14};
+  s.out_shape = {1, 64, 14, 14};
+  s.kernel = {3, 3};
+  s.pads = {1, 1, 1, 1};
+  s.relu = true;
+  s.dtype = "u8";
+  if (kind == "conv2d_bs") s.knobs = {{"weight_bits", wb}, {"activation_bits", ab}};
+  return s;
+}
+
+// Assembly of spec's kernel as the compiler driver would generate it for target.
+std::string assembly(qnnc::KernelSpec s, const std::string &target) {
+  qnnc::TargetInfo t = qnnc::resolve_target(target);
+  Halide::Target ht(qnnc::kernel_target_string(s, t));
+  qnnc::Knobs k = qnnc::default_knobs(s, ht);
+  for (auto &[n, v] : s.knobs) k[n] = v;
+  s.knobs = k;
+  qnnc::HalideKernel hk = qnnc::build_kernel(s, ht);
+  std::string path = testing::TempDir() + "/qnnc_asm_" + std::to_string(getpid()) + ".s";
+  hk.pipeline.compile_to_assembly(path, hk.args, "k", ht);
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::remove(path.c_str());
+  return ss.str();
+}
+
+int count(const std::string &text, const std::string &mnemonic) {
+  int n = 0;
+  std::istringstream is(text);
+  for (std::string line; std::getline(is, line);) {
+    size_t a = line.find_first_not_of(" \t");
+    if (a != std::string::npos && line.compare(a, mnemonic.size(), mnemonic) == 0 &&
+        (a + mnemonic.size() == line.size() || isspace((unsigned char)line[a + mnemonic.size()])))
+      n++;
+  }
+  return n;
+}
+
+TEST(KernelAsm, HostInt8UsesVnni) {
+  if (!__builtin_cpu_supports("avx512vnni")) GTEST_SKIP() << "host has no AVX512-VNNI";
+  EXPECT_GT(count(assembly(conv_spec("conv2d_q", 8, 8), "host"), "vpdpbusd"), 0);
+}
+
+TEST(KernelAsm, HostBitSerialUsesVpopcnt) {
+  if (!__builtin_cpu_supports("avx512vpopcntdq")) GTEST_SKIP() << "host has no AVX512-VPOPCNTDQ";
+  EXPECT_GT(count(assembly(conv_spec("conv2d_bs", 1, 1), "host"), "vpopcntd"), 0);
+}
+
+TEST(KernelAsm, Rpi5Int8UsesSdot) {
+  std::string a = assembly(conv_spec("conv2d_q", 8, 8), "rpi5");
+  EXPECT_GT(count(a, "sdot"), 0);
+}
+
+TEST(KernelAsm, Rpi4Int8HasNoDotProduct) {
+  std::string a = assembly(conv_spec("conv2d_q", 8, 8), "rpi4");
+  EXPECT_EQ(count(a, "sdot") + count(a, "udot"), 0);
+  EXPECT_GT(count(a, "smull") + count(a, "smull2") + count(a, "smlal") + count(a, "smlal2"), 0);
+}
+
+TEST(KernelAsm, PiBitSerialUsesCnt) {
+  for (const char *t : {"rpi4", "rpi5"}) EXPECT_GT(count(assembly(conv_spec("conv2d_bs", 2, 2), t), "cnt"), 0) << t;
+}
+
+}  // namespace
