@@ -1,4 +1,5 @@
 #include "kernels/conv2d_bitserial.h"
+#include "kernels/register_tile.h"
 
 #include <algorithm>
 
@@ -31,10 +32,7 @@ HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Target &t)
 }
 
 int conv2d_bitserial_channel_block(const KernelSpec &s, const Knobs &k) {
-  const int64_t M = s.out_shape[1];
-  int vec = std::max(1, knob(k, "vec", 16));
-  int vw = (int)std::min<int64_t>(vec, M);
-  return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
+  return register_tile_channels(s.out_shape[1], k, 16);
 }
 
 HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const Target &t) {
@@ -93,19 +91,8 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   fix_output(out, {M, OW, OH, N});
 
   // Schedule: the fp32/int8 register tile over (output channels, columns).
-  int vec = std::max(1, knob(k, "vec", 16));
-  int vw = (int)std::min<int64_t>(vec, M);
-  int xt = (int)std::min<int64_t>(std::max(1, knob(k, "x_tile", 4)), OW);
-  Var co_o("co_o"), co_i("co_i"), x_o("x_o"), x_i("x_i"), t_("tile");
-  out.split(co, co_o, co_i, cb, TailStrategy::ShiftInwards)
-      .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
-      .reorder(co_i, x_i, x_o, y, co_o, n)
-      .vectorize(co_i, vw)
-      .unroll(co_i)
-      .unroll(x_i)
-      .fuse(y, co_o, t_)
-      .parallel(t_);
-  acc.compute_at(out, x_o).vectorize(co, vw).unroll(co).unroll(x);
+  int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
+  schedule_register_tile(out, acc, M, OW, k, 16);
   acc.update().reorder(co, x, r.x, r.y, r.z, y, n).vectorize(co, vw).unroll(co).unroll(x);
   if (wb == 1) {
     xsum.compute_root().parallel(y);

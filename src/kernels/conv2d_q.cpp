@@ -1,4 +1,5 @@
 #include "kernels/conv2d_q.h"
+#include "kernels/register_tile.h"
 
 #include <algorithm>
 
@@ -7,12 +8,7 @@ using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
-int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) {
-  const int64_t M = s.out_shape[1];
-  int vec = std::max(1, knob(k, "vec", 16));
-  int vw = (int)std::min<int64_t>(vec, M);
-  return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
-}
+int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) { return register_tile_channels(s.out_shape[1], k, 16); }
 
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
@@ -63,43 +59,16 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
 }
 
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
-  // i32 lanes per vector; the same register-tile reasoning as the fp32 convolution.
-  const int vec = t.natural_vector_size<int32_t>();
-  const int64_t OW = s.out_shape[3], M = s.out_shape[1];
-  int max_x = t.has_feature(Target::AVX512) ? 8 : 4, x_tile = max_x;
-  for (int c = max_x; c >= std::max(2, max_x / 2); c--)
-    if (OW % c == 0) {
-      x_tile = c;
-      break;
-    }
-  int regs = t.has_feature(Target::AVX512) ? 16 : 12, co_vectors = 1;
-  for (int cv = std::max(1, regs / x_tile); cv >= 1; cv--)
-    if (M % (cv * vec) == 0 || cv == 1) {
-      co_vectors = cv;
-      break;
-    }
-  return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile},
-          {"signed_input", t.arch == Target::ARM ? 1 : 0}};
+  // i32 lanes per vector; the same register tile as the fp32 convolution.
+  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t);
+  k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
+  return k;
 }
 
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t M = s.out_shape[1], OW = s.out_shape[3];
-  Var co = f.output.args()[0], x = f.output.args()[1], y = f.output.args()[2], n = f.output.args()[3];
-  int vec = std::max(1, knob(k, "vec", 16));
-  int vw = (int)std::min<int64_t>(vec, M);
-  int cb = conv2d_q_channel_block(s, k);
-  int xt = (int)std::min<int64_t>(std::max(1, knob(k, "x_tile", 4)), OW);
-
-  Var co_o("co_o"), co_i("co_i"), x_o("x_o"), x_i("x_i"), t_("tile");
-  f.output.split(co, co_o, co_i, cb, TailStrategy::ShiftInwards)
-      .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
-      .reorder(co_i, x_i, x_o, y, co_o, n)
-      .vectorize(co_i, vw)
-      .unroll(co_i)
-      .unroll(x_i)
-      .fuse(y, co_o, t_)
-      .parallel(t_);
-  f.acc.compute_at(f.output, x_o).vectorize(f.acc.args()[0], vw).unroll(f.acc.args()[0]).unroll(f.acc.args()[1]);
+  int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
+  schedule_register_tile(f.output, f.acc, M, OW, k, 16);
   Var cv = f.acc.args()[0], xv = f.acc.args()[1], yv = f.acc.args()[2], nv = f.acc.args()[3];
   // Innermost: the 4 input channels of one dot product, then the register tile.
   f.acc.update()

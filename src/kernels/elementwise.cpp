@@ -7,14 +7,6 @@ using namespace Halide;
 
 namespace qnnc {
 
-namespace {
-int64_t numel(const std::vector<int64_t> &s) {
-  int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
-}
-}  // namespace
-
 HalideKernel build_add(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t total = numel(s.out_shape);
   ImageParam a = fixed_param(Float(32), "a", {total});

@@ -35,4 +35,10 @@ inline std::vector<int64_t> nchw_dims(const std::vector<int64_t> &nchw) {
 
 int knob(const Knobs &k, const std::string &name, int dflt);
 
+inline int64_t numel(const std::vector<int64_t> &shape) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
 }  // namespace qnnc

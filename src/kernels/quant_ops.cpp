@@ -9,11 +9,6 @@ using namespace Halide::ConciseCasts;
 namespace qnnc {
 
 namespace {
-int64_t numel(const std::vector<int64_t> &s) {
-  int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
-}
 void schedule_flat(Func out, Var i, int64_t total, const Knobs &k) {
   int vec = knob(k, "vec", 16);
   Var io("io"), ii("ii");

@@ -1,0 +1,47 @@
+#include "kernels/register_tile.h"
+
+#include <algorithm>
+
+using namespace Halide;
+
+namespace qnnc {
+
+Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t) {
+  int max_x = t.has_feature(Target::AVX512) ? 8 : 4, x_tile = max_x;
+  for (int c = max_x; c >= std::max(2, max_x / 2); c--)
+    if (OW % c == 0) {
+      x_tile = c;
+      break;
+    }
+  int regs = t.has_feature(Target::AVX512) ? 16 : 12, co_vectors = 1;
+  for (int cv = std::max(1, regs / x_tile); cv >= 1; cv--)
+    if (M % (cv * vec) == 0 || cv == 1) {
+      co_vectors = cv;
+      break;
+    }
+  return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}};
+}
+
+int register_tile_channels(int64_t M, const Knobs &k, int default_vec) {
+  int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
+  return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
+}
+
+void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, const Knobs &k, int default_vec) {
+  Var co = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
+  int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
+  int cb = register_tile_channels(M, k, default_vec);
+  int xt = (int)std::min<int64_t>(std::max(1, knob(k, "x_tile", 4)), OW);
+  Var co_o("co_o"), co_i("co_i"), x_o("x_o"), x_i("x_i"), t_("tile");
+  out.split(co, co_o, co_i, cb, TailStrategy::ShiftInwards)
+      .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
+      .reorder(co_i, x_i, x_o, y, co_o, n)
+      .vectorize(co_i, vw)
+      .unroll(co_i)
+      .unroll(x_i)
+      .fuse(y, co_o, t_)
+      .parallel(t_);
+  acc.compute_at(out, x_o).vectorize(acc.args()[0], vw).unroll(acc.args()[0]).unroll(acc.args()[1]);
+}
+
+}  // namespace qnnc

@@ -1,0 +1,23 @@
+// The register tile shared by the convolution families (fp32, int8, bit-serial): each task
+// computes a block of co_vectors SIMD vectors of output channels by x_tile output columns,
+// keeping the block's accumulators in registers for the whole reduction.
+#pragma once
+#include "kernels/halide_kernel.h"
+
+namespace qnnc {
+
+// Default knobs vec / co_vectors / x_tile for M output channels and width OW: x_tile divides the
+// width when it can (no recomputed columns); co_vectors fills about 16 accumulators on AVX-512
+// (28 spilled) or 12 elsewhere, preferring a block that divides M.
+Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Halide::Target &t);
+
+// Output channels per tile (also the weight packing block), clamped to the layer.
+int register_tile_channels(int64_t M, const Knobs &k, int default_vec);
+
+// Tiles out(co, x, y, n) over (channels, columns), runs rows x channel blocks in parallel, and
+// computes acc per tile with its pure dimensions vectorized and unrolled. The caller orders
+// acc's update (its reduction) inside the tile.
+void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64_t OW, const Knobs &k,
+                            int default_vec);
+
+}  // namespace qnnc
