@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -231,15 +230,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="qnnc_bench_") as tmp:
-        workdir = args.workdir or tmp
-        os.makedirs(workdir, exist_ok=True)
-        try:
-            return run_benchmark(args, workdir)
-        except common.CommandError as exc:
-            print(f"FAIL: {exc}", file=sys.stderr)
-            return 1
+    return common.run_in_workdir(parse_args(argv), run_benchmark, "qnnc_bench_")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Shared helpers for qnnc benchmarks: timing, running qnnc, machine info, tables.
 
 Used by bench_fp32.py (and later the int8 benchmarks). Also makes tests/python importable,
-so benchmarks can `import models` for model construction and accuracy metrics.
+so benchmarks can `import tempfile
+import models` for model construction and accuracy metrics.
 """
 
 from __future__ import annotations
@@ -186,3 +187,16 @@ def append_results(path: str | Path, title: str, table_md: str, extra_lines: Seq
             prefix += "\n"
     with open(path, "a") as f:
         f.write(prefix + "\n".join(lines))
+
+
+def run_in_workdir(args, run_benchmark, prefix: str) -> int:
+    """Runs run_benchmark(args, workdir) in args.workdir or a temporary directory; a failing
+    command becomes a FAIL line and exit status 1."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = os.path.abspath(args.workdir or tmp)
+        os.makedirs(workdir, exist_ok=True)
+        try:
+            return run_benchmark(args, workdir)
+        except CommandError as exc:
+            print(f"FAIL: {exc}", file=sys.stderr)
+            return 1

@@ -1,6 +1,9 @@
 #include "codegen/bundle.h"
 
+#include <cstdio>
 #include <cstdlib>
+
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,17 +19,23 @@ namespace {
 
 std::string quote(const std::string &s) { return "'" + s + "'"; }
 
-void run(const std::string &cmd, const std::string &what) {
-  int rc = std::system((cmd + " 2>&1").c_str());
-  if (rc != 0) throw Error(what + " failed: " + cmd);
-}
-
 std::string slurp(const std::string &p) {
   std::ifstream f(p);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
 }
+
+// Runs a toolchain command; its output (e.g. the static-link dlopen warning) is shown only
+// when it fails.
+void run(const std::string &cmd, const std::string &what) {
+  std::string log = cache_dir() + "/last-toolchain-" + std::to_string(::getpid()) + ".log";
+  int rc = std::system((cmd + " > " + quote(log) + " 2>&1").c_str());
+  std::string out = slurp(log);
+  std::remove(log.c_str());
+  if (rc != 0) throw Error(what + " failed: " + cmd + "\n" + out);
+}
+
 
 // The runtime's sources compiled for the target once, cached by content and flags.
 std::vector<std::string> runtime_objects(const TargetInfo &t) {
