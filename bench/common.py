@@ -1,8 +1,7 @@
 """Shared helpers for qnnc benchmarks: timing, running qnnc, machine info, tables.
 
 Used by bench_fp32.py (and later the int8 benchmarks). Also makes tests/python importable,
-so benchmarks can `import tempfile
-import models` for model construction and accuracy metrics.
+so benchmarks can `import models` for model construction and accuracy metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
