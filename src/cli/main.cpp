@@ -162,11 +162,18 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 opt.qconfig.precision().c_str(), q.quantized, q.kept_fp32, q.quantize_steps, q.dequantize_steps,
                 q.fp32_weight_bytes / 1e6, q.quantized_weight_bytes / 1e6, opt.qconfig.weight_bits);
     int wb = opt.qconfig.weight_bits, ab = opt.qconfig.activation_bits;
-    if (wb <= 2 && ab <= 2)
-      std::printf("qnnc: kernels: bit-serial (bit-plane packed operands, AND + popcount) for the integer layers\n");
-    else if (wb < 8 || ab < 8)
-      std::printf("qnnc: kernels: %d/%d-bit values run on the int8 dot-product kernels (unpacked to bytes); "
-                  "bit-serial kernels cover 1-2 bits\n", wb, ab);
+    if (wb < 8 || ab < 8) {
+      int bs = 0, total = 0;
+      nlohmann::json m = nlohmann::json::parse(slurp(out + "/graph.json"));
+      for (const auto &st : m["steps"]) {
+        std::string d = st.value("describe", "");
+        bs += d.rfind("conv2d_bs", 0) == 0;
+        total += d.rfind("conv2d_bs", 0) == 0 || d.rfind("conv2d_q", 0) == 0;
+      }
+      std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount), the others "
+                  "on the int8 dot-product kernel with %d/%d-bit values (--knob conv2d_q.bitserial=0|1 forces it)\n",
+                  bs, total, wb, ab);
+    }
   }
   if (qf.report) {
     log("qnnc: building the fp32 reference for the accuracy report");

@@ -131,7 +131,11 @@ struct Lowering {
     int wv = new_const(w.name + ".packed", {nb, KH, KW, C4, cb, 4}, pk, DType::i8);
     int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
     int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
-    if (wbits <= 2 && abits <= 2 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", 1)) {
+    // Bit-serial needs coef x planes popcounts per 32 channels: measured on AVX512-VNNI, W1A1
+    // beats the int8 dot product and W2A2 loses to it (bench/RESULTS.md), so x86 takes it only
+    // for wbits * abits <= 2; NEON without VNNI-class throughput takes it for all 1-2 bit layers.
+    bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
+    if (wbits <= 2 && abits <= 2 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
       lower_conv2d_bitserial(n, st, out, wbits, abits, lo);
       return;
     }
