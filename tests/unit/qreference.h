@@ -198,8 +198,10 @@ inline void finish(qnnc::Graph &g, std::vector<int> outputs) {
   g.verify();
 }
 
-inline qnnc::Module compile(const qnnc::Graph &g) {
+// knobs: per-family schedule overrides, e.g. {{"conv2d_q", {{"bitserial", 1}}}}.
+inline qnnc::Module compile(const qnnc::Graph &g, std::map<std::string, qnnc::Knobs> knobs = {}) {
   qnnc::CompileOptions opt;  // no quantize: the graph is already integer
+  opt.knobs = std::move(knobs);
   return qnnc::compile(g, opt);
 }
 
