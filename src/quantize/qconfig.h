@@ -14,7 +14,7 @@ struct QConfig {
   float percentile = 99.99f;           // calibrate_mode=percentile
   std::string weight_scale = "channel_max";  // channel_max | power2
   bool skip_first_conv = true;         // as TVM: the first conv stays fp32
-  bool skip_dense = true;              // ... and so does the final dense layer
+  // Dense layers always stay fp32 (as TVM's default; qnnc has no integer dense kernel yet).
   std::vector<std::string> skip_layers;    // further node names to keep in fp32
   int calibration_samples = 8;         // random inputs when no data is given
   uint64_t calibration_seed = 1234;

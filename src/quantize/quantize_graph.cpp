@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "passes/passes.h"
 
@@ -23,7 +22,6 @@ struct Rewriter {
   std::vector<Node> out;
   std::map<int, int> qtwin;   // fp32 value -> u8 twin
   std::map<int, int> ftwin;   // value whose producer became integer -> fp32 twin (dequantized)
-  std::set<int> int_only;     // values now produced only as integers (original id kept for the u8)
 
   int act_qmax() const { return (1 << cfg.activation_bits) - 1; }
 
@@ -155,7 +153,6 @@ struct Rewriter {
       q.set_i("res_shift", fp.shift);
     }
     mark_u8(n.outputs[0], qy);
-    int_only.insert(n.outputs[0]);
     out.push_back(q);
     sum.quantized++;
     sum.fp32_weight_bytes += (int64_t)w.size() * 4;
@@ -187,17 +184,12 @@ struct Rewriter {
         n.set_i("zero_point", g.values[n.inputs[0]].zero_point);
         out.push_back(n);
         continue;
-      } else if (n.op == "dense" && !cfg.skip_dense) {
-        // No integer dense kernel yet: runs in fp32 (reported as kept).
-      }
-      if (n.op == "conv2d" || n.op == "dense") {
-        if (n.op == "dense") sum.kept_fp32++;
+      } else if (n.op == "dense") {
+        sum.kept_fp32++;  // no integer dense kernel: the classifier stays fp32
       }
       for (auto &v : n.inputs)
         if (!g.values[v].is_const()) v = as_float(v);
       out.push_back(n);
-      // A quantized conv may consume this fp32 output: quantize right after it, once, so
-      // the quantize step sits next to its producer.
     }
     for (auto &o : g.outputs) o = as_float(o);
     g.nodes = std::move(out);
@@ -209,7 +201,7 @@ struct Rewriter {
 
 QuantizeSummary quantize_graph(Graph &g, const std::map<std::string, ActivationStats> &stats, const QConfig &cfg) {
   cfg.validate();
-  Rewriter r{g, stats, cfg, {}, {}, {}, {}, {}};
+  Rewriter r{g, stats, cfg, {}, {}, {}, {}};
   r.run();
   return r.sum;
 }
