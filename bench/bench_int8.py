@@ -74,11 +74,7 @@ def parse_precisions(text: str) -> list[str]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--qnnc", required=True, help="path to the qnnc binary")
-    p.add_argument("--model", default="resnet50", choices=models.TORCHVISION_MODELS,
-                   help="torchvision model (default: %(default)s)")
-    p.add_argument("--size", type=int, default=224, help="input height/width (default: %(default)s)")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default: %(default)s)")
+    models.add_model_args(p)
     p.add_argument("--threads", type=common.parse_int_list, default=[1, 2],
                    help="comma-separated thread counts (default: 1,2)")
     p.add_argument("--repeat", type=int, default=20, help="timed runs per measurement (default: %(default)s)")

@@ -69,11 +69,7 @@ REFUSE_EXIT = 3  # an rpi5 bundle's exit status on a CPU without the dot product
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--qnnc", required=True, help="path to the qnnc binary")
-    p.add_argument("--model", default="resnet50", choices=models.TORCHVISION_MODELS,
-                   help="torchvision model (default: %(default)s)")
-    p.add_argument("--size", type=int, default=224, help="input height/width (default: %(default)s)")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset (default: %(default)s)")
+    models.add_model_args(p)
     p.add_argument("--boards", default="rpi4,rpi5",
                    help="comma-separated boards, from rpi4, rpi5 (default: %(default)s)")
     p.add_argument("--threads", type=common.parse_int_list, default=[1, 4],

@@ -33,11 +33,7 @@ from check_torchvision import run_qnnc
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--qnnc", required=True, help="path to the qnnc binary")
-    p.add_argument("--model", default="resnet50", choices=models.TORCHVISION_MODELS,
-                   help="torchvision model (default: %(default)s)")
-    p.add_argument("--size", type=int, default=224, help="input height/width (default: %(default)s)")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset for export (default: %(default)s)")
+    models.add_model_args(p)
     p.add_argument("--precision", default="int8",
                    help="qnnc --quantize precision, e.g. int8, int4, w4a8 (default: %(default)s)")
     p.add_argument("--inputs", type=int, default=8,

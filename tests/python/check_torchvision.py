@@ -28,11 +28,7 @@ import models
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--qnnc", required=True, help="path to the qnnc binary")
-    p.add_argument("--model", default="resnet50", choices=models.TORCHVISION_MODELS,
-                   help="torchvision model (default: %(default)s)")
-    p.add_argument("--size", type=int, default=224, help="input height/width (default: %(default)s)")
-    p.add_argument("--opset", type=int, default=13, help="ONNX opset for export (default: %(default)s)")
+    models.add_model_args(p)
     p.add_argument("--tol", type=float, default=1e-4,
                    help="max relative L2 error vs PyTorch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="weight seed (default: %(default)s)")

@@ -16,6 +16,15 @@ import torchvision
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50")
 
 
+def add_model_args(p) -> None:
+    """The arguments every oracle and benchmark script takes: qnnc binary, model, size, opset."""
+    p.add_argument("--qnnc", required=True, help="path to the qnnc binary")
+    p.add_argument("--model", default="resnet50", choices=TORCHVISION_MODELS,
+                   help="torchvision model (default: %(default)s)")
+    p.add_argument("--size", type=int, default=224, help="input height/width (default: %(default)s)")
+    p.add_argument("--opset", type=int, default=13, help="ONNX opset for export (default: %(default)s)")
+
+
 def reestimate_batchnorm(model: torch.nn.Module, size: int, batches: int = 4,
                          batch_size: int = 8, seed: int = 0) -> None:
     """Replace BN running stats with cumulative averages over seeded random batches."""
