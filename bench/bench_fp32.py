@@ -78,13 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def bench_ort(onnx_path: str, x: np.ndarray, threads: int, repeat: int, warmup: int) -> dict:
     """Time ONNX Runtime CPU inference with `threads` intra-op threads."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    sess = common.ort_session(onnx_path, threads)
     feed = {sess.get_inputs()[0].name: x}
     return common.time_fn(lambda: sess.run(None, feed), repeat, warmup)
 
@@ -96,18 +90,6 @@ def torch_jit_model(model, x: np.ndarray):
         traced = torch.jit.trace(model, torch.from_numpy(x))
         return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
-
-def bench_torch(model, x: np.ndarray, threads: int, repeat: int, warmup: int) -> dict:
-    """Time PyTorch inference (eager or TorchScript) with torch.set_num_threads(threads)."""
-    import torch
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    xt = torch.from_numpy(x)
-    try:
-        with torch.no_grad():
-            return common.time_fn(lambda: model(xt), repeat, warmup)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def check_qnnc_output(qnnc: str, module_dir: str, workdir: str, x: np.ndarray, ref: np.ndarray,
@@ -202,7 +184,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
         results[("onnxruntime", threads)] = bench_ort(onnx_path, x, threads, args.repeat, args.warmup)
         for system, torch_model in torch_models.items():
             print(f"[bench] threads={threads}: {system}", flush=True)
-            results[(system, threads)] = bench_torch(torch_model, x, threads, args.repeat, args.warmup)
+            results[(system, threads)] = common.bench_torch(torch_model, x, threads, args.repeat, args.warmup)
 
     rows = table_rows(results)
     summary = summary_lines(results)

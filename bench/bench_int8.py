@@ -109,9 +109,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", flush=True)
-
 
 # ---------------------------------------------------------------- data
 
@@ -151,17 +148,6 @@ def qnnc_outputs(args, module_dir: str, workdir: str, inputs: list[np.ndarray]) 
 
 # ---------------------------------------------------------------- ONNX Runtime
 
-def ort_session(onnx_path: str, threads: int, optimized_path: str | None = None):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if optimized_path:
-        so.optimized_model_filepath = optimized_path
-    return ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
 
 
 def ort_quantize_int8(onnx_path: str, out_path: str, calib: list[np.ndarray]) -> None:
@@ -193,7 +179,7 @@ def ort_integer_ops(quant_path: str, workdir: str) -> str:
     import onnx
     opt_path = os.path.join(workdir, "ort_int8_optimized.onnx")
     try:
-        ort_session(quant_path, 1, optimized_path=opt_path)
+        common.ort_session(quant_path, 1, optimized_path=opt_path)
         counts = {}
         for node in onnx.load(opt_path).graph.node:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
@@ -242,17 +228,6 @@ def torch_quantize_int8(model, calib: list[np.ndarray]):
 def torch_outputs(model, inputs: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([models.torch_forward(model, x).reshape(1, -1) for x in inputs])
 
-
-def bench_torch(model, x: np.ndarray, threads: int, repeat: int, warmup: int) -> dict:
-    import torch
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    xt = torch.from_numpy(x)
-    try:
-        with torch.no_grad():
-            return common.time_fn(lambda: model(xt), repeat, warmup)
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------- report
@@ -332,11 +307,11 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     calib_path = os.path.join(workdir, "calib.npz")
     notes = []
 
-    log(f"building {args.model} (seed 0, BN re-estimated) and exporting ONNX opset {args.opset}")
+    common.log(f"building {args.model} (seed 0, BN re-estimated) and exporting ONNX opset {args.opset}")
     t0 = time.perf_counter()
     model = models.make_torchvision(args.model, seed=0, size=args.size)
     models.export_onnx(model, onnx_path, args.size, opset=args.opset)
-    log(f"  done in {time.perf_counter() - t0:.1f} s")
+    common.log(f"  done in {time.perf_counter() - t0:.1f} s")
 
     calib = seeded_inputs(args.size, args.calib_samples, CALIB_SEED0)
     evals = seeded_inputs(args.size, args.eval_samples, EVAL_SEED0)
@@ -345,7 +320,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                  f"{CALIB_SEED0 + len(calib) - 1}) shared by all systems; accuracy on {len(evals)} "
                  f"inputs (seeds {EVAL_SEED0}...{EVAL_SEED0 + len(evals) - 1}) vs PyTorch fp32 logits")
     x_time = evals[0]  # the input every system is timed on
-    log("PyTorch fp32 reference logits")
+    common.log("PyTorch fp32 reference logits")
     ref = torch_outputs(model, evals)
 
     order: list[tuple[str, str]] = []  # (system, precision) in table order
@@ -354,9 +329,9 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     compile_times = []
     for precision in args.precisions:
         module_dir = os.path.join(workdir, f"{name}_{precision}.qnnc")
-        log(f"qnnc compile {precision} -> {module_dir}")
+        common.log(f"qnnc compile {precision} -> {module_dir}")
         seconds = qnnc_compile(args, onnx_path, module_dir, precision, calib_path)
-        log(f"  done in {seconds:.1f} s; running {len(evals)} eval inputs")
+        common.log(f"  done in {seconds:.1f} s; running {len(evals)} eval inputs")
         compile_times.append(f"{precision} {seconds:.0f} s")
         modules[precision] = module_dir
         order.append(("qnnc", precision))
@@ -369,13 +344,13 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     if not args.no_ort:
         import onnxruntime as ort
         quant_path = os.path.join(workdir, f"{name}_ort_int8.onnx")
-        log("ONNX Runtime static quantization (QDQ, U8 activations, S8 per-channel weights, MinMax)")
+        common.log("ONNX Runtime static quantization (QDQ, U8 activations, S8 per-channel weights, MinMax)")
         ort_quantize_int8(onnx_path, quant_path, calib)
         ort_models = {"fp32": onnx_path, "int8": quant_path}
         for precision, path in ort_models.items():
             order.append(("onnxruntime", precision))
             accuracy[("onnxruntime", precision)] = models.centered_metrics(
-                ref, ort_outputs(ort_session(path, max(args.threads)), evals))
+                ref, ort_outputs(common.ort_session(path, max(args.threads)), evals))
         notes.append(f"ONNX Runtime {ort.__version__}; int8 = quantize_static QDQ, QUInt8 activations, "
                      f"per-channel QInt8 weights, MinMax; optimised int8 graph runs "
                      f"{ort_integer_ops(quant_path, workdir)}")
@@ -383,7 +358,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     torch_q = None
     if not args.no_torch:
         import torch
-        log("PyTorch FX post-training quantization")
+        common.log("PyTorch FX post-training quantization")
         try:
             torch_q, engine = torch_quantize_int8(model, calib)
         except RuntimeError as exc:
@@ -395,28 +370,28 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
             notes.append(f"PyTorch {torch.__version__} int8: FX prepare_fx/convert_fx, "
                          f"get_default_qconfig_mapping('{engine}'), quantized engine '{engine}' "
                          f"(supported engines: {', '.join(torch.backends.quantized.supported_engines)})")
-            log(f"  engine {engine}")
+            common.log(f"  engine {engine}")
 
     timings: dict = {}
     for threads in args.threads:
         for precision, module_dir in modules.items():
-            log(f"threads={threads}: qnnc {precision}")
+            common.log(f"threads={threads}: qnnc {precision}")
             json_path = os.path.join(workdir, f"qnnc_{precision}_bench_t{threads}.json")
             stats = common.qnnc_bench(args.qnnc, module_dir, threads, args.repeat, args.warmup, json_path,
                                       args.timeout)
             if stats.get("threads", threads) != threads:
-                log(f"  warning: qnnc reports threads={stats['threads']}")
+                common.log(f"  warning: qnnc reports threads={stats['threads']}")
             timings[("qnnc", precision, threads)] = stats
         for precision, path in ort_models.items():
-            log(f"threads={threads}: onnxruntime {precision}")
-            sess = ort_session(path, threads)
+            common.log(f"threads={threads}: onnxruntime {precision}")
+            sess = common.ort_session(path, threads)
             feed = {sess.get_inputs()[0].name: x_time}
             timings[("onnxruntime", precision, threads)] = common.time_fn(
                 lambda: sess.run(None, feed), args.repeat, args.warmup)
         if torch_q is not None:
             system = f"pytorch-{engine}"
-            log(f"threads={threads}: {system} int8")
-            timings[(system, "int8", threads)] = bench_torch(torch_q, x_time, threads, args.repeat, args.warmup)
+            common.log(f"threads={threads}: {system} int8")
+            timings[(system, "int8", threads)] = common.bench_torch(torch_q, x_time, threads, args.repeat, args.warmup)
 
     rows = main_rows(order, timings, accuracy, args.threads)
     acc_rows = accuracy_rows(order, accuracy)

@@ -101,9 +101,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", flush=True)
-
 
 def tail(text: str, lines: int = 6) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) if text and text.strip() else "(no output)"
@@ -209,7 +206,7 @@ def fetch_ort_wheel(args, version: str, dest: str) -> str:
     try:
         run_step("pip download (aarch64 wheel)", base + [f"onnxruntime=={version}"], args.timeout)
     except OrtSetupError as exact_error:
-        log(f"  no aarch64 wheel of onnxruntime {version} ({exact_error}); trying the newest")
+        common.log(f"  no aarch64 wheel of onnxruntime {version} ({exact_error}); trying the newest")
         run_step("pip download (aarch64 wheel, newest)", base + ["onnxruntime"], args.timeout)
     found = sorted(glob.glob(os.path.join(dest, "onnxruntime-*aarch64*.whl")))
     if not found:
@@ -275,7 +272,7 @@ def setup_ort(args, workdir: str) -> dict:
         raise OrtSetupError(f"driver source {DRIVER_SRC} is missing")
     ort_dir = os.path.join(workdir, "ort_aarch64")
     wheel = fetch_ort_wheel(args, ort.__version__, os.path.join(workdir, "ort_wheel"))
-    log(f"  wheel {os.path.basename(wheel)}")
+    common.log(f"  wheel {os.path.basename(wheel)}")
     lib = extract_ort_library(wheel, ort_dir)
     driver = os.path.join(ort_dir, "ort_bench")
     run_step("building the ORT driver", [CROSS_CXX, "-O2", "-std=c++17", "-o", driver, str(DRIVER_SRC), "-ldl"],
@@ -374,7 +371,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     checks: list[dict] = []
     all_ok = True
 
-    log(f"building {args.model} (seed 0, BN re-estimated) and exporting ONNX opset {args.opset}")
+    common.log(f"building {args.model} (seed 0, BN re-estimated) and exporting ONNX opset {args.opset}")
     model = models.make_torchvision(args.model, seed=0, size=args.size)
     models.export_onnx(model, onnx_path, args.size, opset=args.opset)
     calib = seeded_inputs(args.size, args.calib_samples, CALIB_SEED0)
@@ -391,7 +388,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     host_out = {}
     for precision in PRECISIONS:
         mdir = os.path.join(workdir, f"{name}_{precision}_host.qnnc")
-        log(f"qnnc compile {precision} (host reference) -> {mdir}")
+        common.log(f"qnnc compile {precision} (host reference) -> {mdir}")
         qnnc_compile(args, onnx_path, mdir, precision, calib_path, None)
         out_path = os.path.join(workdir, f"host_{precision}.npy")
         common.run_cmd([args.qnnc, "run", mdir, "--input", x_path, "--output", out_path], args.timeout)
@@ -403,12 +400,12 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     for board in args.boards:
         for precision in PRECISIONS:
             mdir = os.path.join(workdir, f"{name}_{precision}_{board}.qnnc")
-            log(f"qnnc compile {precision} --target {board} -> {mdir}")
+            common.log(f"qnnc compile {precision} --target {board} -> {mdir}")
             seconds = qnnc_compile(args, onnx_path, mdir, precision, calib_path, board)
             compile_times.append(f"{board} {precision} {seconds:.0f} s")
             modules[(board, precision)] = mdir
             for threads in args.threads:
-                log(f"  qnnc emulate {board} {precision} threads={threads}")
+                common.log(f"  qnnc emulate {board} {precision} threads={threads}")
                 out_path = os.path.join(workdir, f"qnnc_{board}_{precision}_t{threads}.npy")
                 stats = qnnc_emulate(args, mdir, board, threads, x_path, out_path,
                                      os.path.join(workdir, f"qnnc_{board}_{precision}_t{threads}.json"))
@@ -418,12 +415,12 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                          reference=f"qnnc host {precision}")
                 checks.append(c)
                 all_ok &= c["ok"]
-                log(f"    median {stats['median_ms']:.1f} ms; output {c['verdict']}, max abs diff {c['max_abs']:.3g}")
+                common.log(f"    median {stats['median_ms']:.1f} ms; output {c['verdict']}, max abs diff {c['max_abs']:.3g}")
     notes.append("qnnc cross-compile time: " + ", ".join(compile_times))
     refusal_ok = True
     if "rpi5" in args.boards:
         line, refusal_ok = check_refusal(args, modules[("rpi5", "int8")])
-        log(line)
+        common.log(line)
         notes.append(line)
         all_ok &= refusal_ok
 
@@ -431,17 +428,17 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     if args.no_ort:
         notes.append("ONNX Runtime under QEMU: skipped (--no-ort)")
     else:
-        log("ONNX Runtime aarch64 under QEMU: setting up")
+        common.log("ONNX Runtime aarch64 under QEMU: setting up")
         try:
             env = setup_ort(args, workdir)
         except OrtSetupError as exc:
             env = None
-            log(f"  ONNX Runtime skipped: {exc}")
+            common.log(f"  ONNX Runtime skipped: {exc}")
             notes.append(f"ONNX Runtime under QEMU: skipped, setup failed: {exc}")
         if env is not None:
             import onnxruntime as ort
             quant_path = os.path.join(workdir, f"{name}_ort_int8.onnx")
-            log("  host quantize_static (QDQ, U8 activations, S8 per-channel weights, MinMax)")
+            common.log("  host quantize_static (QDQ, U8 activations, S8 per-channel weights, MinMax)")
             ort_quantize_int8(onnx_path, quant_path, calib)
             ort_models = {"fp32": onnx_path, "int8": quant_path}
             ref, io_names = {}, {}
@@ -453,14 +450,14 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
             for board in args.boards:
                 for precision, path in ort_models.items():
                     for threads in args.threads:
-                        log(f"  onnxruntime {board} {precision} threads={threads}")
+                        common.log(f"  onnxruntime {board} {precision} threads={threads}")
                         out_path = os.path.join(workdir, f"ort_{board}_{precision}_t{threads}.f32")
                         try:
                             stats = ort_emulate(args, env, board, path, x_raw, x.shape, *io_names[precision], threads,
                                                 out_path, os.path.join(workdir, f"ort_{board}_{precision}_t{threads}.json"))
                         except OrtSetupError as exc:
                             failures.append(f"{board} {precision} threads={threads}: {exc}")
-                            log(f"    failed: {exc}")
+                            common.log(f"    failed: {exc}")
                             continue
                         timings[(board, "onnxruntime", precision, threads)] = stats
                         c = compare(ref[precision], np.fromfile(out_path, np.float32), precision, args.fp32_tol,
@@ -468,7 +465,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                         c.update(board=board, system="onnxruntime", precision=precision, threads=threads,
                                  reference=f"ORT host {precision}")
                         checks.append(c)
-                        log(f"    median {stats['median_ms']:.1f} ms; max abs diff vs host ORT {c['max_abs']:.3g}")
+                        common.log(f"    median {stats['median_ms']:.1f} ms; max abs diff vs host ORT {c['max_abs']:.3g}")
             systems.append("onnxruntime")
             notes.append(f"ONNX Runtime {env['host_version']} (host, makes the int8 model) and its aarch64 build "
                          f"from {env['wheel']}: libonnxruntime.so driven through the C API by "

@@ -200,3 +200,36 @@ def run_in_workdir(args, run_benchmark, prefix: str) -> int:
         except CommandError as exc:
             print(f"FAIL: {exc}", file=sys.stderr)
             return 1
+
+
+def log(msg: str) -> None:
+    """Progress line of a benchmark."""
+    print(f"[bench] {msg}", flush=True)
+
+
+def ort_session(onnx_path: str, threads: int, optimized_path: str | None = None):
+    """ONNX Runtime CPU session with `threads` intra-op threads, sequential, all graph
+    optimizations (optionally saving the optimized graph)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
+    return ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+
+
+def bench_torch(model, x, threads: int, repeat: int, warmup: int) -> dict:
+    """Time PyTorch inference (eager, TorchScript or quantized) with torch.set_num_threads(threads)."""
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    xt = torch.from_numpy(x)
+    try:
+        with torch.no_grad():
+            return time_fn(lambda: model(xt), repeat, warmup)
+    finally:
+        torch.set_num_threads(previous)
