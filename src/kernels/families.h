@@ -9,7 +9,7 @@ namespace qnnc {
 HalideKernel build_dense(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Max over a kh x kw window with -inf padding.
 HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
-// Mean over H and W; output keeps H = W = 1.
+// Mean over H and W; output keeps H = W = 1. A u8 input (spec.dtype) is dequantized too.
 HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // a + b, optionally followed by ReLU, over flattened tensors.
 HalideKernel build_add(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
@@ -21,8 +21,6 @@ HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Halide
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // u8 -> fp32.
 HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
-// Global average pool of a u8 tensor to fp32.
-HalideKernel build_global_avgpool_q(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // NCHW <-> NHWC transpose.
 HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 

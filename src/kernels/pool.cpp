@@ -5,6 +5,7 @@
 #include "kernels/families.h"
 
 using namespace Halide;
+using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
@@ -29,14 +30,23 @@ HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Target &t)
 }
 
 HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Target &t) {
+  // fp32 input, or u8 (global_avgpool_q) averaged as integers and dequantized in the same step:
+  // (sum(q) - H*W*zp) * scale / (H*W).
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
-  ImageParam in = fixed_param(Float(32), "input", {C, W, H, N});
+  const bool q = s.dtype == "u8";
+  ImageParam in = fixed_param(q ? UInt(8) : Float(32), "input", {C, W, H, N});
   Var c("c"), x("x"), y("y"), n("n");
   RDom r(0, (int)W, 0, (int)H, "r");
   Func sum("sum"), out("output");
-  sum(c, n) = 0.f;
-  sum(c, n) += in(c, r.x, r.y, n);
-  out(c, x, y, n) = sum(c, n) * (1.0f / float(H * W));
+  if (q) {
+    sum(c, n) = 0;
+    sum(c, n) += i32(in(c, r.x, r.y, n));
+    out(c, x, y, n) = f32(sum(c, n) - (int)(H * W) * s.zero_point) * (s.scale / float(H * W));
+  } else {
+    sum(c, n) = 0.f;
+    sum(c, n) += in(c, r.x, r.y, n);
+    out(c, x, y, n) = sum(c, n) * (1.0f / float(H * W));
+  }
   fix_output(out, {C, 1, 1, N});
   int vec = knob(k, "vec", 8);
   if (C >= vec) {

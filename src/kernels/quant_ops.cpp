@@ -42,24 +42,4 @@ HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Target 
   return {Pipeline(out), {q}};
 }
 
-// Mean over H and W of a u8 tensor, dequantized: (sum(q) - H*W*zp) * scale / (H*W).
-HalideKernel build_global_avgpool_q(const KernelSpec &s, const Knobs &k, const Target &t) {
-  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
-  ImageParam in = fixed_param(UInt(8), "input", {C, W, H, N});
-  Var c("c"), x("x"), y("y"), n("n");
-  RDom r(0, (int)W, 0, (int)H, "r");
-  Func sum("sum"), out("output");
-  sum(c, n) = 0;
-  sum(c, n) += i32(in(c, r.x, r.y, n));
-  out(c, x, y, n) = f32(sum(c, n) - (int)(H * W) * s.zero_point) * (s.scale / float(H * W));
-  fix_output(out, {C, 1, 1, N});
-  int vec = knob(k, "vec", 16);
-  if (C >= vec) {
-    sum.compute_at(out, n).vectorize(c, vec, TailStrategy::GuardWithIf);
-    sum.update().reorder(c, r.x, r.y).vectorize(c, vec, TailStrategy::GuardWithIf);
-    out.vectorize(c, vec, TailStrategy::GuardWithIf);
-  }
-  return {Pipeline(out), {in}};
-}
-
 }  // namespace qnnc

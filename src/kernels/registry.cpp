@@ -70,10 +70,9 @@ HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d_bs") return build_conv2d_bitserial(s, k, t);
   if (s.kind == "quantize") return build_quantize(s, k, t);
   if (s.kind == "dequantize") return build_dequantize(s, k, t);
-  if (s.kind == "global_avgpool_q") return build_global_avgpool_q(s, k, t);
   if (s.kind == "dense") return build_dense(s, k, t);
   if (s.kind == "maxpool") return build_maxpool(s, k, t);
-  if (s.kind == "global_avgpool") return build_global_avgpool(s, k, t);
+  if (s.kind == "global_avgpool" || s.kind == "global_avgpool_q") return build_global_avgpool(s, k, t);
   if (s.kind == "add") return build_add(s, k, t);
   if (s.kind == "relu") return build_relu(s, k, t);
   if (s.kind == "scale_shift") return build_scale_shift(s, k, t);
