@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "codegen/bundle.h"
@@ -42,17 +43,13 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   LoweredModule lm = lower_graph(g, target, opt.knobs);
 
   // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).
-  std::vector<std::string> fns;
-  std::map<std::string, size_t> index;
+  std::set<std::string> seen;
   std::vector<KernelSpec> specs;
   for (auto &st : lm.steps) {
     if (st.alias) continue;
     st.fn = kernel_function_name(st.spec, target);
     st.halide_target = kernel_target_string(st.spec, target);
-    if (!index.count(st.fn)) {
-      index[st.fn] = specs.size();
-      specs.push_back(st.spec);
-    }
+    if (seen.insert(st.fn).second) specs.push_back(st.spec);
   }
   std::vector<CompiledKernel> compiled(specs.size());
   std::atomic<size_t> next{0}, done{0};
@@ -89,7 +86,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   } else {
     objects.pop_back();
     std::vector<std::string> names;
-    for (const auto &sp : specs) names.push_back(kernel_function_name(sp, target));
+    for (const auto &c : compiled) names.push_back(c.fn);
     log("linking the " + target.name + " bundle (static " + target.cxx + ")");
     link_bundle(target, objects, names, runtime_object(target), dir);
   }

@@ -238,7 +238,7 @@ struct Lowering {
     s.out_shape = y.shape;
     s.relu = n.i("relu", 0) != 0;
     int out = n.outputs[0];
-    if (n.op != "conv2d") resolve_knobs(s);
+    if (n.op != "conv2d" && n.op != "conv2d_q") resolve_knobs(s);  // convs resolve once their kernel is set
     if (n.op == "conv2d") {
       const Value &w = g.values[n.inputs[1]];
       if (!w.is_const()) throw Error("node '" + n.name + "': convolution weights must be constant");
