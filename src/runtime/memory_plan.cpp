@@ -5,7 +5,7 @@
 
 namespace qnnc {
 
-void plan_lifetimes(size_t num_values, const std::vector<int> &inputs, const std::vector<int> &outputs,
+void plan_lifetimes(const std::vector<int> &inputs, const std::vector<int> &outputs,
                     const std::vector<std::vector<int>> &reads, const std::vector<std::vector<int>> &writes,
                     const std::function<bool(int)> &is_planned, const std::function<int(int)> &alias_of,
                     const std::function<int64_t(int)> &bytes, std::vector<Interval> &out) {
@@ -31,7 +31,6 @@ void plan_lifetimes(size_t num_values, const std::vector<int> &inputs, const std
     for (int v : reads[s]) touch(v, s);
   }
   for (int v : outputs) touch(v, end);
-  (void)num_values;
   out.clear();
   for (auto &[k, v] : iv) out.push_back(v);
 }

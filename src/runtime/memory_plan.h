@@ -15,7 +15,7 @@ struct Interval {
 };
 
 // Lifetimes of every planned value (is_planned) with aliases folded onto their source.
-void plan_lifetimes(size_t num_values, const std::vector<int> &inputs, const std::vector<int> &outputs,
+void plan_lifetimes(const std::vector<int> &inputs, const std::vector<int> &outputs,
                     const std::vector<std::vector<int>> &reads, const std::vector<std::vector<int>> &writes,
                     const std::function<bool(int)> &is_planned, const std::function<int(int)> &alias_of,
                     const std::function<int64_t(int)> &bytes, std::vector<Interval> &out);

@@ -203,7 +203,7 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
 
   // Memory plan over activations (inputs included); aliases share their source's storage.
   std::vector<Interval> live;
-  plan_lifetimes(im->values.size(), im->inputs, im->outputs, step_reads, step_writes,
+  plan_lifetimes(im->inputs, im->outputs, step_reads, step_writes,
                  [&](int v) { return im->values[v].kind != "const"; },
                  [&](int v) { return im->values[v].alias_of; },
                  [&](int v) { return im->values[v].bytes; }, live);

@@ -91,7 +91,7 @@ TEST(MemoryPlan, LifetimesFromStepsWithAliasAndConstants) {
   std::vector<int64_t> bytes{100, 400, 200, 200, 300, 50};
   std::vector<Interval> out;
   qnnc::plan_lifetimes(
-      6, {0}, {5}, reads, writes, [](int v) { return v != 1; }, [&](int v) { return alias[v]; },
+      {0}, {5}, reads, writes, [](int v) { return v != 1; }, [&](int v) { return alias[v]; },
       [&](int v) { return bytes[v]; }, out);
   std::map<int, Interval> by;
   for (const auto &iv : out) by[iv.value] = iv;
