@@ -17,6 +17,7 @@
 
 #include "ir/graph.h"
 #include "runtime/memory_plan.h"
+#include "runtime/thread_pool.h"
 
 namespace qnnc {
 
@@ -167,6 +168,9 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
 #endif
   }
   im->set_threads = (int (*)(int))lookup("halide_set_num_threads");
+  // Parallel loops run on qnnc's pool (runtime/thread_pool.h) instead of Halide's.
+  using ParFor = int (*)(void *, ParallelTask, int, int, uint8_t *);
+  if (auto set_par_for = (ParFor(*)(ParFor))lookup("halide_set_custom_do_par_for")) set_par_for(pool_do_par_for);
   using ErrorHandler = void (*)(void *, const char *);
   if (auto set_handler = (ErrorHandler(*)(ErrorHandler))lookup("halide_set_error_handler"))
     set_handler(qnnc_halide_error);
@@ -230,6 +234,7 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
 void Module::set_threads(int n) {
   if (n <= 0) n = (int)std::max(1u, std::thread::hardware_concurrency());
   impl_->threads = n;
+  pool_set_threads(n);
   if (impl_->set_threads) impl_->set_threads(n);
 }
 
