@@ -108,7 +108,7 @@ std::map<std::string, Knobs> parse_knobs(const std::vector<std::string> &items) 
 }
 
 struct QuantFlags {
-  std::string precision, calib_mode = "minmax", calib_data, weight_scale = "channel_max";
+  std::string precision, calib_mode = "minmax", calib_data, weight_scale = "channel_max", rounding = "upward";
   std::vector<std::string> skip;
   int calib_samples = 8, report_inputs = 16;
   float percentile = 99.99f, global_scale = 8.0f;
@@ -140,6 +140,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     opt.qconfig.percentile = qf.percentile;
     opt.qconfig.global_scale = qf.global_scale;
     opt.qconfig.weight_scale = qf.weight_scale;
+    opt.qconfig.rounding = qf.rounding;
     opt.qconfig.skip_layers = qf.skip;
     opt.qconfig.skip_first_conv = !qf.no_skip_first;
     opt.qconfig.calibration_seed = seed + 1000;
@@ -368,6 +369,10 @@ int main(int argc, char **argv) {
   c->add_option("--percentile", qf.percentile, "with --calib-mode percentile")->capture_default_str();
   c->add_option("--global-scale", qf.global_scale, "with --calib-mode global_scale: the clipping range")->capture_default_str();
   c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max or power2")->capture_default_str();
+  c->add_option("--rounding", qf.rounding,
+                "ties in requantization and quantize: upward (x.5 -> up, as TVM's default) or tonearest (to even)")
+      ->check(CLI::IsMember({"upward", "tonearest"}))
+      ->capture_default_str();
   c->add_option("--skip-layer", qf.skip, "keep this layer (node name) in fp32; repeatable");
   c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
   c->add_flag("--report", qf.report, "print accuracy vs fp32: logits SQNR/cosine/top-k, raw and centered, and per-layer SQNR");

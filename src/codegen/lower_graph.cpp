@@ -98,6 +98,10 @@ struct Lowering {
     std::vector<int64_t> rev(t.shape.rbegin(), t.shape.rend());
     return packed(rev);
   }
+  static std::string rounding_of(const Node &n) {
+    auto it = n.attrs.find("rounding");
+    return it == n.attrs.end() || it->second.s.empty() ? "upward" : it->second.s;
+  }
   void resolve_knobs(KernelSpec &s) {
     Knobs k = default_knobs(s, target.halide);
     for (const auto &[name, v] : s.knobs) k[name] = v;
@@ -116,6 +120,7 @@ struct Lowering {
     s.residual = n.inputs.size() > 5;
     s.dtype = "u8";
     s.qmax = (int)n.i("qmax", 255);
+    s.rounding = rounding_of(n);
     resolve_knobs(s);
     // OIHW -> (ci % 4, co % cb, ci / 4, kx, ky, co / cb): one output-channel vector of 4-channel
     // groups per dot-product step; padded channels are zero.
@@ -277,6 +282,7 @@ struct Lowering {
       s.scale = n.f("scale", 1.f);
       s.zero_point = (int)n.i("zero_point", 0);
       s.qmax = (int)n.i("qmax", 255);
+      if (n.op == "quantize") s.rounding = rounding_of(n);
       st.args = {flat(n.inputs[0]), flat(out)};
     } else if (n.op == "global_avgpool_q") {
       s.scale = n.f("scale", 1.f);

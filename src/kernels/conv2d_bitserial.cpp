@@ -1,5 +1,6 @@
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/register_tile.h"
+#include "kernels/requantize.h"
 
 #include <algorithm>
 
@@ -84,8 +85,8 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     total -= xsum(x, y, n);
   }
 
-  Expr v = rounding_mul_shift_right(total, mult(co), u32(shift(co)));
-  if (s.residual) v += rounding_mul_shift_right(i32(residual(co, x, y, n)) - qp(2), qp(3), u32(qp(4)));
+  Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
+  if (s.residual) v += requantize_fixed_point(i32(residual(co, x, y, n)) - qp(2), qp(3), qp(4), s.rounding);
   Func out("output");
   out(co, x, y, n) = u8(clamp(v + qp(1), qp(5), qp(6)));
   fix_output(out, {M, OW, OH, N});

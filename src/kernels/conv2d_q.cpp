@@ -1,5 +1,6 @@
 #include "kernels/conv2d_q.h"
 #include "kernels/register_tile.h"
+#include "kernels/requantize.h"
 
 #include <algorithm>
 
@@ -48,9 +49,9 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
   f.acc(co, x, y, n) += i32(xin) * i32(f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb));
 
-  Expr v = rounding_mul_shift_right(f.acc(co, x, y, n), f.mult(co), u32(f.shift(co)));
+  Expr v = requantize_fixed_point(f.acc(co, x, y, n), f.mult(co), f.shift(co), s.rounding);
   if (s.residual)
-    v += rounding_mul_shift_right(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), u32(f.qparams(4)));
+    v += requantize_fixed_point(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), f.qparams(4), s.rounding);
   f.output = Func("output");
   f.output(co, x, y, n) = u8(clamp(v + f.qparams(1), f.qparams(5), f.qparams(6)));
   fix_output(f.output, {M, OW, OH, N});

@@ -21,6 +21,7 @@ nlohmann::json KernelSpec::to_json() const {
   j["scale"] = scale;
   j["zero_point"] = zero_point;
   j["qmax"] = qmax;
+  if (rounding != "upward") j["rounding"] = rounding;  // absent = the default
   j["knobs"] = knobs;
   return j;
 }
@@ -41,6 +42,7 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.scale = j.value("scale", 0.f);
   s.zero_point = j.value("zero_point", 0);
   s.qmax = j.value("qmax", 255);
+  s.rounding = j.value("rounding", std::string("upward"));
   s.knobs = j.at("knobs").get<Knobs>();
   return s;
 }
@@ -56,6 +58,7 @@ std::string KernelSpec::describe() const {
   else if (in_shape.size() == 2)
     os << " " << in_shape[1] << "->" << out_shape[1];
   if (dtype != "f32" || kind == "conv2d_q") os << " " << (kind == "conv2d_q" ? "u8*i8" : dtype);
+  if (rounding != "upward") os << " [" << rounding << "]";
   if (residual) os << " +residual";
   if (relu) os << " +relu";
   return os.str();

@@ -30,6 +30,7 @@ struct KernelSpec {
   float scale = 0;                  // quantize / dequantize / global_avgpool_q: real = (q - zp) * scale
   int zero_point = 0;
   int qmax = 255;                   // largest activation level (2^bits - 1)
+  std::string rounding = "upward";  // integer kernels: tie rule (upward | tonearest)
   Knobs knobs;                      // schedule choice; empty = defaults
 
   nlohmann::json to_json() const;

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "kernels/families.h"
+#include "kernels/requantize.h"
 
 using namespace Halide;
 using namespace Halide::ConciseCasts;
@@ -17,13 +18,14 @@ void schedule_flat(Func out, Var i, int64_t total, const Knobs &k) {
 }
 }  // namespace
 
-// q = clamp(round(x / scale) + zp, 0, qmax), elementwise over a flattened tensor.
+// q = clamp(round(x * (1 / scale)) + zp, 0, qmax), elementwise over a flattened tensor; ties
+// as spec.rounding says.
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t total = numel(s.out_shape);
   ImageParam x = fixed_param(Float(32), "input", {total});
   Var i("i");
   Func out("output");
-  Expr q = i32(round(x(i) * (1.0f / s.scale))) + s.zero_point;
+  Expr q = i32(round_float(x(i) * (1.0f / s.scale), s.rounding)) + s.zero_point;
   out(i) = u8(clamp(q, 0, s.qmax));
   fix_output(out, {total});
   schedule_flat(out, i, total, k);

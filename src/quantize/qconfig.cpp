@@ -47,6 +47,8 @@ void QConfig::validate() const {
     throw Error("unknown calibration mode '" + calibrate_mode + "' (global_scale, minmax, percentile, kl_divergence)");
   if (weight_scale != "channel_max" && weight_scale != "power2")
     throw Error("unknown weight scale '" + weight_scale + "' (channel_max, power2)");
+  if (rounding != "upward" && rounding != "tonearest")
+    throw Error("unknown rounding '" + rounding + "' (upward, tonearest)");
   if (percentile <= 0 || percentile > 100) throw Error("--percentile must be in (0, 100]");
   if (calibration_samples < 1) throw Error("--calib-samples must be at least 1");
 }

@@ -13,6 +13,10 @@ struct QConfig {
   float global_scale = 8.0f;           // range used by calibrate_mode=global_scale
   float percentile = 99.99f;           // calibrate_mode=percentile
   std::string weight_scale = "channel_max";  // channel_max | power2
+  // Tie rule of run-time rounding (requantization, the quantize step): "upward" rounds x.5 up
+  // (TVM's UPWARD), "tonearest" to the even neighbour (TVM's TONEAREST). Weights are rounded
+  // at compile time to nearest, ties away from zero, either way.
+  std::string rounding = "upward";
   bool skip_first_conv = true;         // as TVM: the first conv stays fp32
   // Dense layers always stay fp32 (as TVM's default; qnnc has no integer dense kernel yet).
   std::vector<std::string> skip_layers;    // further node names to keep in fp32

@@ -61,6 +61,7 @@ struct Rewriter {
     n.set_f("scale", q.scale);
     n.set_i("zero_point", q.zero_point);
     n.set_i("qmax", act_qmax());
+    n.attrs["rounding"].s = cfg.rounding;
     out.push_back(n);
     sum.quantize_steps++;
     return qtwin[v] = nv;
@@ -142,6 +143,7 @@ struct Rewriter {
     q.set_i("in_zp", zx);
     q.set_i("out_zp", qy.zero_point);
     q.set_i("qmax", act_qmax());
+    q.attrs["rounding"].s = cfg.rounding;
     q.set_i("weight_bits", wb);
     q.set_i("activation_bits", cfg.activation_bits);
     if (n.inputs.size() > 3) {

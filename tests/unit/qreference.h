@@ -63,6 +63,18 @@ inline int32_t rmsr(int64_t a, int64_t b, int q) {
   return (int32_t)r;
 }
 
+// round(a * b / 2^q) with ties to the even neighbour, exactly in 128 bits, saturated to int32.
+inline int32_t rmsr_even(int64_t a, int64_t b, int q) {
+  __int128 p = (__int128)a * (__int128)b, d = (__int128)1 << q;
+  __int128 fl = p / d;
+  if (p % d != 0 && p < 0) fl -= 1;  // floor
+  __int128 rem = p - fl * d;          // in [0, d)
+  if (2 * rem > d || (2 * rem == d && (fl % 2 != 0))) fl += 1;
+  if (fl > std::numeric_limits<int32_t>::max()) return std::numeric_limits<int32_t>::max();
+  if (fl < std::numeric_limits<int32_t>::min()) return std::numeric_limits<int32_t>::min();
+  return (int32_t)fl;
+}
+
 // An integer NCHW tensor.
 struct ITensor {
   Shape shape;
@@ -85,6 +97,7 @@ struct ConvQParams {
   std::array<int64_t, 2> dil{1, 1};
   bool relu = false;
   int in_zp = 0, out_zp = 0, res_zp = 0, res_mult = 0, res_shift = 0, qmax = 255;
+  bool ties_to_even = false;  // rounding "tonearest" instead of "upward"
 };
 
 // The raw accumulator: bias[m] + sum over taps and channels of x_pad * w, where x_pad is the
@@ -115,7 +128,7 @@ inline std::vector<int64_t> conv_acc(const ITensor &x, const std::vector<int32_t
   return acc;
 }
 
-// Requantization of the accumulator: v = rmsr(acc, mult, shift) [+ rmsr(r - res_zp, res_mult,
+// Requantization of the accumulator (rmsr_even in place of rmsr with ties_to_even): v = rmsr(acc, mult, shift) [+ rmsr(r - res_zp, res_mult,
 // res_shift)], y = clamp(v + out_zp, relu ? out_zp : 0, qmax).
 inline ITensor requantize(const std::vector<int64_t> &acc, const Shape &shape, const std::vector<int32_t> &mult,
                           const std::vector<int32_t> &shift, const ITensor *residual, const ConvQParams &p) {
@@ -124,8 +137,9 @@ inline ITensor requantize(const std::vector<int64_t> &acc, const Shape &shape, c
   const int64_t lo = p.relu ? p.out_zp : 0;
   for (size_t i = 0; i < acc.size(); i++) {
     int64_t m = ((int64_t)i / HW) % M;
-    int64_t v = rmsr(acc[i], mult[(size_t)m], shift[(size_t)m]);
-    if (residual) v += rmsr((int64_t)residual->data[i] - p.res_zp, p.res_mult, p.res_shift);
+    auto r = p.ties_to_even ? rmsr_even : rmsr;
+    int64_t v = r(acc[i], mult[(size_t)m], shift[(size_t)m]);
+    if (residual) v += r((int64_t)residual->data[i] - p.res_zp, p.res_mult, p.res_shift);
     y.data[i] = (int32_t)std::clamp<int64_t>(v + p.out_zp, lo, p.qmax);
   }
   return y;
@@ -163,7 +177,7 @@ inline int add_input(qnnc::Graph &g, const std::string &name, const Shape &shape
   return v;
 }
 
-inline int add_quantize(qnnc::Graph &g, int x, float scale, int zp, int qmax) {
+inline int add_quantize(qnnc::Graph &g, int x, float scale, int zp, int qmax, const std::string &rounding = "upward") {
   int y = g.add_value(g.values[x].name + ".q", ttype(qnnc::DType::u8, g.values[x].type.shape));
   mark_u8(g, y, scale, zp);
   qnnc::Node n;
@@ -174,6 +188,7 @@ inline int add_quantize(qnnc::Graph &g, int x, float scale, int zp, int qmax) {
   n.set_f("scale", scale);
   n.set_i("zero_point", zp);
   n.set_i("qmax", qmax);
+  n.attrs["rounding"].s = rounding;
   g.add_node(n);
   return y;
 }

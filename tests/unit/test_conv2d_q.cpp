@@ -35,6 +35,7 @@ struct QCase {
   int qmax = 255;
   bool ties = false;  // power-of-two multipliers and small weights: many exact .5 roundings
   int wbits = 8, abits = 8;  // <= 2 and in_zp 0: the bit-serial kernel (conv2d_bs) runs
+  bool even = false;         // rounding "tonearest" (ties to even) instead of "upward"
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -49,6 +50,7 @@ struct QCase {
     if (relu) s += "_relu";
     if (qmax != 255) s += "_qmax" + std::to_string(qmax);
     if (ties) s += "_ties";
+    if (even) s += "_even";
     if (wbits != 8 || abits != 8) s += "_w" + std::to_string(wbits) + "a" + std::to_string(abits);
     return s;
   }
@@ -145,6 +147,15 @@ const std::vector<QCase> kCases = [] {
   QCase t2 = with_res(mk(1, 5, 9, 9, 7, 3, 1, 1, 128, 128), false, 128);  // ... and in the residual
   t2.ties = true;
   v.push_back(t2);
+  // The same ties rounded to even, in the int8 and the bit-serial kernels.
+  t1.even = t2.even = true;
+  v.push_back(t1);
+  v.push_back(t2);
+  QCase t3 = bits(with_res(mk(1, 33, 9, 9, 17, 3, 1, 1), false, 1), 2, 2);
+  t3.ties = true;
+  v.push_back(t3);
+  t3.even = true;
+  v.push_back(t3);
   return v;
 }();
 
@@ -165,10 +176,11 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   p.in_zp = c.in_zp;
   p.out_zp = c.out_zp;
   p.qmax = c.qmax;
+  p.ties_to_even = c.even;
 
   ITensor x = qref::random_levels(xs, rng, 0, c.qmax);
   std::vector<int32_t> w((size_t)qref::numel(ws));
-  const int wmax = c.ties ? 2 : (c.wbits == 8 ? 127 : 1);
+  const int wmax = c.wbits <= 2 ? 1 : (c.ties ? 2 : 127);
   for (auto &v : w) v = (int32_t)rng.integer(-wmax, wmax);
   if (c.wbits == 1)
     for (auto &v : w) v = v > 0 ? 1 : -1;  // binary weights have no 0
@@ -226,6 +238,12 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
     ASSERT_GE((int)hist.size(), c.qmax) << "test setup: outputs use too few levels";
     for (auto &[lvl, cnt] : hist) ASSERT_LT(cnt, (int64_t)ref.data.size() * 9 / 10) << "level " << lvl;
   }
+  if (c.even) {
+    ConvQParams up = p;
+    up.ties_to_even = false;
+    ASSERT_NE(qref::requantize(acc, ys, mult, shift, c.residual ? &r : nullptr, up).data, ref.data)
+        << "test setup: no tie on which the two rounding rules differ";
+  }
   if (c.ties) {
     // Negative exact ties (acc = 8k + 4 < 0) are where half-up and half-away-from-zero differ.
     int64_t neg_ties = 0;
@@ -255,6 +273,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   n.set_i("qmax", c.qmax);
   n.set_i("weight_bits", c.wbits);
   n.set_i("activation_bits", c.abits);
+  n.attrs["rounding"].s = c.even ? "tonearest" : "upward";
   if (c.residual) {
     n.set_i("res_zp", p.res_zp);
     n.set_i("res_mult", p.res_mult);
@@ -295,7 +314,11 @@ TEST(Conv2dQCases, NamesAreUniqueAndCasesMany) {
 // Border kernels.
 
 // f32 -> quantize(scale, zp, qmax) -> dequantize(1, 0) -> f32: the levels themselves.
-TEST(QuantOps, QuantizeRoundsHalfToEvenAndClamps) {
+// Both tie rules: "upward" (the default) and "tonearest".
+TEST(QuantOps, QuantizeRoundsTiesAsConfiguredAndClamps) {
+  for (std::string rounding : {"upward", "tonearest"}) {
+  SCOPED_TRACE("rounding " + rounding);
+  auto rnd = [&](double v) { return rounding == "upward" ? std::floor(v + 0.5) : qref::round_half_even(v); };
   Rng rng(7);
   struct P {
     float scale;
@@ -317,14 +340,13 @@ TEST(QuantOps, QuantizeRoundsHalfToEvenAndClamps) {
     }
     qnnc::Graph g;
     int xin = qref::add_input(g, "x", s);
-    int xq = qref::add_quantize(g, xin, q.scale, q.zp, q.qmax);
+    int xq = qref::add_quantize(g, xin, q.scale, q.zp, q.qmax, rounding);
     qref::finish(g, {qref::add_dequantize(g, xq, 1.f, 0)});
     auto y = qref::compile(g).run({x})[0];
     ASSERT_EQ(y.shape, s);
 
-    // The kernel computes round(x * (1/scale)) in float (a multiply by the reciprocal, rounded
-    // half to even as Halide's round() is). With scale = 2^-k that is x/scale exactly, so every
-    // tie must go to the even level. With scale = 0.05 (1/scale not exact in float) the
+    // The kernel computes round(x * (1/scale)) in float (a multiply by the reciprocal, then the
+    // tie rule). With scale = 2^-k that is x/scale exactly, so every tie must follow the rule. With scale = 0.05 (1/scale not exact in float) the
     // product of a would-be tie lands an ulp or so off .5 and rounds either way: compare those
     // against the float formula and count how often it departs from the exact x/scale.
     ITensor exact{s, std::vector<int32_t>(x.data.size())}, viafloat = exact;
@@ -332,8 +354,8 @@ TEST(QuantOps, QuantizeRoundsHalfToEvenAndClamps) {
     for (size_t i = 0; i < x.data.size(); i++) {
       double e = (double)x.data[i] / (double)q.scale;
       float f = x.data[i] * (1.0f / q.scale);
-      exact.data[i] = (int32_t)std::clamp<double>(qref::round_half_even(e) + q.zp, 0, q.qmax);
-      viafloat.data[i] = (int32_t)std::clamp<double>(qref::round_half_even((double)f) + q.zp, 0, q.qmax);
+      exact.data[i] = (int32_t)std::clamp<double>(rnd(e) + q.zp, 0, q.qmax);
+      viafloat.data[i] = (int32_t)std::clamp<double>(rnd((double)f) + q.zp, 0, q.qmax);
       if (e - std::floor(e) == 0.5) ties++;
       if (exact.data[i] != viafloat.data[i]) tie_diffs++;
     }
@@ -341,7 +363,7 @@ TEST(QuantOps, QuantizeRoundsHalfToEvenAndClamps) {
     if (pow2) {
       EXPECT_GT(ties, 500);
       EXPECT_EQ(tie_diffs, 0);
-      qref::expect_exact(y, exact, "quantize vs round-half-even(x / scale)");
+      qref::expect_exact(y, exact, "quantize vs round(x / scale)");
     } else {
       // Only values within an ulp of a .5 may differ from the exact quotient.
       for (size_t i = 0; i < x.data.size(); i++)
@@ -349,21 +371,21 @@ TEST(QuantOps, QuantizeRoundsHalfToEvenAndClamps) {
           double e = (double)x.data[i] / (double)q.scale;
           EXPECT_LT(std::fabs(e - std::floor(e) - 0.5), 1e-4) << x.data[i];
         }
-      qref::expect_exact(y, viafloat, "quantize vs round-half-even(x * (1/scale))");
+      qref::expect_exact(y, viafloat, "quantize vs round(x * (1/scale))");
       // Measured: 602 (qmax 255) and 412 (qmax 15, where clamping hides some) of the ~1555
       // would-be ties float((k + 1/2) * 0.05), and no other value, land on the other level than
       // round-half-even of the exact quotient x / scale: a one-level difference confined to
       // inputs within an ulp or so of a rounding boundary.
-      std::printf("scale %g: %d of %zu values differ from round-half-even(x / scale) (near-ties only)\n",
-                  q.scale, tie_diffs, x.data.size());
+      std::printf("%s, scale %g: %d of %zu values differ from round(x / scale) (near-ties only)\n",
+                  rounding.c_str(), q.scale, tie_diffs, x.data.size());
     }
     // Both ends are reached.
     EXPECT_NE(std::find(y.data.begin(), y.data.end(), 0.f), y.data.end());
     EXPECT_NE(std::find(y.data.begin(), y.data.end(), (float)q.qmax), y.data.end());
   }
 }
+}
 
-// Integer levels -> quantize(1, 0) -> dequantize(scale, zp) -> f32 = (q - zp) * scale.
 TEST(QuantOps, Dequantize) {
   Rng rng(8);
   for (auto [scale, zp] : std::vector<std::pair<float, int>>{{0.05f, 3}, {0.0173f, 128}, {2.5f, 0}}) {

@@ -1,0 +1,25 @@
+#include "kernels/requantize.h"
+
+using namespace Halide;
+using namespace Halide::ConciseCasts;
+
+namespace qnnc {
+
+Expr requantize_fixed_point(Expr x, Expr multiplier, Expr shift, const std::string &rounding) {
+  if (rounding != "tonearest") return rounding_mul_shift_right(x, multiplier, u32(shift));
+  // Ties to even: floor the exact 64-bit product, then add one when the remainder is above half
+  // of 2^shift, or exactly half and the floor is odd.
+  Expr p = i64(x) * i64(multiplier), q = i64(shift);
+  Expr fl = p >> q;
+  Expr rem2 = (p - (fl << q)) * 2, unit = i64(1) << q;
+  Expr up = rem2 > unit || (rem2 == unit && (fl & 1) == 1);
+  return saturating_cast(Int(32), fl + select(up, i64(1), i64(0)));
+}
+
+Expr round_float(Expr f, const std::string &rounding) {
+  if (rounding == "tonearest") return strict_float(round(f));  // Halide's round(): ties to even
+  Expr fl = floor(f);
+  return strict_float(select(f - fl >= 0.5f, fl + 1.0f, fl));
+}
+
+}  // namespace qnnc
