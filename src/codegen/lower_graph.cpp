@@ -121,29 +121,41 @@ struct Lowering {
     s.dtype = "u8";
     s.qmax = (int)n.i("qmax", 255);
     s.rounding = rounding_of(n);
+    int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
+    // Weights of 4 bits or fewer are stored two per byte unless a --knob says otherwise.
+    s.knobs.emplace("nibble_weights", wbits <= 4 ? 1 : 0);
     resolve_knobs(s);
+    // Bit-serial needs coef x planes popcounts per 32 channels: measured on AVX512-VNNI, W1A1
+    // beats the int8 dot product and W2A2 loses to it (bench/RESULTS.md), so x86 takes it only
+    // for wbits * abits <= 2; NEON without VNNI-class throughput takes it for all 1-2 bit layers.
+    // 3-4 bit layers run it only when the knob asks (it lost to the nibble kernel on x86).
+    bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
+    bitserial_default = bitserial_default && wbits <= 2 && abits <= 2;
+    if (wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
+      lower_conv2d_bitserial(n, st, out, wbits, abits, n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0);
+      return;
+    }
+    const bool nibbles = knob(s.knobs, "nibble_weights", 0) != 0;
+    if (nibbles && wbits > 4) throw Error("layer " + n.name + ": nibble_weights needs weights of at most 4 bits");
     // OIHW -> (ci % 4, co % cb, ci / 4, kx, ky, co / cb): one output-channel vector of 4-channel
-    // groups per dot-product step; padded channels are zero.
-    int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb, C4 = (C + 3) / 4;
-    std::vector<int32_t> pk(nb * KH * KW * C4 * cb * 4, 0);
+    // groups per dot-product step; padded channels are zero. With nibbles, groups 2j and 2j+1
+    // share bytes: (ci % 4, co % cb, ci / 8, kx, ky, co / cb), group 2j+1 in the high nibble.
+    int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
+    int64_t C4 = nibbles ? (C + 7) / 8 * 2 : (C + 3) / 4, CB = nibbles ? C4 / 2 : C4;
+    std::vector<int32_t> pk(nb * KH * KW * CB * cb * 4, 0);
     const auto &wq = *w.idata;
     for (int64_t m = 0; m < M; m++)
       for (int64_t c = 0; c < C; c++)
         for (int64_t ky = 0; ky < KH; ky++)
-          for (int64_t kx = 0; kx < KW; kx++)
-            pk[(((((m / cb) * KH + ky) * KW + kx) * C4 + c / 4) * cb + m % cb) * 4 + c % 4] =
-                wq[((m * C + c) * KH + ky) * KW + kx];
-    int wv = new_const(w.name + ".packed", {nb, KH, KW, C4, cb, 4}, pk, DType::i8);
+          for (int64_t kx = 0; kx < KW; kx++) {
+            int32_t v = wq[((m * C + c) * KH + ky) * KW + kx];
+            int64_t gi = c / 4, at = (((((m / cb) * KH + ky) * KW + kx) * CB + (nibbles ? gi / 2 : gi)) * cb + m % cb) * 4 + c % 4;
+            if (!nibbles) pk[at] = v;
+            else pk[at] |= (v & 15) << (gi % 2 ? 4 : 0);
+          }
+    int wv = new_const(w.name + (nibbles ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, 4}, pk,
+                       nibbles ? DType::u8 : DType::i8);
     int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
-    int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
-    // Bit-serial needs coef x planes popcounts per 32 channels: measured on AVX512-VNNI, W1A1
-    // beats the int8 dot product and W2A2 loses to it (bench/RESULTS.md), so x86 takes it only
-    // for wbits * abits <= 2; NEON without VNNI-class throughput takes it for all 1-2 bit layers.
-    bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
-    if (wbits <= 2 && abits <= 2 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
-      lower_conv2d_bitserial(n, st, out, wbits, abits, lo);
-      return;
-    }
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
                             (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
     int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
@@ -158,13 +170,13 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    st.args = {act(n.inputs[0]), {wv, packed({4, cb, C4, KW, KH, nb})}, {bv, packed({M})},
+    st.args = {act(n.inputs[0]), {wv, packed({4, cb, CB, KW, KH, nb})}, {bv, packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});
     st.args.push_back(act(out));
   }
-  // 1-2 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
+  // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
   void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo) {
     const Value &w = g.values[n.inputs[1]];
     const auto &x = g.values[n.inputs[0]].type;

@@ -11,8 +11,11 @@ namespace qnnc {
 
 std::vector<int> bitserial_plane_coefficients(int weight_bits) {
   if (weight_bits == 1) return {2};
-  if (weight_bits == 2) return {1, -2};
-  throw Error("bit-serial kernels take 1- or 2-bit weights");
+  if (weight_bits < 1 || weight_bits > 4) throw Error("bit-serial kernels take 1- to 4-bit weights");
+  // Two's complement: plane p weighs 2^p, the top plane -2^p.
+  std::vector<int> c;
+  for (int p = 0; p < weight_bits; p++) c.push_back(p == weight_bits - 1 ? -(1 << p) : 1 << p);
+  return c;
 }
 
 HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Target &t) {

@@ -1,4 +1,4 @@
-// Bit-serial integer convolution for 1- and 2-bit weights and activations. Activations are
+// Bit-serial integer convolution for 1- to 4-bit weights and activations. Activations are
 // packed as bit planes of 32 channels per u32 word (bitpack); weights as two's-complement bit
 // planes in the same words. A dot product becomes
 //   sum_i sum_j coef_i * 2^j * popcount(act_plane_j & weight_plane_i),
@@ -9,8 +9,8 @@
 
 namespace qnnc {
 
-// Weight bit planes and their coefficients for `weight_bits`: two's complement for 2 bits
-// ({1, -2}); for 1 bit, w = 2u - 1: one plane u with coefficient 2, and the kernel subtracts
+// Weight bit planes and their coefficients for `weight_bits`: two's complement for 2-4 bits
+// ({1, -2}, {1, 2, -4}, {1, 2, 4, -8}); for 1 bit, w = 2u - 1: one plane u with coefficient 2, and the kernel subtracts
 // the per-pixel sum of the activations.
 std::vector<int> bitserial_plane_coefficients(int weight_bits);
 

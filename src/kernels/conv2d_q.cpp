@@ -14,10 +14,15 @@ int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) { return registe
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
-  const int64_t KH = s.kernel[0], KW = s.kernel[1], C4 = (C + 3) / 4, nb = (M + cb - 1) / cb;
+  const bool nibbles = knob(s.knobs, "nibble_weights", 0) != 0;
+  // With nibble weights, groups of 4 channels come in pairs (one byte holds both).
+  const int64_t group = nibbles ? 8 : 4, C4 = (C + group - 1) / group * (group / 4);
+  const int64_t KH = s.kernel[0], KW = s.kernel[1], nb = (M + cb - 1) / cb;
   ConvQFuncs f;
+  f.nibbles = nibbles;
   f.input = fixed_param(UInt(8), "input", {C, W, H, N});
-  f.weights = fixed_param(Int(8), "weights", {4, cb, C4, KW, KH, nb});
+  if (nibbles) f.weights = fixed_param(UInt(8), "weights", {4, cb, C4 / 2, KW, KH, nb});
+  else f.weights = fixed_param(Int(8), "weights", {4, cb, C4, KW, KH, nb});
   f.bias = fixed_param(Int(32), "bias", {M});
   f.mult = fixed_param(Int(32), "mult", {M});
   f.shift = fixed_param(Int(32), "shift", {M});
@@ -26,7 +31,7 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
 
   Var c("c"), x("x"), y("y"), n("n");
   bool spatial_pad = s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3];
-  f.has_padding = spatial_pad || C % 4 != 0;
+  f.has_padding = spatial_pad || C % group != 0;
   f.padded = Func("padded");
   if (f.has_padding) {
     // Out-of-range taps read the input zero point (the bias carries the matching correction);
@@ -47,7 +52,18 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   // of the top bit) and the bias carries + 128 * sum(w); the integers are the same.
   Expr xin = f.padded(r.y * 4 + r.x, ix, iy, n);
   if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
-  f.acc(co, x, y, n) += i32(xin) * i32(f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb));
+  Expr wv;
+  if (nibbles) {
+    // Even channel groups in the low nibble, odd ones in the high nibble, both two's complement:
+    // ((n ^ 8) - 8) sign-extends a nibble n. The schedule unrolls r.y by 2, so which nibble is
+    // known at compile time and the select disappears.
+    Expr b = f.weights(r.x, co % cb, r.y / 2, r.z, r.w, co / cb);
+    Expr lo = i8((b & u8(15)) ^ u8(8)) - i8(8), hi = i8((b >> u8(4)) ^ u8(8)) - i8(8);
+    wv = select(r.y % 2 == 0, lo, hi);
+  } else {
+    wv = f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb);
+  }
+  f.acc(co, x, y, n) += i32(xin) * i32(wv);
 
   Expr v = requantize_fixed_point(f.acc(co, x, y, n), f.mult(co), f.shift(co), s.rounding);
   if (s.residual)
@@ -72,8 +88,13 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
   schedule_register_tile(f.output, f.acc, M, OW, k, 16);
   Var cv = f.acc.args()[0], xv = f.acc.args()[1], yv = f.acc.args()[2], nv = f.acc.args()[3];
   // Innermost: the 4 input channels of one dot product, then the register tile.
+  if (f.nibbles) {
+    RVar ryo("ryo"), ryi("ryi");
+    f.acc.update().split(f.r.y, ryo, ryi, 2).reorder(f.r.x, cv, xv, ryi, ryo, f.r.z, f.r.w, yv, nv).unroll(ryi);
+  } else {
+    f.acc.update().reorder(f.r.x, cv, xv, f.r.y, f.r.z, f.r.w, yv, nv);
+  }
   f.acc.update()
-      .reorder(f.r.x, cv, xv, f.r.y, f.r.z, f.r.w, yv, nv)
       .atomic()
       .vectorize(f.r.x)
       .vectorize(cv, vw)

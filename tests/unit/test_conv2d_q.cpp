@@ -36,6 +36,7 @@ struct QCase {
   bool ties = false;  // power-of-two multipliers and small weights: many exact .5 roundings
   int wbits = 8, abits = 8;  // <= 2 and in_zp 0: the bit-serial kernel (conv2d_bs) runs
   bool even = false;         // rounding "tonearest" (ties to even) instead of "upward"
+  bool force_bs = false;     // 3-4 bit layers: ask for the bit-serial kernel (default: nibbles)
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -52,6 +53,7 @@ struct QCase {
     if (ties) s += "_ties";
     if (even) s += "_even";
     if (wbits != 8 || abits != 8) s += "_w" + std::to_string(wbits) + "a" + std::to_string(abits);
+    if (force_bs) s += "_bs";
     return s;
   }
 };
@@ -156,6 +158,27 @@ const std::vector<QCase> kCases = [] {
   v.push_back(t3);
   t3.even = true;
   v.push_back(t3);
+  // 4-bit weights: two per byte in the dot-product kernel (channel counts around the 8-channel
+  // pairs of groups), and the bit-serial kernel with 3-4 planes.
+  v.push_back(bits(mk(1, 13, 8, 8, 17, 3, 1, 1, 7), 4, 8));                  // C % 8 != 0, in_zp 7
+  v.push_back(bits(with_res(mk(1, 64, 8, 8, 128, 1, 2, 0), true), 4, 8));     // exact groups, residual
+  v.push_back(bits(with_relu(mk(2, 33, 9, 9, 33, 3, 2, 1)), 4, 4));          // 4-bit levels, batch 2
+  v.push_back(bits(mk(1, 3, 16, 16, 16, 7, 2, 3, 128, 5), 4, 8));             // stem shape
+  v.push_back(bits(mk(1, 8, 5, 5, 5, 1, 1, 0), 4, 4));                        // one byte of groups
+  QCase t4 = bits(with_res(mk(1, 5, 9, 9, 7, 3, 1, 1, 8, 8), false, 8), 4, 4);  // ties, nibbles
+  t4.ties = true;
+  v.push_back(t4);
+  t4.even = true;
+  v.push_back(t4);
+  auto bs = [&](QCase c, int wb, int ab) {
+    c = bits(c, wb, ab);
+    c.force_bs = true;
+    return c;
+  };
+  v.push_back(bs(with_relu(mk(1, 33, 8, 8, 17, 3, 1, 1)), 4, 4));
+  v.push_back(bs(mk(1, 17, 9, 9, 13, 3, 2, 1), 4, 2));
+  v.push_back(bs(with_res(mk(1, 64, 7, 7, 33, 1, 1, 0), true, 3), 2, 4));
+  v.push_back(bs(mk(2, 3, 11, 11, 5, 7, 2, 3), 4, 1));
   return v;
 }();
 
@@ -180,8 +203,9 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
 
   ITensor x = qref::random_levels(xs, rng, 0, c.qmax);
   std::vector<int32_t> w((size_t)qref::numel(ws));
-  const int wmax = c.wbits <= 2 ? 1 : (c.ties ? 2 : 127);
-  for (auto &v : w) v = (int32_t)rng.integer(-wmax, wmax);
+  const int wmax = c.wbits <= 2 ? 1 : (c.ties ? 2 : (1 << (c.wbits - 1)) - 1);
+  const int wmin = c.wbits == 4 && !c.ties ? -8 : -wmax;  // 4 bits: the full two's complement range
+  for (auto &v : w) v = (int32_t)rng.integer(wmin, wmax);
   if (c.wbits == 1)
     for (auto &v : w) v = v > 0 ? 1 : -1;  // binary weights have no 0
   std::vector<int32_t> zero_bias((size_t)c.M, 0);
@@ -287,12 +311,18 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   ASSERT_EQ(g.values[y].type.shape, ys);
 
   // 1-2 bit cases force the bit-serial kernel (the compiler's default picks it only where it
-  // measured faster); 8-bit cases must never get it.
-  const bool want_bitserial = c.wbits <= 2 && c.abits <= 2;
+  // measured faster), and so do 3-4 bit cases marked force_bs; 8-bit cases must never get it.
+  // Other 4-bit weights must be stored as nibbles.
+  const bool want_bitserial = (c.wbits <= 2 && c.abits <= 2) || c.force_bs;
   qnnc::Module mod = want_bitserial ? qref::compile(g, {{"conv2d_q", {{"bitserial", 1}}}}) : qref::compile(g);
-  bool bitserial = false;
+  bool bitserial = false, nibbles = false;
   for (const auto &st : mod.manifest()["steps"]) bitserial = bitserial || st.value("describe", "").rfind("conv2d_bs", 0) == 0;
+  for (const auto &v : mod.manifest()["values"]) {
+    std::string nm = v.value("name", "");
+    nibbles = nibbles || (nm.size() > 8 && nm.compare(nm.size() - 8, 8, ".nibbles") == 0);
+  }
   EXPECT_EQ(bitserial, want_bitserial) << "kernel choice";
+  EXPECT_EQ(nibbles, c.wbits <= 4 && !want_bitserial) << "weight storage";
   std::vector<Tensor> in{qref::to_float(x)};
   if (c.residual) in.push_back(qref::to_float(r));
   auto out = mod.run(in);

@@ -1,6 +1,7 @@
 // The integer kernels use each target's dot-product / popcount instructions: generated assembly
 // of a conv2d_q and a conv2d_bs kernel is checked for vpdpbusd / vpopcntd (host with AVX512-VNNI
-// and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis).
+// and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
+// with 4-bit weights stored as nibbles.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -24,6 +25,7 @@ qnnc::KernelSpec conv_spec(const std::string &kind, int wb, int ab) {
   s.relu = true;
   s.dtype = "u8";
   if (kind == "conv2d_bs") s.knobs = {{"weight_bits", wb}, {"activation_bits", ab}};
+  if (kind == "conv2d_q" && wb <= 4) s.knobs = {{"nibble_weights", 1}};
   return s;
 }
 
@@ -59,6 +61,12 @@ int count(const std::string &text, const std::string &mnemonic) {
 TEST(KernelAsm, HostInt8UsesVnni) {
   if (!__builtin_cpu_supports("avx512vnni")) GTEST_SKIP() << "host has no AVX512-VNNI";
   EXPECT_GT(count(assembly(conv_spec("conv2d_q", 8, 8), "host"), "vpdpbusd"), 0);
+}
+
+// 4-bit weights stored two per byte are unpacked in registers and still meet the dot product.
+TEST(KernelAsm, NibbleWeightsKeepTheDotProduct) {
+  if (__builtin_cpu_supports("avx512vnni")) EXPECT_GT(count(assembly(conv_spec("conv2d_q", 4, 8), "host"), "vpdpbusd"), 0);
+  EXPECT_GT(count(assembly(conv_spec("conv2d_q", 4, 8), "rpi5"), "sdot"), 0);
 }
 
 TEST(KernelAsm, HostBitSerialUsesVpopcnt) {
