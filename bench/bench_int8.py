@@ -29,8 +29,9 @@ qnnc int8 at least 3x faster than qnnc fp32, and no slower than ORT int8 (median
 commit, command, tables) to that file. Exits 1 if a command fails (and with --strict, also if
 a goal is missed); a missed goal is otherwise only reported.
 
-In qnnc, 1- and 2-bit precisions run bit-serial popcount kernels; 4-bit values run on the
-int8 dot-product kernels (unpacked to bytes), so int4 shows no speed gain over int8. qnnc keeps the first
+In qnnc on x86, W1A1 runs bit-serial popcount kernels; 2- and 4-bit weights are stored two per
+byte and unpacked in registers for the int8 dot-product kernel, so int4 and int2 halve the
+weight bytes but show no speed gain over int8 (see docs/precision.md). qnnc keeps the first
 convolution in fp32 unless --qnnc-compile-args "--quantize-first-conv" is given; ORT and
 PyTorch quantize it.
 
@@ -62,12 +63,13 @@ TORCH_ENGINES = ("onednn", "fbgemm", "x86", "qnnpack")  # tried in this order
 
 
 def parse_precisions(text: str) -> list[str]:
-    """'fp32,int8,w4a8' -> list (argparse type); fp32, intN or wXaY."""
+    """'fp32,int8,w4a8' -> list (argparse type); fp32, intN, wXaY, or int8-all (int8 with the first
+    convolution quantized too, as ONNX Runtime and PyTorch do)."""
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if not re.fullmatch(r"fp32|int(8|4|2|1)|w\d+a\d+", v)]
+    bad = [v for v in values if not re.fullmatch(r"fp32|int(8|4|2|1)|int8-all|w\d+a\d+", v)]
     if not values or bad:
         raise argparse.ArgumentTypeError(f"expected comma-separated precisions (fp32, int8, int4, int2, "
-                                         f"int1, wXaY), got {text!r}")
+                                         f"int1, int8-all, wXaY), got {text!r}")
     return list(dict.fromkeys(values))
 
 
@@ -78,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=common.parse_int_list, default=[1, 2],
                    help="comma-separated thread counts (default: 1,2)")
     p.add_argument("--repeat", type=int, default=20, help="timed runs per measurement (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="timing rounds; each round times every system once, so that a slow minute of "
+                        "this shared machine hits all systems alike; the table shows the median of the "
+                        "rounds' medians (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs (default: %(default)s)")
     p.add_argument("--precisions", type=parse_precisions, default=["fp32", "int8", "int4", "int2", "int1"],
                    help="qnnc precisions to compile and time (default: fp32,int8,int4,int2,int1); "
@@ -126,7 +132,9 @@ def save_calibration(path: str, inputs: list[np.ndarray]) -> None:
 
 def qnnc_compile(args, onnx_path: str, module_dir: str, precision: str, calib_path: str) -> float:
     cmd = [args.qnnc, "compile", onnx_path, "-o", module_dir, "--quiet"]
-    if precision != "fp32":
+    if precision == "int8-all":
+        cmd += ["--quantize", "int8", "--quantize-first-conv", "--calib-data", calib_path] + args.qnnc_compile_args
+    elif precision != "fp32":
         cmd += ["--quantize", precision, "--calib-data", calib_path] + args.qnnc_compile_args
     _, seconds = common.run_cmd(cmd, args.timeout)
     return seconds
@@ -244,6 +252,18 @@ def fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return f"{value:{spec}}{suffix}"
 
 
+def combine_rounds(stats: list[dict]) -> dict:
+    """One row's statistics from several rounds: the median of the rounds' medians, the extremes."""
+    import statistics
+    return {
+        "median_ms": statistics.median(s["median_ms"] for s in stats),
+        "min_ms": min(s["min_ms"] for s in stats),
+        "max_ms": max(s["max_ms"] for s in stats),
+        "std_ms": statistics.median(s["std_ms"] for s in stats),
+        "repeat": sum(s.get("repeat", 0) for s in stats),
+    }
+
+
 def main_rows(order: list[tuple[str, str]], timings: dict, accuracy: dict, threads_list: list[int]):
     rows = []
     for threads in threads_list:
@@ -296,6 +316,10 @@ def goal_lines(timings: dict, threads_list: list[int]) -> tuple[list[str], bool]
             ok &= met
             lines.append(f"threads={threads}: goal qnnc int8 no slower than ORT int8: "
                          f"qnnc/ORT median time = {ratio:.2f} -> {'MET' if met else 'MISSED'}")
+        qa = timings.get(("qnnc", "int8-all", threads))
+        if qa and o8:
+            lines.append(f"threads={threads}: like for like (first conv quantized, as ORT does): "
+                         f"qnnc int8-all/ORT int8 median time = {qa['median_ms'] / o8['median_ms']:.2f}")
     return lines, ok
 
 
@@ -372,33 +396,41 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                          f"(supported engines: {', '.join(torch.backends.quantized.supported_engines)})")
             common.log(f"  engine {engine}")
 
-    timings: dict = {}
-    for threads in args.threads:
-        for precision, module_dir in modules.items():
-            common.log(f"threads={threads}: qnnc {precision}")
-            json_path = os.path.join(workdir, f"qnnc_{precision}_bench_t{threads}.json")
-            stats = common.qnnc_bench(args.qnnc, module_dir, threads, args.repeat, args.warmup, json_path,
-                                      args.timeout)
-            if stats.get("threads", threads) != threads:
-                common.log(f"  warning: qnnc reports threads={stats['threads']}")
-            timings[("qnnc", precision, threads)] = stats
-        for precision, path in ort_models.items():
-            common.log(f"threads={threads}: onnxruntime {precision}")
-            sess = common.ort_session(path, threads)
-            feed = {sess.get_inputs()[0].name: x_time}
-            timings[("onnxruntime", precision, threads)] = common.time_fn(
-                lambda: sess.run(None, feed), args.repeat, args.warmup)
-        if torch_q is not None:
-            system = f"pytorch-{engine}"
-            common.log(f"threads={threads}: {system} int8")
-            timings[(system, "int8", threads)] = common.bench_torch(torch_q, x_time, threads, args.repeat, args.warmup)
+    per_round: dict = {}  # key -> list of per-round stats
+    for rnd in range(1, max(1, args.rounds) + 1):
+        for threads in args.threads:
+            for precision, module_dir in modules.items():
+                common.log(f"round {rnd}, threads={threads}: qnnc {precision}")
+                json_path = os.path.join(workdir, f"qnnc_{precision}_bench_t{threads}.json")
+                stats = common.qnnc_bench(args.qnnc, module_dir, threads, args.repeat, args.warmup, json_path,
+                                          args.timeout)
+                if stats.get("threads", threads) != threads:
+                    common.log(f"  warning: qnnc reports threads={stats['threads']}")
+                per_round.setdefault(("qnnc", precision, threads), []).append(stats)
+            for precision, path in ort_models.items():
+                common.log(f"round {rnd}, threads={threads}: onnxruntime {precision}")
+                sess = common.ort_session(path, threads)
+                feed = {sess.get_inputs()[0].name: x_time}
+                per_round.setdefault(("onnxruntime", precision, threads), []).append(
+                    common.time_fn(lambda: sess.run(None, feed), args.repeat, args.warmup))
+            if torch_q is not None:
+                system = f"pytorch-{engine}"
+                common.log(f"round {rnd}, threads={threads}: {system} int8")
+                per_round.setdefault((system, "int8", threads), []).append(
+                    common.bench_torch(torch_q, x_time, threads, args.repeat, args.warmup))
+    timings = {key: combine_rounds(stats) for key, stats in per_round.items()}
+    notes.append(f"times: median over {max(1, args.rounds)} interleaved rounds of each round's median of "
+                 f"{args.repeat} runs; per-round medians (ms): " +
+                 "; ".join(f"{s} {p} T{t}: " + "/".join(f"{r['median_ms']:.1f}" for r in per_round[(s, p, t)])
+                           for (s, p, t) in sorted(per_round, key=lambda k: (k[2], k[0], k[1]))))
 
     rows = main_rows(order, timings, accuracy, args.threads)
     acc_rows = accuracy_rows(order, accuracy)
     goals, goals_met = goal_lines(timings, args.threads)
     notes.append("speedup vs qnnc fp32 = qnnc fp32 median / median (> 1: faster than qnnc fp32); "
                  "ratio vs ORT int8 = median / ORT int8 median (< 1: faster than ORT int8)")
-    notes.append("qnnc int1/int2 run bit-serial popcount kernels; int4 runs the int8 kernels with 4-bit values")
+    notes.append("qnnc on x86: int1 runs bit-serial popcount kernels; int4 and int2 run the int8 dot-product "
+                 "kernel with weights stored two per byte; int8-all also quantizes the first convolution")
 
     title = (f"int8 {args.model} {args.size}x{args.size}, batch 1, repeat {args.repeat}, "
              f"warmup {args.warmup}")

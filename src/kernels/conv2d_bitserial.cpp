@@ -89,7 +89,8 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   }
 
   Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
-  if (s.residual) v += requantize_fixed_point(i32(residual(co, x, y, n)) - qp(2), qp(3), qp(4), s.rounding);
+  if (s.residual)
+    v += requantize_fixed_point_narrow(i32(residual(co, x, y, n)) - qp(2), qp(3), qp(4), s.rounding);
   Func out("output");
   out(co, x, y, n) = u8(clamp(v + qp(1), qp(5), qp(6)));
   fix_output(out, {M, OW, OH, N});

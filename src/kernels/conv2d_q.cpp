@@ -67,7 +67,8 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
 
   Expr v = requantize_fixed_point(f.acc(co, x, y, n), f.mult(co), f.shift(co), s.rounding);
   if (s.residual)
-    v += requantize_fixed_point(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), f.qparams(4), s.rounding);
+    v += requantize_fixed_point_narrow(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), f.qparams(4),
+                                       s.rounding);
   f.output = Func("output");
   f.output(co, x, y, n) = u8(clamp(v + f.qparams(1), f.qparams(5), f.qparams(6)));
   fix_output(f.output, {M, OW, OH, N});

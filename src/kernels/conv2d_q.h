@@ -18,7 +18,8 @@ struct ConvQFuncs {
 // Arguments, in order: input u8 (c,x,y,n); weights i8 packed (4, cb, C4, kx, ky, M/cb) where
 // C4 = ceil(C/4) -- or, with knob nibble_weights (4-bit weights), u8 (4, cb, C8, kx, ky, M/cb)
 // with C8 = ceil(C/8), the low nibble holding channel group 2j and the high nibble group 2j+1; bias i32 (M); mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)];
-// qparams i32 (8) = {in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, 0}; output u8.
+// qparams i32 (8) = {in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, 0} (res_mult a 22-bit
+// mantissa: the residual rescale runs in 32-bit arithmetic); output u8.
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
 // use i8 x i8 dot products; the lowering adds 128 * sum(w) to the bias); nibble_weights (weights
 // stored two per byte and unpacked in registers before the dot product).

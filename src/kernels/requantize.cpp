@@ -16,6 +16,13 @@ Expr requantize_fixed_point(Expr x, Expr multiplier, Expr shift, const std::stri
   return saturating_cast(Int(32), fl + select(up, i64(1), i64(0)));
 }
 
+Expr requantize_fixed_point_narrow(Expr x, Expr multiplier, Expr shift, const std::string &rounding) {
+  Expr p = x * multiplier;
+  if (rounding != "tonearest") return rounding_shift_right(p, shift);
+  Expr fl = p >> shift, rem2 = (p - (fl << shift)) * 2, unit = 1 << shift;
+  return fl + select(rem2 > unit || (rem2 == unit && (fl & 1) == 1), 1, 0);
+}
+
 Expr round_float(Expr f, const std::string &rounding) {
   if (rounding == "tonearest") return strict_float(round(f));  // Halide's round(): ties to even
   Expr fl = floor(f);

@@ -12,6 +12,11 @@ namespace qnnc {
 Halide::Expr requantize_fixed_point(Halide::Expr x, Halide::Expr multiplier, Halide::Expr shift,
                                     const std::string &rounding);
 
+// The same in 32-bit arithmetic, for callers that guarantee |x * multiplier| < 2^31 (the
+// residual rescale: 9-bit differences times a 22-bit mantissa).
+Halide::Expr requantize_fixed_point_narrow(Halide::Expr x, Halide::Expr multiplier, Halide::Expr shift,
+                                           const std::string &rounding);
+
 // f rounded to an integer-valued float. Evaluated with strict float semantics so that the
 // compiler cannot fuse f's multiply into the rounding (tests reproduce it exactly).
 Halide::Expr round_float(Halide::Expr f, const std::string &rounding);

@@ -53,27 +53,32 @@ std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::
   const auto &vals = m.manifest()["values"];
   std::map<std::string, ActivationStats> st;
   // Pass 1: ranges. Pass 2: histograms of |x| over each range.
+  auto record = [&](int pass, const std::string &name, const float *x, int64_t n) {
+    ActivationStats &s = st[name];
+    if (pass == 0) {
+      auto [lo, hi] = std::minmax_element(x, x + n);
+      s.min = std::min(s.min, *lo);
+      s.max = std::max(s.max, *hi);
+    } else {
+      if (s.hist.empty()) s.hist.assign(kBins, 0.0);
+      float am = s.absmax();
+      if (am <= 0) return;
+      float k2 = kBins / am;
+      for (int64_t i = 0; i < n; i++) s.hist[std::min(kBins - 1, (int)(std::fabs(x[i]) * k2))] += 1;
+    }
+  };
   for (int pass = 0; pass < 2; pass++) {
     for (const auto &in : inputs) {
+      // The model inputs themselves (a quantized first layer reads them), then every step's output.
+      for (size_t i = 0; i < in.size() && i < g.inputs.size(); i++)
+        record(pass, g.values[g.inputs[i]].name, in[i].data.data(), (int64_t)in[i].data.size());
       m.run(in, [&](size_t k) {
         for (int w : steps[k]["writes"]) {
           const std::string &name = vals[w]["name"].get_ref<const std::string &>();
           auto shape = m.value_shape(w);
           int64_t n = 1;
           for (auto d : shape) n *= d;
-          const float *x = m.value_data(w);
-          ActivationStats &s = st[name];
-          if (pass == 0) {
-            auto [lo, hi] = std::minmax_element(x, x + n);
-            s.min = std::min(s.min, *lo);
-            s.max = std::max(s.max, *hi);
-          } else {
-            if (s.hist.empty()) s.hist.assign(kBins, 0.0);
-            float am = s.absmax();
-            if (am <= 0) continue;
-            float k2 = kBins / am;
-            for (int64_t i = 0; i < n; i++) s.hist[std::min(kBins - 1, (int)(std::fabs(x[i]) * k2))] += 1;
-          }
+          record(pass, name, m.value_data(w), n);
         }
       });
     }
@@ -96,18 +101,19 @@ float kl_threshold(const ActivationStats &s, int levels) {
     double psum = 0;
     for (double v : p) psum += v;
     if (psum <= 0) continue;
-    // Merge i bins into `levels` groups, spread each group's mass over its non-empty bins.
+    // Merge the clipped distribution's i bins into `levels` groups and spread each group's mass
+    // over its non-empty bins (the clipped tail, merged into the last bin, counts too).
     std::vector<double> q(i, 0.0);
     for (int l = 0; l < levels; l++) {
       int a = (int)((int64_t)l * i / levels), b = (int)((int64_t)(l + 1) * i / levels);
       double mass = 0;
       int nz = 0;
       for (int j = a; j < b; j++) {
-        mass += h[j] * (j < i ? 1 : 0);
-        nz += h[j] > 0;
+        mass += p[j];
+        nz += p[j] > 0;
       }
       for (int j = a; j < b; j++)
-        if (h[j] > 0) q[j] = mass / nz;
+        if (p[j] > 0) q[j] = mass / nz;
     }
     double qsum = 0;
     for (double v : q) qsum += v;

@@ -53,17 +53,19 @@ void QConfig::validate() const {
   if (calibration_samples < 1) throw Error("--calib-samples must be at least 1");
 }
 
-FixedPoint to_fixed_point(double real) {
+FixedPoint to_fixed_point(double real, int bits) {
   FixedPoint fp;
+  if (bits < 2 || bits > 31) throw Error("fixed-point mantissa of " + std::to_string(bits) + " bits");
   if (!(real > 0) || !std::isfinite(real)) return fp;  // multiplier 0: contributes nothing
   int e = 0;
   double f = std::frexp(real, &e);  // real = f * 2^e, f in [0.5, 1)
-  int64_t m = std::llround(f * 2147483648.0);
-  if (m == 2147483648LL) {
+  const int64_t one = int64_t(1) << bits;
+  int64_t m = std::llround(f * (double)one);
+  if (m == one) {
     m /= 2;
     e++;
   }
-  int shift = 31 - e;
+  int shift = bits - e;
   if (shift > 62) return fp;  // below the smallest representable multiplier
   if (shift < 0) throw Error("requantization multiplier too large (" + std::to_string(real) + ")");
   fp.multiplier = (int32_t)m;

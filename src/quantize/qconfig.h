@@ -30,13 +30,18 @@ struct QConfig {
   void validate() const;
 };
 
-// A real multiplier as a 31-bit fixed-point mantissa and right shift:
-// x * real ~= rounding_mul_shift_right(x, multiplier, shift) = round(x * multiplier / 2^shift).
+// A real multiplier as a fixed-point mantissa of `bits` bits (normalized: in [2^(bits-1), 2^bits))
+// and a right shift: x * real ~= rounding_mul_shift_right(x, multiplier, shift) =
+// round(x * multiplier / 2^shift).
 struct FixedPoint {
   int32_t multiplier = 0;
   int32_t shift = 0;
 };
-FixedPoint to_fixed_point(double real);
+FixedPoint to_fixed_point(double real, int bits = 31);
+// The residual rescale multiplies a difference of two u8 levels (|x| < 2^9): a 22-bit mantissa
+// keeps that product inside int32, so kernels requantize the residual with 32-bit multiplies;
+// the relative error of the multiplier stays below 2^-22.
+constexpr int kResidualMultiplierBits = 22;
 // The exact integer function the kernels compute, for references and tests.
 int32_t rounding_mul_shift_right(int32_t x, int32_t multiplier, int32_t shift);
 

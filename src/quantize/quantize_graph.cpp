@@ -148,7 +148,7 @@ struct Rewriter {
     q.set_i("activation_bits", cfg.activation_bits);
     if (n.inputs.size() > 3) {
       int r = as_int(n.inputs[3]);
-      FixedPoint fp = to_fixed_point((double)g.values[r].scale / qy.scale);
+      FixedPoint fp = to_fixed_point((double)g.values[r].scale / qy.scale, kResidualMultiplierBits);
       q.inputs.push_back(r);
       q.set_i("res_zp", g.values[r].zero_point);
       q.set_i("res_mult", fp.multiplier);

@@ -236,10 +236,11 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
     bias[m] = (int32_t)std::llround(-mean + centre + (double)rng.integer(-(int64_t)sd, (int64_t)sd) / 2);
   }
   if (c.ties) {
-    p.res_mult = 1 << 30, p.res_shift = 31;  // (r - res_zp) / 2: every odd difference is a tie
+    p.res_mult = 1 << 21, p.res_shift = 22;  // (r - res_zp) / 2: every odd difference is a tie
   } else {
-    p.res_mult = (int32_t)rng.integer(1ll << 30, (1ll << 31) - 1);
-    p.res_shift = (int)rng.integer(31, 32);  // real 0.25 .. 1
+    // A 22-bit mantissa, as quantize_graph makes (kResidualMultiplierBits): real 0.25 .. 1.
+    p.res_mult = (int32_t)rng.integer(1ll << 21, (1ll << 22) - 1);
+    p.res_shift = (int)rng.integer(22, 23);
   }
   p.res_zp = c.res_zp;
 
