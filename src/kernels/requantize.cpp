@@ -6,7 +6,12 @@ using namespace Halide::ConciseCasts;
 namespace qnnc {
 
 Expr requantize_fixed_point(Expr x, Expr multiplier, Expr shift, const std::string &rounding) {
-  if (rounding != "tonearest") return rounding_mul_shift_right(x, multiplier, u32(shift));
+  if (rounding != "tonearest") {
+    // (p + 2^(shift-1)) >> shift on the exact 64-bit product: one add and one shift per lane
+    // (|p| < 2^62, so the add cannot overflow; shift 0 adds 1 >> 1 = 0).
+    Expr p = i64(x) * i64(multiplier), q = i64(shift);
+    return saturating_cast(Int(32), (p + (i64(1) << (q - 1))) >> q);
+  }
   // Ties to even: floor the exact 64-bit product, then add one when the remainder is above half
   // of 2^shift, or exactly half and the floor is odd.
   Expr p = i64(x) * i64(multiplier), q = i64(shift);
