@@ -68,7 +68,7 @@ class Pool {
     work(job_);
     // Every task has been claimed; wait for the last ones to finish, then close the loop and
     // wait for the workers that joined it to leave it.
-    while (done_.load(std::memory_order_acquire) < size) QNNC_CPU_RELAX();
+    for (int k = 1; done_.load(std::memory_order_acquire) < size; k++) relax(k);
     std::unique_lock<std::mutex> lk(m_);
     open_ = false;
     while (active_ > 0) {
@@ -86,6 +86,14 @@ class Pool {
     int min = 0, size = 0;
     uint8_t *closure = nullptr;
   };
+
+  // One polling step: a pause, and every 256th time a yield, so that polling threads give
+  // way when there are more threads than cores (a bundle asked for 4 threads under QEMU on a
+  // 2-core host, say).
+  static void relax(int k) {
+    QNNC_CPU_RELAX();
+    if ((k & 255) == 0) std::this_thread::yield();
+  }
 
   static int serial(void *uc, ParallelTask task, int min, int size, uint8_t *closure) {
     for (int i = 0; i < size; i++)
@@ -124,9 +132,9 @@ class Pool {
     for (;;) {
       // Poll for the next loop for spin_us_, then sleep until one is announced.
       auto start = std::chrono::steady_clock::now();
-      for (int k = 0; generation_.load(std::memory_order_acquire) == seen; k++) {
-        QNNC_CPU_RELAX();
-        if ((k & 255) == 255 &&
+      for (int k = 1; generation_.load(std::memory_order_acquire) == seen; k++) {
+        relax(k);
+        if ((k & 255) == 0 &&
             std::chrono::steady_clock::now() - start > std::chrono::microseconds(spin_us_.load()))
           break;
       }
