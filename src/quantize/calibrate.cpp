@@ -64,7 +64,13 @@ std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::
       float am = s.absmax();
       if (am <= 0) return;
       float k2 = kBins / am;
-      for (int64_t i = 0; i < n; i++) s.hist[std::min(kBins - 1, (int)(std::fabs(x[i]) * k2))] += 1;
+      // Exact zeros (half of every ReLU output) are exact at any threshold; left in, their spike
+      // would make the KL search keep the first bin alone in its level, i.e. clip at the
+      // smallest candidate threshold.
+      for (int64_t i = 0; i < n; i++) {
+        if (x[i] != 0.f) s.hist[std::min(kBins - 1, (int)(std::fabs(x[i]) * k2))] += 1;
+        else s.zeros += 1;
+      }
     }
   };
   for (int pass = 0; pass < 2; pass++) {
@@ -101,15 +107,16 @@ float kl_threshold(const ActivationStats &s, int levels) {
     double psum = 0;
     for (double v : p) psum += v;
     if (psum <= 0) continue;
-    // Merge the clipped distribution's i bins into `levels` groups and spread each group's mass
-    // over its non-empty bins (the clipped tail, merged into the last bin, counts too).
+    // Q: the first i bins merged into `levels` groups, each group's mass spread over the bins
+    // where P is non-zero. Q's mass comes from the histogram without the clipped tail, so that
+    // the tail P piles into its last bin counts against clipping.
     std::vector<double> q(i, 0.0);
     for (int l = 0; l < levels; l++) {
       int a = (int)((int64_t)l * i / levels), b = (int)((int64_t)(l + 1) * i / levels);
       double mass = 0;
       int nz = 0;
       for (int j = a; j < b; j++) {
-        mass += p[j];
+        mass += h[j];
         nz += p[j] > 0;
       }
       for (int j = a; j < b; j++)
@@ -140,9 +147,9 @@ float choose_threshold(const ActivationStats &s, const QConfig &cfg, int levels)
   if (cfg.calibrate_mode == "global_scale") return cfg.global_scale;
   if (s.hist.empty()) return am;
   if (cfg.calibrate_mode == "percentile") {
-    double total = 0;
+    double total = s.zeros;  // the percentile is over all |x|, zeros included
     for (double v : s.hist) total += v;
-    double want = total * cfg.percentile / 100.0, acc = 0;
+    double want = total * cfg.percentile / 100.0, acc = s.zeros;
     for (size_t i = 0; i < s.hist.size(); i++) {
       acc += s.hist[i];
       if (acc >= want) return am * float(i + 1) / s.hist.size();

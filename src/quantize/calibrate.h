@@ -14,7 +14,8 @@ namespace qnnc {
 
 struct ActivationStats {
   float min = 0, max = 0;
-  std::vector<double> hist;   // histogram of |x| over [0, max(|min|, |max|)]
+  std::vector<double> hist;   // histogram of the non-zero |x| over [0, max(|min|, |max|)]
+  double zeros = 0;           // how many x were exactly 0
   float absmax() const { return std::max(-min, max); }
 };
 

@@ -14,6 +14,7 @@
 #include "codegen/compile.h"
 #include "frontend/builtin_models.h"
 #include "qreference.h"
+#include "quantize/calibrate.h"
 #include "quantize/qconfig.h"
 #include "quantize/report.h"
 
@@ -310,3 +311,47 @@ TEST_F(QuantResnet18, Int2AndInt1RunWithoutNaN) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Calibration thresholds on hand-built histograms: a ReLU-like activation (half exact zeros,
+// half |N(0, 1)|) with 0.01% outliers at 20 sigma.
+namespace {
+qnnc::ActivationStats relu_like_stats() {
+  qnnc::ActivationStats s;
+  s.min = 0;
+  s.max = 20;
+  const int bins = 2048;
+  s.hist.assign(bins, 0.0);
+  const double n = 1e6;
+  for (int b = 0; b < bins; b++) {
+    double lo = 20.0 * b / bins, hi = 20.0 * (b + 1) / bins;  // mass of |N(0,1)| in the bin
+    s.hist[b] = n * (std::erf(hi / std::sqrt(2.0)) - std::erf(lo / std::sqrt(2.0)));
+  }
+  s.hist[bins - 1] += n * 1e-4;  // the outliers
+  s.zeros = n;
+  return s;
+}
+}  // namespace
+
+TEST(QuantCalibration, ThresholdsOfAReluLikeActivation) {
+  qnnc::ActivationStats s = relu_like_stats();
+  qnnc::QConfig cfg;
+  cfg.calibrate_mode = "minmax";
+  EXPECT_FLOAT_EQ(qnnc::choose_threshold(s, cfg, 255), 20.f);
+  // 99.99% of all |x| (zeros included) lie below about 3.9 sigma.
+  cfg.calibrate_mode = "percentile";
+  cfg.percentile = 99.99f;
+  float tp = qnnc::choose_threshold(s, cfg, 255);
+  EXPECT_GT(tp, 3.5f);
+  EXPECT_LT(tp, 4.5f);
+  // KL: clips the rare outliers but keeps the bulk of the half-normal (a few sigma), and is not
+  // dragged to the smallest candidate by the spike of zeros.
+  cfg.calibrate_mode = "kl_divergence";
+  float tk = qnnc::choose_threshold(s, cfg, 255);
+  std::printf("thresholds: percentile %.3f, kl %.3f (sigma 1, outliers at 20)\n", tp, tk);
+  EXPECT_GT(tk, 2.5f);
+  EXPECT_LT(tk, 10.f);
+  cfg.calibrate_mode = "global_scale";
+  cfg.global_scale = 8.f;
+  EXPECT_FLOAT_EQ(qnnc::choose_threshold(s, cfg, 255), 8.f);
+}
