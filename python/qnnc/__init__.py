@@ -61,7 +61,7 @@ def _check(rc: int) -> None:
 def compile(model: str, out_dir: str, *, input_shape=None, precision: str = "fp32", target: str = "host",
             seed: int = 0) -> str:
     """Compiles model ("builtin:resnet50" or an .onnx path) into the module directory out_dir.
-    precision: fp32, int8, int4, int2, int1 or wXaY; target: host, rpi4, rpi5. Returns out_dir."""
+    precision: fp32, int8, int4, int2, int1 or wXaY; target: host, x86-avx2, rpi4, rpi5. Returns out_dir."""
     shape = (ctypes.c_int64 * len(input_shape))(*input_shape) if input_shape else None
     _check(_lib.qnnc_compile(model.encode(), str(out_dir).encode(), target.encode(), precision.encode(),
                              shape, len(input_shape) if input_shape else 0, seed))

@@ -374,7 +374,8 @@ int main(int argc, char **argv) {
   auto *c = app.add_subcommand("compile", "Compile MODEL (a .onnx file or builtin:resnet18|resnet34|resnet50) into a module directory");
   c->add_option("model", model, "ONNX file or builtin:NAME")->required();
   c->add_option("-o,--output", out, "module directory to write")->required();
-  c->add_option("--target", target, "host, rpi4 (Cortex-A72) or rpi5 (Cortex-A76; cross-compiled static bundle)")->capture_default_str();
+  c->add_option("--target", target,
+                "host; x86-avx2 (any AVX2 x86-64, no AVX-512: runs here too); rpi4 (Cortex-A72) or rpi5 (Cortex-A76): cross-compiled static bundle")->capture_default_str();
   c->add_option("--input-shape", shape, "input shape N,C,H,W (default: the model's, 1,3,224,224 for built-ins)");
   c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
   c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codegen/kernel_cache.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_q.h"
@@ -103,7 +104,8 @@ struct Lowering {
     return it == n.attrs.end() || it->second.s.empty() ? "upward" : it->second.s;
   }
   void resolve_knobs(KernelSpec &s) {
-    Knobs k = default_knobs(s, target.halide);
+    // Defaults for the target the kernel is compiled for (integer kernels get extra features).
+    Knobs k = default_knobs(s, Halide::Target(kernel_target_string(s, target)));
     for (const auto &[name, v] : s.knobs) k[name] = v;
     if (auto it = overrides.find(s.kind); it != overrides.end())
       for (const auto &[name, v] : it->second) k[name] = v;
@@ -137,23 +139,24 @@ struct Lowering {
     }
     const bool nibbles = knob(s.knobs, "nibble_weights", 0) != 0;
     if (nibbles && wbits > 4) throw Error("layer " + n.name + ": nibble_weights needs weights of at most 4 bits");
-    // OIHW -> (ci % 4, co % cb, ci / 4, kx, ky, co / cb): one output-channel vector of 4-channel
-    // groups per dot-product step; padded channels are zero. With nibbles, groups 2j and 2j+1
-    // share bytes: (ci % 4, co % cb, ci / 8, kx, ky, co / cb), group 2j+1 in the high nibble.
-    int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
-    int64_t C4 = nibbles ? (C + 7) / 8 * 2 : (C + 3) / 4, CB = nibbles ? C4 / 2 : C4;
-    std::vector<int32_t> pk(nb * KH * KW * CB * cb * 4, 0);
+    // OIHW -> (ci % G, co % cb, ci / G, kx, ky, co / cb): one output-channel vector of G-channel
+    // groups per dot-product step (G = 4, or 2 without VNNI); padded channels are zero. With
+    // nibbles, groups 2j and 2j+1 share bytes: (ci % G, co % cb, ci / 2G, kx, ky, co / cb), group
+    // 2j+1 in the high nibble.
+    int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb, G = conv2d_q_group(s.knobs);
+    int64_t CB = nibbles ? (C + 2 * G - 1) / (2 * G) : (C + G - 1) / G;  // (pairs of) groups
+    std::vector<int32_t> pk(nb * KH * KW * CB * cb * G, 0);
     const auto &wq = *w.idata;
     for (int64_t m = 0; m < M; m++)
       for (int64_t c = 0; c < C; c++)
         for (int64_t ky = 0; ky < KH; ky++)
           for (int64_t kx = 0; kx < KW; kx++) {
             int32_t v = wq[((m * C + c) * KH + ky) * KW + kx];
-            int64_t gi = c / 4, at = (((((m / cb) * KH + ky) * KW + kx) * CB + (nibbles ? gi / 2 : gi)) * cb + m % cb) * 4 + c % 4;
+            int64_t gi = c / G, at = (((((m / cb) * KH + ky) * KW + kx) * CB + (nibbles ? gi / 2 : gi)) * cb + m % cb) * G + c % G;
             if (!nibbles) pk[at] = v;
             else pk[at] |= (v & 15) << (gi % 2 ? 4 : 0);
           }
-    int wv = new_const(w.name + (nibbles ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, 4}, pk,
+    int wv = new_const(w.name + (nibbles ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, G}, pk,
                        nibbles ? DType::u8 : DType::i8);
     int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
@@ -170,7 +173,7 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    st.args = {act(n.inputs[0]), {wv, packed({4, cb, CB, KW, KH, nb})}, {bv, packed({M})},
+    st.args = {act(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});

@@ -45,7 +45,19 @@ TargetInfo resolve_target(const std::string &name) {
     t.is_host = false;
     return t;
   }
-  throw Error("unknown target '" + name + "' (known: host, rpi4, rpi5)");
+  // Any x86-64 with AVX2 and FMA but without AVX-512: the int8 kernels fall back from VNNI to
+  // vpmaddubsw/vpmaddwd pairs. Runs in place on an AVX2 host (this one included), which is how
+  // the fallback is tested.
+  if (name == "x86-avx2") {
+    t.halide = Halide::Target("x86-64-linux-sse41-avx-avx2-f16c-fma");
+    t.cxx = "c++";
+    t.description = "x86-avx2 (x86-64 with AVX2 and FMA, no AVX-512)";
+#if defined(__x86_64__)
+    t.is_host = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return t;
+  }
+  throw Error("unknown target '" + name + "' (known: host, x86-avx2, rpi4, rpi5)");
 }
 
 std::string host_features_line() {

@@ -15,9 +15,10 @@ struct ConvQFuncs {
   bool nibbles = false;
 };
 
-// Arguments, in order: input u8 (c,x,y,n); weights i8 packed (4, cb, C4, kx, ky, M/cb) where
-// C4 = ceil(C/4) -- or, with knob nibble_weights (4-bit weights), u8 (4, cb, C8, kx, ky, M/cb)
-// with C8 = ceil(C/8), the low nibble holding channel group 2j and the high nibble group 2j+1; bias i32 (M); mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)];
+// Arguments, in order: input u8 (c,x,y,n); weights i8 packed (g, cb, Cg, kx, ky, M/cb) where g
+// is the group (4, or 2 on x86 without VNNI) and Cg = ceil(C/g) -- or, with knob nibble_weights
+// (4-bit weights), u8 (g, cb, ceil(C/2g), kx, ky, M/cb), the low nibble holding channel group 2j
+// and the high nibble group 2j+1; bias i32 (M); mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)];
 // qparams i32 (8) = {in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, 0} (res_mult a 22-bit
 // mantissa: the residual rescale runs in 32-bit arithmetic); output u8.
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
@@ -26,6 +27,7 @@ struct ConvQFuncs {
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb);
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Halide::Target &t);
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k);
+int conv2d_q_group(const Knobs &k);  // input channels per dot-product group: 4, or 2 (knob "group")
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc

@@ -39,6 +39,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d_bs") {
     Knobs k = conv2d_q_default_knobs(s, t);
     k.erase("signed_input");
+    k.erase("group");
     k["vec"] = t.natural_vector_size<uint32_t>();
     return k;
   }

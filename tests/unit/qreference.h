@@ -214,9 +214,11 @@ inline void finish(qnnc::Graph &g, std::vector<int> outputs) {
 }
 
 // knobs: per-family schedule overrides, e.g. {{"conv2d_q", {{"bitserial", 1}}}}.
-inline qnnc::Module compile(const qnnc::Graph &g, std::map<std::string, qnnc::Knobs> knobs = {}) {
+inline qnnc::Module compile(const qnnc::Graph &g, std::map<std::string, qnnc::Knobs> knobs = {},
+                            const std::string &target = "host") {
   qnnc::CompileOptions opt;  // no quantize: the graph is already integer
   opt.knobs = std::move(knobs);
+  opt.target = target;
   return qnnc::compile(g, opt);
 }
 

@@ -329,6 +329,16 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   auto out = mod.run(in);
   ASSERT_EQ(out.size(), 1u);
   qref::expect_exact(out[0], ref, c.name());
+
+  // The same graph for an x86 without AVX-512 (int8 through vpmaddubsw/vpmaddwd, popcounts
+  // without vpopcntd), which this host can run too.
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    std::map<std::string, qnnc::Knobs> knobs;
+    if (want_bitserial) knobs["conv2d_q"]["bitserial"] = 1;
+    auto out2 = qref::compile(g, knobs, "x86-avx2").run(in);
+    ASSERT_EQ(out2.size(), 1u);
+    qref::expect_exact(out2[0], ref, c.name() + " on x86-avx2");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Conv2dQ, Conv2dQExact, ::testing::ValuesIn(kCases),

@@ -69,6 +69,14 @@ TEST(KernelAsm, NibbleWeightsKeepTheDotProduct) {
   EXPECT_GT(count(assembly(conv_spec("conv2d_q", 4, 8), "rpi5"), "sdot"), 0);
 }
 
+// Without VNNI (an AVX2-only x86), u8 x i8 products pair up through vpmaddubsw / vpmaddwd.
+TEST(KernelAsm, Avx2Int8FallsBackToMaddubsw) {
+  std::string a = assembly(conv_spec("conv2d_q", 8, 8), "x86-avx2");
+  EXPECT_EQ(count(a, "vpdpbusd"), 0);
+  EXPECT_GT(count(a, "vpmaddubsw") + count(a, "vpmaddwd"), 0);
+  EXPECT_EQ(a.find("zmm"), std::string::npos) << "AVX-512 registers in an AVX2 kernel";
+}
+
 TEST(KernelAsm, HostBitSerialUsesVpopcnt) {
   if (!__builtin_cpu_supports("avx512vpopcntdq")) GTEST_SKIP() << "host has no AVX512-VPOPCNTDQ";
   EXPECT_GT(count(assembly(conv_spec("conv2d_bs", 1, 1), "host"), "vpopcntd"), 0);
