@@ -168,17 +168,18 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     auto ends = [](const std::string &a, const std::string &b) {
       return a.size() >= b.size() && a.compare(a.size() - b.size(), b.size(), b) == 0;
     };
-    double bytes8 = 0, nibbles = 0, planes = 0;
+    double bytes8 = 0, nibbles = 0, crumbs = 0, planes = 0;
     for (const auto &st : m["steps"]) {
       std::string d = st.value("describe", "");
       if (d.rfind("conv2d_q", 0) != 0 && d.rfind("conv2d_bs", 0) != 0) continue;
       const auto &w = m["values"][st["args"][1]["value"].get<int>()];  // the weights argument
       std::string nm = w.value("name", "");
       double b = w.value("bytes", 0.0);
-      (ends(nm, ".nibbles") ? nibbles : ends(nm, ".bitplanes") ? planes : bytes8) += b;
+      (ends(nm, ".nibbles") ? nibbles : ends(nm, ".crumbs") ? crumbs : ends(nm, ".bitplanes") ? planes : bytes8) += b;
     }
     std::string parts;
-    for (auto [b, what] : {std::pair{bytes8, "one per byte"}, {nibbles, "two per byte"}, {planes, "bit planes"}})
+    for (auto [b, what] : {std::pair{bytes8, "one per byte"}, {nibbles, "two per byte"}, {crumbs, "four per byte"},
+                           {planes, "bit planes"}})
       if (b > 0) parts += (parts.empty() ? "" : ", ") + std::to_string((int)(b / 1e3 + 0.5)) + " kB " + what;
     std::printf("qnnc: stored integer conv weights (packed, padded): %s\n", parts.c_str());
     if (wb < 8 || ab < 8) {
@@ -190,7 +191,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       }
       std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount), the others "
                   "on the int8 dot-product kernel with %d/%d-bit values%s (--knob conv2d_q.bitserial=0|1 forces it)\n",
-                  bs, total, wb, ab, nibbles > 0 ? ", weights unpacked from nibbles in registers" : "");
+                  bs, total, wb, ab, nibbles + crumbs > 0 ? ", weights unpacked from 2 or 4 per byte in registers" : "");
     }
   }
   if (qf.report) {

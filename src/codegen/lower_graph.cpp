@@ -124,8 +124,9 @@ struct Lowering {
     s.qmax = (int)n.i("qmax", 255);
     s.rounding = rounding_of(n);
     int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
-    // Weights of 4 bits or fewer are stored two per byte unless a --knob says otherwise.
-    s.knobs.emplace("nibble_weights", wbits <= 4 ? 1 : 0);
+    // Weights of 1-2 bits are stored four per byte, of 3-4 bits two per byte, unless a --knob
+    // says otherwise.
+    s.knobs.emplace("weights_per_byte", wbits <= 2 ? 4 : wbits <= 4 ? 2 : 1);
     resolve_knobs(s);
     // Bit-serial needs coef x planes popcounts per 32 channels: measured on AVX512-VNNI, W1A1
     // beats the int8 dot product and W2A2 loses to it (bench/RESULTS.md), so x86 takes it only
@@ -137,14 +138,16 @@ struct Lowering {
       lower_conv2d_bitserial(n, st, out, wbits, abits, n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0);
       return;
     }
-    const bool nibbles = knob(s.knobs, "nibble_weights", 0) != 0;
-    if (nibbles && wbits > 4) throw Error("layer " + n.name + ": nibble_weights needs weights of at most 4 bits");
+    const int per = conv2d_q_weights_per_byte(s.knobs);
+    if (wbits > 8 / per)
+      throw Error("layer " + n.name + ": " + std::to_string(wbits) + "-bit weights do not fit " + std::to_string(per) +
+                  " to a byte (knob weights_per_byte)");
     // OIHW -> (ci % G, co % cb, ci / G, kx, ky, co / cb): one output-channel vector of G-channel
     // groups per dot-product step (G = 4, or 2 without VNNI); padded channels are zero. With
-    // nibbles, groups 2j and 2j+1 share bytes: (ci % G, co % cb, ci / 2G, kx, ky, co / cb), group
-    // 2j+1 in the high nibble.
+    // `per` weights to a byte, groups per j + i share byte j: (ci % G, co % cb, ci / (per G), kx,
+    // ky, co / cb), group per j + i in bits [i 8/per, (i+1) 8/per).
     int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb, G = conv2d_q_group(s.knobs);
-    int64_t CB = nibbles ? (C + 2 * G - 1) / (2 * G) : (C + G - 1) / G;  // (pairs of) groups
+    int64_t CB = (C + per * G - 1) / (per * G);  // bytes per (co, tap) along the channels, over G
     std::vector<int32_t> pk(nb * KH * KW * CB * cb * G, 0);
     const auto &wq = *w.idata;
     for (int64_t m = 0; m < M; m++)
@@ -152,12 +155,12 @@ struct Lowering {
         for (int64_t ky = 0; ky < KH; ky++)
           for (int64_t kx = 0; kx < KW; kx++) {
             int32_t v = wq[((m * C + c) * KH + ky) * KW + kx];
-            int64_t gi = c / G, at = (((((m / cb) * KH + ky) * KW + kx) * CB + (nibbles ? gi / 2 : gi)) * cb + m % cb) * G + c % G;
-            if (!nibbles) pk[at] = v;
-            else pk[at] |= (v & 15) << (gi % 2 ? 4 : 0);
+            int64_t gi = c / G, at = (((((m / cb) * KH + ky) * KW + kx) * CB + gi / per) * cb + m % cb) * G + c % G;
+            if (per == 1) pk[at] = v;
+            else pk[at] |= (v & ((1 << (8 / per)) - 1)) << ((gi % per) * (8 / per));
           }
-    int wv = new_const(w.name + (nibbles ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, G}, pk,
-                       nibbles ? DType::u8 : DType::i8);
+    int wv = new_const(w.name + (per == 4 ? ".crumbs" : per == 2 ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, G}, pk,
+                       per > 1 ? DType::u8 : DType::i8);
     int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
                             (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};

@@ -10,22 +10,26 @@ using namespace Halide::ConciseCasts;
 namespace qnnc {
 
 int conv2d_q_group(const Knobs &k) { return knob(k, "group", 4) == 2 ? 2 : 4; }
+int conv2d_q_weights_per_byte(const Knobs &k) {
+  int p = knob(k, "weights_per_byte", 1);
+  return p == 4 ? 4 : p == 2 ? 2 : 1;
+}
 
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) { return register_tile_channels(s.out_shape[1], k, 16); }
 
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
-  const bool nibbles = knob(s.knobs, "nibble_weights", 0) != 0;
-  // Input channels per dot-product group (4 for vpdpbusd/sdot, 2 for vpmaddwd); with nibble
-  // weights, groups come in pairs (one byte holds both).
-  const int g = conv2d_q_group(s.knobs);
-  const int64_t span = nibbles ? 2 * g : g, C4 = (C + span - 1) / span * (span / g);
+  // Input channels per dot-product group (4 for vpdpbusd/sdot, 2 for vpmaddwd), and weights
+  // per byte (1; 2 for 3-4 bit weights; 4 for 1-2 bit weights): one byte holds the weights of
+  // `per` consecutive groups.
+  const int g = conv2d_q_group(s.knobs), per = conv2d_q_weights_per_byte(s.knobs);
+  const int64_t span = (int64_t)per * g, C4 = (C + span - 1) / span * per;
   const int64_t KH = s.kernel[0], KW = s.kernel[1], nb = (M + cb - 1) / cb;
   ConvQFuncs f;
-  f.nibbles = nibbles;
+  f.per_byte = per;
   f.input = fixed_param(UInt(8), "input", {C, W, H, N});
-  if (nibbles) f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / 2, KW, KH, nb});
+  if (per > 1) f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / per, KW, KH, nb});
   else f.weights = fixed_param(Int(8), "weights", {g, cb, C4, KW, KH, nb});
   f.bias = fixed_param(Int(32), "bias", {M});
   f.mult = fixed_param(Int(32), "mult", {M});
@@ -57,13 +61,14 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   Expr xin = f.padded(r.y * g + r.x, ix, iy, n);
   if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
   Expr wv;
-  if (nibbles) {
-    // Even channel groups in the low nibble, odd ones in the high nibble, both two's complement:
-    // ((n ^ 8) - 8) sign-extends a nibble n. The schedule unrolls r.y by 2, so which nibble is
-    // known at compile time and the select disappears.
-    Expr b = f.weights(r.x, co % cb, r.y / 2, r.z, r.w, co / cb);
-    Expr lo = i8((b & u8(15)) ^ u8(8)) - i8(8), hi = i8((b >> u8(4)) ^ u8(8)) - i8(8);
-    wv = select(r.y % 2 == 0, lo, hi);
+  if (per > 1) {
+    // Group j of a byte sits in bits [j * fb, (j + 1) * fb), two's complement: ((v ^ h) - h)
+    // with h = 2^(fb-1) sign-extends a field v. The schedule unrolls r.y by `per`, so each
+    // field's shift is a constant.
+    const int fb = 8 / per;
+    Expr b = f.weights(r.x, co % cb, r.y / per, r.z, r.w, co / cb);
+    Expr field = (b >> u8((r.y % per) * fb)) & u8((1 << fb) - 1);
+    wv = i8(field ^ u8(1 << (fb - 1))) - i8(1 << (fb - 1));
   } else {
     wv = f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb);
   }
@@ -100,9 +105,12 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
   schedule_register_tile(f.output, f.acc, M, OW, k, 16);
   Var cv = f.acc.args()[0], xv = f.acc.args()[1], yv = f.acc.args()[2], nv = f.acc.args()[3];
   // Innermost: the 4 input channels of one dot product, then the register tile.
-  if (f.nibbles) {
+  if (f.per_byte > 1) {
     RVar ryo("ryo"), ryi("ryi");
-    f.acc.update().split(f.r.y, ryo, ryi, 2).reorder(f.r.x, cv, xv, ryi, ryo, f.r.z, f.r.w, yv, nv).unroll(ryi);
+    f.acc.update()
+        .split(f.r.y, ryo, ryi, f.per_byte)
+        .reorder(f.r.x, cv, xv, ryi, ryo, f.r.z, f.r.w, yv, nv)
+        .unroll(ryi);
   } else {
     f.acc.update().reorder(f.r.x, cv, xv, f.r.y, f.r.z, f.r.w, yv, nv);
   }

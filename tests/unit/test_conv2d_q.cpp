@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -36,7 +37,7 @@ struct QCase {
   bool ties = false;  // power-of-two multipliers and small weights: many exact .5 roundings
   int wbits = 8, abits = 8;  // <= 2 and in_zp 0: the bit-serial kernel (conv2d_bs) runs
   bool even = false;         // rounding "tonearest" (ties to even) instead of "upward"
-  bool force_bs = false;     // 3-4 bit layers: ask for the bit-serial kernel (default: nibbles)
+  bool force_bs = false;     // ask for the bit-serial kernel where it is not the default
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -179,6 +180,15 @@ const std::vector<QCase> kCases = [] {
   v.push_back(bs(mk(1, 17, 9, 9, 13, 3, 2, 1), 4, 2));
   v.push_back(bs(with_res(mk(1, 64, 7, 7, 33, 1, 1, 0), true, 3), 2, 4));
   v.push_back(bs(mk(2, 3, 11, 11, 5, 7, 2, 3), 4, 1));
+  // Every (weight bits, activation bits) in {1, 2, 4, 8}^2 on one awkward layer (C = 19 is no
+  // multiple of any packing), with the kernel and weight storage the compiler picks, and again
+  // bit-serial wherever both sides have at most 4 bits.
+  for (int wb : {1, 2, 4, 8})
+    for (int ab : {1, 2, 4, 8}) {
+      QCase m = bits(with_relu(mk(1, 19, 7, 9, 21, 3, 1, 1)), wb, ab);
+      v.push_back(m);
+      if (wb <= 4 && ab <= 4 && !(wb <= 2 && ab <= 2)) v.push_back(bs(m, wb, ab));
+    }
   return v;
 }();
 
@@ -313,17 +323,21 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
 
   // 1-2 bit cases force the bit-serial kernel (the compiler's default picks it only where it
   // measured faster), and so do 3-4 bit cases marked force_bs; 8-bit cases must never get it.
-  // Other 4-bit weights must be stored as nibbles.
+  // Otherwise weights of 3-4 bits must be stored two per byte, of 1-2 bits four per byte.
   const bool want_bitserial = (c.wbits <= 2 && c.abits <= 2) || c.force_bs;
   qnnc::Module mod = want_bitserial ? qref::compile(g, {{"conv2d_q", {{"bitserial", 1}}}}) : qref::compile(g);
-  bool bitserial = false, nibbles = false;
+  bool bitserial = false;
+  std::string storage = "none";
   for (const auto &st : mod.manifest()["steps"]) bitserial = bitserial || st.value("describe", "").rfind("conv2d_bs", 0) == 0;
   for (const auto &v : mod.manifest()["values"]) {
     std::string nm = v.value("name", "");
-    nibbles = nibbles || (nm.size() > 8 && nm.compare(nm.size() - 8, 8, ".nibbles") == 0);
+    for (const char *suffix : {".packed", ".nibbles", ".crumbs"})
+      if (nm.size() > std::strlen(suffix) && nm.compare(nm.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+        storage = suffix;
   }
   EXPECT_EQ(bitserial, want_bitserial) << "kernel choice";
-  EXPECT_EQ(nibbles, c.wbits <= 4 && !want_bitserial) << "weight storage";
+  EXPECT_EQ(storage, want_bitserial ? "none" : c.wbits <= 2 ? ".crumbs" : c.wbits <= 4 ? ".nibbles" : ".packed")
+      << "weight storage";
   std::vector<Tensor> in{qref::to_float(x)};
   if (c.residual) in.push_back(qref::to_float(r));
   auto out = mod.run(in);

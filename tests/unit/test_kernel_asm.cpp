@@ -1,7 +1,7 @@
 // The integer kernels use each target's dot-product / popcount instructions: generated assembly
 // of a conv2d_q and a conv2d_bs kernel is checked for vpdpbusd / vpopcntd (host with AVX512-VNNI
 // and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
-// with 4-bit weights stored as nibbles.
+// with 2- and 4-bit weights stored 4 and 2 per byte.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -25,7 +25,7 @@ qnnc::KernelSpec conv_spec(const std::string &kind, int wb, int ab) {
   s.relu = true;
   s.dtype = "u8";
   if (kind == "conv2d_bs") s.knobs = {{"weight_bits", wb}, {"activation_bits", ab}};
-  if (kind == "conv2d_q" && wb <= 4) s.knobs = {{"nibble_weights", 1}};
+  if (kind == "conv2d_q" && wb <= 4) s.knobs = {{"weights_per_byte", wb <= 2 ? 4 : 2}};
   return s;
 }
 
@@ -64,9 +64,12 @@ TEST(KernelAsm, HostInt8UsesVnni) {
 }
 
 // 4-bit weights stored two per byte are unpacked in registers and still meet the dot product.
-TEST(KernelAsm, NibbleWeightsKeepTheDotProduct) {
-  if (__builtin_cpu_supports("avx512vnni")) EXPECT_GT(count(assembly(conv_spec("conv2d_q", 4, 8), "host"), "vpdpbusd"), 0);
-  EXPECT_GT(count(assembly(conv_spec("conv2d_q", 4, 8), "rpi5"), "sdot"), 0);
+TEST(KernelAsm, PackedWeightsKeepTheDotProduct) {
+  for (int wb : {4, 2}) {
+    if (__builtin_cpu_supports("avx512vnni"))
+      EXPECT_GT(count(assembly(conv_spec("conv2d_q", wb, 8), "host"), "vpdpbusd"), 0) << wb;
+    EXPECT_GT(count(assembly(conv_spec("conv2d_q", wb, 8), "rpi5"), "sdot"), 0) << wb;
+  }
 }
 
 // Without VNNI (an AVX2-only x86), u8 x i8 products pair up through vpmaddubsw / vpmaddwd.
