@@ -35,12 +35,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     models.add_model_args(p)
     p.add_argument("--precision", default="int8",
-                   help="qnnc --quantize precision, e.g. int8, int4, w4a8 (default: %(default)s)")
+                   help="qnnc --quantize precision(s), comma-separated, e.g. int8 or int4,int2,int1 "
+                        "(default: %(default)s); bounds apply to each")
     p.add_argument("--inputs", type=int, default=8,
                    help="number of seeded random inputs compared (default: %(default)s)")
     p.add_argument("--input-seed", type=int, default=100,
                    help="seed of the first input; input i uses seed+i (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="weight seed (default: %(default)s)")
+    p.add_argument("--min-cosine", type=float, default=None,
+                   help="fail when the raw logits' cosine is below this")
     p.add_argument("--min-centered-cosine", type=float, default=None,
                    help="fail when the centered cosine similarity is below this")
     p.add_argument("--min-centered-sqnr", type=float, default=None,
@@ -56,29 +59,38 @@ def parse_args(argv=None) -> argparse.Namespace:
 def check(args: argparse.Namespace, workdir: str) -> bool:
     name = f"{args.model}_{args.size}_op{args.opset}"
     onnx_path = os.path.join(workdir, f"{name}.onnx")
-    module_dir = os.path.join(workdir, f"{name}_{args.precision}.qnnc")
 
     t0 = time.perf_counter()
     model = models.make_torchvision(args.model, seed=args.seed, size=args.size)
     models.export_onnx(model, onnx_path, args.size, opset=args.opset)
     t_export = time.perf_counter() - t0
+    print(f"{args.model} {args.size}x{args.size} opset {args.opset}: model build + export {t_export:7.2f} s")
 
+    failures = []
+    for precision in args.precision.split(","):
+        failures += check_precision(args, workdir, model, onnx_path, name, precision.strip())
+    print("PASS" if not failures else "FAIL: " + "; ".join(failures))
+    return not failures
+
+
+def check_precision(args, workdir: str, model, onnx_path: str, name: str, precision: str) -> list[str]:
+    module_dir = os.path.join(workdir, f"{name}_{precision}.qnnc")
     # `qnnc compile` prints a summary of what it quantized: keep it for the log.
     t0 = time.perf_counter()
-    cmd = [args.qnnc, "compile", onnx_path, "-o", module_dir, "--quantize", args.precision]
+    cmd = [args.qnnc, "compile", onnx_path, "-o", module_dir, "--quantize", precision]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     t_compile = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit status {proc.returncode})\n"
                            f"--- qnnc stderr ---\n{proc.stderr.strip()}")
-    quant_lines = [l for l in proc.stdout.splitlines() if re.match(r"qnnc: (int|w)\d", l)]
+    quant_lines = [l for l in proc.stdout.splitlines() if re.match(r"qnnc: (int|w\d|stored|kernels)", l)]
 
     refs, outs = [], []
     t_run = 0.0
     for i in range(args.inputs):
         x = models.random_input(args.size, seed=args.input_seed + i)
         in_path = os.path.join(workdir, f"input_{i}.npy")
-        out_path = os.path.join(workdir, f"output_{args.precision}_{i}.npy")
+        out_path = os.path.join(workdir, f"output_{precision}_{i}.npy")
         np.save(in_path, x)
         if os.path.exists(out_path):
             os.remove(out_path)
@@ -93,7 +105,7 @@ def check(args: argparse.Namespace, workdir: str) -> bool:
         if y.shape != ref.shape:
             raise RuntimeError(f"qnnc output shape {y.shape} != reference shape {ref.shape}")
         if not np.all(np.isfinite(y)):
-            raise RuntimeError(f"qnnc output {i} contains NaN or Inf")
+            raise RuntimeError(f"qnnc {precision} output {i} contains NaN or Inf")
         refs.append(ref.reshape(-1))
         outs.append(y.reshape(-1))
 
@@ -103,24 +115,23 @@ def check(args: argparse.Namespace, workdir: str) -> bool:
     mean = ref.astype(np.float64).mean(axis=0, keepdims=True)
     centered_top1 = float(np.mean((ref - mean).argmax(axis=1) == (out - mean).argmax(axis=1)))
 
-    print(f"{args.model} {args.size}x{args.size} opset {args.opset}, {args.precision} vs PyTorch fp32 "
-          f"on {args.inputs} inputs:")
+    print(f"{precision} vs PyTorch fp32 on {args.inputs} inputs:")
     for l in quant_lines:
         print(f"  {l}")
-    print(f"  model build + export {t_export:7.2f} s   qnnc compile {t_compile:7.2f} s   "
-          f"qnnc run {t_run:7.2f} s ({args.inputs} runs)")
+    print(f"  qnnc compile {t_compile:7.2f} s   qnnc run {t_run:7.2f} s ({args.inputs} runs)")
     print(f"  raw logits       SQNR {m['sqnr_db']:7.2f} dB   cosine {m['cosine']:.5f}   "
           f"top-1 agreement {100 * m['top1']:5.1f}%")
     print(f"  centered logits  SQNR {m['centered_sqnr_db']:7.2f} dB   cosine {m['centered_cosine']:.5f}   "
           f"top-1 agreement {100 * centered_top1:5.1f}%")
 
     failures = []
+    if args.min_cosine is not None and not m["cosine"] >= args.min_cosine:
+        failures.append(f"{precision}: cosine {m['cosine']:.5f} < {args.min_cosine}")
     if args.min_centered_cosine is not None and not m["centered_cosine"] >= args.min_centered_cosine:
-        failures.append(f"centered cosine {m['centered_cosine']:.5f} < {args.min_centered_cosine}")
+        failures.append(f"{precision}: centered cosine {m['centered_cosine']:.5f} < {args.min_centered_cosine}")
     if args.min_centered_sqnr is not None and not m["centered_sqnr_db"] >= args.min_centered_sqnr:
-        failures.append(f"centered SQNR {m['centered_sqnr_db']:.2f} dB < {args.min_centered_sqnr}")
-    print("PASS" if not failures else "FAIL: " + "; ".join(failures))
-    return not failures
+        failures.append(f"{precision}: centered SQNR {m['centered_sqnr_db']:.2f} dB < {args.min_centered_sqnr}")
+    return failures
 
 
 def main(argv=None) -> int:
