@@ -28,7 +28,9 @@ class Module {
   using Hook = std::function<void(size_t step)>;
   std::vector<Tensor> run(const std::vector<Tensor> &inputs, const Hook &hook);
 
-  void set_threads(int n);   // Halide thread-pool size; <= 0 means all cores
+  // Threads for the kernels' parallel loops (runtime/thread_pool.h; process-wide, shared by all
+  // modules); <= 0 means all cores.
+  void set_threads(int n);
   int threads() const;
 
   const nlohmann::json &manifest() const;   // graph.json
