@@ -43,6 +43,7 @@ _f32p = ctypes.POINTER(ctypes.c_float)
 _lib.qnnc_last_error.restype = ctypes.c_char_p
 _lib.qnnc_compile.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, _i64p,
                               ctypes.c_int, ctypes.c_uint64]
+_lib.qnnc_compile_json.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
 _lib.qnnc_module_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
 _lib.qnnc_module_free.argtypes = [ctypes.c_void_p]
 _lib.qnnc_module_set_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
@@ -59,12 +60,19 @@ def _check(rc: int) -> None:
 
 
 def compile(model: str, out_dir: str, *, input_shape=None, precision: str = "fp32", target: str = "host",
-            seed: int = 0) -> str:
+            seed: int = 0, **options) -> str:
     """Compiles model ("builtin:resnet50" or an .onnx path) into the module directory out_dir.
-    precision: fp32, int8, int4, int2, int1 or wXaY; target: host, x86-avx2, rpi4, rpi5. Returns out_dir."""
-    shape = (ctypes.c_int64 * len(input_shape))(*input_shape) if input_shape else None
-    _check(_lib.qnnc_compile(model.encode(), str(out_dir).encode(), target.encode(), precision.encode(),
-                             shape, len(input_shape) if input_shape else 0, seed))
+
+    precision: fp32, int8, int4, int2, int1 or wXaY; target: host, x86-avx2, rpi4, rpi5.
+    Quantization options, as on the command line: calib_mode (minmax, percentile,
+    kl_divergence, global_scale), calib_data (.npy/.npz path), calib_samples, percentile,
+    global_scale, weight_scale (channel_max, power2), rounding (upward, tonearest),
+    quantize_first_conv (bool), skip_layers (list of node names); knobs ({"conv2d_q":
+    {"x_tile": 7}}). Unknown options raise QnncError. Returns out_dir."""
+    opts = {"precision": precision, "target": target, "seed": int(seed), **options}
+    if input_shape:
+        opts["input_shape"] = [int(d) for d in input_shape]
+    _check(_lib.qnnc_compile_json(model.encode(), str(out_dir).encode(), json.dumps(opts).encode()))
     return str(out_dir)
 
 

@@ -18,6 +18,12 @@ const char *qnnc_last_error(void);
 int qnnc_compile(const char *model, const char *out_dir, const char *target, const char *precision,
                  const int64_t *input_shape, int rank, uint64_t seed);
 
+/* The same with every option as a JSON object (NULL or "" = defaults); unknown keys are an
+ * error. Keys: target, precision, input_shape [..], seed, calib_mode, calib_data,
+ * calib_samples, percentile, global_scale, weight_scale, rounding, quantize_first_conv,
+ * skip_layers [..], knobs {"family": {"knob": value}}. */
+int qnnc_compile_json(const char *model, const char *out_dir, const char *options_json);
+
 int qnnc_module_load(const char *dir, qnnc_module **out);
 void qnnc_module_free(qnnc_module *m);
 int qnnc_module_set_threads(qnnc_module *m, int threads);

@@ -48,6 +48,23 @@ def main():
         check("float64 input rejected", False)
     except qnnc.QnncError as e:
         check("float64 input rejected", "float32" in str(e), str(e))
+    # Quantization options through Python: the stem quantized, ties to even, KL calibration.
+    d = qnnc.compile("builtin:resnet18", os.path.join(work, "int8_opts"), input_shape=(1, 3, 64, 64),
+                     precision="int8", quantize_first_conv=True, rounding="tonearest", calib_mode="kl_divergence")
+    steps = qnnc.load(d).manifest["steps"]
+    conv1 = [s for s in steps if s["name"] == "conv1"]
+    check("options: first conv quantized", conv1 and conv1[0]["describe"].startswith("conv2d_q"),
+          conv1[0]["describe"] if conv1 else "no conv1 step")
+    check("options: ties to even in the integer kernels",
+          any("[tonearest]" in s.get("describe", "") for s in steps))
+    for bad, word in (({"rounding": "sideways"}, "rounding"), ({"calib_mod": "minmax"}, "calib_mod"),
+                      ({"calib_samples": "many"}, "wrong type")):
+        try:
+            qnnc.compile("builtin:resnet18", os.path.join(work, "bad_opts"), input_shape=(1, 3, 32, 32),
+                         precision="int8", **bad)
+            check(f"bad option {bad} rejected", False)
+        except qnnc.QnncError as e:
+            check(f"bad option {bad} rejected", word in str(e), str(e))
     try:
         qnnc.compile(os.path.join(work, "missing.onnx"), os.path.join(work, "bad"))
         check("missing model rejected", False)
