@@ -67,7 +67,7 @@ int qnnc_compile_json(const char *model, const char *out_dir, const char *option
     }
     static const char *known[] = {"target", "precision", "input_shape", "seed", "calib_mode", "calib_data",
                                   "calib_samples", "percentile", "global_scale", "weight_scale", "rounding",
-                                  "quantize_first_conv", "skip_layers", "knobs"};
+                                  "quantize_first_conv", "quantize_dense", "skip_layers", "knobs"};
     for (const auto &[key, v] : o.items())
       if (std::find_if(std::begin(known), std::end(known), [&](const char *k) { return key == k; }) == std::end(known))
         throw qnnc::Error("unknown compile option '" + key + "'");
@@ -92,6 +92,7 @@ int qnnc_compile_json(const char *model, const char *out_dir, const char *option
         q.weight_scale = o.value("weight_scale", q.weight_scale);
         q.rounding = o.value("rounding", q.rounding);
         q.skip_first_conv = !o.value("quantize_first_conv", false);
+        q.skip_dense = !o.value("quantize_dense", false);
         q.skip_layers = o.value("skip_layers", q.skip_layers);
         q.validate();
       }

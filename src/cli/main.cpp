@@ -112,7 +112,7 @@ struct QuantFlags {
   std::vector<std::string> skip;
   int calib_samples = 8, report_inputs = 16;
   float percentile = 99.99f, global_scale = 8.0f;
-  bool no_skip_first = false, report = false;
+  bool no_skip_first = false, quantize_dense = false, report = false;
 };
 
 int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
@@ -143,6 +143,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     opt.qconfig.rounding = qf.rounding;
     opt.qconfig.skip_layers = qf.skip;
     opt.qconfig.skip_first_conv = !qf.no_skip_first;
+    opt.qconfig.skip_dense = !qf.quantize_dense;
     opt.qconfig.calibration_seed = seed + 1000;
     opt.qconfig.validate();
   } else if (qf.report) {
@@ -158,7 +159,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
   std::printf("%s\n", buf);
   if (opt.quantize) {
     const QuantizeSummary &q = s.quant;
-    std::printf("qnnc: %s: %d convolutions integer, %d layers kept fp32, %d quantize / %d dequantize steps; "
+    std::printf("qnnc: %s: %d layers integer, %d layers kept fp32, %d quantize / %d dequantize steps; "
                 "conv weights %.1f MB fp32 -> %.1f MB at %d bits\n",
                 opt.qconfig.precision().c_str(), q.quantized, q.kept_fp32, q.quantize_steps, q.dequantize_steps,
                 q.fp32_weight_bytes / 1e6, q.quantized_weight_bytes / 1e6, opt.qconfig.weight_bits);
@@ -393,6 +394,8 @@ int main(int argc, char **argv) {
       ->check(CLI::IsMember({"upward", "tonearest"}))
       ->capture_default_str();
   c->add_option("--skip-layer", qf.skip, "keep this layer (node name) in fp32; repeatable");
+  c->add_flag("--quantize-dense", qf.quantize_dense,
+              "also quantize dense (fully connected) layers, as 1x1 integer convolutions (kept fp32 by default, as TVM does)");
   c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
   c->add_flag("--report", qf.report, "print accuracy vs fp32: logits SQNR/cosine/top-k, raw and centered, and per-layer SQNR");
   c->add_option("--report-inputs", qf.report_inputs, "inputs used by --report")->capture_default_str();

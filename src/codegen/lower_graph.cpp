@@ -111,8 +111,21 @@ struct Lowering {
       for (const auto &[name, v] : it->second) k[name] = v;
     s.knobs = k;
   }
+  // An activation as (c, x, y, n) for the convolution kernels; a 2-D [N, K] value (the input or
+  // output of a dense layer run as a 1x1 convolution) is a 1x1 image of K channels.
+  PlanArg act4(int v) {
+    const auto &t = g.values[v].type;
+    if (t.shape.size() != 2) return act(v);
+    int64_t N = t.shape[0], K = t.shape[1];
+    return {value(v), {{0, K, 1}, {0, 1, K}, {0, 1, K}, {0, N, K}}};
+  }
   void lower_conv2d_q(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
+    const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
+    if (dense) {
+      s.in_shape = {s.in_shape[0], s.in_shape[1], 1, 1};
+      s.out_shape = {s.out_shape[0], s.out_shape[1], 1, 1};
+    }
     const Value &w = g.values[n.inputs[1]];
     int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
     s.kernel = {KH, KW};
@@ -134,7 +147,7 @@ struct Lowering {
     // 3-4 bit layers run it only when the knob asks (it lost to the nibble kernel on x86).
     bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
     bitserial_default = bitserial_default && wbits <= 2 && abits <= 2;
-    if (wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
+    if (!dense && wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
       lower_conv2d_bitserial(n, st, out, wbits, abits, n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0);
       return;
     }
@@ -176,11 +189,11 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    st.args = {act(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})},
+    st.args = {act4(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});
-    st.args.push_back(act(out));
+    st.args.push_back(act4(out));
   }
   // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
   void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo) {

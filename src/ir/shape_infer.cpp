@@ -58,7 +58,17 @@ void infer_shapes(Graph &g) {
     };
     TensorType out;
     const std::string &op = n.op;
-    if (op == "Conv" || op == "conv2d" || op == "conv2d_q") {
+    if (op == "conv2d_q" && in(0).shape.size() == 2) {
+      // A quantized dense layer: [N, K] x [M, K, 1, 1] -> [N, M].
+      const auto &x = in(0), &w = in(1);
+      need_rank(n, w, 4, "weight");
+      if (w.shape[1] != x.shape[1] || w.shape[2] != 1 || w.shape[3] != 1)
+        fail(n, "dense weight " + shape_str(w.shape) + " does not fit input " + shape_str(x.shape));
+      if (n.inputs.size() > 5) fail(n, "a quantized dense layer takes no residual");
+      out = x;
+      out.shape = {x.shape[0], w.shape[0]};
+      out.dtype = DType::u8;
+    } else if (op == "Conv" || op == "conv2d" || op == "conv2d_q") {
       const auto &x = in(0), &w = in(1);
       need_rank(n, x, 4, "input");
       need_rank(n, w, 4, "weight");

@@ -18,7 +18,8 @@ struct QConfig {
   // at compile time to nearest, ties away from zero, either way.
   std::string rounding = "upward";
   bool skip_first_conv = true;         // as TVM: the first conv stays fp32
-  // Dense layers always stay fp32 (as TVM's default; qnnc has no integer dense kernel yet).
+  bool skip_dense = true;              // as TVM: dense (fully connected) layers stay fp32; false
+                                       // runs them as 1x1 integer convolutions
   std::vector<std::string> skip_layers;    // further node names to keep in fp32
   int calibration_samples = 8;         // random inputs when no data is given
   uint64_t calibration_seed = 1234;

@@ -94,7 +94,9 @@ struct Rewriter {
 
   void quantize_conv(Node n) {
     // Copies: adding values below may move g.values.
-    const std::vector<int64_t> wshape = g.values[n.inputs[1]].type.shape;
+    std::vector<int64_t> wshape = g.values[n.inputs[1]].type.shape;
+    // A dense layer [M, K] runs as a 1x1 convolution over a 1x1 image of K channels.
+    if (wshape.size() == 2) wshape = {wshape[0], wshape[1], 1, 1};
     const auto wdata = g.values[n.inputs[1]].data;
     const auto bdata = g.values[n.inputs[2]].data;
     const auto &w = *wdata;
@@ -187,7 +189,11 @@ struct Rewriter {
         out.push_back(n);
         continue;
       } else if (n.op == "dense") {
-        sum.kept_fp32++;  // no integer dense kernel: the classifier stays fp32
+        if (!cfg.skip_dense && !skipped(n, false) && n.inputs.size() == 3) {
+          quantize_conv(n);
+          continue;
+        }
+        sum.kept_fp32++;
       }
       for (auto &v : n.inputs)
         if (!g.values[v].is_const()) v = as_float(v);

@@ -543,3 +543,61 @@ TEST(QuantOps, MaxpoolU8) {
 }
 
 }  // namespace
+
+// A dense layer quantized (--quantize-dense) runs as a 1x1 conv2d_q on a 2-D [N, K] input,
+// viewed as a 1x1 image of K channels. Bit-exact against the same integer reference.
+TEST(Conv2dQDense, MatchesIntegerReference) {
+  struct D {
+    int64_t N, K, M;
+    bool relu;
+  };
+  for (D d : {D{1, 7, 3, false}, D{2, 19, 21, true}, D{1, 2048, 1000, false}}) {
+    SCOPED_TRACE("N" + std::to_string(d.N) + " K" + std::to_string(d.K) + " M" + std::to_string(d.M));
+    Rng rng((uint64_t)(d.N * 1000003 + d.K * 1009 + d.M));
+    const Shape xs4{d.N, d.K, 1, 1}, ws{d.M, d.K, 1, 1};
+    ITensor x = qref::random_levels(xs4, rng, 0, 255);
+    std::vector<int32_t> w((size_t)qref::numel(ws));
+    for (auto &v : w) v = (int32_t)rng.integer(-127, 127);
+    ConvQParams p;
+    p.relu = d.relu;
+    p.in_zp = 3;
+    p.out_zp = 128;
+    std::vector<int32_t> bias((size_t)d.M), mult((size_t)d.M), shift((size_t)d.M);
+    for (int64_t m = 0; m < d.M; m++) {
+      bias[m] = (int32_t)rng.integer(-20000, 20000);
+      mult[m] = (int32_t)rng.integer(1ll << 30, (1ll << 31) - 1);
+      // Spread the outputs over the levels: |acc| ~ 127 * 128 * sqrt(K) / 2.
+      shift[m] = 31 + (int)std::lround(std::log2(127.0 * 128.0 * std::sqrt((double)d.K) / 2 / 40));
+    }
+    Shape ys;
+    ITensor ref = qref::requantize(qref::conv_acc(x, w, ws, bias, p, &ys), ys, mult, shift, nullptr, p);
+    ref.shape = {d.N, d.M};
+    int inside = 0;
+    for (auto v : ref.data) inside += v > 0 && v < 255;
+    ASSERT_GT(inside, (int)ref.data.size() / 4) << "test setup: outputs mostly saturated";
+
+    qnnc::Graph g;
+    g.name = "dense_q";
+    int xin = qref::add_input(g, "x", {d.N, d.K});
+    int xq = qref::add_quantize(g, xin, 1.f, 0, 255);
+    qnnc::Node n;
+    n.name = "fc";
+    n.op = "conv2d_q";
+    n.inputs = {xq, g.add_iconst("fc.weight.q", ws, DType::i8, w), g.add_iconst("fc.bias.q", {d.M}, DType::i32, bias),
+                g.add_iconst("fc.mult", {d.M}, DType::i32, mult), g.add_iconst("fc.shift", {d.M}, DType::i32, shift)};
+    n.set_i("relu", d.relu ? 1 : 0);
+    n.set_i("in_zp", p.in_zp);
+    n.set_i("out_zp", p.out_zp);
+    n.set_i("qmax", 255);
+    int y = g.add_value("y", qref::ttype(DType::u8, {}));
+    n.outputs = {y};
+    g.add_node(n);
+    qref::finish(g, {qref::add_dequantize(g, y, 1.f, 0)});
+    qref::mark_u8(g, y, 1.f, 0);
+    ITensor x2 = x;
+    x2.shape = {d.N, d.K};
+    auto out = qref::compile(g).run({qref::to_float(x2)});
+    ASSERT_EQ(out.size(), 1u);
+    qref::expect_exact(out[0], ref, "dense as conv2d_q");
+  }
+}
