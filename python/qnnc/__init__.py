@@ -67,8 +67,8 @@ def compile(model: str, out_dir: str, *, input_shape=None, precision: str = "fp3
     Quantization options, as on the command line: calib_mode (minmax, percentile,
     kl_divergence, global_scale), calib_data (.npy/.npz path), calib_samples, percentile,
     global_scale, weight_scale (channel_max, power2), rounding (upward, tonearest),
-    quantize_first_conv (bool), skip_layers (list of node names); knobs ({"conv2d_q":
-    {"x_tile": 7}}). Unknown options raise QnncError. Returns out_dir."""
+    quantize_first_conv (bool), quantize_dense (bool), skip_layers (list of node names);
+    knobs ({"conv2d_q": {"x_tile": 7}}). Unknown options raise QnncError. Returns out_dir."""
     opts = {"precision": precision, "target": target, "seed": int(seed), **options}
     if input_shape:
         opts["input_shape"] = [int(d) for d in input_shape]
