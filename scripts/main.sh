@@ -29,4 +29,4 @@ PY
 
 echo "== against ONNX Runtime and PyTorch (torchvision ResNet-50 via ONNX, same calibration data) =="
 .venv/bin/python bench/bench_int8.py --qnnc build/qnnc --model resnet50 --size 224 --threads 1,2 \
-  --repeat 20 --precisions fp32,int8,int1 --workdir out/bench_int8
+  --repeat 20 --precisions fp32,int8,int8-all,int1 --workdir out/bench_int8
