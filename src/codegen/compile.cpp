@@ -38,6 +38,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
     if (opt.log) opt.log(s);
   };
   TargetInfo target = resolve_target(opt.target);
+  validate_knob_overrides(opt.knobs);
   CompileSummary sum;
   g = prepare_for_codegen(std::move(g), opt, &sum.quant);
   LoweredModule lm = lower_graph(g, target, opt.knobs);

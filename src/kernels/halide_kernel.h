@@ -16,6 +16,10 @@ struct HalideKernel {
 // Algorithm + schedule for spec on target. Knobs missing from spec.knobs take defaults.
 HalideKernel build_kernel(const KernelSpec &spec, const Halide::Target &target);
 
+// Checks user knob overrides (family -> knob -> value, as from --knob): unknown families or
+// knobs and out-of-range values throw qnnc::Error naming them and what is allowed.
+void validate_knob_overrides(const std::map<std::string, Knobs> &overrides);
+
 // Default knobs of spec's family on target (what build_kernel uses for missing ones).
 Knobs default_knobs(const KernelSpec &spec, const Halide::Target &target);
 

@@ -1,4 +1,6 @@
 // Dispatch from a KernelSpec to its family's algorithm and schedule.
+#include <algorithm>
+
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_q.h"
@@ -30,6 +32,48 @@ void fix_output(Func f, const std::vector<int64_t> &extents) {
   for (size_t i = 0; i < extents.size(); i++) {
     ob.dim((int)i).set_min(0).set_extent((int)extents[i]).set_stride((int)stride);
     stride *= extents[i];
+  }
+}
+
+void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
+  // Knobs a user may set, per family, with the values each accepts (empty: any positive int).
+  using Allowed = std::map<std::string, std::vector<int>>;
+  const Allowed tile{{"vec", {}}, {"co_vectors", {}}, {"x_tile", {}}};
+  Allowed conv = tile, convq = tile, bs = tile;
+  conv["unroll_ci"] = {};
+  convq["signed_input"] = {0, 1};
+  convq["bitserial"] = {0, 1};
+  convq["group"] = {2, 4};
+  convq["weights_per_byte"] = {1, 2, 4};
+  const std::map<std::string, Allowed> families{
+      {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
+      {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
+      {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
+      {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}}};
+  auto names = [](const auto &m) {
+    std::string s;
+    for (const auto &kv : m) s += (s.empty() ? "" : ", ") + kv.first;
+    return s;
+  };
+  for (const auto &[family, knobs] : overrides) {
+    auto f = families.find(family);
+    if (f == families.end())
+      throw Error("unknown kernel family '" + family + "' in --knob (families: " + names(families) + ")");
+    for (const auto &[name, v] : knobs) {
+      auto k = f->second.find(name);
+      if (k == f->second.end())
+        throw Error("unknown knob '" + family + "." + name + "' (" + family + " knobs: " + names(f->second) + ")");
+      const auto &ok = k->second;
+      bool fine = ok.empty() ? v >= 1 : std::find(ok.begin(), ok.end(), v) != ok.end();
+      if (!fine) {
+        std::string allowed = "a positive integer";
+        if (!ok.empty()) {
+          allowed.clear();
+          for (int a : ok) allowed += (allowed.empty() ? "" : "|") + std::to_string(a);
+        }
+        throw Error("knob '" + family + "." + name + "' = " + std::to_string(v) + ": expected " + allowed);
+      }
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // User-facing failures are qnnc::Error with a useful message: wrong input shapes or counts at
-// run time, modules that cannot be loaded, unsupported operators and grouped convolutions.
+// run time, modules that cannot be loaded, unsupported operators and grouped convolutions, and
+// bad --knob overrides.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "kernels/halide_kernel.h"
 #include "reference.h"
 
 namespace fs = std::filesystem;
@@ -176,4 +178,19 @@ TEST(Errors, ConstantWithWrongDataSize) {
   EXPECT_CONTAINS(qnnc_error([&] { g.add_const("c", {2, 3}, std::vector<float>(5)); }), "'c'");
 }
 
+}  // namespace
+
+namespace {
+// --knob overrides: unknown families and knobs, and values a kernel cannot take, are named.
+TEST(Errors, BadKnobOverridesAreNamed) {
+  using K = std::map<std::string, qnnc::Knobs>;
+  auto check = [](const K &k) { return qnnc_error([&] { qnnc::validate_knob_overrides(k); }); };
+  EXPECT_NE(check({{"conv2d", {{"xtile", 7}}}}).find("unknown knob 'conv2d.xtile'"), std::string::npos);
+  EXPECT_NE(check({{"conv2d", {{"xtile", 7}}}}).find("x_tile"), std::string::npos);  // lists the real ones
+  EXPECT_NE(check({{"conv3d", {{"vec", 8}}}}).find("unknown kernel family 'conv3d'"), std::string::npos);
+  EXPECT_NE(check({{"conv2d_q", {{"group", 3}}}}).find("expected 2|4"), std::string::npos);
+  EXPECT_NE(check({{"conv2d_q", {{"weights_per_byte", 3}}}}).find("expected 1|2|4"), std::string::npos);
+  EXPECT_NE(check({{"conv2d", {{"x_tile", 0}}}}).find("positive"), std::string::npos);
+  EXPECT_NO_THROW(qnnc::validate_knob_overrides(K{{"conv2d_q", {{"bitserial", 1}, {"x_tile", 7}}}, {"dense", {{"o_vectors", 2}}}}));
+}
 }  // namespace
