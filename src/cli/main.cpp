@@ -170,9 +170,13 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       return a.size() >= b.size() && a.compare(a.size() - b.size(), b.size(), b) == 0;
     };
     double bytes8 = 0, nibbles = 0, crumbs = 0, planes = 0;
+    int bs = 0, total = 0;  // integer convolutions: bit-serial ones, all
     for (const auto &st : m["steps"]) {
       std::string d = st.value("describe", "");
-      if (d.rfind("conv2d_q", 0) != 0 && d.rfind("conv2d_bs", 0) != 0) continue;
+      bool serial = d.rfind("conv2d_bs", 0) == 0;
+      if (!serial && d.rfind("conv2d_q", 0) != 0) continue;
+      bs += serial;
+      total++;
       const auto &w = m["values"][st["args"][1]["value"].get<int>()];  // the weights argument
       std::string nm = w.value("name", "");
       double b = w.value("bytes", 0.0);
@@ -183,17 +187,10 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                            {planes, "bit planes"}})
       if (b > 0) parts += (parts.empty() ? "" : ", ") + std::to_string((int)(b / 1e3 + 0.5)) + " kB " + what;
     std::printf("qnnc: stored integer conv weights (packed, padded): %s\n", parts.c_str());
-    if (wb < 8 || ab < 8) {
-      int bs = 0, total = 0;
-      for (const auto &st : m["steps"]) {
-        std::string d = st.value("describe", "");
-        bs += d.rfind("conv2d_bs", 0) == 0;
-        total += d.rfind("conv2d_bs", 0) == 0 || d.rfind("conv2d_q", 0) == 0;
-      }
+    if (wb < 8 || ab < 8)
       std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount), the others "
                   "on the int8 dot-product kernel with %d/%d-bit values%s (--knob conv2d_q.bitserial=0|1 forces it)\n",
                   bs, total, wb, ab, nibbles + crumbs > 0 ? ", weights unpacked from 2 or 4 per byte in registers" : "");
-    }
   }
   if (qf.report) {
     log("qnnc: building the fp32 reference for the accuracy report");

@@ -119,6 +119,13 @@ struct Lowering {
     int64_t N = t.shape[0], K = t.shape[1];
     return {value(v), {{0, K, 1}, {0, 1, K}, {0, 1, K}, {0, N, K}}};
   }
+  // Kernel size, strides, padding and dilation of a convolution node with OIHW weights w.
+  static void set_conv_window(KernelSpec &s, const Node &n, const Value &w) {
+    s.kernel = {w.type.shape[2], w.type.shape[3]};
+    s.stride = n.ints("strides", {1, 1});
+    s.pads = n.ints("pads", {0, 0, 0, 0});
+    s.dilation = n.ints("dilations", {1, 1});
+  }
   void lower_conv2d_q(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
     const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
@@ -128,10 +135,7 @@ struct Lowering {
     }
     const Value &w = g.values[n.inputs[1]];
     int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-    s.kernel = {KH, KW};
-    s.stride = n.ints("strides", {1, 1});
-    s.pads = n.ints("pads", {0, 0, 0, 0});
-    s.dilation = n.ints("dilations", {1, 1});
+    set_conv_window(s, n, w);
     s.residual = n.inputs.size() > 5;
     s.dtype = "u8";
     s.qmax = (int)n.i("qmax", 255);
@@ -147,8 +151,9 @@ struct Lowering {
     // 3-4 bit layers run it only when the knob asks (it lost to the nibble kernel on x86).
     bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
     bitserial_default = bitserial_default && wbits <= 2 && abits <= 2;
+    const int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;  // ReLU clamps at the zero point
     if (!dense && wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
-      lower_conv2d_bitserial(n, st, out, wbits, abits, n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0);
+      lower_conv2d_bitserial(n, st, out, wbits, abits, lo);
       return;
     }
     const int per = conv2d_q_weights_per_byte(s.knobs);
@@ -174,7 +179,6 @@ struct Lowering {
           }
     int wv = new_const(w.name + (per == 4 ? ".crumbs" : per == 2 ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, G}, pk,
                        per > 1 ? DType::u8 : DType::i8);
-    int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
                             (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
     int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
@@ -279,10 +283,7 @@ struct Lowering {
       const Value &w = g.values[n.inputs[1]];
       if (!w.is_const()) throw Error("node '" + n.name + "': convolution weights must be constant");
       int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-      s.kernel = {KH, KW};
-      s.stride = n.ints("strides", {1, 1});
-      s.pads = n.ints("pads", {0, 0, 0, 0});
-      s.dilation = n.ints("dilations", {1, 1});
+      set_conv_window(s, n, w);
       s.residual = n.inputs.size() > 3;
       resolve_knobs(s);
       // OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb), zero-padded, so

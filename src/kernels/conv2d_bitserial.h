@@ -10,8 +10,8 @@
 namespace qnnc {
 
 // Weight bit planes and their coefficients for `weight_bits`: two's complement for 2-4 bits
-// ({1, -2}, {1, 2, -4}, {1, 2, 4, -8}); for 1 bit, w = 2u - 1: one plane u with coefficient 2, and the kernel subtracts
-// the per-pixel sum of the activations.
+// ({1, -2}, {1, 2, -4}, {1, 2, 4, -8}); for 1 bit, w = 2u - 1: one plane u with coefficient 2,
+// and the kernel subtracts the per-pixel sum of the activations.
 std::vector<int> bitserial_plane_coefficients(int weight_bits);
 
 // bitpack: u8 (c, x, y, n) with values < 2^bits -> u32 (word, plane, x, y, n); channels past C

@@ -104,7 +104,8 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
   schedule_register_tile(f.output, f.acc, M, OW, k, 16);
   Var cv = f.acc.args()[0], xv = f.acc.args()[1], yv = f.acc.args()[2], nv = f.acc.args()[3];
-  // Innermost: the 4 input channels of one dot product, then the register tile.
+  // Innermost: the g input channels of one dot product, then the register tile (with packed
+  // weights, the `per_byte` groups of one byte unrolled inside it).
   if (f.per_byte > 1) {
     RVar ryo("ryo"), ryi("ryi");
     f.acc.update()

@@ -18,9 +18,10 @@ struct ConvQFuncs {
 // Arguments, in order: input u8 (c,x,y,n); weights i8 packed (g, cb, Cg, kx, ky, M/cb) where g
 // is the group (4, or 2 on x86 without VNNI) and Cg = ceil(C/g) -- or, with knob
 // weights_per_byte p = 2 (3-4 bit weights) or 4 (1-2 bit weights), u8 (g, cb, ceil(C/(p g)),
-// kx, ky, M/cb), channel group p j + i in bits [i 8/p, (i+1) 8/p) of its byte; bias i32 (M); mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)];
-// qparams i32 (8) = {in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, 0} (res_mult a 22-bit
-// mantissa: the residual rescale runs in 32-bit arithmetic); output u8.
+// kx, ky, M/cb), channel group p j + i in bits [i 8/p, (i+1) 8/p) of its byte; bias i32 (M);
+// mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)]; qparams i32 (8) = {in_zp, out_zp,
+// res_zp, res_mult, res_shift, lo, hi, 0} (res_mult a 22-bit mantissa: the residual rescale runs
+// in 32-bit arithmetic); output u8.
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
 // use i8 x i8 dot products; the lowering adds 128 * sum(w) to the bias); weights_per_byte
 // (weights stored 2 or 4 per byte and unpacked in registers before the dot product).

@@ -44,11 +44,10 @@ class Pool {
     workers_.clear();
     stop_ = false;
     for (int i = 0; i < n - 1; i++) workers_.emplace_back([this] { worker(); });
-    threads_ = n;
   }
 
-  int threads() const { return threads_; }
-  void set_spin(int us) { spin_us_ = std::max(0, us); }
+  // The caller and the workers (workers_ changes only in resize, never during a loop).
+  int threads() const { return (int)workers_.size() + 1; }
 
   int run(void *uc, ParallelTask task, int min, int size, uint8_t *closure) {
     if (size <= 0) return 0;
@@ -71,9 +70,9 @@ class Pool {
     for (int k = 1; done_.load(std::memory_order_acquire) < size; k++) relax(k);
     std::unique_lock<std::mutex> lk(m_);
     open_ = false;
-    while (active_ > 0) {
+    for (int k = 1; active_ > 0; k++) {
       lk.unlock();
-      QNNC_CPU_RELAX();
+      relax(k);
       lk.lock();
     }
     return error_.load();
@@ -107,7 +106,7 @@ class Pool {
     // Guided self-scheduling: claim a chunk of a quarter of the remaining tasks' fair share,
     // so that the shared counters move once per chunk (each move costs a cache-line transfer
     // between cores) while the last chunks stay small enough to balance.
-    const int share = 4 * threads_;
+    const int share = 4 * threads();
     for (;;) {
       int start = next_.load(std::memory_order_relaxed), chunk = 0;
       do {
@@ -162,7 +161,7 @@ class Pool {
   std::vector<std::thread> workers_;
   Job job_;
   bool open_ = false, stop_ = false;
-  int active_ = 0, threads_ = 1;
+  int active_ = 0;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> next_{0}, done_{0}, error_{0}, sleeping_{0}, spin_us_{2000};
 };
@@ -179,6 +178,5 @@ int pool_do_par_for(void *uc, ParallelTask task, int min, int size, uint8_t *clo
 }
 void pool_set_threads(int n) { pool().resize(n); }
 int pool_threads() { return pool().threads(); }
-void pool_set_spin_us(int us) { pool().set_spin(us); }
 
 }  // namespace qnnc

@@ -12,12 +12,9 @@ namespace qnnc {
 using ParallelTask = int (*)(void *user_context, int task_number, uint8_t *closure);
 int pool_do_par_for(void *user_context, ParallelTask task, int min, int size, uint8_t *closure);
 
-// Threads that run a loop, the caller included; <= 0 means all cores. Process-wide.
+// Threads that run a loop, the caller included; <= 0 means all cores. Process-wide. Idle
+// workers poll for 2000 microseconds (or the environment variable QNNC_SPIN_US) before sleeping.
 void pool_set_threads(int n);
 int pool_threads();
-
-// How long idle workers poll before sleeping, in microseconds (default 2000, or the
-// environment variable QNNC_SPIN_US).
-void pool_set_spin_us(int us);
 
 }  // namespace qnnc
