@@ -121,6 +121,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
   auto log = [&](const std::string &s) {
     if (!quiet) say(s);
   };
+  resolve_target(target);  // a bad --target fails before the model is loaded
   BuiltinOptions bo;
   bo.seed = seed;
   bo.log = log;
@@ -150,7 +151,8 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     throw Error("--report compares a quantized module with fp32: add --quantize");
   }
   opt.log = [&](const std::string &s) { log("  " + s); };
-  log("qnnc: compiling " + std::to_string(before) + " nodes for target '" + target + "' (" + host_features_line() + ")");
+  log("qnnc: compiling " + std::to_string(before) + " nodes for target '" + target + "' (" +
+      (target == "host" ? host_features_line() : resolve_target(target).description) + ")");
   CompileSummary s = compile_to_dir(g, opt, out);
   char buf[512];
   std::snprintf(buf, sizeof buf,
@@ -328,6 +330,11 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
   if (!stmt && !asm_) {
     std::printf("module %s: model %s, target %s (%s)\n", dir.c_str(), m.value("model", "").c_str(),
                 m.value("target", "").c_str(), m.value("halide_target", "").c_str());
+    if (m.contains("cpu_features") && m["cpu_features"].is_array()) {
+      std::string need;
+      for (const auto &f : m["cpu_features"]) need += (need.empty() ? "" : " ") + f.get<std::string>();
+      std::printf("needs CPU features: %s\n", need.empty() ? "(baseline)" : need.c_str());
+    }
     std::printf("%-4s %-34s %-42s %s\n", "step", "name", "kernel", "function");
     for (size_t i = 0; i < steps.size(); i++)
       std::printf("%-4zu %-34s %-42s %s\n", i, steps[i]["name"].get<std::string>().c_str(),
@@ -374,7 +381,10 @@ int main(int argc, char **argv) {
   c->add_option("model", model, "ONNX file or builtin:NAME")->required();
   c->add_option("-o,--output", out, "module directory to write")->required();
   c->add_option("--target", target,
-                "host; x86-avx2 (any AVX2 x86-64, no AVX-512: runs here too); rpi4 (Cortex-A72) or rpi5 (Cortex-A76): cross-compiled static bundle")->capture_default_str();
+                "host (kernels use exactly what this CPU has); x86-avx2 (any AVX2 x86-64, no AVX-512); rpi4 (Cortex-A72) or "
+                "rpi5 (Cortex-A76): cross-compiled static bundle; or a Halide target string for another machine, e.g. "
+                "x86-64-linux-avx512_zen4, x86-64-linux-avx512_sapphirerapids, arm-64-linux-arm_dot_prod. A module "
+                "records the CPU features its kernels need and refuses to run where one is missing")->capture_default_str();
   c->add_option("--input-shape", shape, "input shape N,C,H,W (default: the model's, 1,3,224,224 for built-ins)");
   c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
   c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");

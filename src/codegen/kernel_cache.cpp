@@ -25,11 +25,8 @@ std::string cache_dir() {
 }
 
 namespace {
-Halide::Target kernel_target(const TargetInfo &t, const KernelSpec &s) {
-  Halide::Target k = t.halide.with_feature(Halide::Target::NoRuntime);
-  if (s.kind == "conv2d_q" || s.kind == "conv2d_bs")
-    for (auto f : t.int8_features) k = k.with_feature(f);
-  return k;
+Halide::Target kernel_target(const TargetInfo &t, const KernelSpec &) {
+  return t.halide.with_feature(Halide::Target::NoRuntime);
 }
 // Writes through a temporary name and renames, so concurrent compiles never see half a file.
 std::string temp_name(const std::string &path) {

@@ -20,7 +20,7 @@ std::string cache_dir();
 // Function name that spec gets on target: stable across runs.
 std::string kernel_function_name(const KernelSpec &spec, const TargetInfo &target);
 
-// The Halide target a kernel is generated for (the module's target plus per-kind features).
+// The Halide target a kernel is generated for (the module's, without a Halide runtime).
 std::string kernel_target_string(const KernelSpec &spec, const TargetInfo &target);
 
 CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target);

@@ -374,6 +374,7 @@ int64_t write_module_files(const LoweredModule &lm, const Graph &g, const Target
   m["target"] = t.name;
   m["halide_target"] = t.halide.to_string();
   m["target_is_host"] = t.is_host;
+  m["cpu_features"] = t.cpu_features;
   std::ofstream wf(dir + "/weights.bin", std::ios::binary);
   if (!wf) throw Error("cannot write '" + dir + "/weights.bin'");
   int64_t off = 0;

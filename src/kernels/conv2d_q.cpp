@@ -91,7 +91,9 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
   // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
   // vpmaddwd directly; groups of 4 would need horizontal adds after it.
-  bool x86_dot = t.has_feature(Target::AVX512_SapphireRapids) || t.has_feature(Target::AVXVNNI);
+  // Halide 21 emits vpdpbusd from its Zen 4 feature on (Sapphire Rapids and Zen 5 include it).
+  bool x86_dot = t.has_feature(Target::AVX512_Zen4) || t.has_feature(Target::AVX512_Zen5) ||
+                 t.has_feature(Target::AVX512_SapphireRapids);
   k["group"] = t.arch == Target::X86 && !x86_dot ? 2 : 4;
   // There, 4 vectors of 8 channels lost their dense weight loads (Halide gathered the last
   // one) and 3 measured fastest on ResNet-50 (131 ms against 213 ms for 2 and 243 ms for 4).
