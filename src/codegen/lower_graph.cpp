@@ -1,6 +1,7 @@
 #include "codegen/lower_graph.h"
 
 #include <array>
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 #include "codegen/kernel_cache.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_bitserial.h"
+#include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
 
 #include <cstring>
@@ -152,8 +154,12 @@ struct Lowering {
     bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
     bitserial_default = bitserial_default && wbits <= 2 && abits <= 2;
     const int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;  // ReLU clamps at the zero point
+    // ReLU6 and other bounded ReLUs also clamp at the level of their bound.
+    int hi = s.qmax;
+    if (s.relu && s.relu_max > 0 && g.values[out].scale > 0)
+      hi = (int)std::min<double>(s.qmax, std::max<double>(lo, n.i("out_zp", 0) + std::nearbyint(s.relu_max / g.values[out].scale)));
     if (!dense && wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
-      lower_conv2d_bitserial(n, st, out, wbits, abits, lo);
+      lower_conv2d_bitserial(n, st, out, wbits, abits, lo, hi);
       return;
     }
     const int per = conv2d_q_weights_per_byte(s.knobs);
@@ -180,7 +186,7 @@ struct Lowering {
     int wv = new_const(w.name + (per == 4 ? ".crumbs" : per == 2 ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, G}, pk,
                        per > 1 ? DType::u8 : DType::i8);
     std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
-                            (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
+                            (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, hi, 0};
     int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
     int bv = value(n.inputs[2]);
     if (knob(s.knobs, "signed_input", 0)) {
@@ -200,7 +206,7 @@ struct Lowering {
     st.args.push_back(act4(out));
   }
   // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
-  void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo) {
+  void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo, int hi) {
     const Value &w = g.values[n.inputs[1]];
     const auto &x = g.values[n.inputs[0]].type;
     int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
@@ -251,7 +257,7 @@ struct Lowering {
           }
     int wv = new_const(w.name + ".bitplanes", {nb, KH, KW, P, CW, cb}, pk, DType::u32);
     std::vector<int32_t> qp{0, (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0), (int32_t)n.i("res_mult", 0),
-                            (int32_t)n.i("res_shift", 0), lo, s.qmax, 0};
+                            (int32_t)n.i("res_shift", 0), lo, hi, 0};
     int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
     st.args = {{planes, packed({CW, abits, x.shape[3], x.shape[2], x.shape[0]})},
                {wv, packed({cb, CW, P, KW, KH, nb})},
@@ -266,85 +272,159 @@ struct Lowering {
   PlanArg act(int v) { return {value(v), view(v)}; }
   PlanArg flat(int v) { return {value(v), packed({g.values[v].type.numel()})}; }
 
+  void lower_conv2d(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const Value &w = g.values[n.inputs[1]];
+    if (!w.is_const()) throw Error("node '" + n.name + "': convolution weights must be constant");
+    int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+    set_conv_window(s, n, w);
+    s.residual = n.inputs.size() > 3;
+    s.group = n.i("group", 1);
+    if (s.group != 1) {
+      lower_conv2d_grouped(n, st, out);
+      return;
+    }
+    resolve_knobs(s);
+    // OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb), zero-padded, so
+    // a register tile streams its weights contiguously.
+    int64_t cb = conv2d_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
+    std::vector<float> pk(nb * cb * C * KH * KW, 0.f);
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t ky = 0; ky < KH; ky++)
+          for (int64_t kx = 0; kx < KW; kx++)
+            pk[((((m / cb) * KH + ky) * KW + kx) * C + c) * cb + m % cb] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
+    int wv = new_const(w.name + ".packed", {nb, KH, KW, C, cb}, pk);
+    st.args = {act(n.inputs[0]), {wv, packed({cb, C, KW, KH, nb})}, {value(n.inputs[2]), packed({M})}};
+    if (s.residual) st.args.push_back(act(n.inputs[3]));
+    st.args.push_back(act(out));
+  }
+  // Grouped and depthwise convolutions (kernels/conv2d_grouped.h): weights OIHW with I = C / group.
+  void lower_conv2d_grouped(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.kind = "conv2d_grouped";
+    resolve_knobs(s);
+    const Value &w = g.values[n.inputs[1]];
+    int64_t M = w.type.shape[0], Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+    std::vector<float> pk(M * Cg * KH * KW);
+    int wv;
+    if (conv2d_is_depthwise(s)) {
+      // (c, kx, ky), c innermost.
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t ky = 0; ky < KH; ky++)
+          for (int64_t kx = 0; kx < KW; kx++) pk[(ky * KW + kx) * M + m] = (*w.data)[(m * KH + ky) * KW + kx];
+      wv = new_const(w.name + ".dw", {KH, KW, M}, pk);
+      st.args = {act(n.inputs[0]), {wv, packed({M, KW, KH})}};
+    } else {
+      // (co, ci % Cg, kx, ky), co innermost.
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < Cg; c++)
+          for (int64_t ky = 0; ky < KH; ky++)
+            for (int64_t kx = 0; kx < KW; kx++)
+              pk[((ky * KW + kx) * Cg + c) * M + m] = (*w.data)[((m * Cg + c) * KH + ky) * KW + kx];
+      wv = new_const(w.name + ".grouped", {KH, KW, Cg, M}, pk);
+      st.args = {act(n.inputs[0]), {wv, packed({M, Cg, KW, KH})}};
+    }
+    st.args.push_back({value(n.inputs[2]), packed({M})});
+    if (s.residual) st.args.push_back(act(n.inputs[3]));
+    st.args.push_back(act(out));
+  }
+  void lower_dense(const Node &n, PlanStep &st, int out) {
+    const Value &w = g.values[n.inputs[1]];
+    if (!w.is_const()) throw Error("node '" + n.name + "': dense weights must be constant");
+    int64_t M = w.type.shape[0], K = w.type.shape[1];
+    std::vector<float> km(w.data->size());
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t k = 0; k < K; k++) km[k * M + m] = (*w.data)[m * K + k];
+    int wv = new_const(w.name + ".km", {K, M}, km);
+    st.args = {act(n.inputs[0]), {wv, packed({M, K})}, {value(n.inputs[2]), packed({M})}, act(out)};
+  }
+  void lower_quantize(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.scale = n.f("scale", 1.f);
+    s.zero_point = (int)n.i("zero_point", 0);
+    s.qmax = (int)n.i("qmax", 255);
+    if (n.op == "quantize") s.rounding = rounding_of(n);
+    resolve_knobs(s);
+    st.args = {flat(n.inputs[0]), flat(out)};
+  }
+  void lower_global_avgpool_q(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.scale = n.f("scale", 1.f);
+    s.zero_point = (int)n.i("zero_point", 0);
+    s.dtype = "u8";
+    resolve_knobs(s);
+    st.args = {act(n.inputs[0]), act(out)};
+  }
+  void lower_maxpool(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.dtype = g.values[n.inputs[0]].type.dtype == DType::u8 ? "u8" : "f32";
+    s.kernel = n.ints("kernel_shape");
+    s.stride = n.ints("strides", {1, 1});
+    s.pads = n.ints("pads", {0, 0, 0, 0});
+    resolve_knobs(s);
+    st.args = {act(n.inputs[0]), act(out)};
+  }
+  void lower_unary_act(const Node &n, PlanStep &st, int out) {  // global_avgpool, layout
+    st.spec.to_nhwc = n.i("to_nhwc", 1) != 0;
+    resolve_knobs(st.spec);
+    st.args = {act(n.inputs[0]), act(out)};
+  }
+  void lower_add(const Node &n, PlanStep &st, int out) {
+    resolve_knobs(st.spec);
+    st.args = {flat(n.inputs[0]), flat(n.inputs[1]), flat(out)};
+  }
+  void lower_relu(const Node &n, PlanStep &st, int out) {
+    resolve_knobs(st.spec);
+    st.args = {flat(n.inputs[0]), flat(out)};
+  }
+  void lower_scale_shift(const Node &n, PlanStep &st, int out) {
+    resolve_knobs(st.spec);
+    int64_t C = g.values[n.inputs[0]].type.shape[1];
+    st.args = {act(n.inputs[0]), {value(n.inputs[1]), packed({C})}, {value(n.inputs[2]), packed({C})}, act(out)};
+  }
+  void lower_flatten(const Node &n, PlanStep &st, int out) {
+    st.alias = true;
+    int src = value(n.inputs[0]);
+    int dst = value(out);
+    lm.values[dst].alias_of = src;
+  }
+
+  // How each graph op becomes a plan step; a new op registers its lowering here.
+  using LowerFn = void (Lowering::*)(const Node &, PlanStep &, int);
+  static const std::map<std::string, LowerFn> &lowerings() {
+    static const std::map<std::string, LowerFn> table = {
+        {"conv2d", &Lowering::lower_conv2d},
+        {"conv2d_q", &Lowering::lower_conv2d_q},
+        {"dense", &Lowering::lower_dense},
+        {"quantize", &Lowering::lower_quantize},
+        {"dequantize", &Lowering::lower_quantize},
+        {"global_avgpool_q", &Lowering::lower_global_avgpool_q},
+        {"maxpool", &Lowering::lower_maxpool},
+        {"global_avgpool", &Lowering::lower_unary_act},
+        {"layout", &Lowering::lower_unary_act},
+        {"add", &Lowering::lower_add},
+        {"relu", &Lowering::lower_relu},
+        {"scale_shift", &Lowering::lower_scale_shift},
+        {"flatten", &Lowering::lower_flatten},
+    };
+    return table;
+  }
+
   void lower_node(const Node &n) {
     PlanStep st;
     st.name = n.name;
     st.op = n.op;
     KernelSpec &s = st.spec;
     s.kind = n.op;
-    const auto &x = g.values[n.inputs[0]].type;
-    const auto &y = g.values[n.outputs[0]].type;
-    s.in_shape = x.shape;
-    s.out_shape = y.shape;
+    s.in_shape = g.values[n.inputs[0]].type.shape;
+    s.out_shape = g.values[n.outputs[0]].type.shape;
     s.relu = n.i("relu", 0) != 0;
+    s.relu_max = n.f("relu_max", 0.f);
     int out = n.outputs[0];
-    if (n.op != "conv2d" && n.op != "conv2d_q") resolve_knobs(s);  // convs resolve once their kernel is set
-    if (n.op == "conv2d") {
-      const Value &w = g.values[n.inputs[1]];
-      if (!w.is_const()) throw Error("node '" + n.name + "': convolution weights must be constant");
-      int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-      set_conv_window(s, n, w);
-      s.residual = n.inputs.size() > 3;
-      resolve_knobs(s);
-      // OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb), zero-padded, so
-      // a register tile streams its weights contiguously.
-      int64_t cb = conv2d_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
-      std::vector<float> pk(nb * cb * C * KH * KW, 0.f);
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t c = 0; c < C; c++)
-          for (int64_t ky = 0; ky < KH; ky++)
-            for (int64_t kx = 0; kx < KW; kx++)
-              pk[((((m / cb) * KH + ky) * KW + kx) * C + c) * cb + m % cb] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
-      int wv = new_const(w.name + ".packed", {nb, KH, KW, C, cb}, pk);
-      st.args = {act(n.inputs[0]), {wv, packed({cb, C, KW, KH, nb})}, {value(n.inputs[2]), packed({M})}};
-      if (s.residual) st.args.push_back(act(n.inputs[3]));
-      st.args.push_back(act(out));
-    } else if (n.op == "dense") {
-      const Value &w = g.values[n.inputs[1]];
-      if (!w.is_const()) throw Error("node '" + n.name + "': dense weights must be constant");
-      int64_t M = w.type.shape[0], K = w.type.shape[1];
-      std::vector<float> km(w.data->size());
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t k = 0; k < K; k++) km[k * M + m] = (*w.data)[m * K + k];
-      int wv = new_const(w.name + ".km", {K, M}, km);
-      st.args = {act(n.inputs[0]), {wv, packed({M, K})}, {value(n.inputs[2]), packed({M})}, act(out)};
-    } else if (n.op == "conv2d_q") {
-      lower_conv2d_q(n, st, out);
-    } else if (n.op == "quantize" || n.op == "dequantize") {
-      s.scale = n.f("scale", 1.f);
-      s.zero_point = (int)n.i("zero_point", 0);
-      s.qmax = (int)n.i("qmax", 255);
-      if (n.op == "quantize") s.rounding = rounding_of(n);
-      st.args = {flat(n.inputs[0]), flat(out)};
-    } else if (n.op == "global_avgpool_q") {
-      s.scale = n.f("scale", 1.f);
-      s.zero_point = (int)n.i("zero_point", 0);
-      s.dtype = "u8";
-      st.args = {act(n.inputs[0]), act(out)};
-    } else if (n.op == "maxpool") {
-      s.dtype = x.dtype == DType::u8 ? "u8" : "f32";
-      s.kernel = n.ints("kernel_shape");
-      s.stride = n.ints("strides", {1, 1});
-      s.pads = n.ints("pads", {0, 0, 0, 0});
-      st.args = {act(n.inputs[0]), act(out)};
-    } else if (n.op == "global_avgpool" || n.op == "layout") {
-      s.to_nhwc = n.i("to_nhwc", 1) != 0;
-      st.args = {act(n.inputs[0]), act(out)};
-    } else if (n.op == "add") {
-      st.args = {flat(n.inputs[0]), flat(n.inputs[1]), flat(out)};
-    } else if (n.op == "relu") {
-      st.args = {flat(n.inputs[0]), flat(out)};
-    } else if (n.op == "scale_shift") {
-      int64_t C = x.shape[1];
-      st.args = {act(n.inputs[0]), {value(n.inputs[1]), packed({C})}, {value(n.inputs[2]), packed({C})}, act(out)};
-    } else if (n.op == "flatten") {
-      st.alias = true;
-      int src = value(n.inputs[0]);
-      int dst = value(out);
-      lm.values[dst].alias_of = src;
-    } else {
-      throw Error("node '" + n.name + "': no code generator for op '" + n.op + "'");
-    }
+    auto it = lowerings().find(n.op);
+    if (it == lowerings().end()) throw Error("node '" + n.name + "': no code generator for op '" + n.op + "'");
+    (this->*(it->second))(n, st, out);
     for (int v : n.inputs)
       if (!g.values[v].is_const()) st.reads.push_back(value(v));
     for (int v : st.extra_reads) st.reads.push_back(v);

@@ -41,7 +41,7 @@ ConvFuncs define_conv2d(const KernelSpec &s, int cb) {
 
   Expr v = f.conv(co, x, y, n);
   if (s.residual) v += f.residual(co, x, y, n);
-  if (s.relu) v = max(v, 0.f);
+  v = fused_activation(v, s);
   f.output = Func("output");
   f.output(co, x, y, n) = v;
   fix_output(f.output, {M, OW, OH, N});

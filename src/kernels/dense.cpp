@@ -17,7 +17,7 @@ HalideKernel build_dense(const KernelSpec &s, const Knobs &k, const Target &t) {
   Func acc("acc"), out("output");
   acc(o, n) = b(o);
   acc(o, n) += w(o, r) * x(r, n);
-  out(o, n) = s.relu ? max(acc(o, n), 0.f) : acc(o, n);
+  out(o, n) = fused_activation(acc(o, n), s);
   fix_output(out, {M, N});
 
   // Schedule: a block of output features per task, accumulators in registers.

@@ -14,7 +14,7 @@ HalideKernel build_add(const KernelSpec &s, const Knobs &k, const Target &t) {
   Var i("i");
   Func out("output");
   Expr v = a(i) + b(i);
-  out(i) = s.relu ? max(v, 0.f) : v;
+  out(i) = fused_activation(v, s);
   fix_output(out, {total});
   int vec = knob(k, "vec", 8);
   int chunk = knob(k, "chunk", 4096);
@@ -29,7 +29,7 @@ HalideKernel build_relu(const KernelSpec &s, const Knobs &k, const Target &t) {
   ImageParam a = fixed_param(Float(32), "input", {total});
   Var i("i");
   Func out("output");
-  out(i) = max(a(i), 0.f);
+  out(i) = s.relu_max > 0 ? clamp(a(i), 0.f, s.relu_max) : max(a(i), 0.f);
   fix_output(out, {total});
   int vec = knob(k, "vec", 8);
   if (total >= vec) out.vectorize(i, vec, TailStrategy::GuardWithIf);
@@ -44,7 +44,7 @@ HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Target
   Var c("c"), x("x"), y("y"), n("n");
   Func out("output");
   Expr v = in(c, x, y, n) * scale(c) + shift(c);
-  out(c, x, y, n) = s.relu ? max(v, 0.f) : v;
+  out(c, x, y, n) = fused_activation(v, s);
   fix_output(out, {C, W, H, N});
   int vec = knob(k, "vec", 8);
   if (C >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);

@@ -39,6 +39,12 @@ inline std::vector<int64_t> nchw_dims(const std::vector<int64_t> &nchw) {
 
 int knob(const Knobs &k, const std::string &name, int dflt);
 
+// The fused fp32 activation of spec: none, ReLU, or ReLU bounded above (ReLU6).
+inline Halide::Expr fused_activation(Halide::Expr v, const KernelSpec &s) {
+  if (!s.relu) return v;
+  return s.relu_max > 0 ? Halide::clamp(v, 0.f, s.relu_max) : Halide::max(v, 0.f);
+}
+
 inline int64_t numel(const std::vector<int64_t> &shape) {
   int64_t n = 1;
   for (auto d : shape) n *= d;

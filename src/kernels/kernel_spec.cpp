@@ -15,6 +15,8 @@ nlohmann::json KernelSpec::to_json() const {
   j["pads"] = pads;
   j["dilation"] = dilation;
   j["relu"] = relu;
+  if (relu_max > 0) j["relu_max"] = relu_max;  // absent = the default (keeps older signatures)
+  if (group != 1) j["group"] = group;
   j["residual"] = residual;
   j["to_nhwc"] = to_nhwc;
   j["dtype"] = dtype;
@@ -36,6 +38,8 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.pads = j.at("pads").get<std::vector<int64_t>>();
   s.dilation = j.at("dilation").get<std::vector<int64_t>>();
   s.relu = j.at("relu").get<bool>();
+  s.relu_max = j.value("relu_max", 0.f);
+  s.group = j.value("group", (int64_t)1);
   s.residual = j.at("residual").get<bool>();
   s.to_nhwc = j.at("to_nhwc").get<bool>();
   s.dtype = j.value("dtype", std::string("f32"));
@@ -60,7 +64,8 @@ std::string KernelSpec::describe() const {
   if (dtype != "f32" || kind == "conv2d_q") os << " " << (kind == "conv2d_q" ? "u8*i8" : dtype);
   if (rounding != "upward") os << " [" << rounding << "]";
   if (residual) os << " +residual";
-  if (relu) os << " +relu";
+  if (group != 1) os << (group == in_shape[1] && group == out_shape[1] ? " depthwise" : " groups=" + std::to_string(group));
+  if (relu) os << (relu_max > 0 ? " +relu" + std::to_string((int)relu_max) : " +relu");
   return os.str();
 }
 

@@ -24,6 +24,9 @@ struct KernelSpec {
   std::vector<int64_t> pads{0, 0, 0, 0};  // top,left,bottom,right
   std::vector<int64_t> dilation{1, 1};
   bool relu = false;
+  float relu_max = 0;               // with relu: also min(x, relu_max) when > 0 (ReLU6 = Clip(0, 6))
+  int64_t group = 1;                // convolutions: input and output channels split into `group`
+                                    // independent convolutions (group = channels: depthwise)
   bool residual = false;            // conv2d adds a same-shaped tensor before the activation
   bool to_nhwc = true;              // layout: direction of the transpose
   std::string dtype = "f32";        // element type of the activations read (f32 or u8)

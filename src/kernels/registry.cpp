@@ -3,6 +3,7 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_bitserial.h"
+#include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
 #include "kernels/families.h"
 #include "ir/graph.h"
@@ -46,7 +47,7 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
   convq["group"] = {2, 4};
   convq["weights_per_byte"] = {1, 2, 4};
   const std::map<std::string, Allowed> families{
-      {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
+      {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"conv2d_grouped", {{"vec", {}}, {"x_tile", {}}}}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
       {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
       {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}}};
@@ -79,6 +80,7 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
 
 Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d") return conv2d_default_knobs(s, t);
+  if (s.kind == "conv2d_grouped") return conv2d_grouped_default_knobs(s, t);
   if (s.kind == "conv2d_q") return conv2d_q_default_knobs(s, t);
   if (s.kind == "conv2d_bs") {
     Knobs k = conv2d_q_default_knobs(s, t);
@@ -93,36 +95,56 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   return k;
 }
 
+namespace {
+
+HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) {
+  ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k));
+  schedule_conv2d(f, s, k, t);
+  std::vector<Argument> args{f.input, f.weights, f.bias};
+  if (s.residual) args.push_back(f.residual);
+  return {Pipeline(f.output), args};
+}
+
+HalideKernel build_conv2d_q(const KernelSpec &s, const Knobs &k, const Target &t) {
+  ConvQFuncs f = define_conv2d_q(s, conv2d_q_channel_block(s, k));
+  schedule_conv2d_q(f, s, k, t);
+  std::vector<Argument> args{f.input, f.weights, f.bias, f.mult, f.shift};
+  if (s.residual) args.push_back(f.residual);
+  args.push_back(f.qparams);
+  return {Pipeline(f.output), args};
+}
+
+// Each kernel kind's builder (algorithm + schedule); a new family registers here.
+using Builder = HalideKernel (*)(const KernelSpec &, const Knobs &, const Target &);
+const std::map<std::string, Builder> &builders() {
+  static const std::map<std::string, Builder> table = {
+      {"conv2d", build_conv2d},
+      {"conv2d_q", build_conv2d_q},
+      {"conv2d_grouped", build_conv2d_grouped},
+      {"bitpack", build_bitpack},
+      {"conv2d_bs", build_conv2d_bitserial},
+      {"quantize", build_quantize},
+      {"dequantize", build_dequantize},
+      {"dense", build_dense},
+      {"maxpool", build_maxpool},
+      {"global_avgpool", build_global_avgpool},
+      {"global_avgpool_q", build_global_avgpool},
+      {"add", build_add},
+      {"relu", build_relu},
+      {"scale_shift", build_scale_shift},
+      {"layout", build_layout},
+  };
+  return table;
+}
+
+}  // namespace
+
 HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
   Knobs k = default_knobs(s, t);
   for (const auto &[name, v] : s.knobs) k[name] = v;
-  if (s.kind == "conv2d") {
-    ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k));
-    schedule_conv2d(f, s, k, t);
-    std::vector<Argument> args{f.input, f.weights, f.bias};
-    if (s.residual) args.push_back(f.residual);
-    return {Pipeline(f.output), args};
-  }
-  if (s.kind == "conv2d_q") {
-    ConvQFuncs f = define_conv2d_q(s, conv2d_q_channel_block(s, k));
-    schedule_conv2d_q(f, s, k, t);
-    std::vector<Argument> args{f.input, f.weights, f.bias, f.mult, f.shift};
-    if (s.residual) args.push_back(f.residual);
-    args.push_back(f.qparams);
-    return {Pipeline(f.output), args};
-  }
-  if (s.kind == "bitpack") return build_bitpack(s, k, t);
-  if (s.kind == "conv2d_bs") return build_conv2d_bitserial(s, k, t);
-  if (s.kind == "quantize") return build_quantize(s, k, t);
-  if (s.kind == "dequantize") return build_dequantize(s, k, t);
-  if (s.kind == "dense") return build_dense(s, k, t);
-  if (s.kind == "maxpool") return build_maxpool(s, k, t);
-  if (s.kind == "global_avgpool" || s.kind == "global_avgpool_q") return build_global_avgpool(s, k, t);
-  if (s.kind == "add") return build_add(s, k, t);
-  if (s.kind == "relu") return build_relu(s, k, t);
-  if (s.kind == "scale_shift") return build_scale_shift(s, k, t);
-  if (s.kind == "layout") return build_layout(s, k, t);
-  throw Error("no kernel family for '" + s.kind + "'");
+  auto it = builders().find(s.kind);
+  if (it == builders().end()) throw Error("no kernel family for '" + s.kind + "'");
+  return it->second(s, k, t);
 }
 
 }  // namespace qnnc

@@ -60,6 +60,17 @@ void rename_to_families(Graph &g) {
       n.op = "add";
     } else if (n.op == "Relu") {
       n.op = "relu";
+    } else if (n.op == "Clip") {
+      // Clip(0, m) is a ReLU bounded at m (ReLU6 for m = 6); other bounds have no kernel.
+      float lo = n.f("min", 0.f), hi = n.f("max", 0.f);
+      if (lo != 0.f)
+        throw Error("node '" + n.name + "' (Clip): only Clip(0, max) (ReLU, ReLU6) is supported, got min " +
+                    std::to_string(lo));
+      if (!(hi > 0.f))
+        throw Error("node '" + n.name + "' (Clip): max must be positive, got " + std::to_string(hi));
+      n.op = "relu";
+      n.attrs.clear();
+      if (std::isfinite(hi)) n.set_f("relu_max", hi);
     } else if (n.op == "AveragePool") {
       throw Error("node '" + n.name + "' (AveragePool): windowed average pooling has no kernel yet");
     } else if (n.op == "BatchNormalization") {
@@ -108,6 +119,7 @@ void fuse_relus(Graph &g) {
     const std::string &op = prod.op;
     if ((op != "conv2d" && op != "dense" && op != "add" && op != "scale_shift") || prod.i("relu", 0)) continue;
     prod.set_i("relu", 1);
+    if (r.f("relu_max", 0.f) > 0) prod.set_f("relu_max", r.f("relu_max", 0.f));
     prod.outputs = r.outputs;
     for (int o : prod.outputs) g.values[o].producer = p;
     r.op.clear();

@@ -169,11 +169,17 @@ struct Rewriter {
       if (n.op == "conv2d") {
         bool first = !seen_conv;
         seen_conv = true;
-        if (!skipped(n, first)) {
+        if (n.i("group", 1) != 1) {
+          sum.kept_fp32++;
+          sum.kept_reasons["grouped/depthwise convolution (no integer kernel yet)"]++;
+        } else if (!skipped(n, first)) {
           quantize_conv(n);
           continue;
+        } else {
+          sum.kept_fp32++;
+          sum.kept_reasons[first && cfg.skip_first_conv ? "first convolution (--quantize-first-conv to quantize it)"
+                                                         : "skipped by --skip-layer"]++;
         }
-        sum.kept_fp32++;
       } else if (n.op == "maxpool" && (g.values[n.inputs[0]].type.dtype == DType::u8 || qtwin.count(n.inputs[0]))) {
         // Max commutes with a monotonic quantization: pool the integers, keep the scale.
         int x = as_int(n.inputs[0]);
@@ -194,6 +200,7 @@ struct Rewriter {
           continue;
         }
         sum.kept_fp32++;
+        sum.kept_reasons[cfg.skip_dense ? "dense layer (--quantize-dense to quantize it)" : "skipped by --skip-layer"]++;
       }
       for (auto &v : n.inputs)
         if (!g.values[v].is_const()) v = as_float(v);

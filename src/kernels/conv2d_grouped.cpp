@@ -1,0 +1,116 @@
+#include "kernels/conv2d_grouped.h"
+
+#include <algorithm>
+
+using namespace Halide;
+
+namespace qnnc {
+
+bool conv2d_is_depthwise(const KernelSpec &s) {
+  return s.group > 1 && s.group == s.in_shape[1] && s.group == s.out_shape[1];
+}
+
+Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
+  const int64_t OW = s.out_shape[3];
+  int vec = t.natural_vector_size<float>();
+  // Accumulators: x_tile vectors; up to 8 (16 with AVX-512's 32 registers), dividing OW if it can.
+  int max_x = t.has_feature(Target::AVX512) ? 8 : 4, xt = 1;
+  for (int c = max_x; c >= 1; c--)
+    if (OW % c == 0) {
+      xt = c;
+      break;
+    }
+  if (xt == 1) xt = (int)std::min<int64_t>(max_x, OW);
+  return {{"vec", vec}, {"x_tile", xt}};
+}
+
+HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
+  const int64_t KH = s.kernel[0], KW = s.kernel[1], G = s.group, Cg = C / G, Mg = M / G;
+  const bool dw = conv2d_is_depthwise(s);
+  ImageParam input = fixed_param(Float(32), "input", {C, W, H, N});
+  ImageParam weights = dw ? fixed_param(Float(32), "weights", {C, KW, KH})
+                          : fixed_param(Float(32), "weights", {M, Cg, KW, KH});
+  ImageParam bias = fixed_param(Float(32), "bias", {M});
+  ImageParam residual;
+  if (s.residual) residual = fixed_param(Float(32), "residual", {M, OW, OH, N});
+
+  Var c("c"), x("x"), y("y"), n("n");
+  bool pad = s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3];
+  Func padded("padded");
+  if (pad)
+    padded(c, x, y, n) = BoundaryConditions::constant_exterior(
+        input, 0.f, {Range(), Range(0, (int)W), Range(0, (int)H), Range()})(c, x, y, n);
+  else
+    padded(c, x, y, n) = input(c, x, y, n);
+
+  const int vec = std::max(1, knob(k, "vec", 8));
+  const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
+  Func out("output");
+  Func acc("acc");
+  if (dw) {
+    RDom r(0, (int)KW, 0, (int)KH, "r");
+    Expr ix = x * (int)s.stride[1] + r.x * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.y * (int)s.dilation[0] - (int)s.pads[0];
+    acc(c, x, y, n) = bias(c);
+    acc(c, x, y, n) += weights(c, r.x, r.y) * padded(c, ix, iy, n);
+    Expr v = acc(c, x, y, n);
+    if (s.residual) v += residual(c, x, y, n);
+    out(c, x, y, n) = fused_activation(v, s);
+    fix_output(out, {M, OW, OH, N});
+
+    // Schedule: tasks are (row, channel block); inside, x_tile columns of one channel vector
+    // accumulate in registers over the window's taps.
+    const int vw = (int)std::min<int64_t>(vec, M);
+    Var co("co"), ci("ci"), xo("xo"), xi("xi");
+    TailStrategy ctail = M % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards;
+    out.split(c, co, ci, vw, ctail)
+        .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
+        .reorder(ci, xi, xo, co, y, n)
+        .vectorize(ci)
+        .unroll(xi)
+        .fuse(y, n, y)
+        .parallel(y);
+    acc.compute_at(out, xo).vectorize(c).unroll(x);
+    acc.update().reorder(c, x, r.x, r.y).vectorize(c).unroll(x).unroll(r.x);
+    if (pad) {
+      // The padded copy per row band: every input row is read by KH output rows.
+      padded.compute_root().parallel(padded.args()[2]);
+      if (C >= vec) padded.vectorize(padded.args()[0], vec, TailStrategy::GuardWithIf);
+    }
+  } else {
+    // acc(m, gi, x, y, n): output channel gi * Mg + m.
+    Var m("m"), gi("gi");
+    RDom r(0, (int)Cg, 0, (int)KW, 0, (int)KH, "r");
+    Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
+    acc(m, gi, x, y, n) = bias(gi * (int)Mg + m);
+    acc(m, gi, x, y, n) += weights(gi * (int)Mg + m, r.x, r.y, r.z) * padded(gi * (int)Cg + r.x, ix, iy, n);
+    Expr v = acc(c % (int)Mg, c / (int)Mg, x, y, n);
+    if (s.residual) v += residual(c, x, y, n);
+    out(c, x, y, n) = fused_activation(v, s);
+    fix_output(out, {M, OW, OH, N});
+
+    const int vw = (int)std::min<int64_t>(vec, Mg);
+    Var g("g"), mi("mi"), xo("xo"), xi("xi");
+    out.split(c, g, mi, (int)Mg)
+        .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
+        .reorder(mi, xi, g, xo, y, n)
+        .vectorize(mi, vw, TailStrategy::GuardWithIf)
+        .unroll(xi)
+        .fuse(y, n, y)
+        .parallel(y);
+    acc.compute_at(out, g).vectorize(m, vw, TailStrategy::GuardWithIf).unroll(x);
+    acc.update().reorder(m, x, r.x, r.y, r.z).vectorize(m, vw, TailStrategy::GuardWithIf).unroll(x);
+    if (pad) {
+      padded.compute_root().parallel(padded.args()[2]);
+      if (C >= vec) padded.vectorize(padded.args()[0], vec, TailStrategy::GuardWithIf);
+    }
+  }
+  std::vector<Argument> args{input, weights, bias};
+  if (s.residual) args.push_back(residual);
+  return {Pipeline(out), args};
+}
+
+}  // namespace qnnc

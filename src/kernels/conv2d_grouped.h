@@ -1,0 +1,24 @@
+// fp32 grouped convolution (spec.group > 1) over NHWC activations, with the fp32 convolution's
+// epilogue (bias, residual add, ReLU / ReLU6). Two algorithms share the family:
+//  - depthwise (one input and one output channel per group): memory-bound, so channels sit in
+//    the vector lanes, a tile of output columns is kept in registers and every tap is one
+//    vector load of the input and one of the weights;
+//  - grouped (Cg input, Mg output channels per group): a group's output channels are the
+//    vector lanes and each reduction step broadcasts one input value, like the dense register
+//    tile, so no lane gathers from another group.
+// Weights (packed by lowering): depthwise (c, kx, ky); grouped (co, ci % Cg, kx, ky), co innermost.
+#pragma once
+#include "kernels/halide_kernel.h"
+
+namespace qnnc {
+
+// True when spec is depthwise (channels = groups on both sides).
+bool conv2d_is_depthwise(const KernelSpec &s);
+
+// Knobs: vec (channel lanes), x_tile (output columns per task's register block).
+Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t);
+
+// Arguments: input, weights, bias, [residual]; output last.
+HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+
+}  // namespace qnnc

@@ -1,0 +1,148 @@
+// Grouped and depthwise fp32 convolutions (kernels/conv2d_grouped) against a naive grouped
+// reference written here: depthwise with odd channel counts around the vector width, stride 2,
+// padding, dilation, 1x1..5x5 kernels, a channel multiplier, groups whose channels do not fill
+// a vector, batch 2, and the fused epilogues (folded batch norm, ReLU, ReLU6 from Clip(0, 6),
+// residual add).
+#include <gtest/gtest.h>
+
+#include "reference.h"
+
+namespace {
+
+using qnnc::Tensor;
+using ref::Shape;
+
+// y[n, m] = b[m] + sum over the group's channels; x [N,C,H,W], w [M, C/G, KH, KW].
+Tensor grouped_conv(const Tensor &x, const std::vector<float> &w, const Shape &ws, const std::vector<float> &b,
+                    int64_t G, int64_t stride, int64_t pad, int64_t dil) {
+  const int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  const int64_t M = ws[0], Cg = ws[1], KH = ws[2], KW = ws[3], Mg = M / G;
+  const int64_t OH = (H + 2 * pad - dil * (KH - 1) - 1) / stride + 1, OW = (W + 2 * pad - dil * (KW - 1) - 1) / stride + 1;
+  Tensor y{{N, M, OH, OW}, std::vector<float>((size_t)(N * M * OH * OW))};
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t oy = 0; oy < OH; oy++)
+        for (int64_t ox = 0; ox < OW; ox++) {
+          double acc = b[m];
+          int64_t g = m / Mg;
+          for (int64_t c = 0; c < Cg; c++)
+            for (int64_t ky = 0; ky < KH; ky++)
+              for (int64_t kx = 0; kx < KW; kx++) {
+                int64_t iy = oy * stride + ky * dil - pad, ix = ox * stride + kx * dil - pad;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                acc += (double)w[((m * Cg + c) * KH + ky) * KW + kx] * ref::at4(x, n, g * Cg + c, iy, ix);
+              }
+          y.data[((n * M + m) * OH + oy) * OW + ox] = (float)acc;
+        }
+  (void)C;
+  return y;
+}
+
+enum class Tail { None, Relu, Relu6, BNRelu6, Residual };
+
+struct GCase {
+  int64_t N, C, H, W, M, G, K, stride, pad, dil;
+  Tail tail = Tail::None;
+  std::string name() const {
+    static const char *tails[] = {"", "_relu", "_relu6", "_bn_relu6", "_res"};
+    return "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" + std::to_string(W) +
+           "_m" + std::to_string(M) + "_g" + std::to_string(G) + "_k" + std::to_string(K) + "_s" +
+           std::to_string(stride) + "_p" + std::to_string(pad) + "_d" + std::to_string(dil) + tails[(int)tail];
+  }
+};
+
+class GroupedConv : public ::testing::TestWithParam<GCase> {};
+
+TEST_P(GroupedConv, MatchesReference) {
+  const GCase c = GetParam();
+  ref::Rng rng(1000 + c.C * 31 + c.M * 7 + c.G);
+  Shape ws{c.M, c.C / c.G, c.K, c.K};
+  std::vector<float> w = ref::randn(ref::numel(ws), rng, 0.5f), b = ref::randn(c.M, rng, 0.2f);
+  Tensor x = ref::random_tensor({c.N, c.C, c.H, c.W}, rng);
+
+  ref::GraphBuilder gb;
+  int xi = gb.input("x", x.shape);
+  int y = gb.node("Conv", {xi, gb.constant("w", ws, w), gb.constant("b", {c.M}, b)}, [&](qnnc::Node &n) {
+    n.set_ints("strides", {c.stride, c.stride});
+    n.set_ints("pads", {c.pad, c.pad, c.pad, c.pad});
+    n.set_ints("dilations", {c.dil, c.dil});
+    n.set_ints("kernel_shape", {c.K, c.K});
+    n.set_i("group", c.G);
+  });
+  Tensor want = grouped_conv(x, w, ws, b, c.G, c.stride, c.pad, c.dil);
+  Tensor r;
+  std::vector<float> gamma, beta, mean, var;
+  if (c.tail == Tail::BNRelu6) {
+    gamma = ref::randn(c.M, rng, 0.3f), beta = ref::randn(c.M, rng, 0.3f), mean = ref::randn(c.M, rng, 0.3f);
+    var = ref::randn(c.M, rng, 0.3f);
+    for (auto &v : var) v = v * v + 0.5f;
+    for (auto &g : gamma) g += 1.f;
+    y = gb.batchnorm(y, gamma, beta, mean, var, 1e-5f);
+    want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
+  }
+  if (c.tail == Tail::Residual) {
+    r = ref::random_tensor(want.shape, rng);
+    y = gb.node("Add", {y, gb.input("r", r.shape)});
+    want = ref::add(want, r);
+  }
+  if (c.tail == Tail::Relu) {
+    y = gb.node("Relu", {y});
+    want = ref::relu(want);
+  }
+  if (c.tail == Tail::Relu6 || c.tail == Tail::BNRelu6) {
+    y = gb.node("Clip", {y}, [](qnnc::Node &n) {
+      n.set_f("min", 0.f);
+      n.set_f("max", 6.f);
+    });
+    for (auto &v : want.data) v = std::min(std::max(v, 0.f), 6.f);
+  }
+  gb.output(y);
+  qnnc::Module m = ref::compile(gb.finish());
+  // The activation is fused: one kernel step, grouped.
+  auto ops = ref::step_ops(m);
+  EXPECT_EQ(ref::count(ops, "relu"), 0);
+  EXPECT_EQ(ref::count(ops, "add"), 0);
+  std::vector<Tensor> in{x};
+  if (c.tail == Tail::Residual) in.push_back(r);
+  EXPECT_TRUE(ref::Close(m.run(in)[0], want, 1e-5)) << c.name();
+}
+
+const GCase kCases[] = {
+    // depthwise
+    {1, 3, 9, 11, 3, 3, 3, 1, 1, 1},
+    {1, 7, 8, 8, 7, 7, 3, 2, 1, 1, Tail::Relu6},
+    {2, 13, 10, 7, 13, 13, 5, 1, 2, 1, Tail::Relu},
+    {1, 32, 14, 14, 32, 32, 3, 1, 1, 1, Tail::BNRelu6},
+    {1, 33, 9, 9, 33, 33, 3, 2, 1, 1},
+    {1, 17, 12, 12, 17, 17, 3, 1, 2, 2},
+    {1, 24, 6, 6, 24, 24, 1, 1, 0, 1, Tail::Residual},
+    {1, 40, 7, 7, 40, 40, 7, 1, 3, 1},
+    // channel multiplier 2 (C = G, M = 2G)
+    {1, 8, 7, 7, 16, 8, 3, 1, 1, 1, Tail::Relu},
+    // grouped: channels per group 4 (ResNeXt's 32x4d), 3 in / 5 out, 16, and a stride-2 one
+    {1, 32, 8, 8, 32, 8, 3, 1, 1, 1, Tail::Relu},
+    {2, 9, 6, 5, 15, 3, 3, 2, 1, 1},
+    {1, 32, 6, 6, 64, 2, 3, 1, 1, 1, Tail::Residual},
+    {1, 24, 9, 9, 24, 3, 1, 1, 0, 1},
+};
+
+INSTANTIATE_TEST_SUITE_P(Grouped, GroupedConv, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<GCase> &i) { return i.param.name(); });
+
+// A standalone Clip(0, 6) (its producer is not a kernel it can fuse into) runs as a bounded ReLU.
+TEST(Clip, StandaloneRelu6) {
+  ref::GraphBuilder gb;
+  int x = gb.input("x", {2, 19});
+  gb.output(gb.node("Clip", {x}, [](qnnc::Node &n) {
+    n.set_f("min", 0.f);
+    n.set_f("max", 6.f);
+  }));
+  qnnc::Module m = ref::compile(gb.finish());
+  Tensor in = qnnc::random_tensor({2, 19}, 3);
+  for (auto &v : in.data) v *= 8;
+  Tensor want = in;
+  for (auto &v : want.data) v = std::min(std::max(v, 0.f), 6.f);
+  EXPECT_TRUE(ref::Close(m.run({in})[0], want, 0.0));
+}
+
+}  // namespace
