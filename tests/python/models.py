@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torchvision
 
-TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50")
+TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "resnext50_32x4d",
+                      "mobilenet_v2", "regnet_x_400mf", "regnet_x_1_6gf")
 
 
 def add_model_args(p) -> None:
@@ -42,7 +43,7 @@ def reestimate_batchnorm(model: torch.nn.Module, size: int, batches: int = 4,
 
 def make_torchvision(name: str, seed: int = 0, size: int = 224,
                      reestimate_bn: bool = True) -> torch.nn.Module:
-    """Return an eval-mode torchvision ResNet with weights drawn from torch.manual_seed(seed)."""
+    """Return an eval-mode torchvision model with weights drawn from torch.manual_seed(seed)."""
     if name not in TORCHVISION_MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(TORCHVISION_MODELS)}")
     torch.manual_seed(seed)
