@@ -30,7 +30,10 @@ constexpr int64_t kMinOpset = 7, kMaxOpset = 21;
 // the shape arithmetic downstream (products, dilated kernel extents) far from int64 overflow.
 constexpr int64_t kMaxDim = INT32_MAX;
 
-std::string quote(const std::string &s) { return "'" + s + "'"; }
+// A name read from the model, quoted and escaped for a message (see printable()).
+std::string quote(const std::string &s) { return "'" + printable(s) + "'"; }
+// The model's path or label, quoted and escaped but not shortened.
+std::string quote_path(const std::string &s) { return "'" + printable(s, std::string::npos) + "'"; }
 
 std::string shape_str(const std::vector<int64_t> &s) {
   std::ostringstream os;
@@ -64,9 +67,9 @@ int64_t checked_product(const std::vector<int64_t> &dims) {
 // Number of elements of a tensor with the given dims, which must not be zero.
 int64_t element_count(const std::vector<int64_t> &dims, const std::string &name) {
   int64_t n = checked_product(dims);
-  if (n < 0) throw Error("tensor '" + name + "' has an invalid shape " + shape_str(dims));
+  if (n < 0) throw Error("tensor '" + printable(name) + "' has an invalid shape " + shape_str(dims));
   if (n == 0)
-    throw Error("tensor '" + name + "' of shape " + shape_str(dims) +
+    throw Error("tensor '" + printable(name) + "' of shape " + shape_str(dims) +
                 " is empty; qnnc does not support empty tensors");
   return n;
 }
@@ -76,14 +79,14 @@ int64_t element_count(const std::vector<int64_t> &dims, const std::string &name)
 const unsigned char *raw_elements(const onnx::TensorProto &t, const std::string &name, int64_t n,
                                   size_t elem_bytes, const std::vector<int64_t> &dims) {
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
-    throw Error("tensor '" + name +
+    throw Error("tensor '" + printable(name) +
                 "' keeps its data in an external file; qnnc needs the weights "
                 "stored inside the model file");
   if (!t.has_raw_data()) return nullptr;
   const std::string &raw = t.raw_data();
   if (raw.size() % elem_bytes != 0 ||
       static_cast<uint64_t>(raw.size() / elem_bytes) != static_cast<uint64_t>(n))
-    throw Error("tensor '" + name + "' has " + std::to_string(raw.size()) + " bytes of data, but its shape " +
+    throw Error("tensor '" + printable(name) + "' has " + std::to_string(raw.size()) + " bytes of data, but its shape " +
                 shape_str(dims) + " needs " + std::to_string(n) + " elements of " +
                 std::to_string(elem_bytes) + " bytes");
   return reinterpret_cast<const unsigned char *>(raw.data());
@@ -92,7 +95,7 @@ const unsigned char *raw_elements(const onnx::TensorProto &t, const std::string 
 void check_value_count(int64_t have, int64_t want, const std::string &name,
                        const std::vector<int64_t> &dims) {
   if (have != want)
-    throw Error("tensor '" + name + "' has " + std::to_string(have) + " values, but its shape " +
+    throw Error("tensor '" + printable(name) + "' has " + std::to_string(have) + " values, but its shape " +
                 shape_str(dims) + " needs " + std::to_string(want));
 }
 
@@ -145,7 +148,7 @@ class NodeRef {
   const std::string &domain() const { return p_.domain(); }
 
   [[noreturn]] void fail(const std::string &msg) const {
-    throw Error("node '" + name_ + "' (" + op() + "): " + msg);
+    throw Error("node '" + printable(name_) + "' (" + printable(op()) + "): " + msg);
   }
 
   // The k-th input or output name; empty when absent (ONNX writes "" for an omitted optional).
@@ -243,7 +246,7 @@ class Importer {
 
   [[noreturn]] void fail_at(const NodeRef *n, const std::string &msg) const {
     if (n) n->fail(msg);
-    throw Error(quote(what_) + ": " + msg);
+    throw Error(quote_path(what_) + ": " + msg);
   }
 
   void collect_names();
@@ -353,11 +356,11 @@ void Importer::collect_names() {
 
 void Importer::add_initializers() {
   if (gp_.sparse_initializer_size() > 0)
-    throw Error(quote(what_) + ": sparse initializers are not supported");
+    throw Error(quote_path(what_) + ": sparse initializers are not supported");
   for (const auto &t : gp_.initializer()) {
-    if (t.name().empty()) throw Error(quote(what_) + ": an initializer has no name");
+    if (t.name().empty()) throw Error(quote_path(what_) + ": an initializer has no name");
     if (!tensors_.emplace(t.name(), &t).second)
-      throw Error(quote(what_) + ": initializer '" + t.name() + "' is defined twice");
+      throw Error(quote_path(what_) + ": initializer '" + printable(t.name()) + "' is defined twice");
   }
 }
 
@@ -372,20 +375,22 @@ void Importer::add_input() {
     listed += (listed.empty() ? "" : ", ") + quote(vi.name());
   }
   if (ins.size() != 1)
-    throw Error(quote(what_) + ": qnnc expects exactly one (image) input, the model has " +
+    throw Error(quote_path(what_) + ": qnnc expects exactly one (image) input, the model has " +
                 std::to_string(ins.size()) + (ins.empty() ? "" : " (" + listed + ")"));
   const onnx::ValueInfoProto &vi = *ins[0];
-  if (vi.name().empty()) throw Error(quote(what_) + ": the model input has no name");
-  if (!vi.type().has_tensor_type()) throw Error(quote(what_) + ": input '" + vi.name() + "' is not a tensor");
+  if (vi.name().empty()) throw Error(quote_path(what_) + ": the model input has no name");
+  if (!vi.type().has_tensor_type()) throw Error(quote_path(what_) + ": input '" + printable(vi.name()) + "' is not a tensor");
   int32_t elem = vi.type().tensor_type().elem_type();
   if (elem != onnx::TensorProto::FLOAT)
-    throw Error(quote(what_) + ": input '" + vi.name() + "' has element type " + onnx_dtype_name(elem) +
+    throw Error(quote_path(what_) + ": input '" + printable(vi.name()) + "' has element type " + onnx_dtype_name(elem) +
                 "; qnnc only supports FLOAT inputs");
 
   TensorType t;
   t.shape = input_dims(vi);
-  if (checked_product(t.shape) < 0)
-    throw Error(quote(what_) + ": input '" + vi.name() + "' shape " + shape_str(t.shape) + " is too large");
+  const int64_t count = checked_product(t.shape);
+  if (count < 0 || count > INT32_MAX)
+    throw Error(quote_path(what_) + ": input '" + printable(vi.name()) + "' shape " + shape_str(t.shape) +
+                " is too large (at most " + std::to_string(INT32_MAX) + " elements)");
   if (t.shape.size() == 4) t.layout = Layout::NCHW;
   int v = g_.add_value(vi.name(), t);
   vals_[vi.name()] = v;
@@ -395,7 +400,7 @@ void Importer::add_input() {
 // Input shape: the override when given, else the declared one with a symbolic batch set to 1.
 std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const {
   const auto &tt = vi.type().tensor_type();
-  const std::string who = quote(what_) + ": input '" + vi.name() + "'";
+  const std::string who = quote_path(what_) + ": input '" + printable(vi.name()) + "'";
   if (!input_shape_.empty()) {
     for (int64_t d : input_shape_)
       if (d <= 0 || d > kMaxDim)
@@ -417,7 +422,7 @@ std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const 
     } else if (k == 0) {
       dims.push_back(1);  // symbolic batch: compile for one image
     } else {
-      std::string sym = d.has_dim_param() ? " ('" + d.dim_param() + "')" : "";
+      std::string sym = d.has_dim_param() ? " ('" + printable(d.dim_param()) + "')" : "";
       throw Error(who + " has a symbolic dimension" + sym + " at axis " + std::to_string(k) +
                   "; pass --input-shape, e.g. --input-shape 1,3,224,224");
     }
@@ -426,26 +431,26 @@ std::vector<int64_t> Importer::input_dims(const onnx::ValueInfoProto &vi) const 
 }
 
 void Importer::add_outputs() {
-  if (gp_.output_size() == 0) throw Error(quote(what_) + ": the graph has no outputs");
+  if (gp_.output_size() == 0) throw Error(quote_path(what_) + ": the graph has no outputs");
   for (const auto &vi : gp_.output()) {
     const std::string &name = vi.name();
     auto u = unavailable_.find(name);
     if (u != unavailable_.end())
-      throw Error(quote(what_) + ": graph output '" + name + "' is " + u->second +
+      throw Error(quote_path(what_) + ": graph output '" + printable(name) + "' is " + u->second +
                   ", which qnnc does not compute");
     if (!vals_.count(name) && !tensors_.count(name))
-      throw Error(quote(what_) + ": graph output '" + name + "' is not produced by any node");
+      throw Error(quote_path(what_) + ": graph output '" + printable(name) + "' is not produced by any node");
     g_.outputs.push_back(value(nullptr, name));
   }
 }
 
 void Importer::lower(const NodeRef &n) {
   if (!n.domain().empty() && n.domain() != "ai.onnx")
-    throw Error("operator '" + n.op() + "' (node '" + n.name() + "') is from domain '" + n.domain() +
+    throw Error("operator '" + printable(n.op()) + "' (node '" + printable(n.name()) + "') is from domain '" + printable(n.domain()) +
                 "'; qnnc only supports the default ONNX domain");
   auto it = lowerings().find(n.op());
   if (it == lowerings().end())
-    throw Error("unsupported operator '" + n.op() + "' (node '" + n.name() +
+    throw Error("unsupported operator '" + printable(n.op()) + "' (node '" + printable(n.name()) +
                 "'); qnnc supports: " + supported_ops());
   if (n.output(0).empty()) n.fail("has no output");
   (this->*it->second)(n);
@@ -464,7 +469,7 @@ std::string Importer::unique_name(const std::string &base) {
 // Checks that `name` is not defined yet (ONNX graphs are in SSA form).
 void Importer::claim(const NodeRef &n, const std::string &name) const {
   if (vals_.count(name) || tensors_.count(name) || unavailable_.count(name))
-    n.fail("output '" + name + "' is already defined elsewhere in the graph");
+    n.fail("output '" + printable(name) + "' is already defined elsewhere in the graph");
 }
 
 // The graph value named `name`, adding float constants on first use. `n` is the reading node,
@@ -476,9 +481,9 @@ int Importer::value(const NodeRef *n, const std::string &name) {
   if (t != tensors_.end()) {
     int32_t type = t->second->data_type();
     if (type == onnx::TensorProto::INT64)
-      fail_at(n, "int64 tensor '" + name + "' can only be used as the shape input of Reshape");
+      fail_at(n, "int64 tensor '" + printable(name) + "' can only be used as the shape input of Reshape");
     if (type != onnx::TensorProto::FLOAT)
-      fail_at(n, "constant '" + name + "' has element type " + onnx_dtype_name(type) +
+      fail_at(n, "constant '" + printable(name) + "' has element type " + onnx_dtype_name(type) +
                      "; qnnc supports FLOAT weights (and INT64 Reshape shapes) only");
     auto shared = materialized_.find(t->second);  // another name (alias) of a tensor already added
     if (shared != materialized_.end()) return vals_[name] = shared->second;
@@ -490,16 +495,16 @@ int Importer::value(const NodeRef *n, const std::string &name) {
   }
   auto u = unavailable_.find(name);
   if (u != unavailable_.end())
-    fail_at(n, "reads '" + name + "', " + u->second + ", which qnnc does not compute");
+    fail_at(n, "reads '" + printable(name) + "', " + u->second + ", which qnnc does not compute");
   fail_at(n,
-          "reads unknown value '" + name + "' (not a graph input, initializer or output of an earlier node)");
+          "reads unknown value '" + printable(name) + "' (not a graph input, initializer or output of an earlier node)");
 }
 
 // The graph value of an operand that later passes read as data (weights, biases, statistics).
 int Importer::const_value(const NodeRef &n, const std::string &name, const char *role) {
   int v = value(n, name);
   if (!g_.values[v].is_const())
-    n.fail(std::string(role) + " '" + name + "' must be a constant (initializer or Constant)");
+    n.fail(std::string(role) + " '" + printable(name) + "' must be a constant (initializer or Constant)");
   return v;
 }
 
@@ -510,7 +515,7 @@ std::vector<float> Importer::const_floats(const NodeRef &n, const std::string &n
   auto t = tensors_.find(name);
   if (t != tensors_.end() && !vals_.count(name)) {
     if (t->second->data_type() != onnx::TensorProto::FLOAT)
-      n.fail(std::string(role) + " '" + name + "' must be FLOAT, got " +
+      n.fail(std::string(role) + " '" + printable(name) + "' must be FLOAT, got " +
              onnx_dtype_name(t->second->data_type()));
     return decode_floats(*t->second, name, dims);
   }
@@ -545,7 +550,7 @@ void Importer::mark_extra_outputs(const NodeRef &n) {
     const std::string &name = n.output(k);
     if (name.empty()) continue;
     claim(n, name);
-    unavailable_[name] = "output " + std::to_string(k) + " of node '" + n.name() + "' (" + n.op() + ")";
+    unavailable_[name] = "output " + std::to_string(k) + " of node '" + printable(n.name()) + "' (" + printable(n.op()) + ")";
   }
 }
 
@@ -562,7 +567,7 @@ void Importer::infer() {
   } catch (const Error &) {
     throw;
   } catch (const std::exception &e) {
-    throw Error(quote(what_) + ": shape inference failed: " + e.what());
+    throw Error(quote_path(what_) + ": shape inference failed: " + e.what());
   }
   inferred_ = g_.nodes.size();
 }
@@ -615,7 +620,7 @@ Window Importer::window(const NodeRef &n, int x, const std::vector<int64_t> &ker
       w.pads[i + r] = total - w.pads[i];
     }
   } else {
-    n.fail("unknown auto_pad '" + auto_pad + "'");
+    n.fail("unknown auto_pad '" + printable(auto_pad) + "'");
   }
   return w;
 }
@@ -626,12 +631,12 @@ int Importer::dense_weight(const NodeRef &n, const std::string &name, bool trans
   if (!transpose && scale == 1.f) {
     int v = const_value(n, name, "weight");
     const Value &w = g_.values[v];
-    if (w.type.shape.size() != 2) n.fail("weight '" + name + "' must be 2-D, got " + shape_str(w.type.shape));
+    if (w.type.shape.size() != 2) n.fail("weight '" + printable(name) + "' must be 2-D, got " + shape_str(w.type.shape));
     return v;
   }
   std::vector<int64_t> dims;
   std::vector<float> data = const_floats(n, name, &dims, "weight");
-  if (dims.size() != 2) n.fail("weight '" + name + "' must be 2-D, got " + shape_str(dims));
+  if (dims.size() != 2) n.fail("weight '" + printable(name) + "' must be 2-D, got " + shape_str(dims));
   if (transpose) {
     const int64_t rows = dims[0], cols = dims[1];
     std::vector<float> t(data.size());
@@ -659,7 +664,7 @@ int Importer::dense_bias(const NodeRef &n, const std::string &name, int64_t out,
   if (data.size() == 1)
     data.assign(static_cast<size_t>(out), data[0]);
   else if (!row)
-    n.fail("bias '" + name + "' of shape " + shape_str(dims) + " does not broadcast to [" +
+    n.fail("bias '" + printable(name) + "' of shape " + shape_str(dims) + " does not broadcast to [" +
            std::to_string(out) + "] (only per-output biases are supported)");
   for (float &e : data) e *= beta;
   return g_.add_const(unique_name(name + "_1d"), {out}, std::move(data));
@@ -703,7 +708,7 @@ void Importer::lower_conv(const NodeRef &n) {
   int w = const_value(n, n.input(1), "weight");
   const std::vector<int64_t> wshape = g_.values[w].type.shape;
   if (wshape.size() < 3)
-    n.fail("weight '" + n.input(1) + "' has shape " + shape_str(wshape) +
+    n.fail("weight '" + printable(n.input(1)) + "' has shape " + shape_str(wshape) +
            "; expected [out, in/group, kH, kW]");
   std::vector<int64_t> kernel(wshape.begin() + 2, wshape.end());
   if (n.attr("kernel_shape") && n.get_ints("kernel_shape") != kernel)
@@ -821,13 +826,13 @@ void Importer::lower_reshape(const NodeRef &n) {
   auto t = tensors_.find(sname);
   if (t == tensors_.end()) {
     value(n, sname);  // reports unknown names
-    n.fail("shape input '" + sname + "' must be a constant int64 tensor (dynamic shapes are not supported)");
+    n.fail("shape input '" + printable(sname) + "' must be a constant int64 tensor (dynamic shapes are not supported)");
   }
   if (t->second->data_type() != onnx::TensorProto::INT64)
-    n.fail("shape input '" + sname + "' must be INT64, got " + onnx_dtype_name(t->second->data_type()));
+    n.fail("shape input '" + printable(sname) + "' must be INT64, got " + onnx_dtype_name(t->second->data_type()));
   std::vector<int64_t> dims;
   std::vector<int64_t> shape = decode_int64s(*t->second, sname, &dims);
-  if (dims.size() != 1) n.fail("shape input '" + sname + "' must be 1-D, got shape " + shape_str(dims));
+  if (dims.size() != 1) n.fail("shape input '" + printable(sname) + "' must be 1-D, got shape " + shape_str(dims));
 
   // Entries are -1 (inferred by shape inference), 0 (copy the input dimension) or a size.
   auto check_sizes = [&] {
@@ -910,9 +915,9 @@ void check_opset(const onnx::ModelProto &m, const std::string &what) {
   int64_t version = -1;
   for (const auto &o : m.opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") version = o.version();
-  if (version < 0) throw Error(quote(what) + " does not import the default ONNX operator set");
+  if (version < 0) throw Error(quote_path(what) + " does not import the default ONNX operator set");
   if (version < kMinOpset || version > kMaxOpset)
-    throw Error(quote(what) + " uses ONNX opset " + std::to_string(version) + "; qnnc supports opsets " +
+    throw Error(quote_path(what) + " uses ONNX opset " + std::to_string(version) + "; qnnc supports opsets " +
                 std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset));
 }
 
@@ -921,7 +926,7 @@ void check_opset(const onnx::ModelProto &m, const std::string &what) {
 Graph load_onnx_bytes(const std::string &bytes, const std::string &what,
                       const std::vector<int64_t> &input_shape) {
   auto invalid = [&](const std::string &why) {
-    return Error(quote(what) + " is not a valid ONNX model: " + why);
+    return Error(quote_path(what) + " is not a valid ONNX model: " + why);
   };
   if (bytes.empty()) throw invalid("the file is empty");
   if (bytes.size() > static_cast<size_t>(INT_MAX)) throw invalid("it is larger than 2 GiB");

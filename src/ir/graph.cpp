@@ -1,9 +1,29 @@
 #include "ir/graph.h"
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
 namespace qnnc {
+
+std::string printable(const std::string &s, size_t max_len) {
+  static const char hex[] = "0123456789abcdef";
+  const size_t n = std::min(s.size(), max_len);
+  std::string out;
+  out.reserve(n + 8);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (n < s.size()) out += "...";
+  return out;
+}
 
 const char *dtype_name(DType t) {
   switch (t) {
@@ -74,7 +94,7 @@ int Graph::add_const(const std::string &nm, std::vector<int64_t> shape, std::vec
   TensorType t;
   t.shape = std::move(shape);
   if (t.numel() != (int64_t)data.size())
-    throw Error("constant '" + nm + "': shape does not match its data size");
+    throw Error("constant '" + printable(nm) + "': shape does not match its data size");
   int v = add_value(nm, t);
   values[v].data = std::make_shared<std::vector<float>>(std::move(data));
   return v;
@@ -85,7 +105,7 @@ int Graph::add_iconst(const std::string &nm, std::vector<int64_t> shape, DType d
   t.shape = std::move(shape);
   t.dtype = dtype;
   if (t.numel() != (int64_t)data.size())
-    throw Error("constant '" + nm + "': shape does not match its data size");
+    throw Error("constant '" + printable(nm) + "': shape does not match its data size");
   int v = add_value(nm, t);
   values[v].idata = std::make_shared<std::vector<int32_t>>(std::move(data));
   return v;
@@ -119,15 +139,15 @@ void Graph::verify() const {
   for (const auto &n : nodes) {
     for (int v : n.inputs) {
       if (v < 0 || v >= (int)values.size())
-        throw Error("node '" + n.name + "' (" + n.op + ") reads a value that does not exist");
+        throw Error("node '" + printable(n.name) + "' (" + printable(n.op) + ") reads a value that does not exist");
       if (!ready[v])
-        throw Error("node '" + n.name + "' (" + n.op + ") reads '" + values[v].name +
+        throw Error("node '" + printable(n.name) + "' (" + printable(n.op) + ") reads '" + printable(values[v].name) +
                     "' before it is produced");
     }
     for (int v : n.outputs) ready.at(v) = true;
   }
   for (int v : outputs)
-    if (!ready.at(v)) throw Error("graph output '" + values[v].name + "' is never produced");
+    if (!ready.at(v)) throw Error("graph output '" + printable(values[v].name) + "' is never produced");
 }
 
 std::string print_graph(const Graph &g) {

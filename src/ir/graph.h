@@ -15,6 +15,13 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// `s` made safe to show in a message: printable ASCII (0x20..0x7e) is kept, every other byte
+// (control characters, non-ASCII, invalid UTF-8) is written as \xNN, so a name read from a
+// damaged or hostile file cannot put raw bytes on the terminal. Inputs longer than `max_len`
+// bytes are cut there and end in "..."; std::string::npos keeps everything. Use it wherever a
+// string that came from an input file or the command line enters an Error message.
+std::string printable(const std::string &s, size_t max_len = 128);
+
 enum class DType { f32, i8, u8, i32, u32, i64 };
 const char *dtype_name(DType t);
 int dtype_bytes(DType t);

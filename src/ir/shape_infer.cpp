@@ -1,5 +1,6 @@
 #include "ir/shape_infer.h"
 
+#include <climits>
 #include <sstream>
 
 namespace qnnc {
@@ -18,8 +19,12 @@ int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pb, int64_t pe
 
 namespace {
 
+// Largest element count of any value: 2^31 - 1, the extent Halide's int32 buffer indexing can
+// address, and small enough that products of two such counts fit in int64.
+constexpr int64_t kMaxElements = INT32_MAX;
+
 [[noreturn]] void fail(const Node &n, const std::string &msg) {
-  throw Error("node '" + n.name + "' (" + n.op + "): " + msg);
+  throw Error("node '" + printable(n.name) + "' (" + printable(n.op) + "): " + msg);
 }
 
 std::string shape_str(const std::vector<int64_t> &s) {
@@ -111,8 +116,11 @@ void infer_shapes(Graph &g) {
       out = in(0);
     } else if (op == "Flatten" || op == "flatten") {
       const auto &x = in(0);
+      const int64_t rank = (int64_t)x.shape.size();
       int64_t axis = n.i("axis", 1);
-      if (axis < 0) axis += (int64_t)x.shape.size();
+      if (axis < -rank || axis > rank)
+        fail(n, "axis " + std::to_string(axis) + " is out of range for input " + shape_str(x.shape));
+      if (axis < 0) axis += rank;
       int64_t a = 1, b = 1;
       for (int64_t k = 0; k < (int64_t)x.shape.size(); k++) (k < axis ? a : b) *= x.shape[k];
       out.dtype = x.dtype;
@@ -122,9 +130,19 @@ void infer_shapes(Graph &g) {
       auto s = n.ints("shape");
       int64_t known = 1, infer = -1;
       for (size_t k = 0; k < s.size(); k++) {
-        if (s[k] == 0) s[k] = x.shape.at(k);
-        if (s[k] == -1) infer = (int64_t)k;
-        else known *= s[k];
+        if (s[k] == 0) {
+          if (k >= x.shape.size())
+            fail(n, "target shape " + shape_str(n.ints("shape")) + " copies dimension " + std::to_string(k) +
+                        " of input " + shape_str(x.shape) + ", which it does not have");
+          s[k] = x.shape[k];
+        }
+        if (s[k] == -1 && infer < 0) {
+          infer = (int64_t)k;
+        } else if (s[k] <= 0 || s[k] > kMaxElements || known > kMaxElements / s[k]) {
+          fail(n, "cannot reshape " + shape_str(x.shape) + " to " + shape_str(n.ints("shape")));
+        } else {
+          known *= s[k];
+        }
       }
       if (infer >= 0) s[infer] = x.numel() / known;
       TensorType t;
@@ -149,6 +167,15 @@ void infer_shapes(Graph &g) {
     }
     if (op != "layout" && op != "Flatten" && op != "flatten" && op != "Reshape" && op != "Gemm" && op != "dense")
       out.layout = in(0).layout;
+    // Every dimension positive and the element count within kMaxElements, so that no later
+    // product of dimensions (here, in passes, in codegen) can overflow.
+    int64_t count = 1;
+    for (int64_t d : out.shape) {
+      if (d <= 0 || d > kMaxElements / count)
+        fail(n, "output shape " + shape_str(out.shape) + (d <= 0 ? " has a dimension below 1" : " is too large") +
+                    " (at most " + std::to_string(kMaxElements) + " elements)");
+      count *= d;
+    }
     for (int o : n.outputs) g.values[o].type = out;
   }
 }

@@ -13,4 +13,8 @@ void write_npy(const std::string &path, const Tensor &t);
 // Reads every array of an uncompressed .npz (as np.savez writes), in archive order.
 std::vector<std::pair<std::string, Tensor>> read_npz(const std::string &path);
 
+// The same from a file's bytes; `what` names the file in error messages.
+Tensor parse_npy(const std::string &bytes, const std::string &what);
+std::vector<std::pair<std::string, Tensor>> parse_npz(const std::string &bytes, const std::string &what);
+
 }  // namespace qnnc

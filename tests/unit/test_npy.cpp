@@ -156,6 +156,62 @@ TEST_F(NpyTest, MalformedFilesAreErrors) {
   EXPECT_NE(error_of([&] { qnnc::read_npy(path("missing.npy")); }).find("cannot open"), std::string::npos);
 }
 
+// Shapes whose element count overflows: before, the count wrapped (to 0 for 2^32 x 2^32) and
+// a tensor with that shape and no data came back; the size check could also be bypassed.
+TEST_F(NpyTest, HugeShapesAreErrorsNotOverflows) {
+  for (std::string shape : {"(4294967296, 4294967296)", "(4611686018427387904, 4)", "(9223372036854775807,)",
+                            "(3, 0, 9223372036854775807, 9223372036854775807)"}) {
+    SCOPED_TRACE(shape);
+    std::string e = error_of([&] { qnnc::parse_npy(npy_bytes("<f4", shape, float_bytes({1, 2, 3, 4})), "h.npy"); });
+    EXPECT_NE(e.find("too large"), std::string::npos) << e;
+  }
+  std::string e = error_of([&] { qnnc::parse_npy(npy_bytes("<f4", "(99999999999999999999,)", ""), "h.npy"); });
+  EXPECT_NE(e.find("shape"), std::string::npos) << e;
+  // An empty array with ordinary dimensions is fine.
+  Tensor t = qnnc::parse_npy(npy_bytes("<f4", "(0, 3)", ""), "e.npy");
+  EXPECT_EQ(t.shape, (ref::Shape{0, 3}));
+  EXPECT_TRUE(t.data.empty());
+}
+
+// The header is parsed as the dict literal it is: quoting, spacing, key order, trailing commas.
+TEST_F(NpyTest, HeaderDictIsParsedStrictly) {
+  std::vector<float> v{1, 2};
+  for (std::string h : {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+                        "{\"shape\": (2,), \"fortran_order\": False, \"descr\": \"<f4\"}",
+                        "{ 'fortran_order' :False,'shape':( 1 , 2 ),'descr':'=f4' }",
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': (2L,)}"}) {
+    SCOPED_TRACE(h);
+    Tensor t = qnnc::parse_npy(npy_with_header(h, float_bytes(v)), "ok.npy");
+    EXPECT_EQ(t.data, v);
+  }
+  for (std::string h : {"", "{", "{'descr': '<f4'", "{'descr': '<f4', 'fortran_order': False}",
+                        "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}",
+                        "{'descr': '<f4, 'fortran_order': False, 'shape': (2,)}",
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1}",
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}",
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': (2,) 'x'}",
+                        "{'descr': '<f4', 'fortran_order': False, 'shape': [2]}"}) {
+    SCOPED_TRACE(h);
+    std::string e = error_of([&] { qnnc::parse_npy(npy_with_header(h, float_bytes(v)), "bad.npy"); });
+    EXPECT_EQ(e.rfind("'bad.npy'", 0), 0u) << e;
+  }
+  // Unknown format versions.
+  std::string b = npy_bytes("<f4", "(2,)", float_bytes(v));
+  b[6] = 9;
+  EXPECT_NE(error_of([&] { qnnc::parse_npy(b, "v.npy"); }).find("version"), std::string::npos);
+}
+
+// Bytes from the file reach messages escaped.
+TEST_F(NpyTest, InputBytesInMessagesAreEscaped) {
+  std::string e = error_of([&] { qnnc::parse_npy(npy_bytes("\xff\x1b[2J", "(1,)", float_bytes({1})), "d.npy"); });
+  EXPECT_NE(e.find("dtype '\\xff\\x1b[2J'"), std::string::npos) << e;
+  e = error_of([&] {
+    qnnc::parse_npy(npy_with_header("{'descr': '<f4', '\x80\x81': 1}", ""), "k.npy");
+  });
+  EXPECT_NE(e.find("'\\x80\\x81'"), std::string::npos) << e;
+  for (unsigned char c : e) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << e;
+}
+
 // --- .npz: a zip archive of .npy members --------------------------------------------------
 
 uint32_t crc32(const std::string &s) {
@@ -260,6 +316,28 @@ TEST_F(NpyTest, NpzReadsStoredMembersInOrder) {
     EXPECT_EQ(arrays[1].second.shape, (ref::Shape{2}));
     EXPECT_EQ(arrays[1].second.data, b);
   }
+}
+
+// numpy's zipfile may write 0xFFFFFFFF as the local header's sizes and the real ones in the zip64
+// extra field; member names from the archive are escaped in messages.
+TEST_F(NpyTest, NpzZip64SizesAndEscapedNames) {
+  std::vector<float> a{1, 2, 3};
+  std::string z = make_zip({{"a.npy", npy_bytes("<f4", "(3,)", float_bytes(a))}}, true);
+  for (int k = 0; k < 8; k++) z[18 + k] = '\xff';  // compressed and uncompressed sizes
+  auto arrays = qnnc::parse_npz(z, "z.npz");
+  ASSERT_EQ(arrays.size(), 1u);
+  EXPECT_EQ(arrays[0].second.data, a);
+  // Without the extra field the size is unknown.
+  std::string no_extra = make_zip({{"a.npy", npy_bytes("<f4", "(3,)", float_bytes(a))}}, false);
+  for (int k = 0; k < 8; k++) no_extra[18 + k] = '\xff';
+  EXPECT_NE(error_of([&] { qnnc::parse_npz(no_extra, "z.npz"); }).find("zip64"), std::string::npos);
+
+  std::string e = error_of([&] {
+    qnnc::parse_npz(make_zip({{"bad\xfe\x07.npy", npy_bytes("<f8", "(1,)", std::string(8, '\0'))}}, false), "n.npz");
+  });
+  EXPECT_NE(e.find("n.npz:bad\\xfe\\x07"), std::string::npos) << e;
+  e = error_of([&] { qnnc::parse_npz(make_zip({{"c\xfe.npy", "x", 8}}, false), "n.npz"); });
+  EXPECT_NE(e.find("'c\\xfe.npy' is compressed"), std::string::npos) << e;
 }
 
 TEST_F(NpyTest, NpzErrors) {

@@ -1,0 +1,156 @@
+// Damaged or hostile ONNX models: errors escape the bytes that came from the file
+// (qnnc::printable), and regressions of what the importer's fuzzer (tests/fuzz/fuzz_onnx.cpp)
+// exercises: shapes whose sizes would overflow, out-of-range attributes.
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <string>
+
+#include "frontend/onnx_loader.h"
+#include "ir/graph.h"
+#include "onnx/onnx.pb.h"
+
+namespace {
+
+template <typename F>
+std::string qnnc_error(F f) {
+  try {
+    f();
+  } catch (const qnnc::Error &e) {
+    return e.what();
+  } catch (const std::exception &e) {
+    ADD_FAILURE() << "expected qnnc::Error, got another exception: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "expected qnnc::Error, nothing was thrown";
+  return "";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
+
+// Every byte of `s` printable ASCII.
+bool all_printable(const std::string &s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7f) return false;
+  return true;
+}
+
+// A model with one float input "x" of `shape` and output "y", opset 13.
+onnx::ModelProto model(const std::vector<int64_t> &shape) {
+  onnx::ModelProto m;
+  m.set_ir_version(7);
+  m.add_opset_import()->set_version(13);
+  onnx::GraphProto *g = m.mutable_graph();
+  g->set_name("g");
+  onnx::ValueInfoProto *x = g->add_input();
+  x->set_name("x");
+  x->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : shape) x->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
+  g->add_output()->set_name("y");
+  return m;
+}
+
+onnx::NodeProto *add_node(onnx::ModelProto &m, const std::string &op, const std::vector<std::string> &in,
+                          const std::string &out, const std::string &name = "") {
+  onnx::NodeProto *n = m.mutable_graph()->add_node();
+  n->set_op_type(op);
+  n->set_name(name);
+  for (const auto &i : in) n->add_input(i);
+  n->add_output(out);
+  return n;
+}
+
+void add_ints(onnx::NodeProto *n, const std::string &key, const std::vector<int64_t> &v) {
+  onnx::AttributeProto *a = n->add_attribute();
+  a->set_name(key);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t e : v) a->add_ints(e);
+}
+
+void add_int(onnx::NodeProto *n, const std::string &key, int64_t v) {
+  onnx::AttributeProto *a = n->add_attribute();
+  a->set_name(key);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+
+qnnc::Graph load(const onnx::ModelProto &m) { return qnnc::load_onnx_bytes(m.SerializeAsString(), "test.onnx"); }
+
+TEST(Printable, KeepsPrintableAsciiAndEscapesTheRest) {
+  EXPECT_EQ(qnnc::printable(""), "");
+  EXPECT_EQ(qnnc::printable("/layer1/layer1.0/conv1/Conv"), "/layer1/layer1.0/conv1/Conv");
+  EXPECT_EQ(qnnc::printable("a b~'\"\\"), "a b~'\"\\");
+  EXPECT_EQ(qnnc::printable(std::string("\x00\x1b[31m\n\x7f", 8)), "\\x00\\x1b[31m\\x0a\\x7f");
+  EXPECT_EQ(qnnc::printable("caf\xc3\xa9 \xff\xfe"), "caf\\xc3\\xa9 \\xff\\xfe");  // UTF-8 too: bytes, not glyphs
+  // Escaping twice changes nothing: the output is printable ASCII.
+  std::string once = qnnc::printable("\x80x\x01");
+  EXPECT_EQ(qnnc::printable(once), once);
+}
+
+TEST(Printable, TruncatesLongInputs) {
+  EXPECT_EQ(qnnc::printable(std::string(128, 'a')), std::string(128, 'a'));
+  EXPECT_EQ(qnnc::printable(std::string(129, 'a')), std::string(128, 'a') + "...");
+  EXPECT_EQ(qnnc::printable(std::string(10, '\xff'), 3), "\\xff\\xff\\xff...");
+  EXPECT_EQ(qnnc::printable(std::string(1000, 'b'), std::string::npos), std::string(1000, 'b'));
+}
+
+// A node name with non-UTF-8 bytes and a terminal escape sequence reaches the message escaped.
+TEST(OnnxErrors, NonUtf8NodeNameIsEscaped) {
+  onnx::ModelProto m = model({1, 4});
+  add_node(m, "Sigm\x98id", {"x"}, "y", "bad\xff\xfe\x1b[2Jname");
+  std::string e = qnnc_error([&] { load(m); });
+  EXPECT_CONTAINS(e, "unsupported operator 'Sigm\\x98id'");
+  EXPECT_CONTAINS(e, "node 'bad\\xff\\xfe\\x1b[2Jname'");
+  EXPECT_TRUE(all_printable(e)) << e;
+
+  // Value names, in a node the importer knows: an unknown input.
+  onnx::ModelProto m2 = model({1, 4});
+  add_node(m2, "Relu", {"\xc0\xafmissing"}, "y", "relu\x85");
+  e = qnnc_error([&] { load(m2); });
+  EXPECT_CONTAINS(e, "node 'relu\\x85' (Relu)");
+  EXPECT_CONTAINS(e, "'\\xc0\\xafmissing'");
+  EXPECT_TRUE(all_printable(e)) << e;
+
+  // A very long hostile name is cut.
+  onnx::ModelProto m3 = model({1, 4});
+  add_node(m3, "Nope", {"x"}, "y", std::string(100000, '\xee'));
+  e = qnnc_error([&] { load(m3); });
+  EXPECT_TRUE(all_printable(e));
+  EXPECT_LT(e.size(), 2000u) << e;
+}
+
+// A window whose pads make the output larger than any buffer: before, the element counts of the
+// following Flatten overflowed int64 (undefined behaviour); now shape inference refuses it.
+TEST(OnnxErrors, OutputTooLargeIsAnError) {
+  onnx::ModelProto m = model({1, 1, 1, 1});
+  onnx::NodeProto *p = add_node(m, "MaxPool", {"x"}, "p", "pool");
+  add_ints(p, "kernel_shape", {1, 1});
+  add_ints(p, "pads", {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX});
+  add_node(m, "Flatten", {"p"}, "y", "flat");
+  std::string e = qnnc_error([&] { load(m); });
+  EXPECT_CONTAINS(e, "node 'pool' (MaxPool)");
+  EXPECT_CONTAINS(e, "too large");
+
+  onnx::ModelProto big = model({65536, 65536});
+  add_node(big, "Relu", {"x"}, "y");
+  EXPECT_CONTAINS(qnnc_error([&] { load(big); }), "too large");
+}
+
+TEST(OnnxErrors, FlattenAxisOutOfRange) {
+  for (int64_t axis : std::vector<int64_t>{5, -5, INT64_MIN, INT64_MAX}) {
+    SCOPED_TRACE(axis);
+    onnx::ModelProto m = model({1, 2, 3, 4});
+    add_int(add_node(m, "Flatten", {"x"}, "y", "flat"), "axis", axis);
+    EXPECT_CONTAINS(qnnc_error([&] { load(m); }), "out of range");
+  }
+  for (int64_t axis : std::vector<int64_t>{0, 4, -4, -1}) {
+    SCOPED_TRACE(axis);
+    onnx::ModelProto m = model({1, 2, 3, 4});
+    add_int(add_node(m, "Flatten", {"x"}, "y", "flat"), "axis", axis);
+    qnnc::Graph g = load(m);
+    EXPECT_EQ(g.values[g.outputs[0]].type.numel(), 24);
+  }
+}
+
+}  // namespace
