@@ -37,13 +37,25 @@ std::vector<int64_t> parse_shape(const std::string &s) {
       if (used != tok.size() || v <= 0) throw 0;
       r.push_back(v);
     } catch (...) {
-      throw Error("bad --input-shape '" + s + "': expected positive integers like 1,3,224,224");
+      throw Error("bad --input-shape '" + printable(s) + "': expected positive integers like 1,3,224,224");
     }
   }
   return r;
 }
 
 void say(const std::string &s) { std::fprintf(stderr, "%s\n", s.c_str()); }
+
+// Text from a module file or the command line, shown whole but with non-printable bytes escaped.
+std::string shown(const std::string &s) { return printable(s, std::string::npos); }
+
+// An error message for the terminal: every line escaped (qnnc's own messages already escape the
+// names they quote; this also covers text from elsewhere, e.g. a JSON parser quoting the input).
+std::string shown_message(const std::string &msg) {
+  std::string out, line;
+  std::istringstream in(msg);
+  while (std::getline(in, line)) out += (out.empty() ? "" : "\n") + shown(line);
+  return out;
+}
 
 std::vector<Tensor> load_inputs(Module &m, const std::string &path, uint64_t seed) {
   std::vector<Tensor> in;
@@ -97,11 +109,11 @@ std::map<std::string, Knobs> parse_knobs(const std::vector<std::string> &items) 
   for (const auto &it : items) {
     auto dot = it.find('.'), eq = it.find('=');
     if (dot == std::string::npos || eq == std::string::npos || eq < dot)
-      throw Error("bad --knob '" + it + "': expected FAMILY.KNOB=VALUE, e.g. conv2d.x_tile=7");
+      throw Error("bad --knob '" + printable(it) + "': expected FAMILY.KNOB=VALUE, e.g. conv2d.x_tile=7");
     try {
       r[it.substr(0, dot)][it.substr(dot + 1, eq - dot - 1)] = std::stoi(it.substr(eq + 1));
     } catch (...) {
-      throw Error("bad --knob '" + it + "': the value must be an integer");
+      throw Error("bad --knob '" + printable(it) + "': the value must be an integer");
     }
   }
   return r;
@@ -264,8 +276,8 @@ void profile_steps(Module &m, const std::vector<Tensor> &in, int repeat) {
   for (size_t k = 0; k < steps.size(); k++) {
     double macs = step_macs(steps[k]);
     total_macs += macs;
-    std::printf("%-4zu %-32.32s %-40.40s %9.3f %5.1f%% %9.1f\n", k, steps[k]["name"].get<std::string>().c_str(),
-                steps[k].value("describe", "(view)").c_str(), med[k], 100 * med[k] / total,
+    std::printf("%-4zu %-32.32s %-40.40s %9.3f %5.1f%% %9.1f\n", k, shown(steps[k]["name"].get<std::string>()).c_str(),
+                shown(steps[k].value("describe", "(view)")).c_str(), med[k], 100 * med[k] / total,
                 macs > 0 ? 2 * macs / (med[k] * 1e6) : 0.0);
   }
   std::printf("total %.3f ms over %zu steps, %.2f GMAC, %.1f GFLOP/s overall\n", total, steps.size(), total_macs / 1e9,
@@ -323,13 +335,13 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
   std::string mtext = slurp(dir + "/graph.json");
   nlohmann::json m = nlohmann::json::parse(mtext);
   if (ir) {
-    std::printf("%s", slurp(dir + "/graph.txt").c_str());
+    std::printf("%s\n", shown_message(slurp(dir + "/graph.txt")).c_str());
     return 0;
   }
   const auto &steps = m.at("steps");
   if (!stmt && !asm_) {
-    std::printf("module %s: model %s, target %s (%s)\n", dir.c_str(), m.value("model", "").c_str(),
-                m.value("target", "").c_str(), m.value("halide_target", "").c_str());
+    std::printf("module %s: model %s, target %s (%s)\n", shown(dir).c_str(), shown(m.value("model", "")).c_str(),
+                shown(m.value("target", "")).c_str(), shown(m.value("halide_target", "")).c_str());
     if (m.contains("cpu_features") && m["cpu_features"].is_array()) {
       std::string need;
       for (const auto &f : m["cpu_features"]) need += (need.empty() ? "" : " ") + f.get<std::string>();
@@ -337,14 +349,14 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
     }
     std::printf("%-4s %-34s %-42s %s\n", "step", "name", "kernel", "function");
     for (size_t i = 0; i < steps.size(); i++)
-      std::printf("%-4zu %-34s %-42s %s\n", i, steps[i]["name"].get<std::string>().c_str(),
-                  steps[i].value("describe", "(view: no kernel)").c_str(), steps[i].value("fn", "").c_str());
+      std::printf("%-4zu %-34s %-42s %s\n", i, shown(steps[i]["name"].get<std::string>()).c_str(),
+                  shown(steps[i].value("describe", "(view: no kernel)")).c_str(), shown(steps[i].value("fn", "")).c_str());
     return 0;
   }
   if (layer.empty()) throw Error("--stmt and --asm need --layer NAME (see `qnnc inspect " + dir + "` for names)");
   for (const auto &s : steps) {
     if (s["name"] != layer && s.value("fn", "") != layer) continue;
-    if (s.value("alias", false)) throw Error("step '" + layer + "' is a view and has no kernel");
+    if (s.value("alias", false)) throw Error("step '" + printable(layer) + "' is a view and has no kernel");
     KernelSpec spec = KernelSpec::from_json(s["spec"]);
     Halide::Target t(s.value("halide_target", m["halide_target"].get<std::string>()));
     HalideKernel k = build_kernel(spec, t);
@@ -356,11 +368,11 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
     } else {
       k.pipeline.compile_to_assembly(tmp, k.args, fn, t.with_feature(Halide::Target::NoRuntime));
     }
-    std::printf("// %s: %s\n%s", layer.c_str(), spec.describe().c_str(), slurp(tmp).c_str());
+    std::printf("// %s: %s\n%s", shown(layer).c_str(), shown(spec.describe()).c_str(), slurp(tmp).c_str());
     std::remove(tmp.c_str());
     return 0;
   }
-  throw Error("no step named '" + layer + "' in " + dir);
+  throw Error("no step named '" + printable(layer) + "' in " + dir);
 }
 
 }  // namespace
@@ -455,7 +467,7 @@ int main(int argc, char **argv) {
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
     if (*em) return cmd_emulate(out, board, threads, emu_repeat, emu_warmup, input, output, json);
   } catch (const std::exception &e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", shown_message(e.what()).c_str());
     return 1;
   }
   return 0;

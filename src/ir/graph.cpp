@@ -151,23 +151,25 @@ void Graph::verify() const {
 }
 
 std::string print_graph(const Graph &g) {
+  // Names come from the model file: shown whole, with non-printable bytes escaped.
+  auto nm = [](const std::string &s) { return printable(s, std::string::npos); };
   std::ostringstream os;
-  os << "graph " << (g.name.empty() ? "main" : g.name) << "(";
+  os << "graph " << (g.name.empty() ? "main" : nm(g.name)) << "(";
   for (size_t i = 0; i < g.inputs.size(); i++)
-    os << (i ? ", " : "") << "%" << g.values[g.inputs[i]].name << ": "
+    os << (i ? ", " : "") << "%" << nm(g.values[g.inputs[i]].name) << ": "
        << g.values[g.inputs[i]].type.str();
   os << ") {\n";
   for (const auto &n : g.nodes) {
     os << "  ";
     for (size_t i = 0; i < n.outputs.size(); i++) {
       const Value &v = g.values[n.outputs[i]];
-      os << (i ? ", " : "") << "%" << v.name << ": " << v.type.str();
+      os << (i ? ", " : "") << "%" << nm(v.name) << ": " << v.type.str();
       if (v.scale > 0) os << "(scale=" << v.scale << ",zp=" << v.zero_point << ")";
     }
-    os << " = " << n.op << "(";
+    os << " = " << nm(n.op) << "(";
     for (size_t i = 0; i < n.inputs.size(); i++) {
       const Value &v = g.values[n.inputs[i]];
-      os << (i ? ", " : "") << (v.is_const() ? "$" : "%") << v.name;
+      os << (i ? ", " : "") << (v.is_const() ? "$" : "%") << nm(v.name);
       if (v.is_const()) os << ":" << v.type.str();
     }
     os << ")";
@@ -175,9 +177,9 @@ std::string print_graph(const Graph &g) {
       os << " {";
       bool first = true;
       for (const auto &[k, a] : n.attrs) {
-        os << (first ? "" : ", ") << k << "=";
+        os << (first ? "" : ", ") << nm(k) << "=";
         first = false;
-        if (!a.s.empty()) os << a.s;
+        if (!a.s.empty()) os << nm(a.s);
         else if (!a.ints.empty()) {
           if (a.ints.size() > 1) os << "[";
           for (size_t i = 0; i < a.ints.size(); i++) os << (i ? "," : "") << a.ints[i];
@@ -187,10 +189,10 @@ std::string print_graph(const Graph &g) {
       }
       os << "}";
     }
-    os << "  # " << n.name << "\n";
+    os << "  # " << nm(n.name) << "\n";
   }
   os << "  return ";
-  for (size_t i = 0; i < g.outputs.size(); i++) os << (i ? ", " : "") << "%" << g.values[g.outputs[i]].name;
+  for (size_t i = 0; i < g.outputs.size(); i++) os << (i ? ", " : "") << "%" << nm(g.values[g.outputs[i]].name);
   os << "\n}\n";
   return os.str();
 }

@@ -120,6 +120,15 @@ TEST(OnnxErrors, NonUtf8NodeNameIsEscaped) {
   EXPECT_LT(e.size(), 2000u) << e;
 }
 
+// The IR printer (graph.txt, `qnnc inspect --ir`) escapes names from the model too.
+TEST(OnnxErrors, PrintedGraphEscapesNames) {
+  onnx::ModelProto m = model({1, 4});
+  add_node(m, "Relu", {"x"}, "y", "relu\xff\x1b[0m");
+  std::string text = qnnc::print_graph(load(m));
+  EXPECT_CONTAINS(text, "# relu\\xff\\x1b[0m");
+  for (unsigned char c : text) EXPECT_TRUE(c == '\n' || (c >= 0x20 && c < 0x7f)) << text;
+}
+
 // A window whose pads make the output larger than any buffer: before, the element counts of the
 // following Flatten overflowed int64 (undefined behaviour); now shape inference refuses it.
 TEST(OnnxErrors, OutputTooLargeIsAnError) {
