@@ -353,8 +353,9 @@ struct Lowering {
     s.scale = n.f("scale", 1.f);
     s.zero_point = (int)n.i("zero_point", 0);
     s.dtype = "u8";
+    if (s.out_shape.size() == 2) s.out_shape = {s.out_shape[0], s.out_shape[1], 1, 1};
     resolve_knobs(s);
-    st.args = {act(n.inputs[0]), act(out)};
+    st.args = {act(n.inputs[0]), act4(out)};
   }
   void lower_maxpool(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
@@ -367,8 +368,9 @@ struct Lowering {
   }
   void lower_unary_act(const Node &n, PlanStep &st, int out) {  // global_avgpool, layout
     st.spec.to_nhwc = n.i("to_nhwc", 1) != 0;
+    if (st.spec.out_shape.size() == 2) st.spec.out_shape = {st.spec.out_shape[0], st.spec.out_shape[1], 1, 1};
     resolve_knobs(st.spec);
-    st.args = {act(n.inputs[0]), act(out)};
+    st.args = {act(n.inputs[0]), act4(out)};
   }
   void lower_add(const Node &n, PlanStep &st, int out) {
     resolve_knobs(st.spec);
@@ -382,6 +384,47 @@ struct Lowering {
     resolve_knobs(st.spec);
     int64_t C = g.values[n.inputs[0]].type.shape[1];
     st.args = {act(n.inputs[0]), {value(n.inputs[1]), packed({C})}, {value(n.inputs[2]), packed({C})}, act(out)};
+  }
+  void lower_unary(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.fn = n.attrs.count("fn") ? n.attrs.at("fn").s : "";
+    if (s.fn == "hardsigmoid") s.fparams = {n.f("alpha", 0.2f), n.f("beta", 0.5f)};
+    resolve_knobs(s);
+    st.args = {flat(n.inputs[0]), flat(out)};
+  }
+  // Extents of v in memory order (innermost first), its logical shape left-padded with 1s to
+  // rank r. A constant whose data is row-major NCHW but meets NHWC operands is repacked.
+  std::pair<int, std::vector<int64_t>> broadcast_operand(int v, size_t r, bool nhwc) {
+    const Value &gv = g.values[v];
+    std::vector<int64_t> sh(r - gv.type.shape.size(), 1);
+    sh.insert(sh.end(), gv.type.shape.begin(), gv.type.shape.end());
+    if (!nhwc) return {value(v), std::vector<int64_t>(sh.rbegin(), sh.rend())};
+    std::vector<int64_t> mem = nhwc_dims(sh);  // (c, w, h, n)
+    if (gv.type.layout == Layout::NHWC || !gv.is_const()) return {value(v), mem};
+    const int64_t N = sh[0], C = sh[1], H = sh[2], W = sh[3];
+    std::vector<float> d(gv.data->size());
+    for (int64_t a = 0; a < N; a++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t y = 0; y < H; y++)
+          for (int64_t x = 0; x < W; x++) d[((a * H + y) * W + x) * C + c] = (*gv.data)[((a * C + c) * H + y) * W + x];
+    return {new_const(gv.name + ".nhwc", sh, d), mem};
+  }
+  void lower_binary(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.fn = n.attrs.count("fn") ? n.attrs.at("fn").s : "";
+    const auto &ot = g.values[out].type;
+    const size_t r = ot.shape.size();
+    const bool nhwc = r == 4 && ot.layout == Layout::NHWC;
+    for (int v : {n.inputs[0], n.inputs[1]})
+      if (g.values[v].type.dtype != DType::f32 || (g.values[v].is_const() && !g.values[v].data))
+        throw Error("node '" + n.name + "': " + s.fn + " takes fp32 operands");
+    auto [av, ae] = broadcast_operand(n.inputs[0], r, nhwc);
+    auto [bv, be] = broadcast_operand(n.inputs[1], r, nhwc);
+    s.in_shape = ae;
+    s.in2_shape = be;
+    s.out_shape = nhwc ? nhwc_dims(ot.shape) : std::vector<int64_t>(ot.shape.rbegin(), ot.shape.rend());
+    resolve_knobs(s);
+    st.args = {{av, packed(ae)}, {bv, packed(be)}, {value(out), packed(s.out_shape)}};
   }
   void lower_flatten(const Node &n, PlanStep &st, int out) {
     st.alias = true;
@@ -405,6 +448,8 @@ struct Lowering {
         {"layout", &Lowering::lower_unary_act},
         {"add", &Lowering::lower_add},
         {"relu", &Lowering::lower_relu},
+        {"unary", &Lowering::lower_unary},
+        {"binary", &Lowering::lower_binary},
         {"scale_shift", &Lowering::lower_scale_shift},
         {"flatten", &Lowering::lower_flatten},
     };

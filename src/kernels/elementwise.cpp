@@ -74,3 +74,71 @@ HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Target &t) 
 }
 
 }  // namespace qnnc
+
+namespace qnnc {
+
+HalideKernel build_unary(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t total = numel(s.out_shape);
+  ImageParam a = fixed_param(Float(32), "input", {total});
+  Var i("i");
+  Expr x = a(i), v;
+  auto sigmoid = [](Expr e) { return 1.f / (1.f + exp(-e)); };
+  if (s.fn == "sigmoid") {
+    v = sigmoid(x);
+  } else if (s.fn == "hardsigmoid") {
+    float alpha = s.fparams.size() > 0 ? s.fparams[0] : 0.2f, beta = s.fparams.size() > 1 ? s.fparams[1] : 0.5f;
+    v = clamp(alpha * x + beta, 0.f, 1.f);
+  } else if (s.fn == "hardswish") {
+    v = x * clamp(x * (1.f / 6.f) + 0.5f, 0.f, 1.f);
+  } else if (s.fn == "silu") {
+    v = x * sigmoid(x);
+  } else if (s.fn == "tanh") {
+    v = tanh(x);
+  } else {
+    throw Error("unary kernel: unknown function '" + s.fn + "'");
+  }
+  Func out("output");
+  out(i) = fused_activation(v, s);
+  fix_output(out, {total});
+  int vec = knob(k, "vec", 8), chunk = knob(k, "chunk", 4096);
+  Var io("io"), ii("ii");
+  if (total >= chunk) out.split(i, io, ii, chunk, TailStrategy::GuardWithIf).parallel(io).vectorize(ii, vec);
+  else if (total >= vec) out.vectorize(i, vec, TailStrategy::GuardWithIf);
+  return {Pipeline(out), {a}};
+}
+
+HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const size_t r = s.out_shape.size();
+  if (s.in_shape.size() != r || s.in2_shape.size() != r || r == 0 || r > 6)
+    throw Error("binary kernel: operand ranks differ from the output's");
+  ImageParam a = fixed_param(Float(32), "a", s.in_shape);
+  ImageParam b = fixed_param(Float(32), "b", s.in2_shape);
+  std::vector<Var> vars;
+  for (size_t d = 0; d < r; d++) vars.push_back(Var("v" + std::to_string(d)));
+  std::vector<Expr> ia, ib;
+  std::vector<Var> args(vars.begin(), vars.end());
+  for (size_t d = 0; d < r; d++) {
+    ia.push_back(s.in_shape[d] == 1 ? Expr(0) : Expr(vars[d]));
+    ib.push_back(s.in2_shape[d] == 1 ? Expr(0) : Expr(vars[d]));
+  }
+  Expr x = a(ia), y = b(ib), v;
+  if (s.fn == "add") v = x + y;
+  else if (s.fn == "sub") v = x - y;
+  else if (s.fn == "mul") v = x * y;
+  else if (s.fn == "div") v = x / y;
+  else throw Error("binary kernel: unknown function '" + s.fn + "'");
+  Func out("output");
+  out(args) = fused_activation(v, s);
+  fix_output(out, s.out_shape);
+  int vec = knob(k, "vec", 8);
+  if (s.out_shape[0] >= vec) out.vectorize(vars[0], vec, TailStrategy::GuardWithIf);
+  // Parallel over the outermost dimension with more than one element.
+  for (size_t d = r; d-- > 1;)
+    if (s.out_shape[d] > 1) {
+      out.parallel(vars[d]);
+      break;
+    }
+  return {Pipeline(out), {a, b}};
+}
+
+}  // namespace qnnc

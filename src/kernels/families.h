@@ -21,6 +21,14 @@ HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Halide
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // u8 -> fp32.
 HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Elementwise function of one fp32 tensor, over its flattened elements: spec.fn is sigmoid,
+// hardsigmoid (fparams alpha, beta: clamp(alpha x + beta, 0, 1)), hardswish (x hardsigmoid(x)
+// with 1/6, 1/2), silu (x sigmoid(x)) or tanh.
+HalideKernel build_unary(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// a op b with numpy broadcasting, op = spec.fn in add, sub, mul, div. Shapes are in memory order
+// (innermost first) and of equal rank: spec.in_shape (a), spec.in2_shape (b), spec.out_shape;
+// an operand's extent 1 broadcasts along that dimension.
+HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // NCHW <-> NHWC transpose.
 HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 

@@ -24,6 +24,9 @@ nlohmann::json KernelSpec::to_json() const {
   j["zero_point"] = zero_point;
   j["qmax"] = qmax;
   if (rounding != "upward") j["rounding"] = rounding;  // absent = the default
+  if (!fn.empty()) j["fn"] = fn;  // absent when unused (keeps older signatures)
+  if (!fparams.empty()) j["fparams"] = fparams;
+  if (!in2_shape.empty()) j["in2_shape"] = in2_shape;
   j["knobs"] = knobs;
   return j;
 }
@@ -47,6 +50,9 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.zero_point = j.value("zero_point", 0);
   s.qmax = j.value("qmax", 255);
   s.rounding = j.value("rounding", std::string("upward"));
+  s.fn = j.value("fn", std::string());
+  s.fparams = j.value("fparams", std::vector<float>());
+  s.in2_shape = j.value("in2_shape", std::vector<int64_t>());
   s.knobs = j.at("knobs").get<Knobs>();
   return s;
 }
@@ -56,6 +62,7 @@ std::string KernelSpec::signature() const { return to_json().dump(); }
 std::string KernelSpec::describe() const {
   std::ostringstream os;
   os << kind;
+  if (!fn.empty()) os << " " << fn;
   if (!kernel.empty()) os << " " << kernel[0] << "x" << kernel[1] << "/" << stride[0];
   if (in_shape.size() == 4)
     os << " " << in_shape[1] << "->" << out_shape[1] << " " << in_shape[2] << "x" << in_shape[3];

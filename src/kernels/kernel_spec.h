@@ -34,6 +34,9 @@ struct KernelSpec {
   int zero_point = 0;
   int qmax = 255;                   // largest activation level (2^bits - 1)
   std::string rounding = "upward";  // integer kernels: tie rule (upward | tonearest)
+  std::string fn;                   // unary / binary: the function (sigmoid, hardswish, mul, ...)
+  std::vector<float> fparams;       // its parameters (hardsigmoid: alpha, beta)
+  std::vector<int64_t> in2_shape;   // binary: second operand (memory order, see families.h)
   Knobs knobs;                      // schedule choice; empty = defaults
 
   nlohmann::json to_json() const;

@@ -48,7 +48,8 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
   convq["weights_per_byte"] = {1, 2, 4};
   const std::map<std::string, Allowed> families{
       {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"conv2d_grouped", {{"vec", {}}, {"x_tile", {}}}}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
-      {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
+      {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"unary", {{"vec", {}}, {"chunk", {}}}},
+      {"binary", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
       {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}}};
   auto names = [](const auto &m) {
@@ -91,7 +92,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   }
   Knobs k{{"vec", t.natural_vector_size<float>()}};
   if (s.kind == "dense") k["o_vectors"] = 4;
-  if (s.kind == "add") k["chunk"] = 4096;
+  if (s.kind == "add" || s.kind == "unary") k["chunk"] = 4096;
   return k;
 }
 
@@ -131,6 +132,8 @@ const std::map<std::string, Builder> &builders() {
       {"global_avgpool_q", build_global_avgpool},
       {"add", build_add},
       {"relu", build_relu},
+      {"unary", build_unary},
+      {"binary", build_binary},
       {"scale_shift", build_scale_shift},
       {"layout", build_layout},
   };

@@ -56,8 +56,17 @@ void rename_to_families(Graph &g) {
         throw Error("node '" + n.name + "' (" + n.op + "): only flattening to [batch, features] is supported");
       n.op = "flatten";
       n.attrs.clear();
-    } else if (n.op == "Add") {
+    } else if (n.op == "Add" && g.values[n.inputs[0]].type.shape == g.values[n.inputs[1]].type.shape &&
+               !g.values[n.inputs[0]].is_const() && !g.values[n.inputs[1]].is_const()) {
       n.op = "add";
+    } else if (n.op == "Add" || n.op == "Mul" || n.op == "Sub" || n.op == "Div") {
+      std::string fn = n.op == "Add" ? "add" : n.op == "Mul" ? "mul" : n.op == "Sub" ? "sub" : "div";
+      n.op = "binary";
+      n.attrs["fn"].s = fn;
+    } else if (n.op == "Sigmoid" || n.op == "Tanh" || n.op == "HardSwish" || n.op == "HardSigmoid") {
+      std::string fn = n.op == "Sigmoid" ? "sigmoid" : n.op == "Tanh" ? "tanh" : n.op == "HardSwish" ? "hardswish" : "hardsigmoid";
+      n.op = "unary";
+      n.attrs["fn"].s = fn;
     } else if (n.op == "Relu") {
       n.op = "relu";
     } else if (n.op == "Clip") {
@@ -108,6 +117,28 @@ void fuse_residual_adds(Graph &g) {
   compact(g);
 }
 
+// binary mul(x, unary sigmoid(x)) -> unary silu(x) (SiLU / Swish as ONNX exports it).
+void fuse_silu(Graph &g) {
+  auto cons = g.consumers();
+  for (auto &m : g.nodes) {
+    if (m.op != "binary" || m.attrs["fn"].s != "mul") continue;
+    for (int side = 0; side < 2; side++) {
+      int s = m.inputs[side], x = m.inputs[1 - side];
+      int p = g.values[s].producer;
+      if (p < 0 || g.nodes[p].op != "unary" || g.nodes[p].attrs["fn"].s != "sigmoid" || g.nodes[p].inputs[0] != x ||
+          !single_use(g, cons, s))
+        continue;
+      g.nodes[p].op.clear();
+      m.op = "unary";
+      m.attrs.clear();
+      m.attrs["fn"].s = "silu";
+      m.inputs = {x};
+      break;
+    }
+  }
+  compact(g);
+}
+
 void fuse_relus(Graph &g) {
   auto cons = g.consumers();
   for (auto &r : g.nodes) {
@@ -133,6 +164,7 @@ void fuse_operators(Graph &g) {
   rename_to_families(g);
   compact(g);
   fuse_residual_adds(g);
+  fuse_silu(g);
   fuse_relus(g);
 }
 
