@@ -13,6 +13,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <unordered_map>
@@ -280,6 +281,10 @@ class Importer {
   void lower_conv(const NodeRef &n);
   void lower_batchnorm(const NodeRef &n);
   void lower_unary(const NodeRef &n);
+  void lower_clip(const NodeRef &n);
+  void lower_activation(const NodeRef &n);
+  void lower_binary(const NodeRef &n);
+  void lower_reduce_mean(const NodeRef &n);
   void lower_pool(const NodeRef &n);
   void lower_flatten(const NodeRef &n);
   void lower_add(const NodeRef &n);
@@ -310,7 +315,16 @@ const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
       {"Add", &Importer::lower_add},
       {"AveragePool", &Importer::lower_pool},
       {"BatchNormalization", &Importer::lower_batchnorm},
+      {"Clip", &Importer::lower_clip},
       {"Constant", &Importer::lower_constant},
+      {"Div", &Importer::lower_binary},
+      {"HardSigmoid", &Importer::lower_activation},
+      {"HardSwish", &Importer::lower_activation},
+      {"Mul", &Importer::lower_binary},
+      {"ReduceMean", &Importer::lower_reduce_mean},
+      {"Sigmoid", &Importer::lower_activation},
+      {"Sub", &Importer::lower_binary},
+      {"Tanh", &Importer::lower_activation},
       {"Conv", &Importer::lower_conv},
       {"Dropout", &Importer::lower_alias},
       {"Flatten", &Importer::lower_flatten},
@@ -746,6 +760,74 @@ void Importer::lower_unary(const NodeRef &n) {
   n.expect_inputs(1, 1);
   Node node = make_node(n, n.op());
   node.inputs = {value(n, n.input(0))};
+  emit(n, std::move(node));
+}
+
+// Clip(x, min, max): bounds from attributes (opset < 11) or constant scalar inputs (opset >= 11);
+// absent bounds are infinite. Kept as Clip {min, max}; fusion turns Clip(0, m) into ReLU-m.
+void Importer::lower_clip(const NodeRef &n) {
+  n.expect_inputs(1, 3);
+  Node node = make_node(n, "Clip");
+  node.inputs = {value(n, n.input(0))};
+  float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+  if (n.attr("min")) lo = n.get_f("min", lo);
+  if (n.attr("max")) hi = n.get_f("max", hi);
+  for (int k = 1; k <= 2; k++) {
+    if (n.input(k).empty()) continue;
+    std::vector<int64_t> dims;
+    std::vector<float> v = const_floats(n, n.input(k), &dims, k == 1 ? "min" : "max");
+    if (v.size() != 1) n.fail(std::string(k == 1 ? "min" : "max") + " must be a scalar, got " + std::to_string(v.size()) + " values");
+    (k == 1 ? lo : hi) = v[0];
+  }
+  if (!(lo <= hi)) n.fail("min " + std::to_string(lo) + " is above max " + std::to_string(hi));
+  node.set_f("min", lo);
+  node.set_f("max", hi);
+  emit(n, std::move(node));
+}
+
+// Sigmoid, Tanh, HardSwish, HardSigmoid {alpha, beta}: one input, elementwise.
+void Importer::lower_activation(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  Node node = make_node(n, n.op());
+  node.inputs = {value(n, n.input(0))};
+  if (n.op() == "HardSigmoid") {
+    node.set_f("alpha", n.get_f("alpha", 0.2f));
+    node.set_f("beta", n.get_f("beta", 0.5f));
+  }
+  emit(n, std::move(node));
+}
+
+// Mul, Sub, Div (and broadcasting Add): two inputs, numpy broadcasting; constants allowed.
+void Importer::lower_binary(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  Node node = make_node(n, n.op());
+  node.inputs = {value(n, n.input(0)), value(n, n.input(1))};
+  emit(n, std::move(node));
+}
+
+// ReduceMean over the spatial axes of a 4-D tensor is a global average pool (keepdims=0 gives
+// [N, C]). Axes come from the attribute (opset < 18) or a constant input (opset >= 18).
+void Importer::lower_reduce_mean(const NodeRef &n) {
+  n.expect_inputs(1, 2);
+  int x = value(n, n.input(0));
+  std::vector<int64_t> axes = n.get_ints("axes");
+  if (!n.input(1).empty()) {
+    auto t = tensors_.find(n.input(1));
+    if (t == tensors_.end() || t->second->data_type() != onnx::TensorProto::INT64)
+      n.fail("axes input '" + printable(n.input(1)) + "' must be a constant int64 tensor");
+    std::vector<int64_t> dims;
+    axes = decode_int64s(*t->second, n.input(1), &dims);
+  }
+  const auto &xs = shape_of(x);
+  for (auto &a : axes)
+    if (a < 0) a += (int64_t)xs.size();
+  std::sort(axes.begin(), axes.end());
+  if (xs.size() != 4 || axes != std::vector<int64_t>{2, 3})
+    n.fail("only ReduceMean over the spatial axes [2, 3] of a 4-D tensor is supported (got axes " +
+           shape_str(axes) + " of " + shape_str(xs) + ")");
+  Node node = make_node(n, "GlobalAveragePool");
+  node.inputs = {x};
+  if (n.get_i("keepdims", 1) == 0) node.set_i("keepdims", 0);
   emit(n, std::move(node));
 }
 

@@ -78,10 +78,14 @@ void infer_shapes(Graph &g) {
       need_rank(n, x, 4, "input");
       need_rank(n, w, 4, "weight");
       int64_t group = n.i("group", 1);
-      if (group != 1) fail(n, "grouped convolution (group=" + std::to_string(group) + ") is not supported");
-      if (w.shape[1] != x.shape[1])
-        fail(n, "weight " + shape_str(w.shape) + " expects " + std::to_string(w.shape[1]) +
-                    " input channels, input " + shape_str(x.shape) + " has " + std::to_string(x.shape[1]));
+      if (group < 1 || x.shape[1] % group != 0 || w.shape[0] % group != 0)
+        fail(n, "group=" + std::to_string(group) + " does not divide the " + std::to_string(x.shape[1]) +
+                    " input and " + std::to_string(w.shape[0]) + " output channels");
+      if (group != 1 && op == "conv2d_q") fail(n, "grouped integer convolution is not supported");
+      if (w.shape[1] * group != x.shape[1])
+        fail(n, "weight " + shape_str(w.shape) + " expects " + std::to_string(w.shape[1] * group) +
+                    " input channels (group=" + std::to_string(group) + "), input " + shape_str(x.shape) + " has " +
+                    std::to_string(x.shape[1]));
       out = window_op(n, x, w.shape[0], w.shape[2], w.shape[3]);
       if (n.inputs.size() > 2 && in(2).numel() != w.shape[0]) fail(n, "bias size does not match output channels");
       size_t res_at = op == "conv2d_q" ? 5 : 3;
@@ -99,20 +103,39 @@ void infer_shapes(Graph &g) {
       out = in(0);
       out.shape[2] = out.shape[3] = 1;
       if (op == "global_avgpool_q") out.dtype = DType::f32;
+      if (n.i("keepdims", 1) == 0) {  // ReduceMean(axes=[2, 3], keepdims=0)
+        out.shape = {out.shape[0], out.shape[1]};
+        out.layout = Layout::Plain;
+      }
     } else if (op == "quantize" || op == "dequantize") {
       out = in(0);
       out.dtype = op == "quantize" ? DType::u8 : DType::f32;
-    } else if (op == "BatchNormalization" || op == "Relu" || op == "Identity" || op == "relu" || op == "scale_shift") {
+    } else if (op == "BatchNormalization" || op == "Relu" || op == "Clip" || op == "Identity" || op == "relu" || op == "scale_shift") {
       out = in(0);
       if (op == "BatchNormalization") {
         need_rank(n, in(0), 4, "input");
         for (size_t k = 1; k < 5; k++)
           if (in(k).numel() != in(0).shape[1]) fail(n, "parameter " + std::to_string(k) + " size does not match channels");
       }
-    } else if (op == "Add" || op == "add") {
+    } else if (op == "add") {
       if (in(0).shape != in(1).shape)
-        fail(n, "operands " + shape_str(in(0).shape) + " and " + shape_str(in(1).shape) +
-                    " differ (broadcasting Add is not supported)");
+        fail(n, "operands " + shape_str(in(0).shape) + " and " + shape_str(in(1).shape) + " differ");
+      out = in(0);
+    } else if (op == "Add" || op == "Mul" || op == "Sub" || op == "Div" || op == "binary") {
+      // Numpy broadcasting: align trailing dimensions; each pair is equal or has a 1.
+      const auto &a = in(0).shape, &b = in(1).shape;
+      size_t r = std::max(a.size(), b.size());
+      std::vector<int64_t> o(r);
+      for (size_t k = 0; k < r; k++) {
+        int64_t da = k + a.size() >= r ? a[k + a.size() - r] : 1, db = k + b.size() >= r ? b[k + b.size() - r] : 1;
+        if (da != db && da != 1 && db != 1)
+          fail(n, "operands " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+        o[k] = std::max(da, db);
+      }
+      out = a.size() >= b.size() ? in(0) : in(1);
+      out.shape = o;
+      out.dtype = DType::f32;
+    } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "unary") {
       out = in(0);
     } else if (op == "Flatten" || op == "flatten") {
       const auto &x = in(0);
