@@ -6,7 +6,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 apt_pkgs="build-essential python3-venv python3-torch python3-torchvision libprotobuf-dev
-  protobuf-compiler nlohmann-json3-dev libcli11-dev libgtest-dev g++-aarch64-linux-gnu qemu-user"
+  protobuf-compiler nlohmann-json3-dev libcli11-dev libgtest-dev g++-aarch64-linux-gnu qemu-user
+  clang libclang-rt-14-dev"   # clang + libFuzzer/ASan/UBSan runtimes: the fuzz tests (tests/fuzz)
 missing=""
 for p in $apt_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
