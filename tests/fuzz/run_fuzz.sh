@@ -21,8 +21,8 @@ die() {
 
 setup() {
   command -v clang++ >/dev/null || die "clang++ not found: install Debian's clang and libclang-rt-14-dev (bash scripts/setup.sh does)"
-  local cmake=cmake
-  [ -x "$root/.venv/bin/cmake" ] && cmake=$root/.venv/bin/cmake
+  local cmake=cmake  # the venv's (scripts/setup.sh installs CMake >= 3.28 there)
+  [ -x "$(dirname "$python")/cmake" ] && cmake=$(dirname "$python")/cmake
   mkdir -p "$fb"
   if [ ! -f "$fb/CMakeCache.txt" ]; then
     "$cmake" -S "$root" -B "$fb" -DQNNC_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
