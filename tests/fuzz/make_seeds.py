@@ -106,6 +106,7 @@ def npy_seeds() -> dict[str, bytes]:
         "scalar.npy": npy_bytes(np.float32(1.5)),
         "vec.npy": npy_bytes(RNG.standard_normal(5).astype(np.float32)),
         "img.npy": npy_bytes(RNG.standard_normal((1, 3, 2, 2)).astype(np.float32)),
+        "empty.npy": npy_bytes(np.zeros((0, 3), np.float32)),
         "f64.npy": npy_bytes(np.zeros(2, np.float64)),
         "fortran.npy": npy_bytes(np.asfortranarray(np.zeros((2, 3), np.float32))),
     }
