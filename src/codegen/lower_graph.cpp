@@ -426,6 +426,27 @@ struct Lowering {
     resolve_knobs(s);
     st.args = {{av, packed(ae)}, {bv, packed(be)}, {value(out), packed(s.out_shape)}};
   }
+  void lower_avgpool(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.kernel = n.ints("kernel_shape");
+    s.stride = n.ints("strides", {1, 1});
+    s.pads = n.ints("pads", {0, 0, 0, 0});
+    if (n.i("count_include_pad", 0)) s.fn = "count_include_pad";
+    resolve_knobs(s);
+    st.args = {act(n.inputs[0]), act(out)};
+  }
+  void lower_concat(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    for (int v : n.inputs) {
+      const auto &t = g.values[v].type;
+      if (t.dtype != DType::f32 || g.values[v].is_const())
+        throw Error("node '" + n.name + "': concat takes fp32 activations");
+      s.parts.push_back(t.shape[1]);
+    }
+    resolve_knobs(s);
+    for (int v : n.inputs) st.args.push_back(act(v));
+    st.args.push_back(act(out));
+  }
   void lower_flatten(const Node &n, PlanStep &st, int out) {
     st.alias = true;
     int src = value(n.inputs[0]);
@@ -444,6 +465,8 @@ struct Lowering {
         {"dequantize", &Lowering::lower_quantize},
         {"global_avgpool_q", &Lowering::lower_global_avgpool_q},
         {"maxpool", &Lowering::lower_maxpool},
+        {"avgpool", &Lowering::lower_avgpool},
+        {"concat", &Lowering::lower_concat},
         {"global_avgpool", &Lowering::lower_unary_act},
         {"layout", &Lowering::lower_unary_act},
         {"add", &Lowering::lower_add},

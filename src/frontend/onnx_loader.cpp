@@ -285,6 +285,8 @@ class Importer {
   void lower_activation(const NodeRef &n);
   void lower_binary(const NodeRef &n);
   void lower_reduce_mean(const NodeRef &n);
+  void lower_concat(const NodeRef &n);
+  void lower_pad(const NodeRef &n);
   void lower_pool(const NodeRef &n);
   void lower_flatten(const NodeRef &n);
   void lower_add(const NodeRef &n);
@@ -316,6 +318,7 @@ const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
       {"AveragePool", &Importer::lower_pool},
       {"BatchNormalization", &Importer::lower_batchnorm},
       {"Clip", &Importer::lower_clip},
+      {"Concat", &Importer::lower_concat},
       {"Constant", &Importer::lower_constant},
       {"Div", &Importer::lower_binary},
       {"HardSigmoid", &Importer::lower_activation},
@@ -333,6 +336,7 @@ const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
       {"Identity", &Importer::lower_alias},
       {"MatMul", &Importer::lower_matmul},
       {"MaxPool", &Importer::lower_pool},
+      {"Pad", &Importer::lower_pad},
       {"Relu", &Importer::lower_unary},
       {"Reshape", &Importer::lower_reshape},
   };
@@ -831,6 +835,57 @@ void Importer::lower_reduce_mean(const NodeRef &n) {
   emit(n, std::move(node));
 }
 
+void Importer::lower_concat(const NodeRef &n) {
+  if (n.input(0).empty()) n.fail("needs at least one input");
+  if (!n.attr("axis")) n.fail("attribute 'axis' is required");
+  Node node = make_node(n, "Concat");
+  for (int k = 0; !n.input(k).empty(); k++) node.inputs.push_back(value(n, n.input(k)));
+  node.set_i("axis", n.get_i("axis", 1));
+  emit(n, std::move(node));
+}
+
+// Pad (constant mode, value 0) of the spatial axes of a 4-D tensor: pads from the attribute
+// (opset < 11) or a constant int64 input. Zero pads are an alias; others stay a Pad node that
+// fusion folds into the consuming Conv or AveragePool.
+void Importer::lower_pad(const NodeRef &n) {
+  n.expect_inputs(1, 4);
+  std::string mode = n.attr("mode") ? n.get_s("mode", "constant") : "constant";
+  if (mode != "constant") n.fail("only mode 'constant' is supported, got '" + printable(mode) + "'");
+  std::vector<int64_t> pads = n.get_ints("pads");
+  if (!n.input(1).empty()) {
+    auto t = tensors_.find(n.input(1));
+    if (t == tensors_.end() || t->second->data_type() != onnx::TensorProto::INT64)
+      n.fail("pads input '" + printable(n.input(1)) + "' must be a constant int64 tensor");
+    std::vector<int64_t> dims;
+    pads = decode_int64s(*t->second, n.input(1), &dims);
+  }
+  float value_f = n.get_f("value", 0.f);
+  if (!n.input(2).empty()) {
+    std::vector<int64_t> dims;
+    std::vector<float> v = const_floats(n, n.input(2), &dims, "constant_value");
+    if (v.size() > 1) n.fail("constant_value must be a scalar");
+    if (!v.empty()) value_f = v[0];
+  }
+  if (!n.input(3).empty()) n.fail("the axes input is not supported");
+  int x = value(n, n.input(0));
+  const auto &xs = shape_of(x);
+  if (pads.size() != 2 * xs.size()) n.fail("pads has " + std::to_string(pads.size()) + " entries for a rank-" + std::to_string(xs.size()) + " input");
+  bool zero = std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; });
+  if (zero) {
+    lower_alias(n);
+    return;
+  }
+  if (xs.size() != 4 || pads[0] || pads[1] || pads[4] || pads[5])
+    n.fail("only padding of the spatial axes of a 4-D tensor is supported (pads " + shape_str(pads) + ")");
+  if (value_f != 0.f) n.fail("only zero padding is supported (value " + std::to_string(value_f) + ")");
+  for (int64_t p : pads)
+    if (p < 0) n.fail("negative pads (cropping) are not supported");
+  Node node = make_node(n, "Pad");
+  node.inputs = {x};
+  node.set_ints("pads", {pads[2], pads[3], pads[6], pads[7]});  // top, left, bottom, right
+  emit(n, std::move(node));
+}
+
 void Importer::lower_pool(const NodeRef &n) {
   n.expect_inputs(1, 1);
   int x = value(n, n.input(0));
@@ -948,7 +1003,7 @@ void Importer::lower_reshape(const NodeRef &n) {
 
 // Identity and (inference) Dropout: the output is another name for the input.
 void Importer::lower_alias(const NodeRef &n) {
-  n.expect_inputs(1, n.op() == "Dropout" ? 3 : 1);
+  n.expect_inputs(1, n.op() == "Dropout" ? 3 : n.op() == "Pad" ? 4 : 1);
   const std::string &in = n.input(0), &out = n.output(0);
   claim(n, out);
   auto t = tensors_.find(in);

@@ -92,7 +92,7 @@ void infer_shapes(Graph &g) {
       if (op != "Conv" && n.inputs.size() > res_at && in(res_at).shape != out.shape)
         fail(n, "residual " + shape_str(in(res_at).shape) + " does not match output " + shape_str(out.shape));
       out.dtype = op == "conv2d_q" ? DType::u8 : x.dtype;
-    } else if (op == "MaxPool" || op == "AveragePool" || op == "maxpool") {
+    } else if (op == "MaxPool" || op == "AveragePool" || op == "maxpool" || op == "avgpool") {
       const auto &x = in(0);
       need_rank(n, x, 4, "input");
       auto k = n.ints("kernel_shape");
@@ -137,6 +137,34 @@ void infer_shapes(Graph &g) {
       out.dtype = DType::f32;
     } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "unary") {
       out = in(0);
+    } else if (op == "Pad") {
+      need_rank(n, in(0), 4, "input");
+      auto p = n.ints("pads");
+      if (p.size() != 4) fail(n, "pads must have 4 entries (top, left, bottom, right)");
+      out = in(0);
+      out.shape[2] += p[0] + p[2];
+      out.shape[3] += p[1] + p[3];
+    } else if (op == "Concat" || op == "concat") {
+      // Along the channels of 4-D tensors or the last axis of 2-D ones: the axis kernels keep
+      // innermost (NHWC), so a concatenation is a copy of contiguous runs.
+      const auto &x = in(0);
+      const int64_t rank = (int64_t)x.shape.size();
+      int64_t axis = n.i("axis", 1);
+      if (axis < 0) axis += rank;
+      if (!((rank == 4 && axis == 1) || (rank == 2 && axis == 1)))
+        fail(n, "only concatenation along the channels of 4-D or the last axis of 2-D tensors is supported (axis " +
+                    std::to_string(n.i("axis", 1)) + " of " + shape_str(x.shape) + ")");
+      out = x;
+      out.shape[1] = 0;
+      for (size_t k = 0; k < n.inputs.size(); k++) {
+        const auto &t = in(k);
+        for (int64_t d = 0; d < rank; d++)
+          if (d != 1 && ((int64_t)t.shape.size() != rank || t.shape[d] != x.shape[d]))
+            fail(n, "input " + std::to_string(k) + " " + shape_str(t.shape) + " does not match " + shape_str(x.shape) +
+                        " outside the concatenated axis");
+        out.shape[1] += t.shape[1];
+      }
+      out.dtype = DType::f32;
     } else if (op == "Flatten" || op == "flatten") {
       const auto &x = in(0);
       const int64_t rank = (int64_t)x.shape.size();

@@ -9,6 +9,13 @@ namespace qnnc {
 HalideKernel build_dense(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Max over a kh x kw window with -inf padding.
 HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Mean over a kh x kw window (spec.kernel, stride, pads; ceil_mode is in the output shape):
+// spec.fn "count_include_pad" divides by the taps inside the padded input, otherwise by the
+// taps inside the input.
+HalideKernel build_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Channel concatenation of NHWC activations (or of 2-D [N, K] ones along K): input i holds
+// spec.parts[i] channels; arguments are the inputs in order, output last.
+HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Mean over H and W; output keeps H = W = 1. A u8 input (spec.dtype) is dequantized too.
 HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // a + b, optionally followed by ReLU, over flattened tensors.

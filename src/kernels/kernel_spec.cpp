@@ -27,6 +27,7 @@ nlohmann::json KernelSpec::to_json() const {
   if (!fn.empty()) j["fn"] = fn;  // absent when unused (keeps older signatures)
   if (!fparams.empty()) j["fparams"] = fparams;
   if (!in2_shape.empty()) j["in2_shape"] = in2_shape;
+  if (!parts.empty()) j["parts"] = parts;
   j["knobs"] = knobs;
   return j;
 }
@@ -53,6 +54,7 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.fn = j.value("fn", std::string());
   s.fparams = j.value("fparams", std::vector<float>());
   s.in2_shape = j.value("in2_shape", std::vector<int64_t>());
+  s.parts = j.value("parts", std::vector<int64_t>());
   s.knobs = j.at("knobs").get<Knobs>();
   return s;
 }

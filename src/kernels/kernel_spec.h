@@ -37,6 +37,7 @@ struct KernelSpec {
   std::string fn;                   // unary / binary: the function (sigmoid, hardswish, mul, ...)
   std::vector<float> fparams;       // its parameters (hardsigmoid: alpha, beta)
   std::vector<int64_t> in2_shape;   // binary: second operand (memory order, see families.h)
+  std::vector<int64_t> parts;       // concat: channels of each input, in order
   Knobs knobs;                      // schedule choice; empty = defaults
 
   nlohmann::json to_json() const;

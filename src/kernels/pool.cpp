@@ -59,3 +59,46 @@ HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Tar
 }
 
 }  // namespace qnnc
+
+namespace qnnc {
+
+HalideKernel build_avgpool(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  const int64_t OH = s.out_shape[2], OW = s.out_shape[3];
+  const int KH = (int)s.kernel[0], KW = (int)s.kernel[1], SH = (int)s.stride[0], SW = (int)s.stride[1];
+  const int PT = (int)s.pads[0], PL = (int)s.pads[1], PB = (int)s.pads[2], PR = (int)s.pads[3];
+  ImageParam in = fixed_param(Float(32), "input", {C, W, H, N});
+  Func padded = BoundaryConditions::constant_exterior(in, 0.f, {Range(), Range(0, (int)W), Range(0, (int)H), Range()});
+  Var c("c"), x("x"), y("y"), n("n");
+  RDom r(0, KW, 0, KH, "r");
+  Func sum("sum"), out("output");
+  sum(c, x, y, n) = 0.f;
+  sum(c, x, y, n) += padded(c, x * SW + r.x - PL, y * SH + r.y - PT, n);
+  // Taps counted: inside the padded input (include_pad; a ceil_mode window may still reach past
+  // it) or inside the input itself.
+  Expr hs = y * SH - PT, ws = x * SW - PL;
+  Expr he, we;
+  if (s.fn == "count_include_pad") {
+    he = min(hs + KH, (int)H + PB);
+    we = min(ws + KW, (int)W + PR);
+  } else {
+    he = min(hs + KH, (int)H);
+    we = min(ws + KW, (int)W);
+    hs = max(hs, 0);
+    ws = max(ws, 0);
+  }
+  Expr count = max((he - hs) * (we - ws), 1);
+  out(c, x, y, n) = sum(c, x, y, n) / f32(count);
+  fix_output(out, {C, OW, OH, N});
+  int vec = knob(k, "vec", 8);
+  if (C >= vec) {
+    Var co("co"), ci("ci");
+    out.split(c, co, ci, vec, TailStrategy::GuardWithIf).vectorize(ci);
+    sum.compute_at(out, co).vectorize(c, vec, TailStrategy::GuardWithIf);
+    sum.update().reorder(c, r.x, r.y).vectorize(c, vec, TailStrategy::GuardWithIf);
+  }
+  out.parallel(y);
+  return {Pipeline(out), {in}};
+}
+
+}  // namespace qnnc

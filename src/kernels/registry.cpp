@@ -49,7 +49,7 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
   const std::map<std::string, Allowed> families{
       {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"conv2d_grouped", {{"vec", {}}, {"x_tile", {}}}}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
       {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"unary", {{"vec", {}}, {"chunk", {}}}},
-      {"binary", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
+      {"binary", {{"vec", {}}}}, {"avgpool", {{"vec", {}}}}, {"concat", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
       {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}}};
   auto names = [](const auto &m) {
@@ -128,6 +128,8 @@ const std::map<std::string, Builder> &builders() {
       {"dequantize", build_dequantize},
       {"dense", build_dense},
       {"maxpool", build_maxpool},
+      {"avgpool", build_avgpool},
+      {"concat", build_concat},
       {"global_avgpool", build_global_avgpool},
       {"global_avgpool_q", build_global_avgpool},
       {"add", build_add},

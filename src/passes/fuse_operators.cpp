@@ -9,6 +9,31 @@ namespace qnnc {
 
 namespace {
 
+bool single_use(const Graph &g, const std::vector<std::vector<int>> &cons, int v);
+
+// Zero Pad(x) feeding one Conv (or one AveragePool without pads of its own) becomes that op's
+// padding: Conv reads zeros there anyway, and the average then counts the padded taps.
+void fold_pads(Graph &g) {
+  auto cons = g.consumers();
+  for (auto &p : g.nodes) {
+    if (p.op != "Pad") continue;
+    int v = p.outputs[0];
+    if (!single_use(g, cons, v)) throw Error("node '" + p.name + "' (Pad): only a Pad read by one Conv or AveragePool is supported");
+    Node &c = g.nodes[cons[v][0]];
+    auto pp = p.ints("pads");
+    auto cp = c.ints("pads", {0, 0, 0, 0});
+    bool ok = c.op == "Conv" || (c.op == "AveragePool" && cp == std::vector<int64_t>{0, 0, 0, 0});
+    if (!ok || c.inputs[0] != v)
+      throw Error("node '" + p.name + "' (Pad): only a Pad read by one Conv or AveragePool is supported, not by " + c.op);
+    for (int k = 0; k < 4; k++) cp[k] += pp[k];
+    c.set_ints("pads", cp);
+    if (c.op == "AveragePool") c.set_i("count_include_pad", 1);
+    c.inputs[0] = p.inputs[0];
+    p.op.clear();
+  }
+  compact(g);
+}
+
 void rename_to_families(Graph &g) {
   for (size_t i = 0; i < g.nodes.size(); i++) {
     Node &n = g.nodes[i];
@@ -81,7 +106,9 @@ void rename_to_families(Graph &g) {
       n.attrs.clear();
       if (std::isfinite(hi)) n.set_f("relu_max", hi);
     } else if (n.op == "AveragePool") {
-      throw Error("node '" + n.name + "' (AveragePool): windowed average pooling has no kernel yet");
+      n.op = "avgpool";
+    } else if (n.op == "Concat") {
+      n.op = "concat";
     } else if (n.op == "BatchNormalization") {
     }
   }
@@ -161,6 +188,7 @@ void fuse_relus(Graph &g) {
 }  // namespace
 
 void fuse_operators(Graph &g) {
+  fold_pads(g);
   rename_to_families(g);
   compact(g);
   fuse_residual_adds(g);
