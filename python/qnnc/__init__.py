@@ -77,7 +77,11 @@ def compile(model: str, out_dir: str, *, input_shape=None, precision: str = "fp3
 
 
 class Module:
-    """A compiled module loaded into this process; call it with a float32 NCHW array."""
+    """A compiled module loaded into this process; call it with a float32 NCHW array.
+
+    Calls may come from several threads at once: the C call releases the GIL and the runtime
+    gives each concurrent call its own activation memory (a small pool of execution contexts),
+    so the outputs are those of sequential calls."""
 
     def __init__(self, path: str):
         self._h = ctypes.c_void_p()

@@ -51,9 +51,12 @@ class Pool {
 
   int run(void *uc, ParallelTask task, int min, int size, uint8_t *closure) {
     if (size <= 0) return 0;
-    // Nested loops, a single thread, or a pool busy with another caller's loop: run inline.
+    // Nested loops, a single thread, or a pool busy with another caller's loop (a concurrent
+    // run, or a resize): run inline. A nested loop never touches run_mutex_, which its own
+    // thread may hold, and workers_ is read only under it.
+    if (inside_pool_task || size == 1) return serial(uc, task, min, size, closure);
     std::unique_lock<std::mutex> run_lock(run_mutex_, std::try_to_lock);
-    if (inside_pool_task || size == 1 || workers_.empty() || !run_lock.owns_lock()) return serial(uc, task, min, size, closure);
+    if (!run_lock.owns_lock() || workers_.empty()) return serial(uc, task, min, size, closure);
     {
       std::lock_guard<std::mutex> lk(m_);
       job_ = {uc, task, min, size, closure};

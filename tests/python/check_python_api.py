@@ -1,17 +1,57 @@
 #!/usr/bin/env python3
 """The Python package (python/qnnc over libqnnc_c.so): compile the builtin ResNet-18 small in
 fp32 and int8 from Python, call the modules with numpy, and compare with `qnnc run` on the same
-input (identical outputs); errors surface as QnncError. Ends with 'N passed, M failed'."""
+input (identical outputs); one module called from 4 threads at once gives the sequential
+outputs; errors surface as QnncError. Ends with 'N passed, M failed'."""
 import argparse
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 import qnnc  # noqa: E402
+
+
+def check_threads(m, prec, check, threads=4, calls=25):
+    """One module called from several Python threads at once (ctypes releases the GIL, so the
+    calls overlap in the C++ runtime): every output equals the sequential call's bit for bit, and
+    a failing call's error message (thread-local in the C API) is its own, not another thread's."""
+    xs = [np.random.default_rng(100 + i).standard_normal(m.input_shape, dtype=np.float32)
+          for i in range(threads * calls)]
+    expect = [m(x) for x in xs]
+    got = [None] * len(xs)
+    errors = []
+
+    def worker(t):
+        try:
+            for i in range(t, len(xs), threads):
+                got[i] = m(xs[i])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    def bad_caller():
+        # Wrong input lengths through the C API while the others run: each message names its own.
+        x = np.zeros(8, dtype=np.float32)
+        y = np.empty(m.output_shape, dtype=np.float32)
+        for k in range(200):
+            n = 1000 + k
+            rc = qnnc._lib.qnnc_module_run(m._h, x.ctypes.data_as(qnnc._f32p), n, y.ctypes.data_as(qnnc._f32p), y.size)
+            msg = qnnc._lib.qnnc_last_error().decode()
+            if rc == 0 or f"input has {n} values" not in msg:
+                errors.append(f"bad call {n}: rc {rc}, message {msg!r}")
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)] + [threading.Thread(target=bad_caller)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    wrong = sum(g is None or not np.array_equal(g, e) for g, e in zip(got, expect))
+    check(f"{prec}: {threads} threads x {calls} calls on one module equal sequential calls", wrong == 0 and not errors,
+          f"{wrong} of {len(xs)} differ; {errors[:2]}")
 
 
 def main():
@@ -43,6 +83,7 @@ def main():
         check(f"{prec}: manifest lists the steps", len(m.manifest["steps"]) > 20)
         t = m.benchmark(repeat=3, warmup=1)
         check(f"{prec}: benchmark gives a time", t["median_ms"] > 0, f"{t['median_ms']:.2f} ms")
+        check_threads(m, prec, check)
     try:
         m(x.astype(np.float64))
         check("float64 input rejected", False)
