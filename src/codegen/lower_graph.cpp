@@ -142,6 +142,10 @@ struct Lowering {
     s.dtype = "u8";
     s.qmax = (int)n.i("qmax", 255);
     s.rounding = rounding_of(n);
+    if (n.i("group", 1) != 1) {
+      lower_dwconv2d_q(n, st, out);
+      return;
+    }
     int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
     // Weights of 1-2 bits are stored four per byte, of 3-4 bits two per byte, unless a --knob
     // says otherwise.
@@ -204,6 +208,33 @@ struct Lowering {
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});
     st.args.push_back(act4(out));
+  }
+  // Integer depthwise convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c innermost.
+  void lower_dwconv2d_q(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    s.kind = "dwconv2d_q";
+    s.group = n.i("group", 1);
+    if (!conv2d_is_depthwise(s)) throw Error("node '" + n.name + "': grouped integer convolution is not supported");
+    resolve_knobs(s);
+    const Value &w = g.values[n.inputs[1]];
+    int64_t M = w.type.shape[0], KH = w.type.shape[2], KW = w.type.shape[3];
+    std::vector<int32_t> pk(M * KH * KW);
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t ky = 0; ky < KH; ky++)
+        for (int64_t kx = 0; kx < KW; kx++) pk[(ky * KW + kx) * M + m] = (*w.idata)[(m * KH + ky) * KW + kx];
+    int wv = new_const(w.name + ".dw", {KH, KW, M}, pk, DType::i8);
+    const int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
+    int hi = s.qmax;
+    if (s.relu && s.relu_max > 0 && g.values[out].scale > 0)
+      hi = (int)std::min<double>(s.qmax, std::max<double>(lo, n.i("out_zp", 0) + std::nearbyint(s.relu_max / g.values[out].scale)));
+    std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
+                            (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, hi, 0};
+    int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    st.args = {act(n.inputs[0]), {wv, packed({M, KW, KH})}, {value(n.inputs[2]), packed({M})},
+               {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
+    if (s.residual) st.args.push_back(act(n.inputs[5]));
+    st.args.push_back({qv, packed({8})});
+    st.args.push_back(act(out));
   }
   // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
   void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo, int hi) {

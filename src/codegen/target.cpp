@@ -51,11 +51,6 @@ std::vector<std::string> mcpu_features(const Halide::Target &t) {
   return {};
 }
 
-const std::vector<std::string> &arm_hwcap_names() {
-  static const std::vector<std::string> n = {"asimd", "fphp", "asimdhp", "asimddp"};
-  return n;
-}
-
 unsigned long arm_hwcap_bit(const std::string &name) {
   // AT_HWCAP bits on arm64 Linux: ASIMD 1<<1, FPHP 1<<9, ASIMDHP 1<<10, ASIMDDP 1<<20.
   static const std::map<std::string, unsigned long> bits = {
@@ -84,7 +79,14 @@ void arm_bundle(TargetInfo &t) {
   t.is_host = false;
   t.cpu_features = required_cpu_features(t.halide);
   for (const auto &f : t.cpu_features) t.required_hwcap |= arm_hwcap_bit(f);
-  t.required_features = joined(t.cpu_features);
+  // Named for people: the bundle prints this when the board lacks a feature.
+  static const std::map<std::string, std::string> what = {{"asimd", "asimd (NEON)"},
+                                                          {"fphp", "fphp (fp16)"},
+                                                          {"asimdhp", "asimdhp (fp16 NEON)"},
+                                                          {"asimddp", "asimddp (dot product)"}};
+  std::vector<std::string> named;
+  for (const auto &f : t.cpu_features) named.push_back(what.count(f) ? what.at(f) : f);
+  t.required_features = joined(named);
 }
 
 const char *kAcceptedTargets =

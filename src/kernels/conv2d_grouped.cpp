@@ -1,4 +1,5 @@
 #include "kernels/conv2d_grouped.h"
+#include "kernels/requantize.h"
 
 #include <algorithm>
 
@@ -110,6 +111,69 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
   }
   std::vector<Argument> args{input, weights, bias};
   if (s.residual) args.push_back(residual);
+  return {Pipeline(out), args};
+}
+
+}  // namespace qnnc
+
+namespace qnnc {
+
+HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target &t) {
+  using namespace Halide::ConciseCasts;
+  const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
+  const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
+  const int64_t KH = s.kernel[0], KW = s.kernel[1];
+  ImageParam input = fixed_param(UInt(8), "input", {C, W, H, N});
+  ImageParam weights = fixed_param(Int(8), "weights", {C, KW, KH});
+  ImageParam bias = fixed_param(Int(32), "bias", {M});
+  ImageParam mult = fixed_param(Int(32), "mult", {M});
+  ImageParam shift = fixed_param(Int(32), "shift", {M});
+  ImageParam residual;
+  if (s.residual) residual = fixed_param(UInt(8), "residual", {M, OW, OH, N});
+  ImageParam qparams = fixed_param(Int(32), "qparams", {8});
+
+  Var c("c"), x("x"), y("y"), n("n");
+  bool pad = s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3];
+  Func padded("padded");
+  if (pad)
+    padded(c, x, y, n) = BoundaryConditions::constant_exterior(
+        input, u8(qparams(0)), {Range(), Range(0, (int)W), Range(0, (int)H), Range()})(c, x, y, n);
+  else
+    padded(c, x, y, n) = input(c, x, y, n);
+  RDom r(0, (int)KW, 0, (int)KH, "r");
+  Expr ix = x * (int)s.stride[1] + r.x * (int)s.dilation[1] - (int)s.pads[1];
+  Expr iy = y * (int)s.stride[0] + r.y * (int)s.dilation[0] - (int)s.pads[0];
+  Func acc("acc");
+  acc(c, x, y, n) = bias(c);
+  acc(c, x, y, n) += i32(i16(padded(c, ix, iy, n)) * i16(weights(c, r.x, r.y)));
+  Expr v = requantize_fixed_point(acc(c, x, y, n), mult(c), shift(c), s.rounding);
+  if (s.residual)
+    v += requantize_fixed_point_narrow(i32(residual(c, x, y, n)) - qparams(2), qparams(3), qparams(4), s.rounding);
+  Func out("output");
+  out(c, x, y, n) = u8(clamp(v + qparams(1), qparams(5), qparams(6)));
+  fix_output(out, {M, OW, OH, N});
+
+  const int vec = std::max(1, knob(k, "vec", 8));
+  const int vw = (int)std::min<int64_t>(vec, M);
+  const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
+  Var co("co"), ci("ci"), xo("xo"), xi("xi");
+  TailStrategy ctail = M % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards;
+  out.split(c, co, ci, vw, ctail)
+      .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
+      .reorder(ci, xi, xo, co, y, n)
+      .vectorize(ci)
+      .unroll(xi)
+      .fuse(y, n, y)
+      .parallel(y);
+  acc.compute_at(out, xo).vectorize(c).unroll(x);
+  acc.update().reorder(c, x, r.x, r.y).vectorize(c).unroll(x).unroll(r.x);
+  if (pad) {
+    padded.compute_root().parallel(padded.args()[2]);
+    if (C >= 32) padded.vectorize(padded.args()[0], 32, TailStrategy::GuardWithIf);
+  }
+  std::vector<Argument> args{input, weights, bias, mult, shift};
+  if (s.residual) args.push_back(residual);
+  args.push_back(qparams);
   return {Pipeline(out), args};
 }
 

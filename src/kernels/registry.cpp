@@ -47,7 +47,8 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
   convq["group"] = {2, 4};
   convq["weights_per_byte"] = {1, 2, 4};
   const std::map<std::string, Allowed> families{
-      {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"conv2d_grouped", {{"vec", {}}, {"x_tile", {}}}}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
+      {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"conv2d_grouped", {{"vec", {}}, {"x_tile", {}}}},
+      {"dwconv2d_q", {{"vec", {}}, {"x_tile", {}}}}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
       {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"unary", {{"vec", {}}, {"chunk", {}}}},
       {"binary", {{"vec", {}}}}, {"avgpool", {{"vec", {}}}}, {"concat", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
@@ -82,6 +83,11 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
 Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d") return conv2d_default_knobs(s, t);
   if (s.kind == "conv2d_grouped") return conv2d_grouped_default_knobs(s, t);
+  if (s.kind == "dwconv2d_q") {
+    Knobs k = conv2d_grouped_default_knobs(s, t);
+    k["vec"] = t.natural_vector_size<int32_t>();
+    return k;
+  }
   if (s.kind == "conv2d_q") return conv2d_q_default_knobs(s, t);
   if (s.kind == "conv2d_bs") {
     Knobs k = conv2d_q_default_knobs(s, t);
@@ -122,6 +128,7 @@ const std::map<std::string, Builder> &builders() {
       {"conv2d", build_conv2d},
       {"conv2d_q", build_conv2d_q},
       {"conv2d_grouped", build_conv2d_grouped},
+      {"dwconv2d_q", build_dwconv2d_q},
       {"bitpack", build_bitpack},
       {"conv2d_bs", build_conv2d_bitserial},
       {"quantize", build_quantize},

@@ -169,9 +169,12 @@ struct Rewriter {
       if (n.op == "conv2d") {
         bool first = !seen_conv;
         seen_conv = true;
-        if (n.i("group", 1) != 1) {
+        const auto &ws = g.values[n.inputs[1]].type.shape;
+        const int64_t group = n.i("group", 1);
+        const bool depthwise = group == g.values[n.inputs[0]].type.shape[1] && group == ws[0];
+        if (group != 1 && !depthwise) {
           sum.kept_fp32++;
-          sum.kept_reasons["grouped/depthwise convolution (no integer kernel yet)"]++;
+          sum.kept_reasons["grouped convolution (no integer kernel yet)"]++;
         } else if (!skipped(n, first)) {
           quantize_conv(n);
           continue;

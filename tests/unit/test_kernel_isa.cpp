@@ -98,7 +98,8 @@ TEST(KernelIsa, RequiredFeaturesOfTargetStrings) {
 
 // Kernels of awkward shapes: channel counts that do not fill a vector (narrow vectors are where
 // the VEX/EVEX choice differs), odd channels, 1x1 and 7x7, stride 2, residual, packed 4- and
-// 2-bit weights, a dense layer as a 1x1 conv2d_q, the bit-serial kernel, and fp32 conv/dense.
+// 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise, the bit-serial kernel, and
+// fp32 conv/dense.
 std::vector<qnnc::KernelSpec> specs() {
   auto conv = [](std::string kind, std::vector<int64_t> in, int64_t M, int64_t k, int64_t stride, int64_t pad) {
     qnnc::KernelSpec s;
@@ -129,6 +130,9 @@ std::vector<qnnc::KernelSpec> specs() {
   w2.knobs = {{"weights_per_byte", 4}};
   v.push_back(w2);
   v.push_back(conv("conv2d_q", {3, 200, 1, 1}, 10, 1, 1, 0));  // a dense layer, batch 3
+  auto dw = conv("dwconv2d_q", {1, 19, 9, 9}, 19, 3, 2, 1);  // depthwise, odd channels
+  dw.group = 19;
+  v.push_back(dw);
   auto bs = conv("conv2d_bs", {1, 64, 8, 8}, 20, 3, 1, 1);
   bs.knobs = {{"weight_bits", 1}, {"activation_bits", 1}};
   v.push_back(bs);

@@ -1,0 +1,174 @@
+// Integer depthwise convolution (dwconv2d_q), bit-exact against a naive integer reference:
+// odd channel counts around the vector width, stride 2, padding that reads a non-zero input
+// zero point, dilation, 3x3/5x5/7x7, batch 2, ReLU and ReLU6-style clamps, a residual, 4-bit
+// levels, and both tie rules; on the host target and on x86-avx2.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "qreference.h"
+
+namespace {
+
+using qnnc::DType;
+using qref::ConvQParams;
+using qref::ITensor;
+using qref::Shape;
+
+struct DCase {
+  int64_t N, C, H, W, K, stride, pad, dil;
+  int in_zp = 0, out_zp = 0, qmax = 255;
+  bool relu = false, residual = false, even = false;
+  int hi = -1;  // clamp maximum below qmax (a bounded ReLU), -1: qmax
+  std::string name() const {
+    std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
+                    std::to_string(W) + "_k" + std::to_string(K) + "_s" + std::to_string(stride) + "_p" +
+                    std::to_string(pad) + "_d" + std::to_string(dil) + "_izp" + std::to_string(in_zp) + "_ozp" +
+                    std::to_string(out_zp) + "_q" + std::to_string(qmax);
+    if (relu) s += "_relu";
+    if (hi >= 0) s += "_hi" + std::to_string(hi);
+    if (residual) s += "_res";
+    if (even) s += "_even";
+    return s;
+  }
+};
+
+void run_case(const DCase &c, const std::string &target) {
+  uint64_t seed = 1469598103934665603ull;
+  for (unsigned char ch : c.name()) seed = (seed ^ ch) * 1099511628211ull;
+  qref::Rng rng(seed);
+  const Shape xs{c.N, c.C, c.H, c.W};
+  const int64_t OH = qref::out_size(c.H, c.K, c.stride, c.pad, c.pad, c.dil);
+  const int64_t OW = qref::out_size(c.W, c.K, c.stride, c.pad, c.pad, c.dil);
+  const Shape ys{c.N, c.C, OH, OW};
+  ITensor x = qref::random_levels(xs, rng, 0, c.qmax);
+  std::vector<int32_t> w((size_t)(c.C * c.K * c.K));
+  for (auto &v : w) v = (int32_t)rng.integer(-127, 127);
+  // Accumulators without bias: the taps of the channel's own input plane, padding = in_zp.
+  std::vector<int64_t> acc0((size_t)qref::numel(ys));
+  for (int64_t n = 0; n < c.N; n++)
+    for (int64_t ch = 0; ch < c.C; ch++)
+      for (int64_t oy = 0; oy < OH; oy++)
+        for (int64_t ox = 0; ox < OW; ox++) {
+          int64_t a = 0;
+          for (int64_t ky = 0; ky < c.K; ky++)
+            for (int64_t kx = 0; kx < c.K; kx++) {
+              int64_t iy = oy * c.stride - c.pad + ky * c.dil, ix = ox * c.stride - c.pad + kx * c.dil;
+              int64_t xv = (iy >= 0 && iy < c.H && ix >= 0 && ix < c.W) ? x.at(n, ch, iy, ix) : c.in_zp;
+              a += xv * w[(ch * c.K + ky) * c.K + kx];
+            }
+          acc0[((n * c.C + ch) * OH + oy) * OW + ox] = a;
+        }
+  double sm = 0, ss = 0;
+  for (auto a : acc0) sm += (double)a, ss += (double)a * a;
+  double mean = sm / acc0.size(), sd = std::sqrt(std::max(1.0, ss / acc0.size() - mean * mean));
+  std::vector<int32_t> bias(c.C), mult(c.C), shift(c.C);
+  for (int64_t m = 0; m < c.C; m++) {
+    double target_m = (c.qmax / 4.0) / sd;
+    int e = (int)std::floor(std::log2(target_m));
+    mult[m] = (int32_t)rng.integer(1ll << 30, (1ll << 31) - 1);
+    shift[m] = std::clamp<int>(30 - e + (int)rng.integer(-1, 1), 30, 45);
+    double real = mult[m] / std::ldexp(1.0, shift[m]);
+    bias[m] = (int32_t)std::llround(-mean + (0.4 * c.qmax - c.out_zp) / real + (double)rng.integer(-(int64_t)sd, (int64_t)sd) / 2);
+  }
+  std::vector<int64_t> acc = acc0;
+  const int64_t HW = OH * OW;
+  for (size_t i = 0; i < acc.size(); i++) acc[i] += bias[(i / HW) % c.C];
+  ConvQParams p;
+  p.relu = c.relu;
+  p.in_zp = c.in_zp;
+  p.out_zp = c.out_zp;
+  p.qmax = c.hi >= 0 ? c.hi : c.qmax;  // the reference clamps at qmax: a bounded ReLU lowers it
+  p.ties_to_even = c.even;
+  p.res_mult = (int32_t)rng.integer(1ll << 21, (1ll << 22) - 1);
+  p.res_shift = (int)rng.integer(22, 23);
+  p.res_zp = 100;
+  ITensor r;
+  if (c.residual) r = qref::random_levels(ys, rng, 0, c.qmax);
+  ITensor ref = qref::requantize(acc, ys, mult, shift, c.residual ? &r : nullptr, p);
+  int64_t inside = 0;
+  for (auto v : ref.data) inside += v > 0 && v < p.qmax;
+  ASSERT_GT(inside, (int64_t)ref.data.size() / 4) << "test setup: outputs mostly saturated";
+
+  // f32 -> quantize -> conv2d_q (group = C) -> dequantize -> f32; a bounded ReLU is expressed
+  // as the output value's scale and relu_max (the lowering derives the clamp level from them).
+  qnnc::Graph g;
+  int xq = qref::add_quantize(g, qref::add_input(g, "x", xs), 1.f, 0, c.qmax);
+  int rq = c.residual ? qref::add_quantize(g, qref::add_input(g, "r", ys), 1.f, 0, c.qmax) : -1;
+  qnnc::Node n;
+  n.name = "dw";
+  n.op = "conv2d_q";
+  n.inputs = {xq, g.add_iconst("dw.w", {c.C, 1, c.K, c.K}, DType::i8, w), g.add_iconst("dw.b", {c.C}, DType::i32, bias),
+              g.add_iconst("dw.m", {c.C}, DType::i32, mult), g.add_iconst("dw.s", {c.C}, DType::i32, shift)};
+  if (c.residual) n.inputs.push_back(rq);
+  n.set_ints("strides", {c.stride, c.stride});
+  n.set_ints("pads", {c.pad, c.pad, c.pad, c.pad});
+  n.set_ints("dilations", {c.dil, c.dil});
+  n.set_i("group", c.C);
+  n.set_i("relu", c.relu);
+  if (c.hi >= 0) n.set_f("relu_max", (float)(c.hi - c.out_zp));  // output scale 1
+  n.set_i("in_zp", c.in_zp);
+  n.set_i("out_zp", c.out_zp);
+  n.set_i("qmax", c.qmax);
+  n.attrs["rounding"].s = c.even ? "tonearest" : "upward";
+  if (c.residual) {
+    n.set_i("res_zp", p.res_zp);
+    n.set_i("res_mult", p.res_mult);
+    n.set_i("res_shift", p.res_shift);
+  }
+  int y = g.add_value("y", qref::ttype(DType::u8, {}));
+  n.outputs = {y};
+  g.add_node(n);
+  qref::finish(g, {qref::add_dequantize(g, y, 1.f, 0)});
+  qref::mark_u8(g, y, 1.f, 0);
+  qnnc::Module mod = qref::compile(g, {}, target);
+  int dw = 0;
+  for (const auto &st : mod.manifest()["steps"]) dw += st.value("describe", "").rfind("dwconv2d_q", 0) == 0;
+  EXPECT_EQ(dw, 1) << "the depthwise integer kernel runs";
+  std::vector<qnnc::Tensor> in{qref::to_float(x)};
+  if (c.residual) in.push_back(qref::to_float(r));
+  qref::expect_exact(mod.run(in)[0], ref, c.name() + " on " + target);
+}
+
+class DwConvQExact : public ::testing::TestWithParam<DCase> {};
+
+TEST_P(DwConvQExact, MatchesIntegerReferenceOnHost) { run_case(GetParam(), "host"); }
+TEST_P(DwConvQExact, MatchesIntegerReferenceOnAvx2) {
+  if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2";
+  run_case(GetParam(), "x86-avx2");
+}
+
+DCase mk(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t s, int64_t p, int64_t d, int izp, int ozp) {
+  DCase c{N, C, H, W, K, s, p, d};
+  c.in_zp = izp;
+  c.out_zp = ozp;
+  return c;
+}
+
+const std::vector<DCase> kCases = [] {
+  std::vector<DCase> v = {mk(1, 3, 9, 11, 3, 1, 1, 1, 7, 0),   mk(1, 7, 8, 8, 3, 2, 1, 1, 128, 5),
+                          mk(2, 13, 10, 7, 5, 1, 2, 1, 0, 0),  mk(1, 32, 14, 14, 3, 1, 1, 1, 128, 0),
+                          mk(1, 33, 9, 9, 3, 2, 1, 1, 3, 0),   mk(1, 17, 12, 12, 3, 1, 2, 2, 128, 2),
+                          mk(1, 40, 9, 9, 7, 1, 3, 1, 128, 0), mk(1, 96, 7, 7, 3, 2, 1, 1, 0, 128)};
+  DCase relu = mk(1, 24, 8, 8, 3, 1, 1, 1, 128, 10);
+  relu.relu = true;
+  v.push_back(relu);
+  DCase relu6 = relu;
+  relu6.hi = 200;
+  v.push_back(relu6);
+  DCase res = mk(1, 19, 6, 6, 3, 1, 1, 1, 7, 3);
+  res.residual = true;
+  v.push_back(res);
+  DCase q4 = mk(1, 11, 7, 7, 3, 1, 1, 1, 8, 8);
+  q4.qmax = 15;
+  v.push_back(q4);
+  DCase even = mk(2, 9, 6, 6, 3, 2, 1, 1, 128, 0);
+  even.even = true;
+  v.push_back(even);
+  return v;
+}();
+
+INSTANTIATE_TEST_SUITE_P(Depthwise, DwConvQExact, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<DCase> &i) { return i.param.name(); });
+
+}  // namespace
