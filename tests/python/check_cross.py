@@ -2,7 +2,8 @@
 """Cross-compilation check: builtin ResNet-18 (small input) compiled for the host, rpi4 and rpi5,
 in fp32 and int8; the Pi bundles run under qemu-aarch64.
 
-Asserts: int8 outputs of both boards are bit-identical to the host's; fp32 within 1e-4 relative
+Asserts: int8 outputs of both boards are bit-identical to the host's (also for torchvision's
+MobileNetV2, with depthwise integer kernels); fp32 within 1e-4 relative
 L2; the rpi5 int8 kernels use sdot/udot and the rpi4 ones do not; an rpi5 bundle started on a
 Cortex-A72 stops with a message naming the missing feature. Ends with 'N passed, M failed'.
 """
@@ -84,6 +85,26 @@ def main():
     msg = r.stderr.lower()
     check("rpi5 bundle on cortex-a72 stops with a clear message",
           r.returncode > 0 and "dot product" in msg and "lacks" in msg, f"exit {r.returncode}")
+
+    # A network beyond ResNets: int8 MobileNetV2 (depthwise integer kernels, ReLU6 clamps),
+    # exported from torchvision, bit-identical on both boards.
+    import models  # torch + torchvision, only needed here
+    onnx = os.path.join(work, "mobilenet_v2_64.onnx")
+    models.export_onnx(models.make_torchvision("mobilenet_v2", size=64), onnx, 64)
+    mb = {}
+    for target in ("host", "rpi4", "rpi5"):
+        mod = os.path.join(work, f"mbv2_{target}_int8")
+        sh([q, "compile", onnx, "-o", mod, "-q", "--target", target, "--quantize", "int8"])
+        y = os.path.join(work, f"y_mbv2_{target}.npy")
+        if target == "host":
+            sh([q, "run", mod, "--input", xin, "--output", y])
+        else:
+            sh([q, "emulate", mod, "--repeat", "1", "--warmup", "0", "--threads", "2", "--input", xin, "--output", y])
+        mb[target] = np.load(y)
+    for board in ("rpi4", "rpi5"):
+        a, b = mb["host"], mb[board]
+        check(f"mobilenet_v2 {board} int8 bit-identical to host", np.array_equal(a, b),
+              f"max |diff| {np.abs(a - b).max():.3g}")
 
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
