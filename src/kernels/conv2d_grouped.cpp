@@ -7,6 +7,35 @@ using namespace Halide;
 
 namespace qnnc {
 
+namespace {
+
+// The depthwise schedule (fp32 and integer): tasks are (row, channel block); inside, xt output
+// columns of one channel vector of vec lanes accumulate in registers over the window's taps (r).
+// pad_vec > 0: the padded input is computed once, rows in parallel, pad_vec lanes at a time.
+void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int64_t OW, int vec, int xt,
+                        int pad_vec) {
+  Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
+  const int vw = (int)std::min<int64_t>(vec, M);
+  Var co("co"), ci("ci"), xo("xo"), xi("xi");
+  TailStrategy ctail = M % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards;
+  out.split(c, co, ci, vw, ctail)
+      .split(x, xo, xi, std::min<int>(xt, (int)OW), TailStrategy::ShiftInwards)
+      .reorder(ci, xi, xo, co, y, n)
+      .vectorize(ci)
+      .unroll(xi)
+      .fuse(y, n, y)
+      .parallel(y);
+  Var ac = acc.args()[0], ax = acc.args()[1];
+  acc.compute_at(out, xo).vectorize(ac).unroll(ax);
+  acc.update().reorder(ac, ax, r.x, r.y).vectorize(ac).unroll(ax).unroll(r.x);
+  if (pad_vec > 0) {
+    padded.compute_root().parallel(padded.args()[2]);
+    if (pad_vec > 1) padded.vectorize(padded.args()[0], pad_vec, TailStrategy::GuardWithIf);
+  }
+}
+
+}  // namespace
+
 bool conv2d_is_depthwise(const KernelSpec &s) {
   return s.group > 1 && s.group == s.in_shape[1] && s.group == s.out_shape[1];
 }
@@ -61,25 +90,7 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
     out(c, x, y, n) = fused_activation(v, s);
     fix_output(out, {M, OW, OH, N});
 
-    // Schedule: tasks are (row, channel block); inside, x_tile columns of one channel vector
-    // accumulate in registers over the window's taps.
-    const int vw = (int)std::min<int64_t>(vec, M);
-    Var co("co"), ci("ci"), xo("xo"), xi("xi");
-    TailStrategy ctail = M % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards;
-    out.split(c, co, ci, vw, ctail)
-        .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
-        .reorder(ci, xi, xo, co, y, n)
-        .vectorize(ci)
-        .unroll(xi)
-        .fuse(y, n, y)
-        .parallel(y);
-    acc.compute_at(out, xo).vectorize(c).unroll(x);
-    acc.update().reorder(c, x, r.x, r.y).vectorize(c).unroll(x).unroll(r.x);
-    if (pad) {
-      // The padded copy per row band: every input row is read by KH output rows.
-      padded.compute_root().parallel(padded.args()[2]);
-      if (C >= vec) padded.vectorize(padded.args()[0], vec, TailStrategy::GuardWithIf);
-    }
+    schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= vec ? vec : 1) : 0);
   } else {
     // acc(m, gi, x, y, n): output channel gi * Mg + m.
     Var m("m"), gi("gi");
@@ -154,23 +165,8 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   fix_output(out, {M, OW, OH, N});
 
   const int vec = std::max(1, knob(k, "vec", 8));
-  const int vw = (int)std::min<int64_t>(vec, M);
   const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
-  Var co("co"), ci("ci"), xo("xo"), xi("xi");
-  TailStrategy ctail = M % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards;
-  out.split(c, co, ci, vw, ctail)
-      .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
-      .reorder(ci, xi, xo, co, y, n)
-      .vectorize(ci)
-      .unroll(xi)
-      .fuse(y, n, y)
-      .parallel(y);
-  acc.compute_at(out, xo).vectorize(c).unroll(x);
-  acc.update().reorder(c, x, r.x, r.y).vectorize(c).unroll(x).unroll(r.x);
-  if (pad) {
-    padded.compute_root().parallel(padded.args()[2]);
-    if (C >= 32) padded.vectorize(padded.args()[0], 32, TailStrategy::GuardWithIf);
-  }
+  schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
   std::vector<Argument> args{input, weights, bias, mult, shift};
   if (s.residual) args.push_back(residual);
   args.push_back(qparams);
