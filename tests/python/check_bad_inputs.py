@@ -4,8 +4,9 @@
 Every bad case must make qnnc exit with a positive status (not crash on a signal) and print
 an error on stderr that contains "error" plus a keyword naming the problem. Cases: truncated
 ONNX, random bytes, missing model path, unsupported operator, `qnnc run` with a wrong-shape /
-wrong-dtype / garbage / missing input, and `qnnc run` on a directory that is no compiled
-module. A positive control (compile + run of a valid tiny conv net, compared with PyTorch)
+wrong-dtype / garbage / missing input, `qnnc run`/`bench` on a CPU without the module's
+features (faked with QNNC_CPU_FEATURES), an unknown --target, and `qnnc run` on a directory that
+is no compiled module. A positive control (compile + run of a valid tiny conv net, compared with PyTorch)
 checks that the harness itself works.
 
 Prints one PASS/FAIL line per case and a final "N passed, M failed" line; exits 1 if any
@@ -222,6 +223,17 @@ def build_cases(qnnc: str, wd: str) -> list[Case]:
         Case("run on non-module directory",
              [qnnc, "run", p("not_a_module"), "--input", p("good.npy"), "--output", p("out.npy")],
              [NOT_A_MODULE]),
+        # A module whose kernels need CPU features this machine lacks (the detection faked with
+        # QNNC_CPU_FEATURES: an SSE4-only CPU) stops with the features named, never SIGILL.
+        Case("run on a CPU without the module's features", needs_module(
+            ["env", "QNNC_CPU_FEATURES=sse2,ssse3,sse4_1,sse4_2,popcnt", qnnc, "run", tiny_mod, "--input",
+             p("good.npy"), "--output", p("out.npy")]),
+             [["lacks"], ["avx"]], skip_reason=reason),
+        Case("bench on a CPU without the module's features", needs_module(
+            ["env", "QNNC_CPU_FEATURES=sse2", qnnc, "bench", tiny_mod, "--repeat", "1"]),
+             [["lacks"], ["sse4_1", "avx"]], skip_reason=reason),
+        Case("compile for an unknown target", [qnnc, "compile", tiny_onnx, "-o", p("o_target"), "--target", "pentium"],
+             [["unknown target"], ["accepted"]]),
         Case("run on missing directory",
              [qnnc, "run", p("no_such_dir"), "--input", p("good.npy"), "--output", p("out.npy")],
              [MISSING_FILE + NOT_A_MODULE]),

@@ -2,7 +2,7 @@
 """The Python package (python/qnnc over libqnnc_c.so): compile the builtin ResNet-18 small in
 fp32 and int8 from Python, call the modules with numpy, and compare with `qnnc run` on the same
 input (identical outputs); one module called from 4 threads at once gives the sequential
-outputs; errors surface as QnncError. Ends with 'N passed, M failed'."""
+outputs; errors surface as QnncError (also a module refused on a CPU without its features). Ends with 'N passed, M failed'."""
 import argparse
 import os
 import subprocess
@@ -106,6 +106,15 @@ def main():
             check(f"bad option {bad} rejected", False)
         except qnnc.QnncError as e:
             check(f"bad option {bad} rejected", word in str(e), str(e))
+    # A CPU without the module's features (detection faked through the environment): load refuses.
+    os.environ["QNNC_CPU_FEATURES"] = "sse2"
+    try:
+        qnnc.load(os.path.join(work, "fp32"))
+        check("module refused on a CPU without its features", False)
+    except qnnc.QnncError as e:
+        check("module refused on a CPU without its features", "lacks" in str(e), str(e)[:120])
+    finally:
+        del os.environ["QNNC_CPU_FEATURES"]
     try:
         qnnc.compile(os.path.join(work, "missing.onnx"), os.path.join(work, "bad"))
         check("missing model rejected", False)
