@@ -634,6 +634,13 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
           out.push_back(a);
         } else if (values[a].kind != kConst) {
           in.push_back(a);
+        } else {
+          // Each constant argument of a step is its own (weights, bias, multipliers, ...): the
+          // compiler never binds one constant twice in a step, a damaged index may.
+          for (size_t j = 0; j < i; j++)
+            if (s.args[j].value == a)
+              r.fail(where, "args " + std::to_string(j) + " and " + std::to_string(i) + " are both constant " +
+                                named("value", a, values[a].name));
         }
       }
       if (s.writes.size() != sorted_unique(s.writes).size()) r.fail(where, "'writes' lists a value twice");
