@@ -12,6 +12,11 @@
 // valid module of a different network; such edits are counted apart ("rebound").
 // QNNC_MUTATION_EDITS=N runs N edits per model instead of the default, QNNC_MUTATION_SEED=S
 // other edits, QNNC_MUTATION_VERBOSE=1 prints every edit and its outcome.
+//
+// Under AddressSanitizer (not in CI: it needs a second full build), e.g.
+//   .venv/bin/cmake -S . -B build-asan -DQNNC_ASAN=ON -DPython3_EXECUTABLE=$PWD/.venv/bin/python
+//   .venv/bin/cmake --build build-asan --target qnnc_tests
+//   QNNC_CACHE_DIR=$PWD/build/kernel-cache build-asan/tests/qnnc_tests --gtest_filter='ModuleMutation.*'
 #include <gtest/gtest.h>
 
 #include <unistd.h>
