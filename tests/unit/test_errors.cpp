@@ -1,5 +1,5 @@
 // User-facing failures are qnnc::Error with a useful message: wrong input shapes or counts at
-// run time, modules that cannot be loaded, unsupported operators and grouped convolutions, and
+// run time, modules that cannot be loaded, unsupported operators, convolution groups that do not fit the channels, and
 // bad --knob overrides.
 #include <gtest/gtest.h>
 
@@ -102,13 +102,13 @@ TEST(Errors, UnsupportedOpIsNamed) {
 
 TEST(Errors, OpsWithoutKernelsAreNamed) {
   {
+    // Clip with a non-zero lower bound is not a bounded ReLU: no kernel.
     ref::GraphBuilder b;
-    b.output(b.node("AveragePool", {b.input("x", {1, 3, 8, 8})}, [](qnnc::Node &n) {
-      n.set_ints("kernel_shape", {2, 2});
-      n.set_ints("strides", {2, 2});
-      n.set_ints("pads", {0, 0, 0, 0});
+    b.output(b.node("Clip", {b.input("x", {1, 3, 8, 8})}, [](qnnc::Node &n) {
+      n.set_f("min", -1.f);
+      n.set_f("max", 1.f);
     }));
-    EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.finish()); }), "AveragePool");
+    EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.finish()); }), "Clip");
   }
   {
     // Flatten to anything but [batch, features] has no kernel.
@@ -118,23 +118,23 @@ TEST(Errors, OpsWithoutKernelsAreNamed) {
   }
 }
 
-TEST(Errors, GroupedConvolutionIsRejected) {
-  ref::GraphBuilder b;
-  int x = b.input("x", {1, 4, 8, 8});
-  // Depthwise-like weights [M, C/group, kh, kw] with group = 2.
-  int w = b.constant("w", {4, 2, 3, 3}, std::vector<float>(72, 0.1f));
-  int y = b.node("Conv", {x, w}, [](qnnc::Node &n) {
-    n.set_ints("strides", {1, 1});
-    n.set_ints("pads", {1, 1, 1, 1});
-    n.set_ints("dilations", {1, 1});
-    n.set_ints("kernel_shape", {3, 3});
-    n.set_i("group", 2);
-  });
-  b.output(y);
-  std::string e = qnnc_error([&] { qnnc::infer_shapes(b.g); });
-  EXPECT_CONTAINS(e, "group");
-  b.g.values[y].type = b.g.values[x].type;
-  EXPECT_CONTAINS(qnnc_error([&] { ref::compile(b.g); }), "group");
+// Grouped convolutions run (test_conv2d_grouped.cpp); groups that do not divide the channels,
+// or weights that do not match them, are errors naming the group.
+TEST(Errors, GroupsThatDoNotFitTheChannelsAreRejected) {
+  for (auto [group, wshape] : {std::pair<int64_t, ref::Shape>{3, {4, 2, 3, 3}}, {2, {4, 1, 3, 3}}}) {
+    ref::GraphBuilder b;
+    int x = b.input("x", {1, 4, 8, 8});
+    int w = b.constant("w", wshape, std::vector<float>((size_t)ref::numel(wshape), 0.1f));
+    int y = b.node("Conv", {x, w}, [&](qnnc::Node &n) {
+      n.set_ints("strides", {1, 1});
+      n.set_ints("pads", {1, 1, 1, 1});
+      n.set_ints("dilations", {1, 1});
+      n.set_ints("kernel_shape", {3, 3});
+      n.set_i("group", group);
+    });
+    b.output(y);
+    EXPECT_CONTAINS(qnnc_error([&] { qnnc::infer_shapes(b.g); }), "group");
+  }
 }
 
 TEST(Errors, ShapeMismatchesNameTheNode) {
