@@ -470,6 +470,9 @@ int main(int argc, char **argv) {
   } catch (const std::exception &e) {
     std::fprintf(stderr, "error: %s\n", shown_message(e.what()).c_str());
     return 1;
+  } catch (const Halide::Error &e) {  // not a std::exception (e.g. inspect --stmt/--asm)
+    std::fprintf(stderr, "error: Halide: %s\n", shown_message(e.what()).c_str());
+    return 1;
   }
   return 0;
 }

@@ -114,7 +114,7 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
   ImageParam a = fixed_param(Float(32), "a", s.in_shape);
   ImageParam b = fixed_param(Float(32), "b", s.in2_shape);
   std::vector<Var> vars;
-  for (size_t d = 0; d < r; d++) vars.push_back(Var("v" + std::to_string(d)));
+  for (size_t d = 0; d < r; d++) vars.push_back(Var("dim" + std::to_string(d)));  // not "vN": Halide names its own Vars so
   std::vector<Expr> ia, ib;
   std::vector<Var> args(vars.begin(), vars.end());
   for (size_t d = 0; d < r; d++) {
@@ -161,7 +161,7 @@ HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) 
     args.push_back(ins.back());
   }
   std::vector<Var> v;
-  for (size_t d = 0; d <= rest.size(); d++) v.push_back(Var("v" + std::to_string(d)));
+  for (size_t d = 0; d <= rest.size(); d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
   // Each input is copied into its channel slice by its own update; the pure step only claims
   // the buffer (every element is then written by exactly one update).
   Func out("output");
