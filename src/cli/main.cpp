@@ -319,11 +319,11 @@ int cmd_emulate(const std::string &dir, const std::string &board, int threads, i
   if (t.qemu_cpu.empty()) throw Error("board '" + t.name + "' has no emulator CPU model (use rpi4 or rpi5)");
   std::string exe = dir + "/qnnc-run";
   if (access(exe.c_str(), X_OK) != 0) throw Error("'" + exe + "' is missing: recompile the module");
-  std::string cmd = "qemu-aarch64 -cpu " + t.qemu_cpu + " '" + exe + "' --repeat " + std::to_string(repeat) +
+  std::string cmd = "qemu-aarch64 -cpu " + t.qemu_cpu + " " + shell_quote(exe) + " --repeat " + std::to_string(repeat) +
                     " --warmup " + std::to_string(warmup) + " --threads " + std::to_string(threads);
-  if (!input.empty()) cmd += " --input '" + input + "'";
-  if (!output.empty()) cmd += " --output '" + output + "'";
-  if (!json.empty()) cmd += " --json '" + json + "'";
+  if (!input.empty()) cmd += " --input " + shell_quote(input);
+  if (!output.empty()) cmd += " --output " + shell_quote(output);
+  if (!json.empty()) cmd += " --json " + shell_quote(json);
   std::fprintf(stderr, "qnnc: emulating %s on %s: %s\n", target.c_str(), t.description.c_str(), cmd.c_str());
   int rc = std::system(cmd.c_str());
   if (rc == -1 || !WIFEXITED(rc)) throw Error("could not run qemu-aarch64 (install Debian's qemu-user)");

@@ -17,7 +17,7 @@ namespace qnnc {
 
 namespace {
 
-std::string quote(const std::string &s) { return "'" + s + "'"; }
+std::string quote(const std::string &s) { return shell_quote(s); }
 
 std::string slurp(const std::string &p) {
   std::ifstream f(p);

@@ -20,7 +20,7 @@ namespace qnnc {
 
 namespace {
 
-std::string quote(const std::string &s) { return "'" + s + "'"; }
+std::string quote(const std::string &s) { return shell_quote(s); }
 
 void link_shared(const TargetInfo &t, const std::vector<std::string> &objects, const std::string &out) {
   std::string cmd = t.cxx + " -shared -o " + quote(out);

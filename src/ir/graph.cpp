@@ -197,4 +197,10 @@ std::string print_graph(const Graph &g) {
   return os.str();
 }
 
+std::string shell_quote(const std::string &s) {
+  std::string o = "'";
+  for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return o + "'";
+}
+
 }  // namespace qnnc

@@ -22,6 +22,10 @@ struct Error : std::runtime_error {
 // string that came from an input file or the command line enters an Error message.
 std::string printable(const std::string &s, size_t max_len = 128);
 
+// s as one single-quoted shell word (a ' inside becomes '\''), for commands qnnc runs through
+// the shell (the linker, qemu-aarch64) with paths the user chose.
+std::string shell_quote(const std::string &s);
+
 enum class DType { f32, i8, u8, i32, u32, i64 };
 const char *dtype_name(DType t);
 int dtype_bytes(DType t);
