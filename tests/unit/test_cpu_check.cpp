@@ -9,23 +9,12 @@
 
 #include "codegen/compile.h"
 #include "codegen/target.h"
+#include "expect_error.h"
 #include "reference.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()> &f) {
-  try {
-    f();
-  } catch (const qnnc::Error &e) {
-    return e.what();
-  }
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
 
 TEST(Targets, NamedAndHalideStrings) {
   auto z4 = qnnc::resolve_target("x86-64-linux-avx512_zen4");
@@ -42,10 +31,10 @@ TEST(Targets, NamedAndHalideStrings) {
   EXPECT_EQ(qnnc::resolve_target("rpi4").required_hwcap, 1ul << 1);
 
   for (const char *bad : {"", "x86-65-linux", "pentium", "host-bogus_feature"})
-    EXPECT_CONTAINS(error_of([&] { qnnc::resolve_target(bad); }), "accepted: host, x86-avx2, rpi4, rpi5");
-  EXPECT_CONTAINS(error_of([] { qnnc::resolve_target("x86-64-windows-avx2"); }), "Linux only");
-  EXPECT_CONTAINS(error_of([] { qnnc::resolve_target("x86-32-linux"); }), "Linux only");
-  EXPECT_CONTAINS(error_of([] { qnnc::resolve_target("x86-64-linux-cuda"); }), "GPU");
+    EXPECT_CONTAINS(qnnc_error([&] { qnnc::resolve_target(bad); }), "accepted: host, x86-avx2, rpi4, rpi5");
+  EXPECT_CONTAINS(qnnc_error([] { qnnc::resolve_target("x86-64-windows-avx2"); }), "Linux only");
+  EXPECT_CONTAINS(qnnc_error([] { qnnc::resolve_target("x86-32-linux"); }), "Linux only");
+  EXPECT_CONTAINS(qnnc_error([] { qnnc::resolve_target("x86-64-linux-cuda"); }), "GPU");
 }
 
 TEST(Targets, HostIsTheLevelOfThisCpu) {
@@ -92,7 +81,7 @@ TEST(CpuCheck, ModuleForAMissingLevelIsRefused) {
   ASSERT_NE(lacking, nullptr);
   Halide::Target t(Halide::Target::Linux, Halide::Target::X86, 64, lacking->features);
   std::string dir = compile_dir(t.to_string());
-  std::string e = error_of([&] { qnnc::Module::load(dir); });
+  std::string e = qnnc_error([&] { qnnc::Module::load(dir); });
   EXPECT_CONTAINS(e, "needs CPU features this machine lacks");
   EXPECT_CONTAINS(e, missing[0]);
   EXPECT_CONTAINS(e, "--target host");
@@ -107,7 +96,7 @@ TEST(CpuCheck, FakedCpuWithoutAvx2) {
   std::string dir = compile_dir("x86-avx2");
   EXPECT_NO_THROW(qnnc::Module::load(dir)) << "this machine has AVX2 (project machines do)";
   setenv("QNNC_CPU_FEATURES", "sse2,ssse3,sse4_1,sse4_2,popcnt", 1);
-  std::string e = error_of([&] { qnnc::Module::load(dir); });
+  std::string e = qnnc_error([&] { qnnc::Module::load(dir); });
   unsetenv("QNNC_CPU_FEATURES");
   EXPECT_CONTAINS(e, "avx2");
   EXPECT_CONTAINS(e, "fma");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kernels/halide_kernel.h"
+#include "expect_error.h"
 #include "reference.h"
 
 namespace fs = std::filesystem;
@@ -16,24 +17,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using qnnc::Tensor;
-
-// Message of the qnnc::Error thrown by f; fails the test when f throws something else or nothing.
-template <typename F>
-std::string qnnc_error(F f) {
-  try {
-    f();
-  } catch (const qnnc::Error &e) {
-    return e.what();
-  } catch (const std::exception &e) {
-    ADD_FAILURE() << "expected qnnc::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected qnnc::Error, nothing was thrown";
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
 
 qnnc::Module relu_module(const ref::Shape &s) {
   ref::GraphBuilder b;

@@ -6,28 +6,12 @@
 #include <climits>
 #include <string>
 
+#include "expect_error.h"
 #include "frontend/onnx_loader.h"
 #include "ir/graph.h"
 #include "onnx/onnx.pb.h"
 
 namespace {
-
-template <typename F>
-std::string qnnc_error(F f) {
-  try {
-    f();
-  } catch (const qnnc::Error &e) {
-    return e.what();
-  } catch (const std::exception &e) {
-    ADD_FAILURE() << "expected qnnc::Error, got another exception: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "expected qnnc::Error, nothing was thrown";
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "message: " << (haystack)
 
 // Every byte of `s` printable ASCII.
 bool all_printable(const std::string &s) {
