@@ -46,6 +46,15 @@ std::vector<uint8_t> to_bytes(const std::vector<T> &v, DType dt) {
   return b;
 }
 
+// Depthwise weights [M, 1, KH, KW] (M rows of `taps`) as (c, kx, ky) with c innermost.
+template <typename T>
+std::vector<T> channels_innermost(const std::vector<T> &w, int64_t M, int64_t taps) {
+  std::vector<T> r(w.size());
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t t = 0; t < taps; t++) r[t * M + m] = w[m * taps + t];
+  return r;
+}
+
 std::vector<std::array<int64_t, 3>> packed(const std::vector<int64_t> &extents) {
   std::vector<std::array<int64_t, 3>> d;
   int64_t stride = 1;
@@ -128,6 +137,19 @@ struct Lowering {
     s.pads = n.ints("pads", {0, 0, 0, 0});
     s.dilation = n.ints("dilations", {1, 1});
   }
+  // The qparams constant of the integer convolutions' epilogue: input and output zero points,
+  // residual zero point and rescale, and the clamp [lo, hi]: ReLU clamps at the output zero
+  // point, a bounded ReLU (ReLU6) also at the level of its bound.
+  int epilogue_qparams(const Node &n, const KernelSpec &s, int out, int in_zp) {
+    const int out_zp = (int)n.i("out_zp", 0);
+    const int lo = n.i("relu", 0) ? out_zp : 0;
+    int hi = s.qmax;
+    if (s.relu && s.relu_max > 0 && g.values[out].scale > 0)
+      hi = (int)std::min<double>(s.qmax, std::max<double>(lo, out_zp + std::nearbyint(s.relu_max / g.values[out].scale)));
+    std::vector<int32_t> qp{in_zp, out_zp, (int32_t)n.i("res_zp", 0), (int32_t)n.i("res_mult", 0),
+                            (int32_t)n.i("res_shift", 0), lo, hi, 0};
+    return new_const(n.name + ".qparams", {8}, qp, DType::i32);
+  }
   void lower_conv2d_q(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
     const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
@@ -157,13 +179,8 @@ struct Lowering {
     // 3-4 bit layers run it only when the knob asks (it lost to the nibble kernel on x86).
     bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
     bitserial_default = bitserial_default && wbits <= 2 && abits <= 2;
-    const int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;  // ReLU clamps at the zero point
-    // ReLU6 and other bounded ReLUs also clamp at the level of their bound.
-    int hi = s.qmax;
-    if (s.relu && s.relu_max > 0 && g.values[out].scale > 0)
-      hi = (int)std::min<double>(s.qmax, std::max<double>(lo, n.i("out_zp", 0) + std::nearbyint(s.relu_max / g.values[out].scale)));
     if (!dense && wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
-      lower_conv2d_bitserial(n, st, out, wbits, abits, lo, hi);
+      lower_conv2d_bitserial(n, st, out, wbits, abits);
       return;
     }
     const int per = conv2d_q_weights_per_byte(s.knobs);
@@ -189,9 +206,7 @@ struct Lowering {
           }
     int wv = new_const(w.name + (per == 4 ? ".crumbs" : per == 2 ? ".nibbles" : ".packed"), {nb, KH, KW, CB, cb, G}, pk,
                        per > 1 ? DType::u8 : DType::i8);
-    std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
-                            (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, hi, 0};
-    int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     int bv = value(n.inputs[2]);
     if (knob(s.knobs, "signed_input", 0)) {
       // The kernel sums (x - 128) * w: add back 128 * sum(w) per output channel.
@@ -218,18 +233,8 @@ struct Lowering {
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
     int64_t M = w.type.shape[0], KH = w.type.shape[2], KW = w.type.shape[3];
-    std::vector<int32_t> pk(M * KH * KW);
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t ky = 0; ky < KH; ky++)
-        for (int64_t kx = 0; kx < KW; kx++) pk[(ky * KW + kx) * M + m] = (*w.idata)[(m * KH + ky) * KW + kx];
-    int wv = new_const(w.name + ".dw", {KH, KW, M}, pk, DType::i8);
-    const int lo = n.i("relu", 0) ? (int)n.i("out_zp", 0) : 0;
-    int hi = s.qmax;
-    if (s.relu && s.relu_max > 0 && g.values[out].scale > 0)
-      hi = (int)std::min<double>(s.qmax, std::max<double>(lo, n.i("out_zp", 0) + std::nearbyint(s.relu_max / g.values[out].scale)));
-    std::vector<int32_t> qp{(int32_t)n.i("in_zp", 0), (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0),
-                            (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, hi, 0};
-    int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    int wv = new_const(w.name + ".dw", {KH, KW, M}, channels_innermost(*w.idata, M, KH * KW), DType::i8);
+    int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     st.args = {act(n.inputs[0]), {wv, packed({M, KW, KH})}, {value(n.inputs[2]), packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[5]));
@@ -237,7 +242,7 @@ struct Lowering {
     st.args.push_back(act(out));
   }
   // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
-  void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits, int lo, int hi) {
+  void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits) {
     const Value &w = g.values[n.inputs[1]];
     const auto &x = g.values[n.inputs[0]].type;
     int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
@@ -287,9 +292,7 @@ struct Lowering {
             }
           }
     int wv = new_const(w.name + ".bitplanes", {nb, KH, KW, P, CW, cb}, pk, DType::u32);
-    std::vector<int32_t> qp{0, (int32_t)n.i("out_zp", 0), (int32_t)n.i("res_zp", 0), (int32_t)n.i("res_mult", 0),
-                            (int32_t)n.i("res_shift", 0), lo, hi, 0};
-    int qv = new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    int qv = epilogue_qparams(n, s, out, 0);
     st.args = {{planes, packed({CW, abits, x.shape[3], x.shape[2], x.shape[0]})},
                {wv, packed({cb, CW, P, KW, KH, nb})},
                {value(n.inputs[2]), packed({M})},
@@ -337,17 +340,13 @@ struct Lowering {
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
     int64_t M = w.type.shape[0], Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-    std::vector<float> pk(M * Cg * KH * KW);
     int wv;
     if (conv2d_is_depthwise(s)) {
-      // (c, kx, ky), c innermost.
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t ky = 0; ky < KH; ky++)
-          for (int64_t kx = 0; kx < KW; kx++) pk[(ky * KW + kx) * M + m] = (*w.data)[(m * KH + ky) * KW + kx];
-      wv = new_const(w.name + ".dw", {KH, KW, M}, pk);
+      wv = new_const(w.name + ".dw", {KH, KW, M}, channels_innermost(*w.data, M, KH * KW));
       st.args = {act(n.inputs[0]), {wv, packed({M, KW, KH})}};
     } else {
       // (co, ci % Cg, kx, ky), co innermost.
+      std::vector<float> pk(M * Cg * KH * KW);
       for (int64_t m = 0; m < M; m++)
         for (int64_t c = 0; c < Cg; c++)
           for (int64_t ky = 0; ky < KH; ky++)
