@@ -1,5 +1,6 @@
 #include "codegen/lower_graph.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <fstream>
@@ -319,8 +320,13 @@ struct Lowering {
       return;
     }
     resolve_knobs(s);
-    // OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb), zero-padded, so
-    // a register tile streams its weights contiguously.
+    st.args = {act(n.inputs[0]), conv_weights(s, w, M, C, KH, KW), {value(n.inputs[2]), packed({M})}};
+    if (s.residual) st.args.push_back(act(n.inputs[3]));
+    st.args.push_back(act(out));
+  }
+  // fp32 convolution weights OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb),
+  // zero-padded, so a register tile streams its weights contiguously.
+  PlanArg conv_weights(const KernelSpec &s, const Value &w, int64_t M, int64_t C, int64_t KH, int64_t KW) {
     int64_t cb = conv2d_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
     std::vector<float> pk(nb * cb * C * KH * KW, 0.f);
     for (int64_t m = 0; m < M; m++)
@@ -329,9 +335,7 @@ struct Lowering {
           for (int64_t kx = 0; kx < KW; kx++)
             pk[((((m / cb) * KH + ky) * KW + kx) * C + c) * cb + m % cb] = (*w.data)[((m * C + c) * KH + ky) * KW + kx];
     int wv = new_const(w.name + ".packed", {nb, KH, KW, C, cb}, pk);
-    st.args = {act(n.inputs[0]), {wv, packed({cb, C, KW, KH, nb})}, {value(n.inputs[2]), packed({M})}};
-    if (s.residual) st.args.push_back(act(n.inputs[3]));
-    st.args.push_back(act(out));
+    return {wv, packed({cb, C, KW, KH, nb})};
   }
   // Grouped and depthwise convolutions (kernels/conv2d_grouped.h): weights OIHW with I = C / group.
   void lower_conv2d_grouped(const Node &n, PlanStep &st, int out) {
@@ -363,6 +367,22 @@ struct Lowering {
     const Value &w = g.values[n.inputs[1]];
     if (!w.is_const()) throw Error("node '" + n.name + "': dense weights must be constant");
     int64_t M = w.type.shape[0], K = w.type.shape[1];
+    const auto &xs = g.values[n.inputs[0]].type.shape;
+    if (xs.size() > 2) {
+      // Over the last axis of a row-major [..., R, K] input: a 1x1 convolution of the channels-
+      // innermost image (K channels, R wide, the other dimensions high), run by conv2d's tiles.
+      KernelSpec &s = st.spec;
+      int64_t R = xs[xs.size() - 2], H = g.values[n.inputs[0]].type.numel() / (R * K);
+      s.kind = "conv2d";
+      s.in_shape = {1, K, H, R};
+      s.out_shape = {1, M, H, R};
+      s.kernel = {1, 1};
+      resolve_knobs(s);
+      st.op = "dense";
+      st.args = {{value(n.inputs[0]), packed({K, R, H, 1})}, conv_weights(s, w, M, K, 1, 1),
+                 {value(n.inputs[2]), packed({M})}, {value(out), packed({M, R, H, 1})}};
+      return;
+    }
     std::vector<float> km(w.data->size());
     for (int64_t m = 0; m < M; m++)
       for (int64_t k = 0; k < K; k++) km[k * M + m] = (*w.data)[m * K + k];
@@ -477,6 +497,80 @@ struct Lowering {
     for (int v : n.inputs) st.args.push_back(act(v));
     st.args.push_back(act(out));
   }
+  // Memory-order extents (innermost first) of a value.
+  std::vector<int64_t> mem_extents(int v) {
+    const auto &t = g.values[v].type;
+    std::vector<int64_t> e;
+    for (int64_t a : memory_axes(t.shape.size(), t.layout)) e.push_back(t.shape[a]);
+    return e;
+  }
+  // A copy that only reorders dimensions: a view when the order of the non-unit dimensions is
+  // unchanged, else a transpose kernel (spec.perm: input dimension of each output dimension).
+  void lower_transpose(const Node &n, PlanStep &st, int out) {
+    const auto &it = g.values[n.inputs[0]].type, &ot = g.values[out].type;
+    auto perm = n.ints("perm");
+    auto in_axes = memory_axes(it.shape.size(), it.layout), out_axes = memory_axes(ot.shape.size(), ot.layout);
+    std::vector<int64_t> mperm;
+    for (int64_t a : out_axes)
+      mperm.push_back(std::find(in_axes.begin(), in_axes.end(), perm[a]) - in_axes.begin());
+    std::vector<int64_t> kept;
+    for (int64_t d : mperm)
+      if (it.shape[in_axes[d]] != 1) kept.push_back(d);
+    if (std::is_sorted(kept.begin(), kept.end())) {
+      lower_flatten(n, st, out);
+      return;
+    }
+    transpose_step(st, n.inputs[0], out, mem_extents(n.inputs[0]), mperm);
+  }
+  void transpose_step(PlanStep &st, int in, int out, const std::vector<int64_t> &in_ext,
+                      const std::vector<int64_t> &mperm) {
+    KernelSpec &s = st.spec;
+    s.kind = "transpose";
+    s.dtype = g.values[in].type.dtype == DType::u8 ? "u8" : "f32";
+    s.in_shape = in_ext;
+    s.perm = mperm;
+    s.out_shape.clear();
+    for (int64_t d : mperm) s.out_shape.push_back(in_ext[d]);
+    s.relu = false;
+    resolve_knobs(s);
+    st.args = {{value(in), packed(s.in_shape)}, {value(out), packed(s.out_shape)}};
+  }
+  // ShuffleNet's channel shuffle of an NHWC image: channels as (C/G, G) -> (G, C/G).
+  void lower_channel_shuffle(const Node &n, PlanStep &st, int out) {
+    const auto &t = g.values[n.inputs[0]].type;
+    if (t.layout != Layout::NHWC) throw Error("node '" + n.name + "': channel shuffle expects an NHWC input");
+    const int64_t G = n.i("groups", 1), C = t.shape[1];
+    transpose_step(st, n.inputs[0], out, {C / G, G, t.shape[3], t.shape[2], t.shape[0]}, {1, 0, 2, 3, 4});
+  }
+  // A strided window of the input (same layout in and out): spec.starts/steps per dimension.
+  void lower_slice(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const auto &t = g.values[n.inputs[0]].type;
+    auto starts = n.ints("starts"), steps = n.ints("steps");
+    s.dtype = t.dtype == DType::u8 ? "u8" : "f32";
+    s.in_shape = mem_extents(n.inputs[0]);
+    s.out_shape = mem_extents(out);
+    s.starts.clear();
+    s.steps.clear();
+    for (int64_t a : memory_axes(t.shape.size(), t.layout)) {
+      s.starts.push_back(starts[a]);
+      s.steps.push_back(steps[a]);
+    }
+    resolve_knobs(s);
+    st.args = {{value(n.inputs[0]), packed(s.in_shape)}, {value(out), packed(s.out_shape)}};
+  }
+  // Normalization over the innermost (last) axis of a row-major input of K x R elements.
+  void lower_layernorm(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const auto &t = g.values[n.inputs[0]].type;
+    const int64_t K = t.shape.back(), R = t.numel() / K;
+    s.in_shape = {K, R};
+    s.out_shape = {K, R};
+    s.fparams = {n.f("epsilon", 1e-5f)};
+    resolve_knobs(s);
+    st.args = {{value(n.inputs[0]), packed({K, R})}, {value(n.inputs[1]), packed({K})},
+               {value(n.inputs[2]), packed({K})}, {value(out), packed({K, R})}};
+  }
   void lower_flatten(const Node &n, PlanStep &st, int out) {
     st.alias = true;
     int src = value(n.inputs[0]);
@@ -505,6 +599,11 @@ struct Lowering {
         {"binary", &Lowering::lower_binary},
         {"scale_shift", &Lowering::lower_scale_shift},
         {"flatten", &Lowering::lower_flatten},
+        {"reshape", &Lowering::lower_flatten},
+        {"transpose", &Lowering::lower_transpose},
+        {"channel_shuffle", &Lowering::lower_channel_shuffle},
+        {"slice", &Lowering::lower_slice},
+        {"layernorm", &Lowering::lower_layernorm},
     };
     return table;
   }

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -295,6 +296,27 @@ class Importer {
   void lower_reshape(const NodeRef &n);
   void lower_alias(const NodeRef &n);
   void lower_constant(const NodeRef &n);
+  void lower_shape(const NodeRef &n);
+  void lower_cast(const NodeRef &n);
+  void lower_transpose(const NodeRef &n);
+  void lower_slice(const NodeRef &n);
+  void lower_split(const NodeRef &n);
+  void lower_gather(const NodeRef &n);
+  void lower_squeeze(const NodeRef &n);
+  void lower_pow(const NodeRef &n);
+  void lower_layernorm(const NodeRef &n);
+
+  // Shape arithmetic (Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains): int64 tensors
+  // known at compile time, evaluated here and never part of the graph.
+  bool int_const(const std::string &name, std::vector<int64_t> *dims, std::vector<int64_t> *vals) const;
+  std::vector<int64_t> int_input(const NodeRef &n, int k, const char *role);
+  void define_int_const(const NodeRef &n, int k, std::vector<int64_t> dims, std::vector<int64_t> vals);
+  bool fold_int_op(const NodeRef &n);
+  // Emits a Slice of x (full-rank starts/steps, output shape) as output k of n.
+  int emit_slice(const NodeRef &n, int k, int x, std::vector<int64_t> starts, std::vector<int64_t> steps,
+                 std::vector<int64_t> sizes);
+  int emit_reshape(const NodeRef &n, int k, int x, const std::vector<int64_t> &shape);
+  int emit_at(const NodeRef &n, int k, Node node);
 
   const onnx::GraphProto &gp_;
   std::string what_;
@@ -316,8 +338,20 @@ const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
   static const std::map<std::string, Lowering> table = {
       {"Add", &Importer::lower_add},
       {"AveragePool", &Importer::lower_pool},
+      {"Erf", &Importer::lower_activation},
+      {"Gather", &Importer::lower_gather},
+      {"LayerNormalization", &Importer::lower_layernorm},
+      {"Pow", &Importer::lower_pow},
+      {"Shape", &Importer::lower_shape},
+      {"Slice", &Importer::lower_slice},
+      {"Split", &Importer::lower_split},
+      {"Sqrt", &Importer::lower_activation},
+      {"Squeeze", &Importer::lower_squeeze},
+      {"Transpose", &Importer::lower_transpose},
+      {"Unsqueeze", &Importer::lower_squeeze},
       {"BatchNormalization", &Importer::lower_batchnorm},
       {"Clip", &Importer::lower_clip},
+      {"Cast", &Importer::lower_cast},
       {"Concat", &Importer::lower_concat},
       {"Constant", &Importer::lower_constant},
       {"Div", &Importer::lower_binary},
@@ -471,6 +505,7 @@ void Importer::lower(const NodeRef &n) {
     throw Error("unsupported operator '" + printable(n.op()) + "' (node '" + printable(n.name()) +
                 "'); qnnc supports: " + supported_ops());
   if (n.output(0).empty()) n.fail("has no output");
+  if (fold_int_op(n)) return;
   (this->*it->second)(n);
 }
 
@@ -826,9 +861,17 @@ void Importer::lower_reduce_mean(const NodeRef &n) {
   for (auto &a : axes)
     if (a < 0) a += (int64_t)xs.size();
   std::sort(axes.begin(), axes.end());
-  if (xs.size() != 4 || axes != std::vector<int64_t>{2, 3})
-    n.fail("only ReduceMean over the spatial axes [2, 3] of a 4-D tensor is supported (got axes " +
-           shape_str(axes) + " of " + shape_str(xs) + ")");
+  if (xs.size() != 4 || axes != std::vector<int64_t>{2, 3}) {
+    // Over the last axis: kept as ReduceMean, which fusion turns into part of a layer norm.
+    if (axes != std::vector<int64_t>{(int64_t)xs.size() - 1} || n.get_i("keepdims", 1) == 0)
+      n.fail("only ReduceMean over the spatial axes [2, 3] of a 4-D tensor, or over the last axis as part of a "
+             "layer normalization, is supported (got axes " + shape_str(axes) + " of " + shape_str(xs) + ")");
+    Node node = make_node(n, "ReduceMean");
+    node.inputs = {x};
+    node.set_ints("axes", axes);
+    emit(n, std::move(node));
+    return;
+  }
   Node node = make_node(n, "GlobalAveragePool");
   node.inputs = {x};
   if (n.get_i("keepdims", 1) == 0) node.set_i("keepdims", 0);
@@ -944,8 +987,8 @@ void Importer::lower_matmul(const NodeRef &n) {
   auto v = vals_.find(bname);
   if (!tensors_.count(bname) && v != vals_.end() && !g_.values[v->second].is_const())
     n.fail("qnnc supports MatMul only with a constant 2-D right operand (a fully-connected layer)");
-  if (shape_of(x).size() != 2)
-    n.fail("qnnc supports MatMul only on a 2-D left operand, got " + shape_str(shape_of(x)));
+  if (shape_of(x).size() < 2)
+    n.fail("qnnc supports MatMul only on a left operand of rank 2 or more, got " + shape_str(shape_of(x)));
   int w = dense_weight(n, bname, true, 1.f);
   int b = dense_bias(n, "", g_.values[w].type.shape[0], 1.f);
   Node node = make_node(n, "Gemm");
@@ -1045,6 +1088,391 @@ void Importer::lower_constant(const NodeRef &n) {
   owned_.push_back(std::move(t));
   tensors_[out] = &owned_.back();
   mark_extra_outputs(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape arithmetic and shape operators
+
+bool Importer::int_const(const std::string &name, std::vector<int64_t> *dims, std::vector<int64_t> *vals) const {
+  auto t = tensors_.find(name);
+  if (name.empty() || t == tensors_.end() || vals_.count(name) || t->second->data_type() != onnx::TensorProto::INT64)
+    return false;
+  *vals = decode_int64s(*t->second, name, dims);
+  return true;
+}
+
+// The constant int64 operand k of n (indices, axes, starts, split sizes, ...).
+std::vector<int64_t> Importer::int_input(const NodeRef &n, int k, const char *role) {
+  std::vector<int64_t> dims, vals;
+  if (!int_const(n.input(k), &dims, &vals)) {
+    if (!tensors_.count(n.input(k))) value(n, n.input(k));  // reports unknown names
+    n.fail(std::string(role) + " '" + printable(n.input(k)) +
+           "' must be an int64 value known at compile time (a constant or computed from shapes)");
+  }
+  return vals;
+}
+
+void Importer::define_int_const(const NodeRef &n, int k, std::vector<int64_t> dims, std::vector<int64_t> vals) {
+  const std::string &out = n.output(k);
+  claim(n, out);
+  onnx::TensorProto t;
+  t.set_name(out);
+  t.set_data_type(onnx::TensorProto::INT64);
+  for (int64_t d : dims) t.add_dims(d);
+  for (int64_t v : vals) t.add_int64_data(v);
+  owned_.push_back(std::move(t));
+  tensors_[out] = &owned_.back();
+}
+
+// Evaluates an op whose inputs are all compile-time int64 tensors (shape arithmetic as
+// exporters write it: Gather of a Shape, Unsqueeze, Concat, integer Add/Sub/Mul/Div, Slice,
+// Squeeze, Cast to an integer type). Returns false when n is not such an op.
+bool Importer::fold_int_op(const NodeRef &n) {
+  static const std::set<std::string> ops{"Gather", "Unsqueeze", "Squeeze", "Concat", "Add", "Sub",
+                                         "Mul",    "Div",       "Cast",    "Slice"};
+  if (!ops.count(n.op()) || n.num_outputs() != 1) return false;
+  std::vector<std::vector<int64_t>> dims, vals;
+  for (int k = 0; !n.input(k).empty() || k < 1; k++) {
+    if (n.input(k).empty()) return false;
+    dims.emplace_back();
+    vals.emplace_back();
+    if (!int_const(n.input(k), &dims.back(), &vals.back())) return false;
+  }
+  const std::string &op = n.op();
+  std::vector<int64_t> od, ov;
+  auto axes_of = [&](int k) {  // Unsqueeze/Squeeze axes: attribute (opset < 13) or input 1
+    return k < (int)vals.size() ? vals[k] : n.get_ints("axes");
+  };
+  if (op == "Cast") {
+    int64_t to = n.get_i("to", 0);
+    if (to != onnx::TensorProto::INT64 && to != onnx::TensorProto::INT32) return false;
+    od = dims[0], ov = vals[0];
+  } else if (op == "Gather") {
+    if (dims[0].size() != 1) n.fail("gathering from a " + shape_str(dims[0]) + " int64 tensor is not supported");
+    const int64_t len = (int64_t)vals[0].size();
+    for (int64_t i : vals[1]) {
+      if (i < -len || i >= len) n.fail("index " + std::to_string(i) + " is out of range for " + std::to_string(len) + " values");
+      ov.push_back(vals[0][i < 0 ? i + len : i]);
+    }
+    od = dims[1];
+  } else if (op == "Unsqueeze" || op == "Squeeze") {
+    std::vector<int64_t> axes = axes_of(1);
+    od = dims[0];
+    ov = vals[0];
+    if (op == "Unsqueeze") {
+      const int64_t r = (int64_t)od.size() + (int64_t)axes.size();
+      for (auto &a : axes) a = a < 0 ? a + r : a;
+      std::sort(axes.begin(), axes.end());
+      for (int64_t a : axes) {
+        if (a < 0 || a > (int64_t)od.size()) n.fail("axis out of range");
+        od.insert(od.begin() + a, 1);
+      }
+    } else {
+      std::vector<int64_t> kept;
+      for (size_t a = 0; a < od.size(); a++) {
+        bool drop = axes.empty() ? od[a] == 1
+                                 : std::count(axes.begin(), axes.end(), (int64_t)a) + std::count(axes.begin(), axes.end(), (int64_t)a - (int64_t)od.size()) > 0;
+        if (!drop) kept.push_back(od[a]);
+      }
+      od = kept;
+    }
+  } else if (op == "Concat") {
+    for (size_t k = 0; k < vals.size(); k++) {
+      if (dims[k].size() > 1) n.fail("concatenating int64 tensors of rank > 1 is not supported");
+      ov.insert(ov.end(), vals[k].begin(), vals[k].end());
+    }
+    od = {(int64_t)ov.size()};
+  } else if (op == "Slice") {
+    if (dims[0].size() != 1 || vals.size() < 3) n.fail("slicing int64 tensors is supported on 1-D tensors only");
+    const int64_t len = (int64_t)vals[0].size();
+    int64_t b = vals[1].at(0), e = vals[2].at(0), st = vals.size() > 4 ? vals[4].at(0) : 1;
+    if (st <= 0) n.fail("only positive steps are supported when slicing int64 tensors");
+    b = std::clamp<int64_t>(b < 0 ? b + len : b, 0, len);
+    e = std::clamp<int64_t>(e < 0 ? e + len : e, 0, len);
+    for (int64_t i = b; i < e; i += st) ov.push_back(vals[0][i]);
+    od = {(int64_t)ov.size()};
+  } else {  // Add, Sub, Mul, Div with numpy broadcasting of a scalar side
+    const auto &a = vals[0], &c = vals[1];
+    if (a.size() != c.size() && a.size() != 1 && c.size() != 1)
+      n.fail("int64 operands " + shape_str(dims[0]) + " and " + shape_str(dims[1]) + " do not broadcast");
+    const size_t len = std::max(a.size(), c.size());
+    od = a.size() >= c.size() ? dims[0] : dims[1];
+    for (size_t i = 0; i < len; i++) {
+      int64_t x = a[a.size() == 1 ? 0 : i], y = c[c.size() == 1 ? 0 : i];
+      if (op == "Div" && y == 0) n.fail("integer division by zero in shape arithmetic");
+      ov.push_back(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y);
+    }
+  }
+  define_int_const(n, 0, od, ov);
+  return true;
+}
+
+// Shape(x): the compile-time shape of x (optionally [start, end) of it).
+void Importer::lower_shape(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  int x = value(n, n.input(0));
+  std::vector<int64_t> s = shape_of(x);
+  const int64_t r = (int64_t)s.size();
+  int64_t b = n.get_i("start", 0), e = n.get_i("end", r);
+  b = std::clamp<int64_t>(b < 0 ? b + r : b, 0, r);
+  e = std::clamp<int64_t>(e < 0 ? e + r : e, 0, r);
+  std::vector<int64_t> v(s.begin() + b, s.begin() + std::max(b, e));
+  define_int_const(n, 0, {(int64_t)v.size()}, v);
+}
+
+// Cast of a float activation to FLOAT is the identity; other casts only occur in shape
+// arithmetic (folded before this is reached).
+void Importer::lower_cast(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  if (n.get_i("to", 0) != onnx::TensorProto::FLOAT)
+    n.fail("only casts to FLOAT of float activations (or of int64 shape values) are supported");
+  lower_alias(n);
+}
+
+int Importer::emit_at(const NodeRef &n, int k, Node node) {
+  const std::string &out = n.output(k);
+  claim(n, out);
+  int v = g_.add_value(out, TensorType());
+  vals_[out] = v;
+  node.outputs = {v};
+  g_.add_node(std::move(node));
+  return v;
+}
+
+int Importer::emit_slice(const NodeRef &n, int k, int x, std::vector<int64_t> starts, std::vector<int64_t> steps,
+                         std::vector<int64_t> sizes) {
+  for (int64_t d : sizes)
+    if (d <= 0) n.fail("the result would be empty (shape " + shape_str(sizes) + "), which is not supported");
+  Node node = make_node(n, "Slice");
+  if (k > 0) node.name += ":" + std::to_string(k);
+  node.inputs = {x};
+  node.set_ints("starts", std::move(starts));
+  node.set_ints("steps", std::move(steps));
+  node.set_ints("sizes", std::move(sizes));
+  return emit_at(n, k, std::move(node));
+}
+
+int Importer::emit_reshape(const NodeRef &n, int k, int x, const std::vector<int64_t> &shape) {
+  Node node = make_node(n, "Reshape");
+  node.inputs = {x};
+  node.set_ints("shape", shape);
+  return emit_at(n, k, std::move(node));
+}
+
+void Importer::lower_transpose(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  int x = value(n, n.input(0));
+  const int64_t r = (int64_t)shape_of(x).size();
+  std::vector<int64_t> perm = n.get_ints("perm");
+  if (perm.empty())
+    for (int64_t a = r - 1; a >= 0; a--) perm.push_back(a);
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t a = 0; a < r; a++)
+    if ((int64_t)sorted.size() != r || sorted[a] != a)
+      n.fail("perm " + shape_str(perm) + " is not a permutation of the " + std::to_string(r) + " axes");
+  if (r > 6) n.fail("tensors of rank above 6 are not supported");
+  Node node = make_node(n, "Transpose");
+  node.inputs = {x};
+  node.set_ints("perm", perm);
+  emit(n, std::move(node));
+}
+
+// Slice(data, starts, ends, axes, steps) with compile-time bounds (inputs from opset 10,
+// attributes before), normalized as ONNX clamps them into full-rank starts/steps/sizes.
+void Importer::lower_slice(const NodeRef &n) {
+  n.expect_inputs(1, 5);
+  int x = value(n, n.input(0));
+  const std::vector<int64_t> xs = shape_of(x);
+  const int64_t r = (int64_t)xs.size();
+  std::vector<int64_t> b, e, axes, steps;
+  if (!n.input(1).empty()) {
+    n.expect_inputs(3, 5);
+    b = int_input(n, 1, "starts");
+    e = int_input(n, 2, "ends");
+    if (!n.input(3).empty()) axes = int_input(n, 3, "axes");
+    if (!n.input(4).empty()) steps = int_input(n, 4, "steps");
+  } else {
+    b = n.get_ints("starts");
+    e = n.get_ints("ends");
+    axes = n.get_ints("axes");
+  }
+  if (axes.empty())
+    for (int64_t a = 0; a < (int64_t)b.size(); a++) axes.push_back(a);
+  if (steps.empty()) steps.assign(b.size(), 1);
+  if (e.size() != b.size() || axes.size() != b.size() || steps.size() != b.size())
+    n.fail("starts, ends, axes and steps must have the same length");
+  std::vector<int64_t> st(r, 0), sp(r, 1), sz = xs;
+  std::vector<bool> seen(r, false);
+  for (size_t i = 0; i < b.size(); i++) {
+    int64_t a = axes[i] < 0 ? axes[i] + r : axes[i];
+    if (a < 0 || a >= r || seen[a]) n.fail("axes " + shape_str(axes) + " are out of range or repeated");
+    seen[a] = true;
+    const int64_t d = xs[a], s = steps[i];
+    if (s == 0) n.fail("a step of 0 is not allowed");
+    int64_t lo = b[i] < 0 ? b[i] + d : b[i], hi = e[i] < 0 ? e[i] + d : e[i];
+    if (s > 0) {
+      lo = std::clamp<int64_t>(lo, 0, d);
+      hi = std::clamp<int64_t>(hi, 0, d);
+      sz[a] = hi > lo ? (hi - lo + s - 1) / s : 0;
+    } else {
+      lo = std::clamp<int64_t>(lo, 0, d - 1);
+      hi = std::clamp<int64_t>(hi, -1, d - 1);
+      sz[a] = lo > hi ? (lo - hi - s - 1) / -s : 0;
+    }
+    st[a] = lo;
+    sp[a] = s;
+  }
+  emit_slice(n, 0, x, st, sp, sz);
+  mark_extra_outputs(n);
+}
+
+// Split along an axis into consecutive Slices: sizes from the input (opset 13), the attribute
+// (before) or equal parts (num_outputs, or the number of outputs).
+void Importer::lower_split(const NodeRef &n) {
+  n.expect_inputs(1, 2);
+  int x = value(n, n.input(0));
+  const std::vector<int64_t> xs = shape_of(x);
+  const int64_t r = (int64_t)xs.size();
+  int64_t axis = n.get_i("axis", 0);
+  if (axis < -r || axis >= r) n.fail("axis " + std::to_string(axis) + " is out of range");
+  if (axis < 0) axis += r;
+  std::vector<int64_t> parts = n.input(1).empty() ? n.get_ints("split") : int_input(n, 1, "split");
+  const int64_t outs = n.num_outputs(), d = xs[axis];
+  if (parts.empty()) {
+    const int64_t each = (d + outs - 1) / outs;
+    for (int64_t k = 0, left = d; k < outs; k++, left -= each) parts.push_back(std::min(each, left));
+  }
+  int64_t total = 0;
+  for (int64_t p : parts) total += p;
+  if ((int64_t)parts.size() != outs || total != d)
+    n.fail("split " + shape_str(parts) + " does not divide axis " + std::to_string(axis) + " of " + shape_str(xs) +
+           " into " + std::to_string(outs) + " outputs");
+  int64_t at = 0;
+  for (int64_t k = 0; k < outs; k++) {
+    std::vector<int64_t> st(r, 0), sp(r, 1), sz = xs;
+    st[axis] = at;
+    sz[axis] = parts[k];
+    at += parts[k];
+    if (n.output(k).empty()) continue;
+    emit_slice(n, (int)k, x, st, sp, sz);
+  }
+}
+
+// Gather on an activation with compile-time indices: a scalar index selects one slice and drops
+// the axis; a 1-D run of equally spaced indices is a strided Slice.
+void Importer::lower_gather(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  int x = value(n, n.input(0));
+  std::vector<int64_t> idims, idx;
+  if (!int_const(n.input(1), &idims, &idx)) int_input(n, 1, "indices");
+  const std::vector<int64_t> xs = shape_of(x);
+  const int64_t r = (int64_t)xs.size();
+  int64_t axis = n.get_i("axis", 0);
+  if (axis < -r || axis >= r) n.fail("axis " + std::to_string(axis) + " is out of range");
+  if (axis < 0) axis += r;
+  const int64_t d = xs[axis];
+  for (auto &i : idx) {
+    if (i < -d || i >= d) n.fail("index " + std::to_string(i) + " is out of range for axis of size " + std::to_string(d));
+    if (i < 0) i += d;
+  }
+  if (idims.size() > 1 || idx.empty()) n.fail("only scalar or 1-D indices are supported");
+  const int64_t step = idx.size() > 1 ? idx[1] - idx[0] : 1;
+  for (size_t k = 1; k < idx.size(); k++)
+    if (idx[k] - idx[k - 1] != step || step == 0)
+      n.fail("only equally spaced indices are supported (a strided slice)");
+  std::vector<int64_t> st(r, 0), sp(r, 1), sz = xs;
+  st[axis] = idx[0];
+  sp[axis] = step;
+  sz[axis] = (int64_t)idx.size();
+  if (!idims.empty()) {
+    emit_slice(n, 0, x, st, sp, sz);
+    return;
+  }
+  // Scalar index: slice into a temporary, then reshape the axis away.
+  Node sl = make_node(n, "Slice");
+  sl.inputs = {x};
+  sl.set_ints("starts", st);
+  sl.set_ints("steps", sp);
+  sl.set_ints("sizes", sz);
+  TensorType t;
+  int tmp = g_.add_value(unique_name(n.output(0) + ".slice"), t);
+  sl.outputs = {tmp};
+  g_.add_node(std::move(sl));
+  std::vector<int64_t> shape = xs;
+  shape.erase(shape.begin() + axis);
+  emit_reshape(n, 0, tmp, shape);
+}
+
+// Squeeze and Unsqueeze of an activation are reshapes: axes from the attribute (opset < 13)
+// or a compile-time input.
+void Importer::lower_squeeze(const NodeRef &n) {
+  n.expect_inputs(1, 2);
+  int x = value(n, n.input(0));
+  std::vector<int64_t> axes = n.input(1).empty() ? n.get_ints("axes") : int_input(n, 1, "axes");
+  std::vector<int64_t> s = shape_of(x);
+  if (n.op() == "Unsqueeze") {
+    const int64_t r = (int64_t)(s.size() + axes.size());
+    for (auto &a : axes) a = a < 0 ? a + r : a;
+    std::sort(axes.begin(), axes.end());
+    for (int64_t a : axes) {
+      if (a < 0 || a > (int64_t)s.size()) n.fail("axes are out of range");
+      s.insert(s.begin() + a, 1);
+    }
+  } else {
+    const int64_t r = (int64_t)s.size();
+    std::vector<int64_t> kept;
+    for (int64_t a = 0; a < r; a++) {
+      bool listed = std::count(axes.begin(), axes.end(), a) + std::count(axes.begin(), axes.end(), a - r) > 0;
+      if (listed && s[a] != 1) n.fail("cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(s[a]));
+      if (!(axes.empty() ? s[a] == 1 : listed)) kept.push_back(s[a]);
+    }
+    s = kept;
+  }
+  emit_reshape(n, 0, x, s);
+}
+
+// Pow(x, p) with a constant scalar exponent: 1 is the identity, 2 is x * x, 0.5 is Sqrt.
+void Importer::lower_pow(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  std::vector<int64_t> dims;
+  std::vector<float> p = const_floats(n, n.input(1), &dims, "exponent");
+  if (p.size() != 1) n.fail("the exponent must be a scalar constant");
+  int x = value(n, n.input(0));
+  if (p[0] == 1.f) {
+    lower_alias(n);
+  } else if (p[0] == 2.f) {
+    Node node = make_node(n, "Mul");
+    node.inputs = {x, x};
+    emit(n, std::move(node));
+  } else if (p[0] == 0.5f) {
+    Node node = make_node(n, "Sqrt");
+    node.inputs = {x};
+    emit(n, std::move(node));
+  } else {
+    n.fail("only exponents 1, 2 and 0.5 are supported, got " + std::to_string(p[0]));
+  }
+}
+
+// LayerNormalization over the last axis (opset 17): (x - mean) / sqrt(var + epsilon) * scale + bias.
+void Importer::lower_layernorm(const NodeRef &n) {
+  n.expect_inputs(2, 3);
+  int x = value(n, n.input(0));
+  const std::vector<int64_t> xs = shape_of(x);
+  const int64_t r = (int64_t)xs.size();
+  int64_t axis = n.get_i("axis", -1);
+  if (axis < 0) axis += r;
+  if (axis != r - 1) n.fail("only normalization over the last axis is supported (axis " + std::to_string(axis) + ")");
+  const int64_t K = xs[r - 1];
+  int gamma = const_value(n, n.input(1), "scale");
+  if (g_.values[gamma].type.numel() != K) n.fail("scale must have " + std::to_string(K) + " values");
+  int beta = n.input(2).empty() ? g_.add_const(unique_name(n.name() + "_bias"), {K}, std::vector<float>(K, 0.f))
+                                : const_value(n, n.input(2), "bias");
+  if (g_.values[beta].type.numel() != K) n.fail("bias must have " + std::to_string(K) + " values");
+  Node node = make_node(n, "LayerNorm");
+  node.inputs = {x, gamma, beta};
+  node.set_f("epsilon", n.get_f("epsilon", 1e-5f));
+  emit(n, std::move(node));
 }
 
 // Requires an opset import for the default domain within the supported range.

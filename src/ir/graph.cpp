@@ -46,6 +46,13 @@ int dtype_bytes(DType t) {
   }
 }
 
+std::vector<int64_t> memory_axes(size_t r, Layout l) {
+  if (r == 4 && l == Layout::NHWC) return {1, 3, 2, 0};
+  std::vector<int64_t> a;
+  for (int64_t k = (int64_t)r - 1; k >= 0; k--) a.push_back(k);
+  return a;
+}
+
 const char *layout_name(Layout l) {
   switch (l) {
     case Layout::NCHW: return "NCHW";

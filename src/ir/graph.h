@@ -34,6 +34,9 @@ int dtype_bytes(DType t);
 // innermost, which is what qnnc's SIMD kernels vectorize over. Other ranks use Plain.
 enum class Layout { Plain, NCHW, NHWC };
 const char *layout_name(Layout l);
+// The logical axes of a rank-r tensor in layout l in memory order, innermost first: NHWC is
+// {1, 3, 2, 0}, every other layout row-major {r-1, ..., 0}.
+std::vector<int64_t> memory_axes(size_t r, Layout l);
 
 // Logical shape is always given in the framework's order (N,C,H,W for images), whatever
 // the physical layout.

@@ -136,7 +136,8 @@ void infer_shapes(Graph &g) {
       out = a.size() >= b.size() ? in(0) : in(1);
       out.shape = o;
       out.dtype = DType::f32;
-    } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "unary") {
+    } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "Erf" ||
+               op == "Sqrt" || op == "Gelu" || op == "unary") {
       out = in(0);
     } else if (op == "Pad") {
       need_rank(n, in(0), 4, "input");
@@ -177,7 +178,7 @@ void infer_shapes(Graph &g) {
       for (int64_t k = 0; k < (int64_t)x.shape.size(); k++) (k < axis ? a : b) *= x.shape[k];
       out.dtype = x.dtype;
       out.shape = {a, b};
-    } else if (op == "Reshape") {
+    } else if (op == "Reshape" || op == "reshape") {
       const auto &x = in(0);
       auto s = n.ints("shape");
       int64_t known = 1, infer = -1;
@@ -203,22 +204,60 @@ void infer_shapes(Graph &g) {
       if (t.numel() != x.numel()) fail(n, "cannot reshape " + shape_str(x.shape) + " to " + shape_str(s));
       out = t;
     } else if (op == "Gemm" || op == "dense") {
+      // Over the last axis of an input of rank >= 2 (MatMul with constant weights).
       const auto &x = in(0), &w = in(1);
-      need_rank(n, x, 2, "input");
+      if (x.shape.size() < 2) fail(n, "input must have rank 2 or more, got " + shape_str(x.shape));
       need_rank(n, w, 2, "weight");
-      if (w.shape[1] != x.shape[1])
+      if (w.shape[1] != x.shape.back())
         fail(n, "weight " + shape_str(w.shape) + " does not fit input " + shape_str(x.shape));
       out.dtype = x.dtype;
-      out.shape = {x.shape[0], w.shape[0]};
+      out.shape = x.shape;
+      out.shape.back() = w.shape[0];
       if (n.inputs.size() > 2 && in(2).numel() != w.shape[0]) fail(n, "bias size does not match outputs");
+    } else if (op == "Transpose" || op == "transpose") {
+      const auto &x = in(0);
+      auto perm = n.ints("perm");
+      if (perm.size() != x.shape.size()) fail(n, "perm " + shape_str(perm) + " does not fit input " + shape_str(x.shape));
+      out = x;
+      for (size_t k = 0; k < perm.size(); k++) {
+        if (perm[k] < 0 || perm[k] >= (int64_t)perm.size()) fail(n, "perm " + shape_str(perm) + " is out of range");
+        out.shape[k] = x.shape[perm[k]];
+      }
+    } else if (op == "Slice" || op == "slice") {
+      const auto &x = in(0);
+      auto st = n.ints("starts"), sp = n.ints("steps"), sz = n.ints("sizes");
+      if (st.size() != x.shape.size() || sp.size() != st.size() || sz.size() != st.size())
+        fail(n, "starts/steps/sizes do not fit input " + shape_str(x.shape));
+      for (size_t k = 0; k < st.size(); k++) {
+        int64_t last = st[k] + (sz[k] - 1) * sp[k];
+        if (sz[k] < 1 || sp[k] == 0 || st[k] < 0 || st[k] >= x.shape[k] || last < 0 || last >= x.shape[k])
+          fail(n, "slice of axis " + std::to_string(k) + " leaves the input " + shape_str(x.shape));
+      }
+      out = x;
+      out.shape = sz;
+    } else if (op == "channel_shuffle") {
+      need_rank(n, in(0), 4, "input");
+      int64_t groups = n.i("groups", 1);
+      if (groups < 1 || in(0).shape[1] % groups) fail(n, "groups do not divide the channels");
+      out = in(0);
+    } else if (op == "LayerNorm" || op == "layernorm") {
+      out = in(0);
+      if (in(1).numel() != out.shape.back() || in(2).numel() != out.shape.back())
+        fail(n, "scale and bias must have one value per element of the last axis");
+    } else if (op == "ReduceMean") {
+      out = in(0);
+      out.shape.back() = 1;
     } else if (op == "layout") {
       out = in(0);
       out.layout = n.i("to_nhwc", 1) ? Layout::NHWC : Layout::NCHW;
     } else {
       fail(n, "no shape rule for this op");
     }
-    if (op != "layout" && op != "Flatten" && op != "flatten" && op != "Reshape" && op != "Gemm" && op != "dense")
+    if (op != "layout" && op != "Flatten" && op != "flatten" && op != "Reshape" && op != "reshape" && op != "Gemm" &&
+        op != "dense")
       out.layout = in(0).layout;
+    // Layouts the layout pass chose for an op's output (see passes/choose_layout.cpp).
+    if (n.has("out_layout")) out.layout = static_cast<Layout>(n.i("out_layout", 0));
     // Every dimension positive and the element count within kMaxElements, so that no later
     // product of dimensions (here, in passes, in codegen) can overflow.
     int64_t count = 1;

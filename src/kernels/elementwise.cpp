@@ -1,5 +1,6 @@
 // Elementwise kernels: residual add, per-channel affine, layout transpose.
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/families.h"
 
@@ -77,6 +78,18 @@ HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Target &t) 
 
 namespace qnnc {
 
+// erf(x) from the Chebyshev fit of erfc in Numerical Recipes (fractional error below 1.2e-7):
+// erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), z = |x|.
+Expr erf_approx(Expr x) {
+  static const float c[] = {-1.26551223f, 1.00002368f, 0.37409196f, 0.09678418f, -0.18628806f,
+                            0.27886807f,  -1.13520398f, 1.48851587f, -0.82215223f, 0.17087277f};
+  Expr z = abs(x), t = 1.f / (1.f + 0.5f * z);
+  Expr p = c[9];
+  for (int i = 8; i >= 0; i--) p = c[i] + t * p;
+  Expr erfc = t * exp(-z * z + p);
+  return select(x >= 0.f, 1.f - erfc, erfc - 1.f);
+}
+
 HalideKernel build_unary(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t total = numel(s.out_shape);
   ImageParam a = fixed_param(Float(32), "input", {total});
@@ -94,6 +107,12 @@ HalideKernel build_unary(const KernelSpec &s, const Knobs &k, const Target &t) {
     v = x * sigmoid(x);
   } else if (s.fn == "tanh") {
     v = tanh(x);
+  } else if (s.fn == "erf") {
+    v = erf_approx(x);
+  } else if (s.fn == "gelu") {
+    v = 0.5f * x * (1.f + erf_approx(x * (float)M_SQRT1_2));
+  } else if (s.fn == "sqrt") {
+    v = sqrt(x);
   } else {
     throw Error("unary kernel: unknown function '" + s.fn + "'");
   }

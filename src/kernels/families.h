@@ -30,12 +30,22 @@ HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Halide::T
 HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Elementwise function of one fp32 tensor, over its flattened elements: spec.fn is sigmoid,
 // hardsigmoid (fparams alpha, beta: clamp(alpha x + beta, 0, 1)), hardswish (x hardsigmoid(x)
-// with 1/6, 1/2), silu (x sigmoid(x)) or tanh.
+// with 1/6, 1/2), silu (x sigmoid(x)), tanh, erf, gelu (x (1 + erf(x / sqrt 2)) / 2) or sqrt.
 HalideKernel build_unary(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// erf(x) to about 1e-7 (Halide has no erf): for unary's erf and gelu.
+Halide::Expr erf_approx(Halide::Expr x);
 // a op b with numpy broadcasting, op = spec.fn in add, sub, mul, div. Shapes are in memory order
 // (innermost first) and of equal rank: spec.in_shape (a), spec.in2_shape (b), spec.out_shape;
 // an operand's extent 1 broadcasts along that dimension.
 HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Reorders dimensions: output dimension d is input dimension spec.perm[d]. spec.in_shape and
+// spec.out_shape are extents in memory order (innermost first); f32 or u8 (spec.dtype).
+HalideKernel build_transpose(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// out(i...) = in(starts + i * steps) per dimension (memory order, like transpose); f32 or u8.
+HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// (x - mean) / sqrt(var + eps) * gamma + beta over the innermost dimension of a {K, R} input
+// (spec.in_shape; eps = spec.fparams[0]); mean and variance in fp32, two passes.
+HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // NCHW <-> NHWC transpose.
 HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 

@@ -28,6 +28,9 @@ nlohmann::json KernelSpec::to_json() const {
   if (!fparams.empty()) j["fparams"] = fparams;
   if (!in2_shape.empty()) j["in2_shape"] = in2_shape;
   if (!parts.empty()) j["parts"] = parts;
+  if (!perm.empty()) j["perm"] = perm;
+  if (!starts.empty()) j["starts"] = starts;
+  if (!steps.empty()) j["steps"] = steps;
   j["knobs"] = knobs;
   return j;
 }
@@ -55,6 +58,9 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.fparams = j.value("fparams", std::vector<float>());
   s.in2_shape = j.value("in2_shape", std::vector<int64_t>());
   s.parts = j.value("parts", std::vector<int64_t>());
+  s.perm = j.value("perm", std::vector<int64_t>());
+  s.starts = j.value("starts", std::vector<int64_t>());
+  s.steps = j.value("steps", std::vector<int64_t>());
   s.knobs = j.at("knobs").get<Knobs>();
   return s;
 }

@@ -38,6 +38,9 @@ struct KernelSpec {
   std::vector<float> fparams;       // its parameters (hardsigmoid: alpha, beta)
   std::vector<int64_t> in2_shape;   // binary: second operand (memory order, see families.h)
   std::vector<int64_t> parts;       // concat: channels of each input, in order
+  std::vector<int64_t> perm;        // transpose: input dimension of each output dimension
+  std::vector<int64_t> starts;      // slice: first element and step along each dimension
+  std::vector<int64_t> steps;
   Knobs knobs;                      // schedule choice; empty = defaults
 
   nlohmann::json to_json() const;

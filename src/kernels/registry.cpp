@@ -52,7 +52,8 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
       {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"unary", {{"vec", {}}, {"chunk", {}}}},
       {"binary", {{"vec", {}}}}, {"avgpool", {{"vec", {}}}}, {"concat", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
-      {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}}};
+      {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}},
+      {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}}};
   auto names = [](const auto &m) {
     std::string s;
     for (const auto &kv : m) s += (s.empty() ? "" : ", ") + kv.first;
@@ -99,6 +100,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   Knobs k{{"vec", t.natural_vector_size<float>()}};
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add" || s.kind == "unary") k["chunk"] = 4096;
+  if (s.kind == "layernorm") k["rows"] = 16;
   return k;
 }
 
@@ -145,6 +147,9 @@ const std::map<std::string, Builder> &builders() {
       {"binary", build_binary},
       {"scale_shift", build_scale_shift},
       {"layout", build_layout},
+      {"transpose", build_transpose},
+      {"slice", build_slice},
+      {"layernorm", build_layernorm},
   };
   return table;
 }

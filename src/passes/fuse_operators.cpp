@@ -75,12 +75,19 @@ void rename_to_families(Graph &g) {
     } else if (n.op == "GlobalAveragePool") {
       n.op = "global_avgpool";
     } else if (n.op == "Flatten" || n.op == "Reshape") {
+      // [N, ...] -> [N, features] is a flatten (which the layout pass handles for NHWC input);
+      // any other reshape is a view of the row-major input.
       const auto &s = g.values[n.inputs[0]].type.shape;
       const auto &o = g.values[n.outputs[0]].type.shape;
-      if (o.size() != 2 || o[0] != s[0])
-        throw Error("node '" + n.name + "' (" + n.op + "): only flattening to [batch, features] is supported");
-      n.op = "flatten";
+      n.op = o.size() == 2 && o[0] == s[0] ? "flatten" : "reshape";
       n.attrs.clear();
+    } else if (n.op == "Transpose" || n.op == "Slice") {
+      n.op = n.op == "Transpose" ? "transpose" : "slice";
+    } else if (n.op == "LayerNorm") {
+      n.op = "layernorm";
+    } else if (n.op == "ReduceMean") {
+      throw Error("node '" + n.name + "' (ReduceMean): a mean over the last axis is only supported as part of a layer "
+                  "normalization (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div)");
     } else if (n.op == "Add" && g.values[n.inputs[0]].type.shape == g.values[n.inputs[1]].type.shape &&
                !g.values[n.inputs[0]].is_const() && !g.values[n.inputs[1]].is_const()) {
       n.op = "add";
@@ -88,8 +95,12 @@ void rename_to_families(Graph &g) {
       std::string fn = n.op == "Add" ? "add" : n.op == "Mul" ? "mul" : n.op == "Sub" ? "sub" : "div";
       n.op = "binary";
       n.attrs["fn"].s = fn;
-    } else if (n.op == "Sigmoid" || n.op == "Tanh" || n.op == "HardSwish" || n.op == "HardSigmoid") {
-      std::string fn = n.op == "Sigmoid" ? "sigmoid" : n.op == "Tanh" ? "tanh" : n.op == "HardSwish" ? "hardswish" : "hardsigmoid";
+    } else if (n.op == "Sigmoid" || n.op == "Tanh" || n.op == "HardSwish" || n.op == "HardSigmoid" || n.op == "Erf" ||
+               n.op == "Sqrt" || n.op == "Gelu") {
+      static const std::map<std::string, std::string> fns{{"Sigmoid", "sigmoid"}, {"Tanh", "tanh"},
+                                                          {"HardSwish", "hardswish"}, {"HardSigmoid", "hardsigmoid"},
+                                                          {"Erf", "erf"}, {"Sqrt", "sqrt"}, {"Gelu", "gelu"}};
+      std::string fn = fns.at(n.op);
       n.op = "unary";
       n.attrs["fn"].s = fn;
     } else if (n.op == "Relu") {
@@ -189,6 +200,7 @@ void fuse_relus(Graph &g) {
 
 void fuse_operators(Graph &g) {
   fold_pads(g);
+  fuse_patterns(g);
   rename_to_families(g);
   compact(g);
   fuse_residual_adds(g);

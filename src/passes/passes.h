@@ -14,6 +14,9 @@ struct PassOptions {
 void fold_constants(Graph &g);
 // Conv followed by BatchNormalization becomes one Conv with scaled weights and a bias.
 void fold_batchnorm(Graph &g);
+// Replaces multi-node patterns of ONNX ops with one op: LayerNorm (decomposed layer norms),
+// Gelu, channel_shuffle (Reshape/Transpose/Reshape).
+void fuse_patterns(Graph &g);
 // Rewrites ONNX-level ops into qnnc's fused ops: conv2d (bias, residual add, ReLU), dense,
 // maxpool, global_avgpool, flatten, add, relu, scale_shift.
 void fuse_operators(Graph &g);

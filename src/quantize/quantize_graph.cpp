@@ -198,12 +198,15 @@ struct Rewriter {
         out.push_back(n);
         continue;
       } else if (n.op == "dense") {
-        if (!cfg.skip_dense && !skipped(n, false) && n.inputs.size() == 3) {
+        const bool nd = g.values[n.inputs[0]].type.shape.size() > 2;
+        if (!cfg.skip_dense && !nd && !skipped(n, false) && n.inputs.size() == 3) {
           quantize_conv(n);
           continue;
         }
         sum.kept_fp32++;
-        sum.kept_reasons[cfg.skip_dense ? "dense layer (--quantize-dense to quantize it)" : "skipped by --skip-layer"]++;
+        sum.kept_reasons[nd ? "dense layer over the last axis of a >2-D tensor (no integer kernel yet)"
+                         : cfg.skip_dense ? "dense layer (--quantize-dense to quantize it)"
+                                          : "skipped by --skip-layer"]++;
       }
       for (auto &v : n.inputs)
         if (!g.values[v].is_const()) v = as_float(v);

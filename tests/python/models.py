@@ -16,7 +16,8 @@ import torchvision
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "resnext50_32x4d",
                       "mobilenet_v2", "regnet_x_400mf", "regnet_x_1_6gf", "mobilenet_v3_small",
                       "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf", "mnasnet0_5", "mnasnet1_0",
-                      "squeezenet1_0", "squeezenet1_1", "densenet121", "googlenet", "inception_v3")
+                      "squeezenet1_0", "squeezenet1_1", "densenet121", "googlenet", "inception_v3",
+                      "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny", "vgg11", "vgg11_bn", "alexnet")
 
 
 def add_model_args(p) -> None:

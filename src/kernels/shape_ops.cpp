@@ -1,0 +1,90 @@
+// Data-movement kernels for shape operators: transpose (also ShuffleNet's channel shuffle)
+// and strided slices (Split, Slice, Gather with constant indices). Both work on extents in
+// memory order, so the same kernel serves any layout.
+#include "kernels/families.h"
+
+using namespace Halide;
+
+namespace qnnc {
+
+namespace {
+
+Type element_type(const KernelSpec &s) { return s.dtype == "u8" ? UInt(8) : Float(32); }
+
+std::vector<Var> dim_vars(size_t r) {
+  std::vector<Var> v;
+  for (size_t d = 0; d < r; d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
+  return v;
+}
+
+// Vectorizes the innermost output dimension when it is wide enough, parallelizes the outermost
+// non-unit one.
+void schedule_copy(Func out, const std::vector<Var> &v, const std::vector<int64_t> &ext, const Knobs &k) {
+  int vec = knob(k, "vec", 8);
+  if (ext[0] >= vec) out.vectorize(v[0], vec, TailStrategy::GuardWithIf);
+  for (size_t d = ext.size(); d-- > 1;)
+    if (ext[d] > 1) {
+      out.parallel(v[d]);
+      break;
+    }
+}
+
+}  // namespace
+
+HalideKernel build_transpose(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const size_t r = s.in_shape.size();
+  if (s.perm.size() != r || s.out_shape.size() != r || r == 0 || r > 6)
+    throw Error("transpose kernel: perm and shapes do not match");
+  ImageParam in = fixed_param(element_type(s), "input", s.in_shape);
+  std::vector<Var> v = dim_vars(r);
+  std::vector<Expr> at(r);
+  for (size_t d = 0; d < r; d++) at[s.perm[d]] = v[d];
+  Func out("output");
+  out(v) = in(at);
+  fix_output(out, s.out_shape);
+  schedule_copy(out, v, s.out_shape, k);
+  return {Pipeline(out), {in}};
+}
+
+HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const size_t r = s.in_shape.size();
+  if (s.starts.size() != r || s.steps.size() != r || s.out_shape.size() != r || r == 0 || r > 6)
+    throw Error("slice kernel: starts, steps and shapes do not match");
+  ImageParam in = fixed_param(element_type(s), "input", s.in_shape);
+  std::vector<Var> v = dim_vars(r);
+  std::vector<Expr> at;
+  for (size_t d = 0; d < r; d++) at.push_back((int)s.starts[d] + v[d] * (int)s.steps[d]);
+  Func out("output");
+  out(v) = in(at);
+  fix_output(out, s.out_shape);
+  schedule_copy(out, v, s.out_shape, k);
+  return {Pipeline(out), {in}};
+}
+
+HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t K = s.in_shape[0], R = s.in_shape[1];
+  const float eps = s.fparams.empty() ? 1e-5f : s.fparams[0];
+  ImageParam in = fixed_param(Float(32), "input", {K, R});
+  ImageParam gamma = fixed_param(Float(32), "gamma", {K});
+  ImageParam beta = fixed_param(Float(32), "beta", {K});
+  Var c("c"), row("row");
+  RDom rk(0, (int)K, "rk");
+  Func mean("mean"), var("var"), out("output");
+  mean(row) = 0.f;
+  mean(row) += in(rk, row);
+  Expr mu = mean(row) / (float)K;
+  var(row) = 0.f;
+  var(row) += (in(rk, row) - mu) * (in(rk, row) - mu);
+  Expr inv = 1.f / sqrt(var(row) / (float)K + eps);
+  out(c, row) = (in(c, row) - mu) * inv * gamma(c) + beta(c);
+  fix_output(out, {K, R});
+  int vec = knob(k, "vec", 8), rows = knob(k, "rows", 16);
+  Var ro("ro"), ri("ri");
+  out.split(row, ro, ri, rows, TailStrategy::GuardWithIf).parallel(ro);
+  if (K >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  mean.compute_at(out, ri);
+  var.compute_at(out, ri);
+  return {Pipeline(out), {in, gamma, beta}};
+}
+
+}  // namespace qnnc
