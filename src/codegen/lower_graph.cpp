@@ -526,7 +526,7 @@ struct Lowering {
                       const std::vector<int64_t> &mperm) {
     KernelSpec &s = st.spec;
     s.kind = "transpose";
-    s.dtype = g.values[in].type.dtype == DType::u8 ? "u8" : "f32";
+    if (g.values[in].type.dtype != DType::f32) throw Error("step '" + st.name + "': transposes take fp32 tensors");
     s.in_shape = in_ext;
     s.perm = mperm;
     s.out_shape.clear();
@@ -547,7 +547,7 @@ struct Lowering {
     KernelSpec &s = st.spec;
     const auto &t = g.values[n.inputs[0]].type;
     auto starts = n.ints("starts"), steps = n.ints("steps");
-    s.dtype = t.dtype == DType::u8 ? "u8" : "f32";
+    if (t.dtype != DType::f32) throw Error("node '" + n.name + "': slices take fp32 tensors");
     s.in_shape = mem_extents(n.inputs[0]);
     s.out_shape = mem_extents(out);
     s.starts.clear();

@@ -39,9 +39,9 @@ Halide::Expr erf_approx(Halide::Expr x);
 // an operand's extent 1 broadcasts along that dimension.
 HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Reorders dimensions: output dimension d is input dimension spec.perm[d]. spec.in_shape and
-// spec.out_shape are extents in memory order (innermost first); f32 or u8 (spec.dtype).
+// spec.out_shape are fp32 extents in memory order (innermost first).
 HalideKernel build_transpose(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
-// out(i...) = in(starts + i * steps) per dimension (memory order, like transpose); f32 or u8.
+// out(i...) = in(starts + i * steps) per dimension (fp32, memory order like transpose).
 HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // (x - mean) / sqrt(var + eps) * gamma + beta over the innermost dimension of a {K, R} input
 // (spec.in_shape; eps = spec.fparams[0]); mean and variance in fp32, two passes.

@@ -9,8 +9,6 @@ namespace qnnc {
 
 namespace {
 
-Type element_type(const KernelSpec &s) { return s.dtype == "u8" ? UInt(8) : Float(32); }
-
 std::vector<Var> dim_vars(size_t r) {
   std::vector<Var> v;
   for (size_t d = 0; d < r; d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
@@ -35,7 +33,7 @@ HalideKernel build_transpose(const KernelSpec &s, const Knobs &k, const Target &
   const size_t r = s.in_shape.size();
   if (s.perm.size() != r || s.out_shape.size() != r || r == 0 || r > 6)
     throw Error("transpose kernel: perm and shapes do not match");
-  ImageParam in = fixed_param(element_type(s), "input", s.in_shape);
+  ImageParam in = fixed_param(Float(32), "input", s.in_shape);
   std::vector<Var> v = dim_vars(r);
   std::vector<Expr> at(r);
   for (size_t d = 0; d < r; d++) at[s.perm[d]] = v[d];
@@ -50,7 +48,7 @@ HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Target &t) {
   const size_t r = s.in_shape.size();
   if (s.starts.size() != r || s.steps.size() != r || s.out_shape.size() != r || r == 0 || r > 6)
     throw Error("slice kernel: starts, steps and shapes do not match");
-  ImageParam in = fixed_param(element_type(s), "input", s.in_shape);
+  ImageParam in = fixed_param(Float(32), "input", s.in_shape);
   std::vector<Var> v = dim_vars(r);
   std::vector<Expr> at;
   for (size_t d = 0; d < r; d++) at.push_back((int)s.starts[d] + v[d] * (int)s.steps[d]);

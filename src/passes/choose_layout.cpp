@@ -77,7 +77,14 @@ struct LayoutPass {
   }
 
   void run() {
+    // Images enter NHWC at once: the first reader of an image is almost always a convolution,
+    // and a quantize of the input must not produce u8 NCHW (the layout kernel is fp32).
+    std::map<int, int> entered;
+    for (int in : g.inputs)
+      if (rank4_act(g, in)) entered[in] = convert(in, true);
     for (auto n : g.nodes) {
+      for (auto &v : n.inputs)
+        if (entered.count(v)) v = entered[v];
       switch (need_of(g, n)) {
         case Need::nhwc:
           for (auto &v : n.inputs) v = ensure(v, true);
@@ -116,6 +123,11 @@ struct LayoutPass {
         std::swap(g.values[nv].name, g.values[o].name);
         o = nv;
       }
+    // Drop input conversions that no reader ended up using.
+    std::set<int> read(g.outputs.begin(), g.outputs.end());
+    for (const auto &n : out) read.insert(n.inputs.begin(), n.inputs.end());
+    for (auto &n : out)
+      if (n.op == "layout" && !read.count(n.outputs[0])) n.op.clear();
     g.nodes = std::move(out);
     compact(g);
   }

@@ -81,6 +81,7 @@ void rename_to_families(Graph &g) {
       const auto &o = g.values[n.outputs[0]].type.shape;
       n.op = o.size() == 2 && o[0] == s[0] ? "flatten" : "reshape";
       n.attrs.clear();
+      if (n.op == "reshape") n.set_ints("shape", o);
     } else if (n.op == "Transpose" || n.op == "Slice") {
       n.op = n.op == "Transpose" ? "transpose" : "slice";
     } else if (n.op == "LayerNorm") {

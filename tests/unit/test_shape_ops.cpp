@@ -1,0 +1,324 @@
+// Shape operators and the transformer-style ops against naive references: transposes of
+// ranks 2-5 from NCHW and NHWC producers (views and real copies), strided and reversed
+// slices, ShuffleNet's channel shuffle, layer normalization (opset 17 node and the decomposed
+// form), GELU/erf, and dense layers over the last axis of 3-D and 4-D tensors. Odd extents
+// everywhere, batch 2.
+#include <cmath>
+#include <numeric>
+
+#include <gtest/gtest.h>
+
+#include "reference.h"
+
+namespace {
+
+using qnnc::Tensor;
+using ref::Shape;
+
+// Row-major strides of a shape.
+std::vector<int64_t> strides_of(const Shape &s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (size_t d = s.size(); d-- > 1;) st[d - 1] = st[d] * s[d];
+  return st;
+}
+
+// Calls f(index) for every multi-index of shape s in row-major order.
+template <typename F>
+void for_each_index(const Shape &s, F f) {
+  std::vector<int64_t> i(s.size(), 0);
+  for (int64_t k = 0, n = ref::numel(s); k < n; k++) {
+    f(i);
+    for (size_t d = s.size(); d-- > 0;) {
+      if (++i[d] < s[d]) break;
+      i[d] = 0;
+    }
+  }
+}
+
+Tensor transpose_ref(const Tensor &x, const std::vector<int64_t> &perm) {
+  Shape os;
+  for (int64_t p : perm) os.push_back(x.shape[p]);
+  auto xs = strides_of(x.shape);
+  Tensor y{os, {}};
+  for_each_index(os, [&](const std::vector<int64_t> &i) {
+    int64_t at = 0;
+    for (size_t d = 0; d < perm.size(); d++) at += i[d] * xs[perm[d]];
+    y.data.push_back(x.data[at]);
+  });
+  return y;
+}
+
+Tensor slice_ref(const Tensor &x, const std::vector<int64_t> &starts, const std::vector<int64_t> &steps,
+                 const Shape &sizes) {
+  auto xs = strides_of(x.shape);
+  Tensor y{sizes, {}};
+  for_each_index(sizes, [&](const std::vector<int64_t> &i) {
+    int64_t at = 0;
+    for (size_t d = 0; d < i.size(); d++) at += (starts[d] + i[d] * steps[d]) * xs[d];
+    y.data.push_back(x.data[at]);
+  });
+  return y;
+}
+
+// A 1x1 max pool: an identity that makes the pass give its output the NHWC layout.
+int nhwc_identity(ref::GraphBuilder &gb, int x) { return gb.maxpool(x, {1, 1}, {1, 1}, {0, 0, 0, 0}); }
+
+TEST(Transpose, MatchesReference) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> perm;
+    bool from_nhwc;
+  };
+  const Case cases[] = {
+      {{5, 7}, {1, 0}, false},
+      {{3, 5, 7}, {2, 0, 1}, false},
+      {{2, 5, 3, 7}, {0, 2, 3, 1}, false},
+      {{2, 5, 3, 7}, {3, 1, 0, 2}, false},
+      {{2, 5, 3, 7}, {0, 2, 3, 1}, true},  // NHWC -> [N, H, W, C]: a view
+      {{2, 5, 3, 7}, {0, 3, 1, 2}, true},
+      {{2, 5, 3, 7}, {1, 0, 2, 3}, true},
+      {{1, 9, 1, 5}, {0, 3, 2, 1}, true},
+      {{2, 3, 4, 5, 3}, {0, 2, 1, 3, 4}, false},
+  };
+  ref::Rng rng(21);
+  for (const auto &c : cases) {
+    Tensor x = ref::random_tensor(c.x, rng);
+    ref::GraphBuilder gb;
+    int v = gb.input("x", c.x);
+    if (c.from_nhwc) v = nhwc_identity(gb, v);
+    gb.output(gb.node("Transpose", {v}, [&](qnnc::Node &n) { n.set_ints("perm", c.perm); }));
+    qnnc::Module m = ref::compile(gb.finish());
+    EXPECT_TRUE(ref::Close(m.run({x})[0], transpose_ref(x, c.perm), 0))
+        << ref::shape_str(c.x) << " perm " << ref::shape_str(c.perm) << (c.from_nhwc ? " from NHWC" : "");
+  }
+}
+
+// [N, H, W, C] views of an NHWC tensor and back cost no kernel (ConvNeXt's permutes).
+TEST(Transpose, PermutesAroundChannelsLastAreViews) {
+  ref::GraphBuilder gb;
+  Shape s{2, 6, 5, 3};
+  int x = nhwc_identity(gb, gb.input("x", s));
+  int t = gb.node("Transpose", {x}, [](qnnc::Node &n) { n.set_ints("perm", {0, 2, 3, 1}); });
+  int r = gb.node("Relu", {t});
+  int b = gb.node("Transpose", {r}, [](qnnc::Node &n) { n.set_ints("perm", {0, 3, 1, 2}); });
+  gb.output(nhwc_identity(gb, b));
+  qnnc::Module m = ref::compile(gb.finish());
+  auto ops = ref::step_ops(m);
+  EXPECT_EQ(ref::count(ops, "transpose"), 2);
+  int kernels = 0;
+  for (const auto &st : m.manifest()["steps"])
+    if (st["op"] == "transpose" && !st["alias"].get<bool>()) kernels++;
+  EXPECT_EQ(kernels, 0);
+  ref::Rng rng(3);
+  Tensor xin = ref::random_tensor(s, rng);
+  EXPECT_TRUE(ref::Close(m.run({xin})[0], ref::relu(xin), 0));
+}
+
+// Flatten at any axis and Reshape of an NHWC tensor see the logical (row-major) order.
+TEST(Reshape, OfNhwcTensorIsRowMajor) {
+  Shape s{2, 3, 4, 5};
+  ref::Rng rng(27);
+  Tensor x = ref::random_tensor(s, rng);
+  for (int64_t axis : {1, 2, 3}) {
+    ref::GraphBuilder gb;
+    int v = nhwc_identity(gb, gb.input("x", s));
+    gb.output(gb.node("Flatten", {v}, [&](qnnc::Node &n) { n.set_i("axis", axis); }));
+    qnnc::Module m = ref::compile(gb.finish());
+    Tensor want = x;
+    int64_t a = 1;
+    for (int64_t d = 0; d < axis; d++) a *= s[d];
+    want.shape = {a, ref::numel(s) / a};
+    EXPECT_TRUE(ref::Close(m.run({x})[0], want, 0)) << "axis " << axis;
+  }
+  ref::GraphBuilder gb;
+  int v = nhwc_identity(gb, gb.input("x", s));
+  int r = gb.node("Reshape", {v}, [&](qnnc::Node &n) { n.set_ints("shape", {6, 20, 1, 1}); });
+  gb.output(nhwc_identity(gb, r));
+  qnnc::Module m = ref::compile(gb.finish());
+  Tensor want = x;
+  want.shape = {6, 20, 1, 1};
+  EXPECT_TRUE(ref::Close(m.run({x})[0], want, 0));
+}
+
+TEST(Slice, MatchesReference) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> starts, steps;
+    Shape sizes;
+    bool from_nhwc;
+  };
+  const Case cases[] = {
+      {{2, 11, 5, 7}, {0, 0, 0, 0}, {1, 1, 1, 1}, {2, 5, 5, 7}, true},  // ShuffleNet's halves
+      {{2, 11, 5, 7}, {0, 5, 0, 0}, {1, 1, 1, 1}, {2, 6, 5, 7}, true},
+      {{2, 11, 5, 7}, {1, 3, 1, 6}, {1, 2, 2, -2}, {1, 4, 2, 4}, true},
+      {{2, 11, 5, 7}, {0, 10, 4, 0}, {1, -3, -1, 3}, {2, 4, 5, 3}, false},
+      {{3, 17}, {1, 2}, {1, 5}, {2, 3}, false},
+      {{4, 3, 9}, {3, 0, 8}, {-1, 1, -2}, {4, 3, 5}, false},
+  };
+  ref::Rng rng(22);
+  for (const auto &c : cases) {
+    Tensor x = ref::random_tensor(c.x, rng);
+    ref::GraphBuilder gb;
+    int v = gb.input("x", c.x);
+    if (c.from_nhwc) v = nhwc_identity(gb, v);
+    gb.output(gb.node("Slice", {v}, [&](qnnc::Node &n) {
+      n.set_ints("starts", c.starts);
+      n.set_ints("steps", c.steps);
+      n.set_ints("sizes", c.sizes);
+    }));
+    qnnc::Module m = ref::compile(gb.finish());
+    EXPECT_TRUE(ref::Close(m.run({x})[0], slice_ref(x, c.starts, c.steps, c.sizes), 0))
+        << ref::shape_str(c.x) << " starts " << ref::shape_str(c.starts) << " steps " << ref::shape_str(c.steps);
+  }
+}
+
+TEST(Slice, OutOfRangeIsRefused) {
+  ref::GraphBuilder gb;
+  int v = gb.input("x", {1, 4, 3, 3});
+  gb.node("Slice", {v}, [&](qnnc::Node &n) {
+    n.set_ints("starts", {0, 2, 0, 0});
+    n.set_ints("steps", {1, 1, 1, 1});
+    n.set_ints("sizes", {1, 3, 3, 3});
+  });
+  EXPECT_THROW(gb.finish(), qnnc::Error);
+}
+
+// Reshape [N, C, H, W] -> [N, G, C/G, H, W], Transpose(0, 2, 1, 3, 4), Reshape back: one step.
+TEST(ChannelShuffle, FusesAndMatchesReference) {
+  for (int64_t G : {2, 3}) {
+    Shape s{2, G * 5, 5, 3};
+    ref::GraphBuilder gb;
+    int x = nhwc_identity(gb, gb.input("x", s));
+    int r1 = gb.node("Reshape", {x}, [&](qnnc::Node &n) { n.set_ints("shape", {s[0], G, s[1] / G, s[2], s[3]}); });
+    int t = gb.node("Transpose", {r1}, [](qnnc::Node &n) { n.set_ints("perm", {0, 2, 1, 3, 4}); });
+    int r2 = gb.node("Reshape", {t}, [&](qnnc::Node &n) { n.set_ints("shape", s); });
+    gb.output(nhwc_identity(gb, r2));
+    qnnc::Module m = ref::compile(gb.finish());
+    auto ops = ref::step_ops(m);
+    EXPECT_EQ(ref::count(ops, "channel_shuffle"), 1);
+    EXPECT_EQ(ref::count(ops, "transpose") + ref::count(ops, "reshape"), 0);
+    ref::Rng rng(23);
+    Tensor xin = ref::random_tensor(s, rng);
+    Tensor want{s, std::vector<float>(xin.data.size())};
+    const int64_t C = s[1], HW = s[2] * s[3];
+    for (int64_t n = 0; n < s[0]; n++)
+      for (int64_t c = 0; c < C; c++) {
+        int64_t src = (c % G) * (C / G) + c / G;  // output channel j*G + i reads input i*C/G + j
+        for (int64_t p = 0; p < HW; p++) want.data[(n * C + c) * HW + p] = xin.data[(n * C + src) * HW + p];
+      }
+    EXPECT_TRUE(ref::Close(m.run({xin})[0], want, 0)) << "groups " << G;
+  }
+}
+
+Tensor layernorm_ref(const Tensor &x, const std::vector<float> &g, const std::vector<float> &b, float eps) {
+  const int64_t K = x.shape.back(), R = ref::numel(x.shape) / K;
+  Tensor y = x;
+  for (int64_t r = 0; r < R; r++) {
+    double mean = 0, var = 0;
+    for (int64_t k = 0; k < K; k++) mean += x.data[r * K + k];
+    mean /= K;
+    for (int64_t k = 0; k < K; k++) var += (x.data[r * K + k] - mean) * (x.data[r * K + k] - mean);
+    var /= K;
+    for (int64_t k = 0; k < K; k++)
+      y.data[r * K + k] = (float)((x.data[r * K + k] - mean) / std::sqrt(var + eps) * g[k] + b[k]);
+  }
+  return y;
+}
+
+TEST(LayerNorm, MatchesReference) {
+  const Shape shapes[] = {{2, 37}, {2, 5, 13}, {2, 3, 7, 24}, {1, 4, 3, 9}};
+  ref::Rng rng(24);
+  for (const auto &s : shapes) {
+    const int64_t K = s.back();
+    Tensor x = ref::random_tensor(s, rng, 3.f);
+    for (auto &e : x.data) e += 2.f;  // a mean far from 0
+    auto g = ref::randn(K, rng), b = ref::randn(K, rng);
+    ref::GraphBuilder gb;
+    int v = gb.input("x", s);
+    int gv = gb.constant("g", {K}, g), bv = gb.constant("b", {K}, b);
+    gb.output(gb.node("LayerNorm", {v, gv, bv}, [](qnnc::Node &n) { n.set_f("epsilon", 1e-5f); }));
+    qnnc::Module m = ref::compile(gb.finish());
+    EXPECT_TRUE(ref::Close(m.run({x})[0], layernorm_ref(x, g, b, 1e-5f), 1e-5)) << ref::shape_str(s);
+  }
+}
+
+// ReduceMean, Sub, Pow (as Mul), ReduceMean, Add(eps), Sqrt, Div, Mul(gamma), Add(beta), as
+// opsets before 17 export a layer norm, over the channels of an NHWC tensor (ConvNeXt's
+// LayerNorm2d: permute, normalize, permute back): one layernorm step, no transposes.
+TEST(LayerNorm, DecomposedFormFuses) {
+  Shape s{2, 11, 4, 3};
+  const int64_t C = s[1];
+  ref::Rng rng(25);
+  auto g = ref::randn(C, rng), b = ref::randn(C, rng);
+  ref::GraphBuilder gb;
+  int x = nhwc_identity(gb, gb.input("x", s));
+  int t = gb.node("Transpose", {x}, [](qnnc::Node &n) { n.set_ints("perm", {0, 2, 3, 1}); });
+  auto mean = [&](int v) { return gb.node("ReduceMean", {v}, [](qnnc::Node &n) { n.set_ints("axes", {3}); }); };
+  int d = gb.node("Sub", {t, mean(t)});
+  int var = mean(gb.node("Mul", {d, d}));
+  int sd = gb.node("Sqrt", {gb.node("Add", {var, gb.constant("eps", {1}, {1e-6f})})});
+  int y = gb.node("Add", {gb.node("Mul", {gb.node("Div", {d, sd}), gb.constant("g", {C}, g)}), gb.constant("b", {C}, b)});
+  int back = gb.node("Transpose", {y}, [](qnnc::Node &n) { n.set_ints("perm", {0, 3, 1, 2}); });
+  gb.output(nhwc_identity(gb, back));
+  qnnc::Module m = ref::compile(gb.finish());
+  auto ops = ref::step_ops(m);
+  EXPECT_EQ(ref::count(ops, "layernorm"), 1);
+  EXPECT_EQ(ref::count(ops, "binary") + ref::count(ops, "unary") + ref::count(ops, "layout"), 2);  // in/out NCHW
+  Tensor xin = ref::random_tensor(s, rng);
+  Tensor want = transpose_ref(layernorm_ref(transpose_ref(xin, {0, 2, 3, 1}), g, b, 1e-6f), {0, 3, 1, 2});
+  EXPECT_TRUE(ref::Close(m.run({xin})[0], want, 1e-5));
+}
+
+// x * 0.5 * (1 + erf(x / sqrt 2)) becomes one unary gelu; erf itself to ~1e-7 absolute.
+TEST(Gelu, FusesAndMatchesReference) {
+  Shape s{2, 3, 41};
+  ref::GraphBuilder gb;
+  int x = gb.input("x", s);
+  int e = gb.node("Erf", {gb.node("Div", {x, gb.constant("sqrt2", {}, {std::sqrt(2.f)})})});
+  int h = gb.node("Mul", {gb.node("Mul", {x, gb.node("Add", {e, gb.constant("one", {}, {1.f})})}),
+                          gb.constant("half", {}, {0.5f})});
+  gb.output(h);
+  qnnc::Module m = ref::compile(gb.finish());
+  EXPECT_EQ(ref::step_ops(m), std::vector<std::string>{"unary"});
+  EXPECT_EQ(m.manifest()["steps"][0]["spec"]["fn"], "gelu");
+  Tensor xin{s, {}};
+  for (int64_t i = 0; i < ref::numel(s); i++) xin.data.push_back(-6.f + 12.f * (float)i / (float)(ref::numel(s) - 1));
+  Tensor want = xin;
+  for (auto &v : want.data) v = (float)(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+  Tensor got = m.run({xin})[0];
+  double worst = 0;
+  for (size_t i = 0; i < got.data.size(); i++) worst = std::max(worst, (double)std::fabs(got.data[i] - want.data[i]));
+  EXPECT_LT(worst, 2e-6);
+
+  ref::GraphBuilder eb;
+  eb.output(eb.node("Erf", {eb.input("x", s)}));
+  qnnc::Module em = ref::compile(eb.finish());
+  Tensor ey = em.run({xin})[0];
+  worst = 0;
+  for (size_t i = 0; i < ey.data.size(); i++) worst = std::max(worst, std::fabs(ey.data[i] - std::erf((double)xin.data[i])));
+  EXPECT_LT(worst, 5e-7);
+}
+
+// MatMul with constant weights over the last axis of a 3-D or 4-D tensor (transformer MLPs,
+// ConvNeXt's pointwise layers) runs as a 1x1 convolution.
+TEST(DenseLastAxis, MatchesReference) {
+  const Shape shapes[] = {{2, 5, 13}, {2, 3, 7, 19}, {1, 1, 9, 8}};
+  ref::Rng rng(26);
+  for (const auto &s : shapes) {
+    const int64_t K = s.back(), M = 11, R = ref::numel(s) / K;
+    Tensor x = ref::random_tensor(s, rng);
+    auto w = ref::randn(M * K, rng), bias = ref::randn(M, rng);
+    ref::GraphBuilder gb;
+    int v = gb.input("x", s);
+    gb.output(gb.gemm(v, gb.constant("w", {M, K}, w), gb.constant("b", {M}, bias)));
+    qnnc::Module m = ref::compile(gb.finish());
+    Tensor flat{{R, K}, x.data};
+    Tensor want = ref::dense(flat, w, M, &bias);
+    Shape os = s;
+    os.back() = M;
+    want.shape = os;
+    EXPECT_TRUE(ref::Close(m.run({x})[0], want, 1e-5)) << ref::shape_str(s);
+  }
+}
+
+}  // namespace
