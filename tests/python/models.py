@@ -51,6 +51,13 @@ def make_torchvision(name: str, seed: int = 0, size: int = 224,
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(TORCHVISION_MODELS)}")
     torch.manual_seed(seed)
     model = getattr(torchvision.models, name)(weights=None)
+    if name.startswith("convnext"):
+        # ConvNeXt initialises its layer scales to 1e-6, which makes every residual block an
+        # identity to within rounding; draw them so that the blocks count in the output.
+        with torch.no_grad():
+            for m in model.modules():
+                if hasattr(m, "layer_scale"):
+                    m.layer_scale.normal_(0.0, 0.3)
     if reestimate_bn:
         reestimate_batchnorm(model, size, seed=seed + 1)
     return model.eval()
