@@ -177,6 +177,9 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 "conv weights %.1f MB fp32 -> %.1f MB at %d bits\n",
                 opt.qconfig.precision().c_str(), q.quantized, q.kept_fp32, q.quantize_steps, q.dequantize_steps,
                 q.fp32_weight_bytes / 1e6, q.quantized_weight_bytes / 1e6, opt.qconfig.weight_bits);
+    if (q.lookup_tables)
+      std::printf("qnnc:   %d activation functions of one integer input run as %d-entry tables\n", q.lookup_tables,
+                  1 << opt.qconfig.activation_bits);
     for (const auto &[why, count] : q.kept_reasons) std::printf("qnnc:   kept fp32: %d x %s\n", count, why.c_str());
     int wb = opt.qconfig.weight_bits, ab = opt.qconfig.activation_bits;
     // What the module really stores and runs, from its plan.

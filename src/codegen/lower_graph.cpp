@@ -497,6 +497,16 @@ struct Lowering {
     for (int v : n.inputs) st.args.push_back(act(v));
     st.args.push_back(act(out));
   }
+  // u8 -> u8 through a table of 256 levels (quantize/quantize_graph.cpp fills it).
+  void lower_lut(const Node &n, PlanStep &st, int out) {
+    auto t = n.ints("table");
+    std::vector<int32_t> table(256, 0);
+    for (size_t i = 0; i < t.size() && i < 256; i++) table[i] = (int32_t)t[i];
+    st.spec.dtype = "u8";
+    resolve_knobs(st.spec);
+    int tv = new_const(n.name + ".table", {256}, table, DType::u8);
+    st.args = {flat(n.inputs[0]), {tv, packed({256})}, flat(out)};
+  }
   // Memory-order extents (innermost first) of a value.
   std::vector<int64_t> mem_extents(int v) {
     const auto &t = g.values[v].type;
@@ -604,6 +614,7 @@ struct Lowering {
         {"channel_shuffle", &Lowering::lower_channel_shuffle},
         {"slice", &Lowering::lower_slice},
         {"layernorm", &Lowering::lower_layernorm},
+        {"lut", &Lowering::lower_lut},
     };
     return table;
   }

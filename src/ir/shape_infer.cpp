@@ -137,7 +137,7 @@ void infer_shapes(Graph &g) {
       out.shape = o;
       out.dtype = DType::f32;
     } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "Erf" ||
-               op == "Sqrt" || op == "Gelu" || op == "unary") {
+               op == "Sqrt" || op == "Gelu" || op == "unary" || op == "lut") {
       out = in(0);
     } else if (op == "Pad") {
       need_rank(n, in(0), 4, "input");

@@ -46,6 +46,9 @@ HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Halide::Targ
 // (x - mean) / sqrt(var + eps) * gamma + beta over the innermost dimension of a {K, R} input
 // (spec.in_shape; eps = spec.fparams[0]); mean and variance in fp32, two passes.
 HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// out(i) = table(in(i)) over a flattened u8 tensor with a 256-entry u8 table: an activation
+// function of one quantized input, exactly.
+HalideKernel build_lut(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // NCHW <-> NHWC transpose.
 HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 

@@ -7,6 +7,11 @@ using namespace Halide;
 namespace qnnc {
 
 Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t) {
+  // A few channels that vectors do not divide (squeeze-and-excitation's 6, 10, 20): one block
+  // of all of them. Shifting the last vector inward would make it straddle two blocks of the
+  // packed weights, which x86 gathers and Halide 21's ARM back end refuses ("Should be dense
+  // vector load").
+  if (M % vec != 0 && M < 4 * vec) vec = (int)M;
   int max_x = t.has_feature(Target::AVX512) ? 8 : 4, x_tile = max_x;
   for (int c = max_x; c >= std::max(2, max_x / 2); c--)
     if (OW % c == 0) {

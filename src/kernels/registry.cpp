@@ -53,7 +53,8 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
       {"binary", {{"vec", {}}}}, {"avgpool", {{"vec", {}}}}, {"concat", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
       {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}},
-      {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}}};
+      {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}},
+      {"lut", {{"vec", {}}, {"chunk", {}}}}};
   auto names = [](const auto &m) {
     std::string s;
     for (const auto &kv : m) s += (s.empty() ? "" : ", ") + kv.first;
@@ -101,6 +102,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add" || s.kind == "unary") k["chunk"] = 4096;
   if (s.kind == "layernorm") k["rows"] = 16;
+  if (s.kind == "lut") k = {{"vec", t.natural_vector_size<uint8_t>()}, {"chunk", 16384}};
   return k;
 }
 
@@ -150,6 +152,7 @@ const std::map<std::string, Builder> &builders() {
       {"transpose", build_transpose},
       {"slice", build_slice},
       {"layernorm", build_layernorm},
+      {"lut", build_lut},
   };
   return table;
 }

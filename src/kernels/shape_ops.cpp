@@ -1,5 +1,5 @@
-// Data-movement kernels for shape operators: transpose (also ShuffleNet's channel shuffle)
-// and strided slices (Split, Slice, Gather with constant indices). Both work on extents in
+// Data-movement kernels: transpose (also ShuffleNet's channel shuffle), strided slices (Split,
+// Slice, Gather with constant indices) and table lookups; and layer normalization. Both work on extents in
 // memory order, so the same kernel serves any layout.
 #include "kernels/families.h"
 
@@ -57,6 +57,21 @@ HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Target &t) {
   fix_output(out, s.out_shape);
   schedule_copy(out, v, s.out_shape, k);
   return {Pipeline(out), {in}};
+}
+
+HalideKernel build_lut(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t total = numel(s.out_shape);
+  ImageParam in = fixed_param(UInt(8), "input", {total});
+  ImageParam table = fixed_param(UInt(8), "table", {256});
+  Var i("i");
+  Func out("output");
+  out(i) = table(cast<int32_t>(in(i)));
+  fix_output(out, {total});
+  int vec = knob(k, "vec", 16), chunk = knob(k, "chunk", 16384);
+  Var io("io"), ii("ii");
+  if (total >= chunk) out.split(i, io, ii, chunk, TailStrategy::GuardWithIf).parallel(io).vectorize(ii, vec);
+  else if (total >= vec) out.vectorize(i, vec, TailStrategy::GuardWithIf);
+  return {Pipeline(out), {in, table}};
 }
 
 HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Target &t) {

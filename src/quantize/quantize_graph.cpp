@@ -87,6 +87,39 @@ struct Rewriter {
     return ftwin[v] = nv;
   }
 
+  // A function of one u8 activation is a table of its 2^bits levels: f of each dequantized
+  // level, requantized to the output's parameters. Exact, and the same on every target.
+  void quantize_unary(Node n) {
+    const int x = n.inputs[0];
+    const float sx = g.values[x].scale;
+    const int zx = g.values[x].zero_point, qmax = act_qmax();
+    QParams qy = choose(n.outputs[0]);
+    const std::string fn = n.attrs.count("fn") ? n.attrs.at("fn").s : "";
+    std::vector<int64_t> table;
+    for (int q = 0; q <= qmax; q++) {
+      double y = unary_function(fn, n, (q - zx) * (double)sx) / qy.scale + qy.zero_point;
+      double r = cfg.rounding == "tonearest" ? std::nearbyint(y) : std::floor(y + 0.5);
+      table.push_back((int64_t)std::clamp(r, 0.0, (double)qmax));
+    }
+    n.op = "lut";
+    n.set_ints("table", table);
+    mark_u8(n.outputs[0], qy);
+    out.push_back(n);
+    sum.lookup_tables++;
+  }
+  static double unary_function(const std::string &fn, const Node &n, double x) {
+    auto sigmoid = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+    if (fn == "sigmoid") return sigmoid(x);
+    if (fn == "silu") return x * sigmoid(x);
+    if (fn == "tanh") return std::tanh(x);
+    if (fn == "hardsigmoid") return std::clamp(n.f("alpha", 0.2f) * x + n.f("beta", 0.5f), 0.0, 1.0);
+    if (fn == "hardswish") return x * std::clamp(x / 6.0 + 0.5, 0.0, 1.0);
+    if (fn == "erf") return std::erf(x);
+    if (fn == "gelu") return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+    if (fn == "sqrt") return std::sqrt(std::max(x, 0.0));
+    throw Error("node '" + n.name + "': no integer table for function '" + fn + "'");
+  }
+
   bool skipped(const Node &n, bool first_conv) {
     if (cfg.skip_first_conv && first_conv) return true;
     return std::find(cfg.skip_layers.begin(), cfg.skip_layers.end(), n.name) != cfg.skip_layers.end();
@@ -196,6 +229,9 @@ struct Rewriter {
         n.set_f("scale", g.values[n.inputs[0]].scale);
         n.set_i("zero_point", g.values[n.inputs[0]].zero_point);
         out.push_back(n);
+        continue;
+      } else if (n.op == "unary" && g.values[n.inputs[0]].type.dtype == DType::u8 && !n.i("relu", 0)) {
+        quantize_unary(n);
         continue;
       } else if (n.op == "dense") {
         const bool nd = g.values[n.inputs[0]].type.shape.size() > 2;

@@ -3,7 +3,7 @@
 in fp32 and int8; the Pi bundles run under qemu-aarch64.
 
 Asserts: int8 outputs of both boards are bit-identical to the host's (also for torchvision's
-MobileNetV2, with depthwise integer kernels); fp32 within 1e-4 relative
+MobileNetV2, EfficientNet-B0, DenseNet-121 and ShuffleNetV2 at 64x64); fp32 within 1e-4 relative
 L2; the rpi5 int8 kernels use sdot/udot and the rpi4 ones do not; an rpi5 bundle started on a
 Cortex-A72 stops with a message naming the missing feature. Ends with 'N passed, M failed'.
 """
@@ -30,6 +30,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qnnc", required=True, help="path to the qnnc binary")
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--models", default="mobilenet_v2,efficientnet_b0,densenet121,shufflenet_v2_x0_5",
+                    help="torchvision models checked int8 bit-identical on both boards (default: %(default)s)")
     args = ap.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="qnnc-cross-")
     os.makedirs(work, exist_ok=True)
@@ -86,25 +88,29 @@ def main():
     check("rpi5 bundle on cortex-a72 stops with a clear message",
           r.returncode > 0 and "dot product" in msg and "lacks" in msg, f"exit {r.returncode}")
 
-    # A network beyond ResNets: int8 MobileNetV2 (depthwise integer kernels, ReLU6 clamps),
-    # exported from torchvision, bit-identical on both boards.
+    # Networks beyond ResNets, exported from torchvision, int8 bit-identical on both boards:
+    # MobileNetV2 (depthwise integer kernels, ReLU6 clamps), EfficientNet-B0 (SiLU and
+    # squeeze-and-excitation in fp32 between integer convolutions), DenseNet-121 (concats),
+    # ShuffleNetV2 (channel shuffle, splits).
     import models  # torch + torchvision, only needed here
-    onnx = os.path.join(work, "mobilenet_v2_64.onnx")
-    models.export_onnx(models.make_torchvision("mobilenet_v2", size=64), onnx, 64)
-    mb = {}
-    for target in ("host", "rpi4", "rpi5"):
-        mod = os.path.join(work, f"mbv2_{target}_int8")
-        sh([q, "compile", onnx, "-o", mod, "-q", "--target", target, "--quantize", "int8"])
-        y = os.path.join(work, f"y_mbv2_{target}.npy")
-        if target == "host":
-            sh([q, "run", mod, "--input", xin, "--output", y])
-        else:
-            sh([q, "emulate", mod, "--repeat", "1", "--warmup", "0", "--threads", "2", "--input", xin, "--output", y])
-        mb[target] = np.load(y)
-    for board in ("rpi4", "rpi5"):
-        a, b = mb["host"], mb[board]
-        check(f"mobilenet_v2 {board} int8 bit-identical to host", np.array_equal(a, b),
-              f"max |diff| {np.abs(a - b).max():.3g}")
+    for name in args.models.split(","):
+        onnx = os.path.join(work, f"{name}_64.onnx")
+        models.export_onnx(models.make_torchvision(name, size=64), onnx, 64)
+        mb = {}
+        for target in ("host", "rpi4", "rpi5"):
+            mod = os.path.join(work, f"{name}_{target}_int8")
+            sh([q, "compile", onnx, "-o", mod, "-q", "--target", target, "--quantize", "int8"])
+            y = os.path.join(work, f"y_{name}_{target}.npy")
+            if target == "host":
+                sh([q, "run", mod, "--input", xin, "--output", y])
+            else:
+                sh([q, "emulate", mod, "--repeat", "1", "--warmup", "0", "--threads", "2", "--input", xin,
+                    "--output", y])
+            mb[target] = np.load(y)
+        for board in ("rpi4", "rpi5"):
+            a, b = mb["host"], mb[board]
+            check(f"{name} {board} int8 bit-identical to host", np.array_equal(a, b),
+                  f"max |diff| {np.abs(a - b).max():.3g}")
 
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
