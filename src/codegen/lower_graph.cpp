@@ -487,6 +487,30 @@ struct Lowering {
   }
   void lower_concat(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
+    const auto &ot = g.values[out].type;
+    const int64_t r = (int64_t)ot.shape.size();
+    int64_t axis = n.i("axis", 1);
+    if (axis < 0) axis += r;
+    bool any_const = false;
+    for (int v : n.inputs) any_const = any_const || g.values[v].is_const();
+    if (any_const || !((r == 4 && axis == 1 && ot.layout == Layout::NHWC) || (r == 2 && axis == 1))) {
+      // Any other axis: join along its memory dimension; constants (ViT's class token) are
+      // row-major, so the general form takes them only in row-major layouts.
+      auto order = memory_axes((size_t)r, ot.layout);
+      s.axis = std::find(order.begin(), order.end(), axis) - order.begin();
+      s.in_shape.clear();
+      s.out_shape = mem_extents(out);
+      for (int v : n.inputs) {
+        const auto &t = g.values[v].type;
+        if (t.dtype != DType::f32 || t.layout != ot.layout || (g.values[v].is_const() && ot.layout == Layout::NHWC))
+          throw Error("node '" + n.name + "': concat takes fp32 tensors of one layout");
+        s.parts.push_back(t.shape[axis]);
+        st.args.push_back({value(v), packed(mem_extents(v))});
+      }
+      resolve_knobs(s);
+      st.args.push_back({value(out), packed(s.out_shape)});
+      return;
+    }
     for (int v : n.inputs) {
       const auto &t = g.values[v].type;
       if (t.dtype != DType::f32 || g.values[v].is_const())
@@ -496,6 +520,31 @@ struct Lowering {
     resolve_knobs(s);
     for (int v : n.inputs) st.args.push_back(act(v));
     st.args.push_back(act(out));
+  }
+  // Softmax over the innermost (last) axis of a row-major input of K x R elements.
+  void lower_softmax(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const auto &t = g.values[n.inputs[0]].type;
+    const int64_t K = t.shape.back(), R = t.numel() / K;
+    s.in_shape = {K, R};
+    s.out_shape = {K, R};
+    resolve_knobs(s);
+    st.args = {{value(n.inputs[0]), packed({K, R})}, {value(out), packed({K, R})}};
+  }
+  // Batched [B, M, K] x [B, K, N] of two row-major activations (leading dimensions flattened).
+  void lower_matmul(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const auto &a = g.values[n.inputs[0]].type, &b = g.values[n.inputs[1]].type;
+    const int64_t M = a.shape[a.shape.size() - 2], K = a.shape.back(), N = b.shape.back(), B = a.numel() / (M * K);
+    for (int v : n.inputs)
+      if (g.values[v].is_const() || g.values[v].type.dtype != DType::f32)
+        throw Error("node '" + n.name + "': matmul takes two fp32 activations");
+    s.in_shape = {K, M, B};
+    s.in2_shape = {N, K, B};
+    s.out_shape = {N, M, B};
+    resolve_knobs(s);
+    st.args = {{value(n.inputs[0]), packed(s.in_shape)}, {value(n.inputs[1]), packed(s.in2_shape)},
+               {value(out), packed(s.out_shape)}};
   }
   // u8 -> u8 through a table of 256 levels (quantize/quantize_graph.cpp fills it).
   void lower_lut(const Node &n, PlanStep &st, int out) {
@@ -615,6 +664,8 @@ struct Lowering {
         {"slice", &Lowering::lower_slice},
         {"layernorm", &Lowering::lower_layernorm},
         {"lut", &Lowering::lower_lut},
+        {"softmax", &Lowering::lower_softmax},
+        {"matmul", &Lowering::lower_matmul},
     };
     return table;
   }

@@ -297,6 +297,9 @@ class Importer {
   void lower_alias(const NodeRef &n);
   void lower_constant(const NodeRef &n);
   void lower_shape(const NodeRef &n);
+  void lower_shape_only(const NodeRef &n);
+  void lower_expand(const NodeRef &n);
+  void lower_softmax(const NodeRef &n);
   void lower_cast(const NodeRef &n);
   void lower_transpose(const NodeRef &n);
   void lower_slice(const NodeRef &n);
@@ -338,7 +341,12 @@ const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
   static const std::map<std::string, Lowering> table = {
       {"Add", &Importer::lower_add},
       {"AveragePool", &Importer::lower_pool},
+      {"ConstantOfShape", &Importer::lower_shape_only},
+      {"Equal", &Importer::lower_shape_only},
       {"Erf", &Importer::lower_activation},
+      {"Expand", &Importer::lower_expand},
+      {"Softmax", &Importer::lower_softmax},
+      {"Where", &Importer::lower_shape_only},
       {"Gather", &Importer::lower_gather},
       {"LayerNormalization", &Importer::lower_layernorm},
       {"Pow", &Importer::lower_pow},
@@ -985,8 +993,18 @@ void Importer::lower_matmul(const NodeRef &n) {
   int x = value(n, n.input(0));
   const std::string &bname = n.input(1);
   auto v = vals_.find(bname);
-  if (!tensors_.count(bname) && v != vals_.end() && !g_.values[v->second].is_const())
-    n.fail("qnnc supports MatMul only with a constant 2-D right operand (a fully-connected layer)");
+  if (!tensors_.count(bname) && v != vals_.end() && !g_.values[v->second].is_const()) {
+    // Two activations (attention's Q K^T and P V): a batched matrix product.
+    const auto &a = shape_of(x), &b = shape_of(v->second);
+    if (a.size() < 2 || a.size() != b.size() || !std::equal(a.begin(), a.end() - 2, b.begin()) ||
+        a.back() != b[b.size() - 2])
+      n.fail("a product of two activations needs equal batch dimensions and [..., M, K] x [..., K, N] (got " +
+             shape_str(a) + " and " + shape_str(b) + ")");
+    Node node = make_node(n, "MatMul");
+    node.inputs = {x, v->second};
+    emit(n, std::move(node));
+    return;
+  }
   if (shape_of(x).size() < 2)
     n.fail("qnnc supports MatMul only on a left operand of rank 2 or more, got " + shape_str(shape_of(x)));
   int w = dense_weight(n, bname, true, 1.f);
@@ -1128,9 +1146,26 @@ void Importer::define_int_const(const NodeRef &n, int k, std::vector<int64_t> di
 // exporters write it: Gather of a Shape, Unsqueeze, Concat, integer Add/Sub/Mul/Div, Slice,
 // Squeeze, Cast to an integer type). Returns false when n is not such an op.
 bool Importer::fold_int_op(const NodeRef &n) {
-  static const std::set<std::string> ops{"Gather", "Unsqueeze", "Squeeze", "Concat", "Add", "Sub",
-                                         "Mul",    "Div",       "Cast",    "Slice"};
+  static const std::set<std::string> ops{"Gather", "Unsqueeze", "Squeeze", "Concat", "Add",   "Sub",  "Mul",
+                                         "Div",    "Cast",      "Slice",   "Equal",  "Where", "ConstantOfShape"};
   if (!ops.count(n.op()) || n.num_outputs() != 1) return false;
+  if (n.op() == "ConstantOfShape") {  // an int64 fill of a compile-time shape
+    std::vector<int64_t> sd, shape, fill{0};
+    if (!int_const(n.input(0), &sd, &shape)) return false;
+    if (const onnx::TensorProto *t = n.get_t("value")) {
+      if (t->data_type() != onnx::TensorProto::INT64) return false;
+      std::vector<int64_t> fd;
+      fill = decode_int64s(*t, n.output(0), &fd);
+      if (fill.size() != 1) n.fail("value must hold one element");
+    } else {
+      return false;  // a float fill: not shape arithmetic
+    }
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    if (count < 0 || count > 4096) n.fail("an int64 fill of " + std::to_string(count) + " values is not shape arithmetic");
+    define_int_const(n, 0, shape, std::vector<int64_t>((size_t)count, fill[0]));
+    return true;
+  }
   std::vector<std::vector<int64_t>> dims, vals;
   for (int k = 0; !n.input(k).empty() || k < 1; k++) {
     if (n.input(k).empty()) return false;
@@ -1191,7 +1226,15 @@ bool Importer::fold_int_op(const NodeRef &n) {
     e = std::clamp<int64_t>(e < 0 ? e + len : e, 0, len);
     for (int64_t i = b; i < e; i += st) ov.push_back(vals[0][i]);
     od = {(int64_t)ov.size()};
-  } else {  // Add, Sub, Mul, Div with numpy broadcasting of a scalar side
+  } else if (op == "Where") {
+    if (vals.size() != 3) return false;
+    size_t len = std::max({vals[0].size(), vals[1].size(), vals[2].size()});
+    for (const auto &v : vals)
+      if (v.size() != len && v.size() != 1) n.fail("int64 operands do not broadcast");
+    od = vals[0].size() == len ? dims[0] : vals[1].size() == len ? dims[1] : dims[2];
+    auto at = [&](int k, size_t i) { return vals[k][vals[k].size() == 1 ? 0 : i]; };
+    for (size_t i = 0; i < len; i++) ov.push_back(at(0, i) ? at(1, i) : at(2, i));
+  } else {  // Add, Sub, Mul, Div, Equal with numpy broadcasting of a scalar side
     const auto &a = vals[0], &c = vals[1];
     if (a.size() != c.size() && a.size() != 1 && c.size() != 1)
       n.fail("int64 operands " + shape_str(dims[0]) + " and " + shape_str(dims[1]) + " do not broadcast");
@@ -1200,7 +1243,7 @@ bool Importer::fold_int_op(const NodeRef &n) {
     for (size_t i = 0; i < len; i++) {
       int64_t x = a[a.size() == 1 ? 0 : i], y = c[c.size() == 1 ? 0 : i];
       if (op == "Div" && y == 0) n.fail("integer division by zero in shape arithmetic");
-      ov.push_back(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : x / y);
+      ov.push_back(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : op == "Equal" ? x == y : x / y);
     }
   }
   define_int_const(n, 0, od, ov);
@@ -1472,6 +1515,59 @@ void Importer::lower_layernorm(const NodeRef &n) {
   Node node = make_node(n, "LayerNorm");
   node.inputs = {x, gamma, beta};
   node.set_f("epsilon", n.get_f("epsilon", 1e-5f));
+  emit(n, std::move(node));
+}
+
+// ConstantOfShape, Equal, Where: qnnc evaluates them on compile-time int64 shape values only
+// (fold_int_op); anything else reaching here is data-dependent.
+void Importer::lower_shape_only(const NodeRef &n) {
+  n.fail("supported only on int64 values known at compile time (shape arithmetic), not on tensors");
+}
+
+// Expand of a constant (ViT's class token to the batch): evaluated here into a new constant.
+void Importer::lower_expand(const NodeRef &n) {
+  n.expect_inputs(2, 2);
+  std::vector<int64_t> target = int_input(n, 1, "shape");
+  auto t = tensors_.find(n.input(0));
+  auto v = vals_.find(n.input(0));
+  bool is_const = (t != tensors_.end() && v == vals_.end()) || (v != vals_.end() && g_.values[v->second].is_const());
+  if (!is_const) n.fail("only Expand of a constant is supported");
+  std::vector<int64_t> xd;
+  std::vector<float> x = const_floats(n, n.input(0), &xd, "input");
+  const size_t r = std::max(xd.size(), target.size());
+  std::vector<int64_t> a(r, 1), od(r, 1);
+  for (size_t k = 0; k < xd.size(); k++) a[r - xd.size() + k] = xd[k];
+  for (size_t k = 0; k < r; k++) {
+    int64_t b = k + target.size() >= r ? target[k + target.size() - r] : 1;
+    if (a[k] != b && a[k] != 1 && b != 1) n.fail("shape " + shape_str(target) + " does not broadcast " + shape_str(xd));
+    od[k] = std::max(a[k], b);
+  }
+  const int64_t count = checked_product(od);
+  if (count < 0 || count > (int64_t)1 << 26) n.fail("the expanded constant would be too large");
+  std::vector<float> out((size_t)count);
+  std::vector<int64_t> idx(r, 0);
+  for (int64_t i = 0; i < count; i++) {
+    int64_t src = 0;
+    for (size_t k = 0; k < r; k++) src = src * a[k] + (a[k] == 1 ? 0 : idx[k]);
+    out[(size_t)i] = x[(size_t)src];
+    for (size_t k = r; k-- > 0;)
+      if (++idx[k] < od[k]) break;
+      else idx[k] = 0;
+  }
+  claim(n, n.output(0));
+  vals_[n.output(0)] = g_.add_const(unique_name(n.output(0)), od, std::move(out));
+}
+
+// Softmax over the last axis (opset 13's default; older opsets' axis = rank - 1 is the same).
+void Importer::lower_softmax(const NodeRef &n) {
+  n.expect_inputs(1, 1);
+  int x = value(n, n.input(0));
+  const int64_t r = (int64_t)shape_of(x).size();
+  int64_t axis = n.get_i("axis", -1);
+  if (axis < 0) axis += r;
+  if (axis != r - 1) n.fail("only Softmax over the last axis is supported (axis " + std::to_string(axis) + ")");
+  Node node = make_node(n, "Softmax");
+  node.inputs = {x};
   emit(n, std::move(node));
 }
 

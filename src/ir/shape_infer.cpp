@@ -153,18 +153,17 @@ void infer_shapes(Graph &g) {
       const int64_t rank = (int64_t)x.shape.size();
       int64_t axis = n.i("axis", 1);
       if (axis < 0) axis += rank;
-      if (!((rank == 4 && axis == 1) || (rank == 2 && axis == 1)))
-        fail(n, "only concatenation along the channels of 4-D or the last axis of 2-D tensors is supported (axis " +
-                    std::to_string(n.i("axis", 1)) + " of " + shape_str(x.shape) + ")");
+      if (axis < 0 || axis >= rank)
+        fail(n, "axis " + std::to_string(n.i("axis", 1)) + " is out of range for " + shape_str(x.shape));
       out = x;
-      out.shape[1] = 0;
+      out.shape[axis] = 0;
       for (size_t k = 0; k < n.inputs.size(); k++) {
         const auto &t = in(k);
         for (int64_t d = 0; d < rank; d++)
-          if (d != 1 && ((int64_t)t.shape.size() != rank || t.shape[d] != x.shape[d]))
+          if (d != axis && ((int64_t)t.shape.size() != rank || t.shape[d] != x.shape[d]))
             fail(n, "input " + std::to_string(k) + " " + shape_str(t.shape) + " does not match " + shape_str(x.shape) +
                         " outside the concatenated axis");
-        out.shape[1] += t.shape[1];
+        out.shape[axis] += t.shape[axis];
       }
       out.dtype = DType::f32;
     } else if (op == "Flatten" || op == "flatten") {
@@ -244,6 +243,14 @@ void infer_shapes(Graph &g) {
       out = in(0);
       if (in(1).numel() != out.shape.back() || in(2).numel() != out.shape.back())
         fail(n, "scale and bias must have one value per element of the last axis");
+    } else if (op == "MatMul" || op == "matmul") {
+      const auto &a = in(0), &b = in(1);
+      if (a.shape.size() < 2 || a.shape.size() != b.shape.size() || a.shape.back() != b.shape[b.shape.size() - 2])
+        fail(n, "operands " + shape_str(a.shape) + " and " + shape_str(b.shape) + " do not multiply");
+      out = a;
+      out.shape.back() = b.shape.back();
+    } else if (op == "Softmax" || op == "softmax") {
+      out = in(0);
     } else if (op == "ReduceMean") {
       out = in(0);
       out.shape.back() = 1;

@@ -165,48 +165,49 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
 namespace qnnc {
 
 HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) {
-  // Rank-4 NHWC (c, x, y, n) or 2-D (k, n): the concatenated axis is innermost either way.
-  const bool four = s.out_shape.size() == 4;
-  std::vector<int64_t> rest = four ? std::vector<int64_t>{s.out_shape[3], s.out_shape[2], s.out_shape[0]}
-                                   : std::vector<int64_t>{s.out_shape[0]};
-  int64_t total = 0;
-  for (int64_t p : s.parts) total += p;
+  // Memory extents of the output (innermost first) and the concatenated dimension: given by
+  // spec.axis for the general form; else rank-4 NHWC (c, x, y, n) or 2-D (k, n) along dim 0.
+  std::vector<int64_t> oext = s.out_shape;
+  int axis = (int)s.axis;
+  if (axis < 0) {
+    const bool four = s.out_shape.size() == 4;
+    oext = four ? std::vector<int64_t>{s.out_shape[1], s.out_shape[3], s.out_shape[2], s.out_shape[0]}
+                : std::vector<int64_t>{s.out_shape[1], s.out_shape[0]};
+    axis = 0;
+  }
   std::vector<ImageParam> ins;
   std::vector<Argument> args;
   for (size_t i = 0; i < s.parts.size(); i++) {
-    std::vector<int64_t> ext{s.parts[i]};
-    ext.insert(ext.end(), rest.begin(), rest.end());
+    std::vector<int64_t> ext = oext;
+    ext[axis] = s.parts[i];
     ins.push_back(fixed_param(Float(32), "in" + std::to_string(i), ext));
     args.push_back(ins.back());
   }
   std::vector<Var> v;
-  for (size_t d = 0; d <= rest.size(); d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
-  // Each input is copied into its channel slice by its own update; the pure step only claims
-  // the buffer (every element is then written by exactly one update).
+  for (size_t d = 0; d < oext.size(); d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
+  // Each input is copied into its slice by its own update; the pure step only claims the
+  // buffer (every element is then written by exactly one update).
   Func out("output");
-  std::vector<Expr> pure(v.begin(), v.end());
   out(v) = 0.f;
   int64_t off = 0;
   int vec = knob(k, "vec", 8);
   for (size_t i = 0; i < ins.size(); i++) {
-    Region ranges{Range(0, (int)s.parts[i])};
-    for (int64_t e : rest) ranges.push_back(Range(0, (int)e));
+    Region ranges;
+    for (size_t d = 0; d < oext.size(); d++) ranges.push_back(Range(0, (int)(d == (size_t)axis ? s.parts[i] : oext[d])));
     RDom r(ranges);
     std::vector<Expr> src, dst;
     for (int d = 0; d < r.dimensions(); d++) {
       src.push_back(r[d]);
-      dst.push_back(d == 0 ? r[d] + (int)off : Expr(r[d]));
+      dst.push_back(d == axis ? r[d] + (int)off : Expr(r[d]));
     }
     out(dst) = ins[i](src);
     Stage st = out.update((int)i);
-    if (s.parts[i] >= vec) st.vectorize(r[0], vec, TailStrategy::GuardWithIf);
+    if ((axis == 0 ? s.parts[i] : oext[0]) >= vec) st.vectorize(r[0], vec, TailStrategy::GuardWithIf);
     if (r.dimensions() > 2) st.parallel(r[r.dimensions() - 2]);
     off += s.parts[i];
   }
-  std::vector<int64_t> oext{total};
-  oext.insert(oext.end(), rest.begin(), rest.end());
   fix_output(out, oext);
-  if (total >= vec) out.vectorize(v[0], vec, TailStrategy::GuardWithIf);
+  if (oext[0] >= vec) out.vectorize(v[0], vec, TailStrategy::GuardWithIf);
   return {Pipeline(out), args};
 }
 

@@ -13,8 +13,9 @@ HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Halide::Ta
 // spec.fn "count_include_pad" divides by the taps inside the padded input, otherwise by the
 // taps inside the input.
 HalideKernel build_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
-// Channel concatenation of NHWC activations (or of 2-D [N, K] ones along K): input i holds
-// spec.parts[i] channels; arguments are the inputs in order, output last.
+// Channel concatenation of NHWC activations (or of 2-D [N, K] ones along K), or with
+// spec.axis >= 0 along that memory dimension of spec.out_shape (memory extents): input i holds
+// spec.parts[i] of it; arguments are the inputs in order, output last.
 HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Mean over H and W; output keeps H = W = 1. A u8 input (spec.dtype) is dequantized too.
 HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
@@ -46,6 +47,11 @@ HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Halide::Targ
 // (x - mean) / sqrt(var + eps) * gamma + beta over the innermost dimension of a {K, R} input
 // (spec.in_shape; eps = spec.fparams[0]); mean and variance in fp32, two passes.
 HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Softmax over the innermost dimension of a {K, R} input (max-subtracted exponentials).
+HalideKernel build_softmax(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Batched product of two fp32 activations: a {K, M, B} (spec.in_shape, memory order) times
+// b {N, K, B} (spec.in2_shape) -> {N, M, B}.
+HalideKernel build_matmul(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // out(i) = table(in(i)) over a flattened u8 tensor with a 256-entry u8 table: an activation
 // function of one quantized input, exactly.
 HalideKernel build_lut(const KernelSpec &s, const Knobs &k, const Halide::Target &t);

@@ -29,6 +29,7 @@ nlohmann::json KernelSpec::to_json() const {
   if (!in2_shape.empty()) j["in2_shape"] = in2_shape;
   if (!parts.empty()) j["parts"] = parts;
   if (!perm.empty()) j["perm"] = perm;
+  if (axis >= 0) j["axis"] = axis;
   if (!starts.empty()) j["starts"] = starts;
   if (!steps.empty()) j["steps"] = steps;
   j["knobs"] = knobs;
@@ -59,6 +60,7 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.in2_shape = j.value("in2_shape", std::vector<int64_t>());
   s.parts = j.value("parts", std::vector<int64_t>());
   s.perm = j.value("perm", std::vector<int64_t>());
+  s.axis = j.value("axis", (int64_t)-1);
   s.starts = j.value("starts", std::vector<int64_t>());
   s.steps = j.value("steps", std::vector<int64_t>());
   s.knobs = j.at("knobs").get<Knobs>();

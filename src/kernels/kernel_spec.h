@@ -38,6 +38,8 @@ struct KernelSpec {
   std::vector<float> fparams;       // its parameters (hardsigmoid: alpha, beta)
   std::vector<int64_t> in2_shape;   // binary: second operand (memory order, see families.h)
   std::vector<int64_t> parts;       // concat: channels of each input, in order
+  int64_t axis = -1;                // concat: memory dimension joined (out_shape in memory order);
+                                    // -1: channels of NHWC / last axis of 2-D (logical out_shape)
   std::vector<int64_t> perm;        // transpose: input dimension of each output dimension
   std::vector<int64_t> starts;      // slice: first element and step along each dimension
   std::vector<int64_t> steps;

@@ -54,7 +54,8 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
       {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}},
       {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}},
-      {"lut", {{"vec", {}}, {"chunk", {}}}}};
+      {"lut", {{"vec", {}}, {"chunk", {}}}}, {"softmax", {{"vec", {}}, {"rows", {}}}},
+      {"matmul", {{"vec", {}}, {"col_vectors", {}}}}};
   auto names = [](const auto &m) {
     std::string s;
     for (const auto &kv : m) s += (s.empty() ? "" : ", ") + kv.first;
@@ -101,7 +102,8 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   Knobs k{{"vec", t.natural_vector_size<float>()}};
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add" || s.kind == "unary") k["chunk"] = 4096;
-  if (s.kind == "layernorm") k["rows"] = 16;
+  if (s.kind == "layernorm" || s.kind == "softmax") k["rows"] = 16;
+  if (s.kind == "matmul") k["col_vectors"] = 2;
   if (s.kind == "lut") k = {{"vec", t.natural_vector_size<uint8_t>()}, {"chunk", 16384}};
   return k;
 }
@@ -153,6 +155,8 @@ const std::map<std::string, Builder> &builders() {
       {"slice", build_slice},
       {"layernorm", build_layernorm},
       {"lut", build_lut},
+      {"softmax", build_softmax},
+      {"matmul", build_matmul},
   };
   return table;
 }

@@ -74,6 +74,51 @@ HalideKernel build_lut(const KernelSpec &s, const Knobs &k, const Target &t) {
   return {Pipeline(out), {in, table}};
 }
 
+HalideKernel build_softmax(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t K = s.in_shape[0], R = s.in_shape[1];
+  ImageParam in = fixed_param(Float(32), "input", {K, R});
+  Var c("c"), row("row");
+  RDom rk(0, (int)K, "rk");
+  Func mx("mx"), e("e"), sum("sum"), out("output");
+  mx(row) = maximum(in(rk, row));
+  e(c, row) = exp(in(c, row) - mx(row));
+  sum(row) = 0.f;
+  sum(row) += e(rk, row);
+  out(c, row) = e(c, row) / sum(row);
+  fix_output(out, {K, R});
+  int vec = knob(k, "vec", 8), rows = knob(k, "rows", 16);
+  Var ro("ro"), ri("ri");
+  out.split(row, ro, ri, rows, TailStrategy::GuardWithIf).parallel(ro);
+  if (K >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  mx.compute_at(out, ri);
+  e.compute_at(out, ri);
+  if (K >= vec) e.vectorize(c, vec, TailStrategy::GuardWithIf);
+  sum.compute_at(out, ri);
+  return {Pipeline(out), {in}};
+}
+
+HalideKernel build_matmul(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int64_t K = s.in_shape[0], M = s.in_shape[1], B = s.in_shape[2], N = s.in2_shape[0];
+  ImageParam a = fixed_param(Float(32), "a", {K, M, B});
+  ImageParam b = fixed_param(Float(32), "b", {N, K, B});
+  Var j("j"), i("i"), bt("bt");
+  RDom r(0, (int)K, "r");
+  Func acc("acc"), out("output");
+  acc(j, i, bt) = 0.f;
+  acc(j, i, bt) += a(r, i, bt) * b(j, r, bt);
+  out(j, i, bt) = acc(j, i, bt);
+  fix_output(out, {N, M, B});
+  // Rows of the output in parallel per batch; the accumulators of a block of columns stay in
+  // registers while the reduction streams over K.
+  int vec = knob(k, "vec", 8), cols = knob(k, "col_vectors", 2);
+  int vw = (int)std::min<int64_t>(vec, N), cb = (int)std::min<int64_t>(vw * cols, std::max<int64_t>(vw, N / vw * vw));
+  Var jo("jo"), ji("ji");
+  out.split(j, jo, ji, cb, TailStrategy::GuardWithIf).reorder(ji, jo, i, bt).vectorize(ji, vw).parallel(bt);
+  acc.compute_at(out, jo).vectorize(j, vw, TailStrategy::GuardWithIf);
+  acc.update().reorder(j, r, i, bt).vectorize(j, vw, TailStrategy::GuardWithIf);
+  return {Pipeline(out), {a, b}};
+}
+
 HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t K = s.in_shape[0], R = s.in_shape[1];
   const float eps = s.fparams.empty() ? 1e-5f : s.fparams[0];

@@ -20,7 +20,8 @@ enum class Need { nhwc, follow, row_major, transpose };
 Need need_of(const Graph &g, const Node &n) {
   static const std::set<std::string> follow{"relu", "unary", "lut", "binary", "add", "quantize", "dequantize", "slice"};
   if (follow.count(n.op)) return Need::follow;
-  if (n.op == "reshape" || n.op == "flatten" || n.op == "layernorm") return Need::row_major;
+  if (n.op == "reshape" || n.op == "flatten" || n.op == "layernorm" || n.op == "softmax" || n.op == "matmul")
+    return Need::row_major;
   if (n.op == "dense" && g.values[n.inputs[0]].type.shape.size() > 2) return Need::row_major;
   if (n.op == "transpose") return Need::transpose;
   return Need::nhwc;

@@ -84,8 +84,8 @@ void rename_to_families(Graph &g) {
       if (n.op == "reshape") n.set_ints("shape", o);
     } else if (n.op == "Transpose" || n.op == "Slice") {
       n.op = n.op == "Transpose" ? "transpose" : "slice";
-    } else if (n.op == "LayerNorm") {
-      n.op = "layernorm";
+    } else if (n.op == "LayerNorm" || n.op == "Softmax" || n.op == "MatMul") {
+      n.op = n.op == "LayerNorm" ? "layernorm" : n.op == "Softmax" ? "softmax" : "matmul";
     } else if (n.op == "ReduceMean") {
       throw Error("node '" + n.name + "' (ReduceMean): a mean over the last axis is only supported as part of a layer "
                   "normalization (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div)");

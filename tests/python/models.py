@@ -17,7 +17,8 @@ TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "re
                       "mobilenet_v2", "regnet_x_400mf", "regnet_x_1_6gf", "mobilenet_v3_small",
                       "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf", "mnasnet0_5", "mnasnet1_0",
                       "squeezenet1_0", "squeezenet1_1", "densenet121", "googlenet", "inception_v3",
-                      "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny", "vgg11", "vgg11_bn", "alexnet")
+                      "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny", "vgg11", "vgg11_bn", "alexnet",
+                      "vit_b_16")
 
 
 def add_model_args(p) -> None:
@@ -50,7 +51,9 @@ def make_torchvision(name: str, seed: int = 0, size: int = 224,
     if name not in TORCHVISION_MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(TORCHVISION_MODELS)}")
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)(weights=None)
+    # Vision transformers are built for the input size (their position embeddings fix it).
+    kwargs = {"image_size": size} if name.startswith("vit_") else {}
+    model = getattr(torchvision.models, name)(weights=None, **kwargs)
     if name.startswith("convnext"):
         # ConvNeXt initialises its layer scales to 1e-6, which makes every residual block an
         # identity to within rounding; draw them so that the blocks count in the output.

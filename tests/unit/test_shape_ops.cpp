@@ -321,4 +321,98 @@ TEST(DenseLastAxis, MatchesReference) {
   }
 }
 
+// Softmax over the last axis, with large logits (the max is subtracted first).
+TEST(Softmax, MatchesReference) {
+  const Shape shapes[] = {{2, 3, 17}, {5, 1}, {2, 2, 3, 33}};
+  ref::Rng rng(28);
+  for (const auto &s : shapes) {
+    Tensor x = ref::random_tensor(s, rng, 20.f);
+    ref::GraphBuilder gb;
+    gb.output(gb.node("Softmax", {gb.input("x", s)}));
+    qnnc::Module m = ref::compile(gb.finish());
+    const int64_t K = s.back(), R = ref::numel(s) / K;
+    Tensor want = x;
+    for (int64_t r = 0; r < R; r++) {
+      double mx = -1e30, sum = 0;
+      for (int64_t k = 0; k < K; k++) mx = std::max(mx, (double)x.data[r * K + k]);
+      for (int64_t k = 0; k < K; k++) sum += std::exp(x.data[r * K + k] - mx);
+      for (int64_t k = 0; k < K; k++) want.data[r * K + k] = (float)(std::exp(x.data[r * K + k] - mx) / sum);
+    }
+    EXPECT_TRUE(ref::Close(m.run({x})[0], want, 1e-6)) << ref::shape_str(s);
+  }
+}
+
+// Batched product of two activations (attention's Q K^T and P V), from a transpose.
+TEST(MatMul, TwoActivationsMatchReference) {
+  struct Case {
+    Shape a;
+    int64_t N;
+  };
+  const Case cases[] = {{{2, 5, 7}, 3}, {{3, 2, 9, 16}, 19}, {{1, 17}, 1}};
+  ref::Rng rng(29);
+  for (const auto &c : cases) {
+    const int64_t K = c.a.back(), M = c.a[c.a.size() - 2], B = ref::numel(c.a) / (M * K);
+    Shape bt = c.a;  // b is given transposed, [.., N, K], and transposed in the graph
+    bt[bt.size() - 2] = c.N;
+    Tensor a = ref::random_tensor(c.a, rng), b = ref::random_tensor(bt, rng);
+    ref::GraphBuilder gb;
+    int av = gb.input("a", c.a), bv = gb.input("b", bt);
+    std::vector<int64_t> perm;
+    for (size_t d = 0; d + 2 < bt.size(); d++) perm.push_back((int64_t)d);
+    perm.push_back((int64_t)bt.size() - 1);
+    perm.push_back((int64_t)bt.size() - 2);
+    int tb = gb.node("Transpose", {bv}, [&](qnnc::Node &n) { n.set_ints("perm", perm); });
+    gb.output(gb.node("MatMul", {av, tb}));
+    qnnc::Module m = ref::compile(gb.finish());
+    Shape os = c.a;
+    os.back() = c.N;
+    Tensor want{os, std::vector<float>((size_t)(B * M * c.N))};
+    for (int64_t x = 0; x < B; x++)
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < c.N; j++) {
+          double acc = 0;
+          for (int64_t k = 0; k < K; k++) acc += (double)a.data[(x * M + i) * K + k] * b.data[(x * c.N + j) * K + k];
+          want.data[(x * M + i) * c.N + j] = (float)acc;
+        }
+    EXPECT_TRUE(ref::Close(m.run({a, b})[0], want, 1e-5)) << ref::shape_str(c.a) << " x N=" << c.N;
+  }
+}
+
+// Concatenation along any axis: a constant row before the tokens (ViT's class token), and the
+// rows of an NHWC image.
+TEST(Concat, AnyAxisMatchesReference) {
+  ref::Rng rng(30);
+  {
+    Shape s{2, 5, 6};
+    Tensor x = ref::random_tensor(s, rng);
+    auto tok = ref::randn(2 * 6, rng);
+    ref::GraphBuilder gb;
+    int xv = gb.input("x", s);
+    gb.output(gb.node("Concat", {gb.constant("tok", {2, 1, 6}, tok), xv}, [](qnnc::Node &n) { n.set_i("axis", 1); }));
+    qnnc::Module m = ref::compile(gb.finish());
+    Tensor want{{2, 6, 6}, {}};
+    for (int64_t b = 0; b < 2; b++) {
+      want.data.insert(want.data.end(), tok.begin() + b * 6, tok.begin() + b * 6 + 6);
+      want.data.insert(want.data.end(), x.data.begin() + b * 30, x.data.begin() + b * 30 + 30);
+    }
+    EXPECT_TRUE(ref::Close(m.run({x})[0], want, 0));
+  }
+  {
+    Shape s1{2, 3, 4, 5}, s2{2, 3, 2, 5};
+    Tensor a = ref::random_tensor(s1, rng), b = ref::random_tensor(s2, rng);
+    ref::GraphBuilder gb;
+    int av = nhwc_identity(gb, gb.input("a", s1)), bv = nhwc_identity(gb, gb.input("b", s2));
+    gb.output(gb.node("Concat", {av, bv}, [](qnnc::Node &n) { n.set_i("axis", 2); }));
+    qnnc::Module m = ref::compile(gb.finish());
+    Tensor want{{2, 3, 6, 5}, {}};
+    for (int64_t n = 0; n < 2; n++)
+      for (int64_t c = 0; c < 3; c++) {
+        auto at = [&](const Tensor &t, int64_t h) { return t.data.begin() + ((n * 3 + c) * h) * 5; };
+        want.data.insert(want.data.end(), at(a, 4), at(a, 4) + 20);
+        want.data.insert(want.data.end(), at(b, 2), at(b, 2) + 10);
+      }
+    EXPECT_TRUE(ref::Close(m.run({a, b})[0], want, 0));
+  }
+}
+
 }  // namespace
