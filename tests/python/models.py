@@ -61,6 +61,10 @@ def make_torchvision(name: str, seed: int = 0, size: int = 224,
             for m in model.modules():
                 if hasattr(m, "layer_scale"):
                     m.layer_scale.normal_(0.0, 0.3)
+    if name.startswith("vit_"):
+        # torchvision zero-initialises the classification head: every logit would be 0.
+        with torch.no_grad():
+            model.heads.head.weight.normal_(0.0, 0.05)
     if reestimate_bn:
         reestimate_batchnorm(model, size, seed=seed + 1)
     return model.eval()
@@ -70,7 +74,10 @@ def export_onnx(model: torch.nn.Module, path: str, size: int, opset: int = 13,
                 batch: int = 1) -> None:
     """Export `model` to ONNX with a static (batch, 3, size, size) input named "input"."""
     dummy = torch.zeros(batch, 3, size, size)
-    with torch.no_grad():
+    # Under no_grad, PyTorch runs multi-head attention through a fused kernel that ONNX export
+    # does not know; with gradients enabled it traces the plain operators.
+    attention = any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
+    with torch.enable_grad() if attention else torch.no_grad():
         torch.onnx.export(model, dummy, path, opset_version=opset, input_names=["input"],
                           output_names=["logits"], do_constant_folding=True)
 
