@@ -230,13 +230,22 @@ struct Lowering {
     KernelSpec &s = st.spec;
     s.kind = "dwconv2d_q";
     s.group = n.i("group", 1);
-    if (!conv2d_is_depthwise(s)) throw Error("node '" + n.name + "': grouped integer convolution is not supported");
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
-    int64_t M = w.type.shape[0], KH = w.type.shape[2], KW = w.type.shape[3];
-    int wv = new_const(w.name + ".dw", {KH, KW, M}, channels_innermost(*w.idata, M, KH * KW), DType::i8);
+    int64_t M = w.type.shape[0], Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+    PlanArg wa;
+    if (conv2d_is_depthwise(s)) {
+      wa = {new_const(w.name + ".dw", {KH, KW, M}, channels_innermost(*w.idata, M, KH * KW), DType::i8),
+            packed({M, KW, KH})};
+    } else {  // (co, ci % Cg, kx, ky), co innermost, as the fp32 grouped weights
+      std::vector<int32_t> pk(M * Cg * KH * KW);
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < Cg; c++)
+          for (int64_t t = 0; t < KH * KW; t++) pk[(t * Cg + c) * M + m] = (*w.idata)[(m * Cg + c) * KH * KW + t];
+      wa = {new_const(w.name + ".grouped", {KH, KW, Cg, M}, pk, DType::i8), packed({M, Cg, KW, KH})};
+    }
     int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
-    st.args = {act(n.inputs[0]), {wv, packed({M, KW, KH})}, {value(n.inputs[2]), packed({M})},
+    st.args = {act(n.inputs[0]), wa, {value(n.inputs[2]), packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});

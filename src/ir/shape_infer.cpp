@@ -81,8 +81,6 @@ void infer_shapes(Graph &g) {
       if (group < 1 || x.shape[1] % group != 0 || w.shape[0] % group != 0)
         fail(n, "group=" + std::to_string(group) + " does not divide the " + std::to_string(x.shape[1]) +
                     " input and " + std::to_string(w.shape[0]) + " output channels");
-      if (group != 1 && op == "conv2d_q" && !(group == x.shape[1] && group == w.shape[0]))
-        fail(n, "grouped integer convolution is not supported (only depthwise)");
       if (w.shape[1] * group != x.shape[1])
         fail(n, "weight " + shape_str(w.shape) + " expects " + std::to_string(w.shape[1] * group) +
                     " input channels (group=" + std::to_string(group) + "), input " + shape_str(x.shape) + " has " +

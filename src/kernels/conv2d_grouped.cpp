@@ -34,6 +34,28 @@ void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int6
   }
 }
 
+// The grouped schedule (fp32 and integer): per task one group's Mg output channels in the
+// vector lanes for xt output columns; acc(m, gi, x, y, n) is computed per group.
+void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64_t OW, int vec, int xt, int pad_vec) {
+  Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
+  Var m = acc.args()[0], ax = acc.args()[2];
+  const int vw = (int)std::min<int64_t>(vec, Mg);
+  Var g("g"), mi("mi"), xo("xo"), xi("xi");
+  out.split(c, g, mi, (int)Mg)
+      .split(x, xo, xi, std::min<int>(xt, (int)OW), TailStrategy::ShiftInwards)
+      .reorder(mi, xi, g, xo, y, n)
+      .vectorize(mi, vw, TailStrategy::GuardWithIf)
+      .unroll(xi)
+      .fuse(y, n, y)
+      .parallel(y);
+  acc.compute_at(out, g).vectorize(m, vw, TailStrategy::GuardWithIf).unroll(ax);
+  acc.update().reorder(m, ax, r.x, r.y, r.z).vectorize(m, vw, TailStrategy::GuardWithIf).unroll(ax);
+  if (pad_vec > 0) {
+    padded.compute_root().parallel(padded.args()[2]);
+    if (pad_vec > 1) padded.vectorize(padded.args()[0], pad_vec, TailStrategy::GuardWithIf);
+  }
+}
+
 }  // namespace
 
 bool conv2d_is_depthwise(const KernelSpec &s) {
@@ -104,21 +126,7 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
     out(c, x, y, n) = fused_activation(v, s);
     fix_output(out, {M, OW, OH, N});
 
-    const int vw = (int)std::min<int64_t>(vec, Mg);
-    Var g("g"), mi("mi"), xo("xo"), xi("xi");
-    out.split(c, g, mi, (int)Mg)
-        .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
-        .reorder(mi, xi, g, xo, y, n)
-        .vectorize(mi, vw, TailStrategy::GuardWithIf)
-        .unroll(xi)
-        .fuse(y, n, y)
-        .parallel(y);
-    acc.compute_at(out, g).vectorize(m, vw, TailStrategy::GuardWithIf).unroll(x);
-    acc.update().reorder(m, x, r.x, r.y, r.z).vectorize(m, vw, TailStrategy::GuardWithIf).unroll(x);
-    if (pad) {
-      padded.compute_root().parallel(padded.args()[2]);
-      if (C >= vec) padded.vectorize(padded.args()[0], vec, TailStrategy::GuardWithIf);
-    }
+    schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= vec ? vec : 1) : 0);
   }
   std::vector<Argument> args{input, weights, bias};
   if (s.residual) args.push_back(residual);
@@ -134,8 +142,10 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
   const int64_t KH = s.kernel[0], KW = s.kernel[1];
+  const int64_t G = s.group, Cg = C / G, Mg = M / G;
+  const bool dw = conv2d_is_depthwise(s);
   ImageParam input = fixed_param(UInt(8), "input", {C, W, H, N});
-  ImageParam weights = fixed_param(Int(8), "weights", {C, KW, KH});
+  ImageParam weights = dw ? fixed_param(Int(8), "weights", {C, KW, KH}) : fixed_param(Int(8), "weights", {M, Cg, KW, KH});
   ImageParam bias = fixed_param(Int(32), "bias", {M});
   ImageParam mult = fixed_param(Int(32), "mult", {M});
   ImageParam shift = fixed_param(Int(32), "shift", {M});
@@ -151,13 +161,27 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
         input, u8(qparams(0)), {Range(), Range(0, (int)W), Range(0, (int)H), Range()})(c, x, y, n);
   else
     padded(c, x, y, n) = input(c, x, y, n);
-  RDom r(0, (int)KW, 0, (int)KH, "r");
-  Expr ix = x * (int)s.stride[1] + r.x * (int)s.dilation[1] - (int)s.pads[1];
-  Expr iy = y * (int)s.stride[0] + r.y * (int)s.dilation[0] - (int)s.pads[0];
   Func acc("acc");
-  acc(c, x, y, n) = bias(c);
-  acc(c, x, y, n) += i32(i16(padded(c, ix, iy, n)) * i16(weights(c, r.x, r.y)));
-  Expr v = requantize_fixed_point(acc(c, x, y, n), mult(c), shift(c), s.rounding);
+  RDom r = dw ? RDom(0, (int)KW, 0, (int)KH, "r") : RDom(0, (int)Cg, 0, (int)KW, 0, (int)KH, "r");
+  Expr sum;
+  if (dw) {
+    Expr ix = x * (int)s.stride[1] + r.x * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.y * (int)s.dilation[0] - (int)s.pads[0];
+    acc(c, x, y, n) = bias(c);
+    acc(c, x, y, n) += i32(i16(padded(c, ix, iy, n)) * i16(weights(c, r.x, r.y)));
+    sum = acc(c, x, y, n);
+  } else {
+    // As the fp32 grouped algorithm: acc(m, gi, ...) is output channel gi * Mg + m, and each
+    // reduction step broadcasts one input value of its group to Mg output lanes.
+    Var m("m"), gi("gi");
+    Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
+    acc(m, gi, x, y, n) = bias(gi * (int)Mg + m);
+    acc(m, gi, x, y, n) +=
+        i32(i16(padded(gi * (int)Cg + r.x, ix, iy, n)) * i16(weights(gi * (int)Mg + m, r.x, r.y, r.z)));
+    sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
+  }
+  Expr v = requantize_fixed_point(sum, mult(c), shift(c), s.rounding);
   if (s.residual)
     v += requantize_fixed_point_narrow(i32(residual(c, x, y, n)) - qparams(2), qparams(3), qparams(4), s.rounding);
   Func out("output");
@@ -166,7 +190,8 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
 
   const int vec = std::max(1, knob(k, "vec", 8));
   const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
-  schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
+  if (dw) schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
+  else schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
   std::vector<Argument> args{input, weights, bias, mult, shift};
   if (s.residual) args.push_back(residual);
   args.push_back(qparams);

@@ -21,12 +21,13 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t)
 // Arguments: input, weights, bias, [residual]; output last.
 HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
-// Integer depthwise convolution (kind dwconv2d_q): u8 activations, i8 weights (c, kx, ky),
-// i32 accumulation, then conv2d_q's epilogue: per-channel fixed-point requantization, optional
+// Integer depthwise and grouped convolution (kind dwconv2d_q): u8 activations, i8 weights
+// packed as the fp32 ones (depthwise (c, kx, ky), grouped (co, ci % Cg, kx, ky)), i32
+// accumulation, then conv2d_q's epilogue: per-channel fixed-point requantization, optional
 // residual, zero point and clamp. Padding reads the input zero point (the bias carries the
 // correction). Arguments as conv2d_q's: input, weights, bias, mult, shift, [residual], qparams.
 // The products are widened and summed lane by lane (a depthwise layer has no channel reduction
-// for a dot-product instruction to take).
+// for a dot-product instruction to take; a grouped one has few).
 HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc

@@ -202,13 +202,7 @@ struct Rewriter {
       if (n.op == "conv2d") {
         bool first = !seen_conv;
         seen_conv = true;
-        const auto &ws = g.values[n.inputs[1]].type.shape;
-        const int64_t group = n.i("group", 1);
-        const bool depthwise = group == g.values[n.inputs[0]].type.shape[1] && group == ws[0];
-        if (group != 1 && !depthwise) {
-          sum.kept_fp32++;
-          sum.kept_reasons["grouped convolution (no integer kernel yet)"]++;
-        } else if (!skipped(n, first)) {
+        if (!skipped(n, first)) {
           quantize_conv(n);
           continue;
         } else {

@@ -20,6 +20,7 @@ struct DCase {
   int in_zp = 0, out_zp = 0, qmax = 255;
   bool relu = false, residual = false, even = false;
   int hi = -1;  // clamp maximum below qmax (a bounded ReLU), -1: qmax
+  int64_t G = 0, M = 0;  // grouped: groups and output channels; 0: depthwise (G = M = C)
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
                     std::to_string(W) + "_k" + std::to_string(K) + "_s" + std::to_string(stride) + "_p" +
@@ -29,6 +30,7 @@ struct DCase {
     if (hi >= 0) s += "_hi" + std::to_string(hi);
     if (residual) s += "_res";
     if (even) s += "_even";
+    if (G) s += "_g" + std::to_string(G) + "_m" + std::to_string(M);
     return s;
   }
 };
@@ -40,30 +42,34 @@ void run_case(const DCase &c, const std::string &target) {
   const Shape xs{c.N, c.C, c.H, c.W};
   const int64_t OH = qref::out_size(c.H, c.K, c.stride, c.pad, c.pad, c.dil);
   const int64_t OW = qref::out_size(c.W, c.K, c.stride, c.pad, c.pad, c.dil);
-  const Shape ys{c.N, c.C, OH, OW};
+  const int64_t G = c.G ? c.G : c.C, M = c.M ? c.M : c.C, Cg = c.C / G, Mg = M / G;
+  const Shape ys{c.N, M, OH, OW};
   ITensor x = qref::random_levels(xs, rng, 0, c.qmax);
-  std::vector<int32_t> w((size_t)(c.C * c.K * c.K));
+  std::vector<int32_t> w((size_t)(M * Cg * c.K * c.K));
   for (auto &v : w) v = (int32_t)rng.integer(-127, 127);
-  // Accumulators without bias: the taps of the channel's own input plane, padding = in_zp.
+  // Accumulators without bias: the taps of the input channels of the output channel's group,
+  // padding = in_zp.
   std::vector<int64_t> acc0((size_t)qref::numel(ys));
   for (int64_t n = 0; n < c.N; n++)
-    for (int64_t ch = 0; ch < c.C; ch++)
+    for (int64_t ch = 0; ch < M; ch++)
       for (int64_t oy = 0; oy < OH; oy++)
         for (int64_t ox = 0; ox < OW; ox++) {
           int64_t a = 0;
-          for (int64_t ky = 0; ky < c.K; ky++)
-            for (int64_t kx = 0; kx < c.K; kx++) {
-              int64_t iy = oy * c.stride - c.pad + ky * c.dil, ix = ox * c.stride - c.pad + kx * c.dil;
-              int64_t xv = (iy >= 0 && iy < c.H && ix >= 0 && ix < c.W) ? x.at(n, ch, iy, ix) : c.in_zp;
-              a += xv * w[(ch * c.K + ky) * c.K + kx];
-            }
-          acc0[((n * c.C + ch) * OH + oy) * OW + ox] = a;
+          for (int64_t ci = 0; ci < Cg; ci++)
+            for (int64_t ky = 0; ky < c.K; ky++)
+              for (int64_t kx = 0; kx < c.K; kx++) {
+                int64_t iy = oy * c.stride - c.pad + ky * c.dil, ix = ox * c.stride - c.pad + kx * c.dil;
+                int64_t in_c = (ch / Mg) * Cg + ci;
+                int64_t xv = (iy >= 0 && iy < c.H && ix >= 0 && ix < c.W) ? x.at(n, in_c, iy, ix) : c.in_zp;
+                a += xv * w[((ch * Cg + ci) * c.K + ky) * c.K + kx];
+              }
+          acc0[((n * M + ch) * OH + oy) * OW + ox] = a;
         }
   double sm = 0, ss = 0;
   for (auto a : acc0) sm += (double)a, ss += (double)a * a;
   double mean = sm / acc0.size(), sd = std::sqrt(std::max(1.0, ss / acc0.size() - mean * mean));
-  std::vector<int32_t> bias(c.C), mult(c.C), shift(c.C);
-  for (int64_t m = 0; m < c.C; m++) {
+  std::vector<int32_t> bias(M), mult(M), shift(M);
+  for (int64_t m = 0; m < M; m++) {
     double target_m = (c.qmax / 4.0) / sd;
     int e = (int)std::floor(std::log2(target_m));
     mult[m] = (int32_t)rng.integer(1ll << 30, (1ll << 31) - 1);
@@ -73,7 +79,7 @@ void run_case(const DCase &c, const std::string &target) {
   }
   std::vector<int64_t> acc = acc0;
   const int64_t HW = OH * OW;
-  for (size_t i = 0; i < acc.size(); i++) acc[i] += bias[(i / HW) % c.C];
+  for (size_t i = 0; i < acc.size(); i++) acc[i] += bias[(i / HW) % M];
   ConvQParams p;
   p.relu = c.relu;
   p.in_zp = c.in_zp;
@@ -98,13 +104,13 @@ void run_case(const DCase &c, const std::string &target) {
   qnnc::Node n;
   n.name = "dw";
   n.op = "conv2d_q";
-  n.inputs = {xq, g.add_iconst("dw.w", {c.C, 1, c.K, c.K}, DType::i8, w), g.add_iconst("dw.b", {c.C}, DType::i32, bias),
-              g.add_iconst("dw.m", {c.C}, DType::i32, mult), g.add_iconst("dw.s", {c.C}, DType::i32, shift)};
+  n.inputs = {xq, g.add_iconst("dw.w", {M, Cg, c.K, c.K}, DType::i8, w), g.add_iconst("dw.b", {M}, DType::i32, bias),
+              g.add_iconst("dw.m", {M}, DType::i32, mult), g.add_iconst("dw.s", {M}, DType::i32, shift)};
   if (c.residual) n.inputs.push_back(rq);
   n.set_ints("strides", {c.stride, c.stride});
   n.set_ints("pads", {c.pad, c.pad, c.pad, c.pad});
   n.set_ints("dilations", {c.dil, c.dil});
-  n.set_i("group", c.C);
+  n.set_i("group", G);
   n.set_i("relu", c.relu);
   if (c.hi >= 0) n.set_f("relu_max", (float)(c.hi - c.out_zp));  // output scale 1
   n.set_i("in_zp", c.in_zp);
@@ -124,7 +130,7 @@ void run_case(const DCase &c, const std::string &target) {
   qnnc::Module mod = qref::compile(g, {}, target);
   int dw = 0;
   for (const auto &st : mod.manifest()["steps"]) dw += st.value("describe", "").rfind("dwconv2d_q", 0) == 0;
-  EXPECT_EQ(dw, 1) << "the depthwise integer kernel runs";
+  EXPECT_EQ(dw, 1) << "the depthwise / grouped integer kernel runs";
   std::vector<qnnc::Tensor> in{qref::to_float(x)};
   if (c.residual) in.push_back(qref::to_float(r));
   qref::expect_exact(mod.run(in)[0], ref, c.name() + " on " + target);
@@ -165,6 +171,20 @@ const std::vector<DCase> kCases = [] {
   DCase even = mk(2, 9, 6, 6, 3, 2, 1, 1, 128, 0);
   even.even = true;
   v.push_back(even);
+  // Grouped: ResNeXt-like (32 groups of 4), RegNet-like (groups of 8 -> 8, stride 2), groups of
+  // odd widths, more outputs than inputs per group, a residual.
+  auto grouped = [&](DCase c, int64_t G, int64_t M) {
+    c.G = G;
+    c.M = M;
+    v.push_back(c);
+  };
+  grouped(mk(1, 128, 6, 6, 3, 1, 1, 1, 0, 0), 32, 128);
+  grouped(mk(2, 48, 9, 9, 3, 2, 1, 1, 128, 3), 6, 48);
+  grouped(mk(1, 15, 7, 5, 3, 1, 1, 1, 7, 0), 3, 21);
+  grouped(mk(1, 12, 8, 8, 1, 1, 0, 1, 0, 0), 4, 8);
+  DCase gres = mk(1, 20, 6, 6, 3, 1, 1, 1, 7, 3);
+  gres.residual = true;
+  grouped(gres, 5, 20);
   return v;
 }();
 
