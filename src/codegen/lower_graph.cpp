@@ -520,10 +520,14 @@ struct Lowering {
       st.args.push_back({value(out), packed(s.out_shape)});
       return;
     }
+    const DType dt = g.values[n.inputs[0]].type.dtype;
+    s.dtype = dt == DType::u8 ? "u8" : "f32";
     for (int v : n.inputs) {
       const auto &t = g.values[v].type;
-      if (t.dtype != DType::f32 || g.values[v].is_const())
-        throw Error("node '" + n.name + "': concat takes fp32 activations");
+      if ((t.dtype != DType::f32 && t.dtype != DType::u8) || t.dtype != dt || g.values[v].is_const())
+        throw Error("node '" + n.name + "': concat takes activations of one type (fp32, or u8 of one encoding)");
+      if (dt == DType::u8 && (g.values[v].scale != g.values[out].scale || g.values[v].zero_point != g.values[out].zero_point))
+        throw Error("node '" + n.name + "': integer concat inputs must share the output's encoding");
       s.parts.push_back(t.shape[1]);
     }
     resolve_knobs(s);

@@ -163,7 +163,7 @@ void infer_shapes(Graph &g) {
                         " outside the concatenated axis");
         out.shape[axis] += t.shape[axis];
       }
-      out.dtype = DType::f32;
+      out.dtype = x.dtype;  // f32, or u8 when the quantizer gave the inputs one encoding
     } else if (op == "Flatten" || op == "flatten") {
       const auto &x = in(0);
       const int64_t rank = (int64_t)x.shape.size();

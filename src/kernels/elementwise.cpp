@@ -180,7 +180,7 @@ HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) 
   for (size_t i = 0; i < s.parts.size(); i++) {
     std::vector<int64_t> ext = oext;
     ext[axis] = s.parts[i];
-    ins.push_back(fixed_param(Float(32), "in" + std::to_string(i), ext));
+    ins.push_back(fixed_param(s.dtype == "u8" ? UInt(8) : Float(32), "in" + std::to_string(i), ext));
     args.push_back(ins.back());
   }
   std::vector<Var> v;
@@ -188,9 +188,9 @@ HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) 
   // Each input is copied into its slice by its own update; the pure step only claims the
   // buffer (every element is then written by exactly one update).
   Func out("output");
-  out(v) = 0.f;
+  out(v) = s.dtype == "u8" ? cast<uint8_t>(0) : Expr(0.f);
   int64_t off = 0;
-  int vec = knob(k, "vec", 8);
+  int vec = knob(k, "vec", 8) * (s.dtype == "u8" ? 4 : 1);
   for (size_t i = 0; i < ins.size(); i++) {
     Region ranges;
     for (size_t d = 0; d < oext.size(); d++) ranges.push_back(Range(0, (int)(d == (size_t)axis ? s.parts[i] : oext[d])));

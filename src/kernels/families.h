@@ -15,7 +15,8 @@ HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Halide::Ta
 HalideKernel build_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Channel concatenation of NHWC activations (or of 2-D [N, K] ones along K), or with
 // spec.axis >= 0 along that memory dimension of spec.out_shape (memory extents): input i holds
-// spec.parts[i] of it; arguments are the inputs in order, output last.
+// spec.parts[i] of it; arguments are the inputs in order, output last. fp32, or u8 inputs of
+// one encoding (spec.dtype).
 HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Mean over H and W; output keeps H = W = 1. A u8 input (spec.dtype) is dequantized too.
 HalideKernel build_global_avgpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);

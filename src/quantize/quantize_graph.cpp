@@ -25,7 +25,57 @@ struct Rewriter {
 
   int act_qmax() const { return (1 << cfg.activation_bits) - 1; }
 
+  // Values joined by concatenations share one encoding, so that the concat copies integers.
+  std::map<int, int> concat_group;   // value -> representative
+  std::map<int, QParams> group_qp;   // representative -> shared encoding
+
+  int find(int v) {
+    auto it = concat_group.find(v);
+    if (it == concat_group.end() || it->second == v) return v;
+    return it->second = find(it->second);
+  }
+  void group_concats() {
+    // Only concats read by integer kernels (DenseNet's are read by fp32 batch norms, where a
+    // block-wide shared encoding would cost accuracy and save nothing).
+    auto cons = g.consumers();
+    for (const auto &n : g.nodes) {
+      if (n.op != "concat") continue;
+      bool integer_reader = false;
+      for (int c : cons[n.outputs[0]]) {
+        const std::string &op = g.nodes[c].op;
+        integer_reader = integer_reader || op == "conv2d" || op == "maxpool" || op == "concat";
+      }
+      if (!integer_reader) continue;
+      for (int v : n.inputs)
+        if (g.values[v].is_const()) goto next;
+      for (int v : n.inputs) concat_group.emplace(v, v);
+      concat_group.emplace(n.outputs[0], n.outputs[0]);
+      for (int v : n.inputs) concat_group[find(v)] = find(n.outputs[0]);
+    next:;
+    }
+    // The shared encoding covers every member's calibrated range.
+    std::map<int, std::pair<double, double>> range;
+    for (const auto &[v, _] : concat_group) {
+      QParams q = choose_own(v);
+      double lo = -q.zero_point * (double)q.scale, hi = (act_qmax() - q.zero_point) * (double)q.scale;
+      auto [it, fresh] = range.emplace(find(v), std::make_pair(lo, hi));
+      if (!fresh) it->second = {std::min(it->second.first, lo), std::max(it->second.second, hi)};
+    }
+    for (const auto &[r, lh] : range) {
+      const int qmax = act_qmax();
+      if (lh.first >= 0) {
+        group_qp[r] = {(float)std::max(lh.second / qmax, 1e-8), 0};
+      } else {
+        int zp = (qmax + 1) / 2;
+        group_qp[r] = {(float)std::max({lh.second / (qmax - zp), -lh.first / zp, 1e-8}), zp};
+      }
+    }
+  }
   QParams choose(int v) {
+    if (concat_group.count(v)) return group_qp.at(find(v));
+    return choose_own(v);
+  }
+  QParams choose_own(int v) {
     auto it = stats.find(g.values[v].name);
     if (it == stats.end()) throw Error("no calibration statistics for '" + g.values[v].name + "'");
     const ActivationStats &s = it->second;
@@ -120,6 +170,12 @@ struct Rewriter {
     throw Error("node '" + n.name + "': no integer table for function '" + fn + "'");
   }
 
+  int integer_inputs(const Node &n) {
+    int k = 0;
+    for (int v : n.inputs) k += g.values[v].type.dtype == DType::u8 || qtwin.count(v);
+    return k;
+  }
+
   bool skipped(const Node &n, bool first_conv) {
     if (cfg.skip_first_conv && first_conv) return true;
     return std::find(cfg.skip_layers.begin(), cfg.skip_layers.end(), n.name) != cfg.skip_layers.end();
@@ -197,6 +253,7 @@ struct Rewriter {
   }
 
   void run() {
+    group_concats();
     bool seen_conv = false;
     for (Node n : g.nodes) {
       if (n.op == "conv2d") {
@@ -222,6 +279,12 @@ struct Rewriter {
         n.op = "global_avgpool_q";
         n.set_f("scale", g.values[n.inputs[0]].scale);
         n.set_i("zero_point", g.values[n.inputs[0]].zero_point);
+        out.push_back(n);
+        continue;
+      } else if (n.op == "concat" && concat_group.count(n.outputs[0]) && integer_inputs(n) * 2 >= (int)n.inputs.size()) {
+        // Mostly integer inputs: all take the shared encoding, and the concat copies bytes.
+        for (auto &v : n.inputs) v = as_int(v);
+        mark_u8(n.outputs[0], choose(n.outputs[0]));
         out.push_back(n);
         continue;
       } else if (n.op == "unary" && g.values[n.inputs[0]].type.dtype == DType::u8 && !n.i("relu", 0)) {

@@ -1,4 +1,5 @@
-// Activation functions of one integer input run as exact lookup tables in integer models.
+// Integer models beyond convolutions: activation functions of one integer input run as exact
+// lookup tables, and concatenations read by integer kernels copy integers of one shared encoding.
 #include <gtest/gtest.h>
 
 #include "codegen/compile.h"
@@ -37,6 +38,39 @@ TEST(QuantLookupTable, ActivationsBetweenIntegerConvsAreTables) {
     qnnc::AccuracyReport r = qnnc::compare_modules(fp32, q, 4, 5);
     EXPECT_GT(r.cosine, 0.99) << fn << ": " << r.format();
   }
+}
+
+// SqueezeNet's fire module: two convolutions concatenated and read by a third. The two take
+// the concat's encoding, so the concat copies bytes and nothing is dequantized on the way.
+TEST(QuantConcat, ConcatOfIntegerConvsStaysInteger) {
+  ref::Rng rng(32);
+  ref::GraphBuilder gb;
+  const int64_t C = 8, A = 11, B = 6, M = 5;
+  int x = gb.input("x", {2, C, 7, 9});
+  auto conv = [&](int in, int64_t cin, int64_t cout, int64_t k, const std::string &name) {
+    int64_t p = k / 2;
+    return gb.conv(in, gb.constant(name + ".w", {cout, cin, k, k}, ref::randn(cout * cin * k * k, rng, 0.3f)),
+                   gb.constant(name + ".b", {cout}, ref::randn(cout, rng, 0.1f)), {1, 1}, {p, p, p, p}, {1, 1});
+  };
+  int s = gb.node("Relu", {conv(x, C, C, 1, "squeeze")});
+  int a = gb.node("Relu", {conv(s, C, A, 1, "e1")});
+  int b = gb.node("Relu", {conv(s, C, B, 3, "e3")});
+  int cat = gb.node("Concat", {a, b}, [](qnnc::Node &n) { n.set_i("axis", 1); });
+  gb.output(conv(cat, A + B, M, 1, "next"));
+  qnnc::Graph g = gb.finish();
+  qnnc::Module fp32 = ref::compile(g);
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  qnnc::Module q = qnnc::compile(g, opt);
+  int u8_concats = 0;
+  for (const auto &st : q.manifest()["steps"])
+    if (st["op"] == "concat") u8_concats += st["spec"]["dtype"] == "u8";
+  EXPECT_EQ(u8_concats, 1);
+  auto ops = ref::step_ops(q);
+  EXPECT_EQ(ref::count(ops, "dequantize"), 1);  // only the output
+  qnnc::AccuracyReport r = qnnc::compare_modules(fp32, q, 4, 6);
+  EXPECT_GT(r.cosine, 0.99) << r.format();
 }
 
 }  // namespace
