@@ -100,7 +100,10 @@ struct Rewriter {
     if (g.values[v].type.dtype == DType::u8) return v;
     auto it = qtwin.find(v);
     if (it != qtwin.end()) return it->second;
-    QParams q = choose(v);
+    return qtwin[v] = quantize_to(v, choose(v));
+  }
+  // A quantize step of fp32 value v with encoding q.
+  int quantize_to(int v, QParams q) {
     int nv = g.add_value(g.values[v].name + ".q", g.values[v].type);
     mark_u8(nv, q);
     Node n;
@@ -114,7 +117,7 @@ struct Rewriter {
     n.attrs["rounding"].s = cfg.rounding;
     out.push_back(n);
     sum.quantize_steps++;
-    return qtwin[v] = nv;
+    return nv;
   }
 
   // fp32 version of a value for an fp32 consumer.
@@ -283,8 +286,14 @@ struct Rewriter {
         continue;
       } else if (n.op == "concat" && concat_group.count(n.outputs[0]) && integer_inputs(n) * 2 >= (int)n.inputs.size()) {
         // Mostly integer inputs: all take the shared encoding, and the concat copies bytes.
-        for (auto &v : n.inputs) v = as_int(v);
-        mark_u8(n.outputs[0], choose(n.outputs[0]));
+        // An input already integer in another encoding (a max pool of another concat's
+        // output, as in Inception) is requantized through fp32.
+        const QParams q = choose(n.outputs[0]);
+        for (auto &v : n.inputs) {
+          v = as_int(v);
+          if (g.values[v].scale != q.scale || g.values[v].zero_point != q.zero_point) v = quantize_to(as_float(v), q);
+        }
+        mark_u8(n.outputs[0], q);
         out.push_back(n);
         continue;
       } else if (n.op == "unary" && g.values[n.inputs[0]].type.dtype == DType::u8 && !n.i("relu", 0)) {
