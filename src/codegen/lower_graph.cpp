@@ -534,16 +534,20 @@ struct Lowering {
     for (int v : n.inputs) st.args.push_back(act(v));
     st.args.push_back(act(out));
   }
-  // Softmax over the innermost (last) axis of a row-major input of K x R elements.
-  void lower_softmax(const Node &n, PlanStep &st, int out) {
+  // Row-wise kernels over the innermost (last) axis of a row-major input: K x R elements,
+  // input first, then `params` (per-element constants of K values), output last.
+  void rows_step(const Node &n, PlanStep &st, int out, const std::vector<int> &params) {
     KernelSpec &s = st.spec;
     const auto &t = g.values[n.inputs[0]].type;
     const int64_t K = t.shape.back(), R = t.numel() / K;
     s.in_shape = {K, R};
     s.out_shape = {K, R};
     resolve_knobs(s);
-    st.args = {{value(n.inputs[0]), packed({K, R})}, {value(out), packed({K, R})}};
+    st.args = {{value(n.inputs[0]), packed({K, R})}};
+    for (int p : params) st.args.push_back({value(p), packed({K})});
+    st.args.push_back({value(out), packed({K, R})});
   }
+  void lower_softmax(const Node &n, PlanStep &st, int out) { rows_step(n, st, out, {}); }
   // Batched [B, M, K] x [B, K, N] of two row-major activations (leading dimensions flattened).
   void lower_matmul(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
@@ -631,17 +635,10 @@ struct Lowering {
     resolve_knobs(s);
     st.args = {{value(n.inputs[0]), packed(s.in_shape)}, {value(out), packed(s.out_shape)}};
   }
-  // Normalization over the innermost (last) axis of a row-major input of K x R elements.
+  // Layer normalization over the last axis: gamma and beta of K values.
   void lower_layernorm(const Node &n, PlanStep &st, int out) {
-    KernelSpec &s = st.spec;
-    const auto &t = g.values[n.inputs[0]].type;
-    const int64_t K = t.shape.back(), R = t.numel() / K;
-    s.in_shape = {K, R};
-    s.out_shape = {K, R};
-    s.fparams = {n.f("epsilon", 1e-5f)};
-    resolve_knobs(s);
-    st.args = {{value(n.inputs[0]), packed({K, R})}, {value(n.inputs[1]), packed({K})},
-               {value(n.inputs[2]), packed({K})}, {value(out), packed({K, R})}};
+    st.spec.fparams = {n.f("epsilon", 1e-5f)};
+    rows_step(n, st, out, {n.inputs[1], n.inputs[2]});
   }
   void lower_flatten(const Node &n, PlanStep &st, int out) {
     st.alias = true;

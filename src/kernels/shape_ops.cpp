@@ -29,34 +29,38 @@ void schedule_copy(Func out, const std::vector<Var> &v, const std::vector<int64_
 
 }  // namespace
 
+// out(v) = in(index(v)) over fp32 extents in memory order, with the copy schedule.
+template <typename Index>
+HalideKernel gather_kernel(const KernelSpec &s, const Knobs &k, Index index) {
+  ImageParam in = fixed_param(Float(32), "input", s.in_shape);
+  std::vector<Var> v = dim_vars(s.out_shape.size());
+  Func out("output");
+  out(v) = in(index(v));
+  fix_output(out, s.out_shape);
+  schedule_copy(out, v, s.out_shape, k);
+  return {Pipeline(out), {in}};
+}
+
 HalideKernel build_transpose(const KernelSpec &s, const Knobs &k, const Target &t) {
   const size_t r = s.in_shape.size();
   if (s.perm.size() != r || s.out_shape.size() != r || r == 0 || r > 6)
     throw Error("transpose kernel: perm and shapes do not match");
-  ImageParam in = fixed_param(Float(32), "input", s.in_shape);
-  std::vector<Var> v = dim_vars(r);
-  std::vector<Expr> at(r);
-  for (size_t d = 0; d < r; d++) at[s.perm[d]] = v[d];
-  Func out("output");
-  out(v) = in(at);
-  fix_output(out, s.out_shape);
-  schedule_copy(out, v, s.out_shape, k);
-  return {Pipeline(out), {in}};
+  return gather_kernel(s, k, [&](const std::vector<Var> &v) {
+    std::vector<Expr> at(r);
+    for (size_t d = 0; d < r; d++) at[s.perm[d]] = v[d];
+    return at;
+  });
 }
 
 HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Target &t) {
   const size_t r = s.in_shape.size();
   if (s.starts.size() != r || s.steps.size() != r || s.out_shape.size() != r || r == 0 || r > 6)
     throw Error("slice kernel: starts, steps and shapes do not match");
-  ImageParam in = fixed_param(Float(32), "input", s.in_shape);
-  std::vector<Var> v = dim_vars(r);
-  std::vector<Expr> at;
-  for (size_t d = 0; d < r; d++) at.push_back((int)s.starts[d] + v[d] * (int)s.steps[d]);
-  Func out("output");
-  out(v) = in(at);
-  fix_output(out, s.out_shape);
-  schedule_copy(out, v, s.out_shape, k);
-  return {Pipeline(out), {in}};
+  return gather_kernel(s, k, [&](const std::vector<Var> &v) {
+    std::vector<Expr> at;
+    for (size_t d = 0; d < r; d++) at.push_back((int)s.starts[d] + v[d] * (int)s.steps[d]);
+    return at;
+  });
 }
 
 HalideKernel build_lut(const KernelSpec &s, const Knobs &k, const Target &t) {
