@@ -27,6 +27,18 @@ void schedule_copy(Func out, const std::vector<Var> &v, const std::vector<int64_
     }
 }
 
+// The row-wise schedule (softmax, layer norm): blocks of `rows` rows in parallel, the output
+// vectorized along the row, each row's statistics computed inside the block; returns the
+// per-row loop at which they go.
+Var schedule_rows(Func out, int64_t K, const Knobs &k) {
+  Var c = out.args()[0], row = out.args()[1];
+  int vec = knob(k, "vec", 8), rows = knob(k, "rows", 16);
+  Var ro("ro"), ri("ri");
+  out.split(row, ro, ri, rows, TailStrategy::GuardWithIf).parallel(ro);
+  if (K >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  return ri;
+}
+
 }  // namespace
 
 // out(v) = in(index(v)) over fp32 extents in memory order, with the copy schedule.
@@ -90,13 +102,10 @@ HalideKernel build_softmax(const KernelSpec &s, const Knobs &k, const Target &t)
   sum(row) += e(rk, row);
   out(c, row) = e(c, row) / sum(row);
   fix_output(out, {K, R});
-  int vec = knob(k, "vec", 8), rows = knob(k, "rows", 16);
-  Var ro("ro"), ri("ri");
-  out.split(row, ro, ri, rows, TailStrategy::GuardWithIf).parallel(ro);
-  if (K >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  Var ri = schedule_rows(out, K, k);
   mx.compute_at(out, ri);
   e.compute_at(out, ri);
-  if (K >= vec) e.vectorize(c, vec, TailStrategy::GuardWithIf);
+  if (K >= knob(k, "vec", 8)) e.vectorize(c, knob(k, "vec", 8), TailStrategy::GuardWithIf);
   sum.compute_at(out, ri);
   return {Pipeline(out), {in}};
 }
@@ -140,10 +149,7 @@ HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Target &
   Expr inv = 1.f / sqrt(var(row) / (float)K + eps);
   out(c, row) = (in(c, row) - mu) * inv * gamma(c) + beta(c);
   fix_output(out, {K, R});
-  int vec = knob(k, "vec", 8), rows = knob(k, "rows", 16);
-  Var ro("ro"), ri("ri");
-  out.split(row, ro, ri, rows, TailStrategy::GuardWithIf).parallel(ro);
-  if (K >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  Var ri = schedule_rows(out, K, k);
   mean.compute_at(out, ri);
   var.compute_at(out, ri);
   return {Pipeline(out), {in, gamma, beta}};
