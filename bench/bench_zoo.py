@@ -157,7 +157,8 @@ def model_size(name: str, size: int) -> int:
 
 def make_model(name: str, size: int, seed: int = 0):
     """Eval-mode torchvision classifier, weights=None from torch.manual_seed(seed), batch-norm
-    statistics re-estimated (as models.make_torchvision, for any torchvision name)."""
+    statistics re-estimated, degenerate initialisations redrawn (as models.make_torchvision, for any
+    torchvision name)."""
     import torch
     import torchvision
     kwargs = {}
@@ -167,6 +168,7 @@ def make_model(name: str, size: int, seed: int = 0):
         kwargs = {"image_size": size}
     torch.manual_seed(seed)
     model = getattr(torchvision.models, name)(weights=None, **kwargs)
+    models.redraw_degenerate_init(model, seed)
     models.reestimate_batchnorm(model, size, seed=seed + 1)
     return model.eval()
 

@@ -45,6 +45,24 @@ def reestimate_batchnorm(model: torch.nn.Module, size: int, batches: int = 4,
     model.eval()
 
 
+def redraw_degenerate_init(model: torch.nn.Module, seed: int = 0) -> None:
+    """Redraw parameters whose torchvision initialisation hides part of the network.
+
+    ConvNeXt initialises its layer scales to 1e-6, which makes every residual block an identity
+    to within rounding: they are drawn from N(0, 0.3) so that the blocks count in the output.
+    ViT zero-initialises its classification head, so that every logit would be 0: drawn from
+    N(0, 0.05).
+    """
+    gen = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "layer_scale") and isinstance(m.layer_scale, torch.nn.Parameter):
+                m.layer_scale.copy_(torch.randn(m.layer_scale.shape, generator=gen) * 0.3)
+        head = getattr(getattr(model, "heads", None), "head", None)
+        if isinstance(head, torch.nn.Linear):
+            head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.05)
+
+
 def make_torchvision(name: str, seed: int = 0, size: int = 224,
                      reestimate_bn: bool = True) -> torch.nn.Module:
     """Return an eval-mode torchvision model with weights drawn from torch.manual_seed(seed)."""
@@ -54,17 +72,7 @@ def make_torchvision(name: str, seed: int = 0, size: int = 224,
     # Vision transformers are built for the input size (their position embeddings fix it).
     kwargs = {"image_size": size} if name.startswith("vit_") else {}
     model = getattr(torchvision.models, name)(weights=None, **kwargs)
-    if name.startswith("convnext"):
-        # ConvNeXt initialises its layer scales to 1e-6, which makes every residual block an
-        # identity to within rounding; draw them so that the blocks count in the output.
-        with torch.no_grad():
-            for m in model.modules():
-                if hasattr(m, "layer_scale"):
-                    m.layer_scale.normal_(0.0, 0.3)
-    if name.startswith("vit_"):
-        # torchvision zero-initialises the classification head: every logit would be 0.
-        with torch.no_grad():
-            model.heads.head.weight.normal_(0.0, 0.05)
+    redraw_degenerate_init(model)
     if reestimate_bn:
         reestimate_batchnorm(model, size, seed=seed + 1)
     return model.eval()
