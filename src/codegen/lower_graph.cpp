@@ -12,6 +12,7 @@
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
+#include "kernels/families.h"
 
 #include <cstring>
 
@@ -392,11 +393,18 @@ struct Lowering {
                  {value(n.inputs[2]), packed({M})}, {value(out), packed({M, R, H, 1})}};
       return;
     }
-    std::vector<float> km(w.data->size());
+    resolve_knobs(st.spec);
+    const int64_t ob = dense_out_block(M, st.spec.knobs), nb = (M + ob - 1) / ob;
+    std::vector<float> pk(nb * K * ob, 0.f), bias(nb * ob, 0.f);
     for (int64_t m = 0; m < M; m++)
-      for (int64_t k = 0; k < K; k++) km[k * M + m] = (*w.data)[m * K + k];
-    int wv = new_const(w.name + ".km", {K, M}, km);
-    st.args = {act(n.inputs[0]), {wv, packed({M, K})}, {value(n.inputs[2]), packed({M})}, act(out)};
+      for (int64_t k = 0; k < K; k++) pk[((m / ob) * K + k) * ob + m % ob] = (*w.data)[m * K + k];
+    if (n.inputs.size() > 2) {
+      const auto &b = *g.values[n.inputs[2]].data;
+      std::copy(b.begin(), b.end(), bias.begin());
+    }
+    int wv = new_const(w.name + ".blocks", {nb, K, ob}, pk);
+    int bv = new_const(n.name + ".bias", {nb * ob}, bias);
+    st.args = {act(n.inputs[0]), {wv, packed({ob, K, nb})}, {bv, packed({nb * ob})}, act(out)};
   }
   void lower_quantize(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;

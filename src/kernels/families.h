@@ -5,8 +5,10 @@
 
 namespace qnnc {
 
-// out(o, n) = act(bias(o) + sum_k w(o, k) * x(k, n)); weights with o innermost.
+// out(o, n) = act(bias(o) + sum_k w(o, k) * x(k, n)); weights in blocks of
+// dense_out_block(M, knobs) outputs, (o % ob, k, o / ob), and the bias, zero-padded to whole blocks.
 HalideKernel build_dense(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+int dense_out_block(int64_t M, const Knobs &k);
 // Max over a kh x kw window with -inf padding.
 HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // Mean over a kh x kw window (spec.kernel, stride, pads; ceil_mode is in the output shape):
