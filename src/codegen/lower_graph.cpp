@@ -48,15 +48,6 @@ std::vector<uint8_t> to_bytes(const std::vector<T> &v, DType dt) {
   return b;
 }
 
-// Depthwise weights [M, 1, KH, KW] (M rows of `taps`) as (c, kx, ky) with c innermost.
-template <typename T>
-std::vector<T> channels_innermost(const std::vector<T> &w, int64_t M, int64_t taps) {
-  std::vector<T> r(w.size());
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t t = 0; t < taps; t++) r[t * M + m] = w[m * taps + t];
-  return r;
-}
-
 std::vector<std::array<int64_t, 3>> packed(const std::vector<int64_t> &extents) {
   std::vector<std::array<int64_t, 3>> d;
   int64_t stride = 1;
@@ -233,18 +224,8 @@ struct Lowering {
     s.group = n.i("group", 1);
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
-    int64_t M = w.type.shape[0], Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-    PlanArg wa;
-    if (conv2d_is_depthwise(s)) {
-      wa = {new_const(w.name + ".dw", {KH, KW, M}, channels_innermost(*w.idata, M, KH * KW), DType::i8),
-            packed({M, KW, KH})};
-    } else {  // (co, ci % Cg, kx, ky), co innermost, as the fp32 grouped weights
-      std::vector<int32_t> pk(M * Cg * KH * KW);
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t c = 0; c < Cg; c++)
-          for (int64_t t = 0; t < KH * KW; t++) pk[(t * Cg + c) * M + m] = (*w.idata)[(m * Cg + c) * KH * KW + t];
-      wa = {new_const(w.name + ".grouped", {KH, KW, Cg, M}, pk, DType::i8), packed({M, Cg, KW, KH})};
-    }
+    const int64_t M = w.type.shape[0];
+    PlanArg wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), DType::i8);
     int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     st.args = {act(n.inputs[0]), wa, {value(n.inputs[2]), packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
@@ -334,6 +315,20 @@ struct Lowering {
     if (s.residual) st.args.push_back(act(n.inputs[3]));
     st.args.push_back(act(out));
   }
+  // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) with
+  // the output channel innermost, as kernels/conv2d_grouped.h reads them: depthwise
+  // (co, kx, ky), grouped (co, ci % Cg, kx, ky).
+  template <typename T>
+  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, bool depthwise, DType dt) {
+    const int64_t M = w.type.shape[0], Cg = w.type.shape[1], taps = w.type.shape[2] * w.type.shape[3];
+    const int64_t KH = w.type.shape[2], KW = w.type.shape[3];
+    std::vector<T> pk(data.size());
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t c = 0; c < Cg; c++)
+        for (int64_t t = 0; t < taps; t++) pk[(t * Cg + c) * M + m] = data[(m * Cg + c) * taps + t];
+    if (depthwise) return {new_const(w.name + ".dw", {KH, KW, M}, pk, dt), packed({M, KW, KH})};
+    return {new_const(w.name + ".grouped", {KH, KW, Cg, M}, pk, dt), packed({M, Cg, KW, KH})};
+  }
   // fp32 convolution weights OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb),
   // zero-padded, so a register tile streams its weights contiguously.
   PlanArg conv_weights(const KernelSpec &s, const Value &w, int64_t M, int64_t C, int64_t KH, int64_t KW) {
@@ -353,22 +348,8 @@ struct Lowering {
     s.kind = "conv2d_grouped";
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
-    int64_t M = w.type.shape[0], Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-    int wv;
-    if (conv2d_is_depthwise(s)) {
-      wv = new_const(w.name + ".dw", {KH, KW, M}, channels_innermost(*w.data, M, KH * KW));
-      st.args = {act(n.inputs[0]), {wv, packed({M, KW, KH})}};
-    } else {
-      // (co, ci % Cg, kx, ky), co innermost.
-      std::vector<float> pk(M * Cg * KH * KW);
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t c = 0; c < Cg; c++)
-          for (int64_t ky = 0; ky < KH; ky++)
-            for (int64_t kx = 0; kx < KW; kx++)
-              pk[((ky * KW + kx) * Cg + c) * M + m] = (*w.data)[((m * Cg + c) * KH + ky) * KW + kx];
-      wv = new_const(w.name + ".grouped", {KH, KW, Cg, M}, pk);
-      st.args = {act(n.inputs[0]), {wv, packed({M, Cg, KW, KH})}};
-    }
+    const int64_t M = w.type.shape[0];
+    st.args = {act(n.inputs[0]), grouped_weights(w, *w.data, conv2d_is_depthwise(s), DType::f32)};
     st.args.push_back({value(n.inputs[2]), packed({M})});
     if (s.residual) st.args.push_back(act(n.inputs[3]));
     st.args.push_back(act(out));
@@ -591,16 +572,9 @@ struct Lowering {
   // A copy that only reorders dimensions: a view when the order of the non-unit dimensions is
   // unchanged, else a transpose kernel (spec.perm: input dimension of each output dimension).
   void lower_transpose(const Node &n, PlanStep &st, int out) {
-    const auto &it = g.values[n.inputs[0]].type, &ot = g.values[out].type;
-    auto perm = n.ints("perm");
-    auto in_axes = memory_axes(it.shape.size(), it.layout), out_axes = memory_axes(ot.shape.size(), ot.layout);
-    std::vector<int64_t> mperm;
-    for (int64_t a : out_axes)
-      mperm.push_back(std::find(in_axes.begin(), in_axes.end(), perm[a]) - in_axes.begin());
-    std::vector<int64_t> kept;
-    for (int64_t d : mperm)
-      if (it.shape[in_axes[d]] != 1) kept.push_back(d);
-    if (std::is_sorted(kept.begin(), kept.end())) {
+    const auto &it = g.values[n.inputs[0]].type;
+    const auto mperm = transpose_memory_perm(it, n.ints("perm"), g.values[out].type.layout);
+    if (transpose_is_view(it, mperm)) {
       lower_flatten(n, st, out);
       return;
     }

@@ -226,6 +226,29 @@ class NodeRef {
   std::string name_;
 };
 
+// The shape after an Unsqueeze (a 1 inserted at each of `axes` of the result) or a Squeeze
+// (the listed axes of size 1 removed; no axes: every axis of size 1) of node n.
+std::vector<int64_t> squeezed_shape(const NodeRef &n, std::vector<int64_t> s, std::vector<int64_t> axes) {
+  if (n.op() == "Unsqueeze") {
+    const int64_t r = (int64_t)(s.size() + axes.size());
+    for (auto &a : axes) a = a < 0 ? a + r : a;
+    std::sort(axes.begin(), axes.end());
+    for (int64_t a : axes) {
+      if (a < 0 || a > (int64_t)s.size()) n.fail("axes are out of range");
+      s.insert(s.begin() + a, 1);
+    }
+    return s;
+  }
+  const int64_t r = (int64_t)s.size();
+  std::vector<int64_t> kept;
+  for (int64_t a = 0; a < r; a++) {
+    bool listed = std::count(axes.begin(), axes.end(), a) + std::count(axes.begin(), axes.end(), a - r) > 0;
+    if (listed && s[a] != 1) n.fail("cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(s[a]));
+    if (!(axes.empty() ? s[a] == 1 : listed)) kept.push_back(s[a]);
+  }
+  return kept;
+}
+
 // Resolved sliding-window attributes of a Conv or pooling node.
 struct Window {
   std::vector<int64_t> strides, pads, dilations;
@@ -1191,26 +1214,8 @@ bool Importer::fold_int_op(const NodeRef &n) {
     }
     od = dims[1];
   } else if (op == "Unsqueeze" || op == "Squeeze") {
-    std::vector<int64_t> axes = axes_of(1);
-    od = dims[0];
+    od = squeezed_shape(n, dims[0], axes_of(1));
     ov = vals[0];
-    if (op == "Unsqueeze") {
-      const int64_t r = (int64_t)od.size() + (int64_t)axes.size();
-      for (auto &a : axes) a = a < 0 ? a + r : a;
-      std::sort(axes.begin(), axes.end());
-      for (int64_t a : axes) {
-        if (a < 0 || a > (int64_t)od.size()) n.fail("axis out of range");
-        od.insert(od.begin() + a, 1);
-      }
-    } else {
-      std::vector<int64_t> kept;
-      for (size_t a = 0; a < od.size(); a++) {
-        bool drop = axes.empty() ? od[a] == 1
-                                 : std::count(axes.begin(), axes.end(), (int64_t)a) + std::count(axes.begin(), axes.end(), (int64_t)a - (int64_t)od.size()) > 0;
-        if (!drop) kept.push_back(od[a]);
-      }
-      od = kept;
-    }
   } else if (op == "Concat") {
     for (size_t k = 0; k < vals.size(); k++) {
       if (dims[k].size() > 1) n.fail("concatenating int64 tensors of rank > 1 is not supported");
@@ -1453,26 +1458,7 @@ void Importer::lower_squeeze(const NodeRef &n) {
   n.expect_inputs(1, 2);
   int x = value(n, n.input(0));
   std::vector<int64_t> axes = n.input(1).empty() ? n.get_ints("axes") : int_input(n, 1, "axes");
-  std::vector<int64_t> s = shape_of(x);
-  if (n.op() == "Unsqueeze") {
-    const int64_t r = (int64_t)(s.size() + axes.size());
-    for (auto &a : axes) a = a < 0 ? a + r : a;
-    std::sort(axes.begin(), axes.end());
-    for (int64_t a : axes) {
-      if (a < 0 || a > (int64_t)s.size()) n.fail("axes are out of range");
-      s.insert(s.begin() + a, 1);
-    }
-  } else {
-    const int64_t r = (int64_t)s.size();
-    std::vector<int64_t> kept;
-    for (int64_t a = 0; a < r; a++) {
-      bool listed = std::count(axes.begin(), axes.end(), a) + std::count(axes.begin(), axes.end(), a - r) > 0;
-      if (listed && s[a] != 1) n.fail("cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(s[a]));
-      if (!(axes.empty() ? s[a] == 1 : listed)) kept.push_back(s[a]);
-    }
-    s = kept;
-  }
-  emit_reshape(n, 0, x, s);
+  emit_reshape(n, 0, x, squeezed_shape(n, shape_of(x), axes));
 }
 
 // Pow(x, p) with a constant scalar exponent: 1 is the identity, 2 is x * x, 0.5 is Sqrt.

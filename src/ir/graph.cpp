@@ -53,6 +53,22 @@ std::vector<int64_t> memory_axes(size_t r, Layout l) {
   return a;
 }
 
+std::vector<int64_t> transpose_memory_perm(const TensorType &in, const std::vector<int64_t> &perm, Layout out_layout) {
+  const auto in_axes = memory_axes(in.shape.size(), in.layout);
+  std::vector<int64_t> mperm;
+  for (int64_t a : memory_axes(perm.size(), out_layout))
+    mperm.push_back(std::find(in_axes.begin(), in_axes.end(), perm[a]) - in_axes.begin());
+  return mperm;
+}
+
+bool transpose_is_view(const TensorType &in, const std::vector<int64_t> &memory_perm) {
+  const auto in_axes = memory_axes(in.shape.size(), in.layout);
+  std::vector<int64_t> moved;  // input memory dimensions of extent > 1, in output memory order
+  for (int64_t d : memory_perm)
+    if (in.shape[in_axes[d]] != 1) moved.push_back(d);
+  return std::is_sorted(moved.begin(), moved.end());
+}
+
 const char *layout_name(Layout l) {
   switch (l) {
     case Layout::NCHW: return "NCHW";

@@ -48,6 +48,13 @@ struct TensorType {
   std::string str() const;
 };
 
+// A transpose (output axis k is input axis perm[k]) of a tensor of type `in` into layout
+// `out_layout`, in memory terms: the input memory dimension (see memory_axes) of each output
+// memory dimension, innermost first.
+std::vector<int64_t> transpose_memory_perm(const TensorType &in, const std::vector<int64_t> &perm, Layout out_layout);
+// Whether that transpose moves no data: the dimensions of extent > 1 keep their memory order.
+bool transpose_is_view(const TensorType &in, const std::vector<int64_t> &memory_perm);
+
 struct Value {
   std::string name;
   TensorType type;

@@ -138,8 +138,7 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
     throw Error("binary kernel: operand ranks differ from the output's");
   ImageParam a = fixed_param(Float(32), "a", s.in_shape);
   ImageParam b = fixed_param(Float(32), "b", s.in2_shape);
-  std::vector<Var> vars;
-  for (size_t d = 0; d < r; d++) vars.push_back(Var("dim" + std::to_string(d)));  // not "vN": Halide names its own Vars so
+  std::vector<Var> vars = dim_vars(r);
   std::vector<Expr> ia, ib;
   std::vector<Var> args(vars.begin(), vars.end());
   for (size_t d = 0; d < r; d++) {
@@ -189,8 +188,7 @@ HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) 
     ins.push_back(fixed_param(s.dtype == "u8" ? UInt(8) : Float(32), "in" + std::to_string(i), ext));
     args.push_back(ins.back());
   }
-  std::vector<Var> v;
-  for (size_t d = 0; d < oext.size(); d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
+  std::vector<Var> v = dim_vars(oext.size());
   // Each input is copied into its slice by its own update; the pure step only claims the
   // buffer (every element is then written by exactly one update).
   Func out("output");

@@ -45,6 +45,14 @@ inline Halide::Expr fused_activation(Halide::Expr v, const KernelSpec &s) {
   return s.relu_max > 0 ? Halide::clamp(v, 0.f, s.relu_max) : Halide::max(v, 0.f);
 }
 
+// One Var per dimension for kernels of any rank, named dim0, dim1, ... (never "vN": Halide
+// gives its own Vars such names).
+inline std::vector<Halide::Var> dim_vars(size_t rank) {
+  std::vector<Halide::Var> v;
+  for (size_t d = 0; d < rank; d++) v.push_back(Halide::Var("dim" + std::to_string(d)));
+  return v;
+}
+
 inline int64_t numel(const std::vector<int64_t> &shape) {
   int64_t n = 1;
   for (auto d : shape) n *= d;

@@ -1,6 +1,7 @@
-// Data-movement kernels: transpose (also ShuffleNet's channel shuffle), strided slices (Split,
-// Slice, Gather with constant indices) and table lookups; and layer normalization. Both work on extents in
-// memory order, so the same kernel serves any layout.
+// Kernels for shape operators and transformer layers. Transpose (also ShuffleNet's channel
+// shuffle) and strided slices (Split, Slice, Gather with constant indices) work on extents in
+// memory order, so one kernel serves any layout; table lookups (integer activation
+// functions); softmax and layer normalization over rows; batched matrix products.
 #include "kernels/families.h"
 
 using namespace Halide;
@@ -8,12 +9,6 @@ using namespace Halide;
 namespace qnnc {
 
 namespace {
-
-std::vector<Var> dim_vars(size_t r) {
-  std::vector<Var> v;
-  for (size_t d = 0; d < r; d++) v.push_back(Var("dim" + std::to_string(d)));  // not "vN" (Halide's own names)
-  return v;
-}
 
 // Vectorizes the innermost output dimension when it is wide enough, parallelizes the outermost
 // non-unit one.

@@ -64,12 +64,7 @@ struct LayoutPass {
   // Whether a transpose with `perm` from v is a view when its output has layout `l`.
   bool free_transpose(int v, const std::vector<int64_t> &perm, Layout l) const {
     const auto &t = g.values[v].type;
-    std::vector<int64_t> in_order, out_order;
-    for (int64_t a : memory_axes(t.shape.size(), t.layout))
-      if (t.shape[a] != 1) in_order.push_back(a);
-    for (int64_t a : memory_axes(perm.size(), l))
-      if (t.shape[perm[a]] != 1) out_order.push_back(perm[a]);
-    return in_order == out_order;
+    return transpose_is_view(t, transpose_memory_perm(t, perm, l));
   }
   void set_out_layout(Node &n, Layout l) {
     for (int o : n.outputs)
