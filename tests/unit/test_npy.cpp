@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "expect_error.h"
 #include "reference.h"
 #include "runtime/npy.h"
 
@@ -64,18 +65,6 @@ std::string float_bytes(const std::vector<float> &v) {
   return std::string((const char *)v.data(), v.size() * sizeof(float));
 }
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const qnnc::Error &e) {
-    return e.what();
-  } catch (const std::exception &e) {
-    return std::string("not a qnnc::Error: ") + e.what();
-  }
-  return "no error";
-}
-
 TEST_F(NpyTest, RoundTripPreservesShapeAndBits) {
   ref::Rng rng(50);
   for (ref::Shape s : {ref::Shape{2, 3, 4, 5}, ref::Shape{7}, ref::Shape{1, 1000}, ref::Shape{}, ref::Shape{0, 3}}) {
@@ -118,17 +107,17 @@ TEST_F(NpyTest, ReadsNumpyStyleHeaders) {
 TEST_F(NpyTest, WrongDtypeIsAnError) {
   std::vector<double> d{1.0, 2.0, 3.0};
   write_bytes(path("f8.npy"), npy_bytes("<f8", "(3,)", std::string((const char *)d.data(), 24)));
-  std::string e = error_of([&] { qnnc::read_npy(path("f8.npy")); });
+  std::string e = qnnc_error([&] { qnnc::read_npy(path("f8.npy")); });
   EXPECT_NE(e.find("<f8"), std::string::npos) << e;
   EXPECT_NE(e.find("float32"), std::string::npos) << e;
 
   write_bytes(path("i8.npy"), npy_bytes("|i1", "(3,)", "abc"));
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("i8.npy")); }).find("|i1"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("i8.npy")); }).find("|i1"), std::string::npos);
 }
 
 TEST_F(NpyTest, FortranOrderIsAnError) {
   write_bytes(path("f.npy"), npy_bytes("<f4", "(2, 2)", float_bytes({1, 2, 3, 4}), "True"));
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("f.npy")); }).find("Fortran"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("f.npy")); }).find("Fortran"), std::string::npos);
 }
 
 TEST_F(NpyTest, TruncatedFileIsAnError) {
@@ -137,23 +126,23 @@ TEST_F(NpyTest, TruncatedFileIsAnError) {
   std::string full = read_bytes(path("t.npy"));
   // Cut inside the data, then inside the header, then inside the magic.
   write_bytes(path("data.npy"), full.substr(0, full.size() - 5));
-  std::string e = error_of([&] { qnnc::read_npy(path("data.npy")); });
+  std::string e = qnnc_error([&] { qnnc::read_npy(path("data.npy")); });
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
   write_bytes(path("header.npy"), full.substr(0, 40));
-  e = error_of([&] { qnnc::read_npy(path("header.npy")); });
+  e = qnnc_error([&] { qnnc::read_npy(path("header.npy")); });
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
   write_bytes(path("magic.npy"), full.substr(0, 4));
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("magic.npy")); }), "no error");
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("magic.npy")); }), "");
 }
 
 TEST_F(NpyTest, MalformedFilesAreErrors) {
   write_bytes(path("text.npy"), "this is not numpy data at all");
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("text.npy")); }).find("not a .npy"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("text.npy")); }).find("not a .npy"), std::string::npos);
   write_bytes(path("noshape.npy"), npy_with_header("{'descr': '<f4', 'fortran_order': False, }", ""));
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("noshape.npy")); }), "no error");
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("noshape.npy")); }), "");
   write_bytes(path("badshape.npy"), npy_bytes("<f4", "(2, x)", float_bytes({1, 2})));
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("badshape.npy")); }).find("shape"), std::string::npos);
-  EXPECT_NE(error_of([&] { qnnc::read_npy(path("missing.npy")); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("badshape.npy")); }).find("shape"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npy(path("missing.npy")); }).find("cannot open"), std::string::npos);
 }
 
 // Shapes whose element count overflows: before, the count wrapped (to 0 for 2^32 x 2^32) and
@@ -162,10 +151,10 @@ TEST_F(NpyTest, HugeShapesAreErrorsNotOverflows) {
   for (std::string shape : {"(4294967296, 4294967296)", "(4611686018427387904, 4)", "(9223372036854775807,)",
                             "(3, 0, 9223372036854775807, 9223372036854775807)"}) {
     SCOPED_TRACE(shape);
-    std::string e = error_of([&] { qnnc::parse_npy(npy_bytes("<f4", shape, float_bytes({1, 2, 3, 4})), "h.npy"); });
+    std::string e = qnnc_error([&] { qnnc::parse_npy(npy_bytes("<f4", shape, float_bytes({1, 2, 3, 4})), "h.npy"); });
     EXPECT_NE(e.find("too large"), std::string::npos) << e;
   }
-  std::string e = error_of([&] { qnnc::parse_npy(npy_bytes("<f4", "(99999999999999999999,)", ""), "h.npy"); });
+  std::string e = qnnc_error([&] { qnnc::parse_npy(npy_bytes("<f4", "(99999999999999999999,)", ""), "h.npy"); });
   EXPECT_NE(e.find("shape"), std::string::npos) << e;
   // An empty array with ordinary dimensions is fine.
   Tensor t = qnnc::parse_npy(npy_bytes("<f4", "(0, 3)", ""), "e.npy");
@@ -192,20 +181,20 @@ TEST_F(NpyTest, HeaderDictIsParsedStrictly) {
                         "{'descr': '<f4', 'fortran_order': False, 'shape': (2,) 'x'}",
                         "{'descr': '<f4', 'fortran_order': False, 'shape': [2]}"}) {
     SCOPED_TRACE(h);
-    std::string e = error_of([&] { qnnc::parse_npy(npy_with_header(h, float_bytes(v)), "bad.npy"); });
+    std::string e = qnnc_error([&] { qnnc::parse_npy(npy_with_header(h, float_bytes(v)), "bad.npy"); });
     EXPECT_EQ(e.rfind("'bad.npy'", 0), 0u) << e;
   }
   // Unknown format versions.
   std::string b = npy_bytes("<f4", "(2,)", float_bytes(v));
   b[6] = 9;
-  EXPECT_NE(error_of([&] { qnnc::parse_npy(b, "v.npy"); }).find("version"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::parse_npy(b, "v.npy"); }).find("version"), std::string::npos);
 }
 
 // Bytes from the file reach messages escaped.
 TEST_F(NpyTest, InputBytesInMessagesAreEscaped) {
-  std::string e = error_of([&] { qnnc::parse_npy(npy_bytes("\xff\x1b[2J", "(1,)", float_bytes({1})), "d.npy"); });
+  std::string e = qnnc_error([&] { qnnc::parse_npy(npy_bytes("\xff\x1b[2J", "(1,)", float_bytes({1})), "d.npy"); });
   EXPECT_NE(e.find("dtype '\\xff\\x1b[2J'"), std::string::npos) << e;
-  e = error_of([&] {
+  e = qnnc_error([&] {
     qnnc::parse_npy(npy_with_header("{'descr': '<f4', '\x80\x81': 1}", ""), "k.npy");
   });
   EXPECT_NE(e.find("'\\x80\\x81'"), std::string::npos) << e;
@@ -330,34 +319,34 @@ TEST_F(NpyTest, NpzZip64SizesAndEscapedNames) {
   // Without the extra field the size is unknown.
   std::string no_extra = make_zip({{"a.npy", npy_bytes("<f4", "(3,)", float_bytes(a))}}, false);
   for (int k = 0; k < 8; k++) no_extra[18 + k] = '\xff';
-  EXPECT_NE(error_of([&] { qnnc::parse_npz(no_extra, "z.npz"); }).find("zip64"), std::string::npos);
+  EXPECT_NE(qnnc_error([&] { qnnc::parse_npz(no_extra, "z.npz"); }).find("zip64"), std::string::npos);
 
-  std::string e = error_of([&] {
+  std::string e = qnnc_error([&] {
     qnnc::parse_npz(make_zip({{"bad\xfe\x07.npy", npy_bytes("<f8", "(1,)", std::string(8, '\0'))}}, false), "n.npz");
   });
   EXPECT_NE(e.find("n.npz:bad\\xfe\\x07"), std::string::npos) << e;
-  e = error_of([&] { qnnc::parse_npz(make_zip({{"c\xfe.npy", "x", 8}}, false), "n.npz"); });
+  e = qnnc_error([&] { qnnc::parse_npz(make_zip({{"c\xfe.npy", "x", 8}}, false), "n.npz"); });
   EXPECT_NE(e.find("'c\\xfe.npy' is compressed"), std::string::npos) << e;
 }
 
 TEST_F(NpyTest, NpzErrors) {
   // A compressed member (np.savez_compressed) is refused with a hint.
   write_bytes(path("c.npz"), make_zip({{"x.npy", npy_bytes("<f4", "(1,)", float_bytes({1})), 8}}, false));
-  std::string e = error_of([&] { qnnc::read_npz(path("c.npz")); });
+  std::string e = qnnc_error([&] { qnnc::read_npz(path("c.npz")); });
   EXPECT_NE(e.find("compressed"), std::string::npos) << e;
   // A member of the wrong dtype names the member.
   write_bytes(path("d.npz"), make_zip({{"x.npy", npy_bytes("<f8", "(1,)", std::string(8, '\0'))}}, false));
-  e = error_of([&] { qnnc::read_npz(path("d.npz")); });
+  e = qnnc_error([&] { qnnc::read_npz(path("d.npz")); });
   EXPECT_NE(e.find("<f8"), std::string::npos) << e;
   // Truncated inside a member's data.
   std::string z = make_zip({{"x.npy", npy_bytes("<f4", "(100,)", std::string(400, '\0'))}}, false);
   write_bytes(path("t.npz"), z.substr(0, 200));
-  EXPECT_NE(error_of([&] { qnnc::read_npz(path("t.npz")); }), "no error");
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npz(path("t.npz")); }), "");
   // Not a zip at all, and a .npy passed as .npz.
   write_bytes(path("n.npz"), "hello");
-  EXPECT_NE(error_of([&] { qnnc::read_npz(path("n.npz")); }), "no error");
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npz(path("n.npz")); }), "");
   write_bytes(path("y.npz"), npy_bytes("<f4", "(1,)", float_bytes({1})));
-  EXPECT_NE(error_of([&] { qnnc::read_npz(path("y.npz")); }), "no error");
+  EXPECT_NE(qnnc_error([&] { qnnc::read_npz(path("y.npz")); }), "");
 }
 
 }  // namespace
