@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "codegen/compile.h"
+#include "codegen/inspect.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/target.h"
 #include "frontend/builtin_models.h"
@@ -20,6 +21,7 @@
 #include "runtime/module.h"
 #include "quantize/report.h"
 #include "runtime/npy.h"
+#include "runtime/profile.h"
 
 using namespace qnnc;
 
@@ -219,6 +221,12 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     Module q = Module::load(out);
     AccuracyReport rep = compare_modules(ref, q, qf.report_inputs, seed + 5000);
     std::printf("%s", rep.format().c_str());
+    nlohmann::json aj = rep.to_json();
+    aj["precision"] = opt.qconfig.precision();
+    std::ofstream f(out + "/accuracy.json");
+    f << aj.dump(1) << "\n";
+    if (!f) throw Error("cannot write '" + out + "/accuracy.json'");
+    log("qnnc: wrote " + out + "/accuracy.json (read by qnnc report)");
   }
   return 0;
 }
@@ -247,56 +255,20 @@ int cmd_run(const std::string &dir, const std::string &input, const std::string 
   return 0;
 }
 
-// Multiply-accumulates of a step (convolutions and dense layers), for GFLOP/s figures.
-double step_macs(const nlohmann::json &st) {
-  if (!st.contains("spec")) return 0;
-  KernelSpec s = KernelSpec::from_json(st["spec"]);
-  if (s.kind == "conv2d" || s.kind == "conv2d_q")
-    return double(s.out_shape[0]) * s.out_shape[1] * s.out_shape[2] * s.out_shape[3] * s.in_shape[1] * s.kernel[0] * s.kernel[1];
-  if (s.kind == "dense") return double(s.out_shape[0]) * s.out_shape[1] * s.in_shape[1];
-  return 0;
-}
-
-// Per-step median times: where a model's time goes.
-void profile_steps(Module &m, const std::vector<Tensor> &in, int repeat) {
-  const auto &steps = m.manifest()["steps"];
-  std::vector<std::vector<double>> t(steps.size());
-  for (int r = 0; r < repeat; r++) {
-    auto last = std::chrono::steady_clock::now();
-    m.run(in, [&](size_t k) {
-      auto now = std::chrono::steady_clock::now();
-      t[k].push_back(std::chrono::duration<double, std::milli>(now - last).count());
-      last = now;
-    });
-  }
-  double total = 0, total_macs = 0;
-  std::vector<double> med(steps.size());
-  for (size_t k = 0; k < steps.size(); k++) {
-    std::sort(t[k].begin(), t[k].end());
-    med[k] = t[k][t[k].size() / 2];
-    total += med[k];
-  }
-  std::printf("%-4s %-32s %-40s %9s %6s %9s\n", "step", "name", "kernel", "ms", "%", "GFLOP/s");
-  for (size_t k = 0; k < steps.size(); k++) {
-    double macs = step_macs(steps[k]);
-    total_macs += macs;
-    std::printf("%-4zu %-32.32s %-40.40s %9.3f %5.1f%% %9.1f\n", k, shown(steps[k]["name"].get<std::string>()).c_str(),
-                shown(steps[k].value("describe", "(view)")).c_str(), med[k], 100 * med[k] / total,
-                macs > 0 ? 2 * macs / (med[k] * 1e6) : 0.0);
-  }
-  std::printf("total %.3f ms over %zu steps, %.2f GMAC, %.1f GFLOP/s overall\n", total, steps.size(), total_macs / 1e9,
-              2 * total_macs / (total * 1e6));
-}
-
 int cmd_bench(const std::string &dir, int repeat, int warmup, int threads, const std::string &json, uint64_t seed,
-              bool profile) {
+              bool profile, const std::string &profile_json) {
   Module m = Module::load(dir);
   m.set_threads(threads);
   auto in = load_inputs(m, "", seed);
   if (repeat < 1) throw Error("--repeat must be at least 1");
   if (profile) {
-    for (int i = 0; i < warmup; i++) m.run(in);
-    profile_steps(m, in, repeat);
+    Profile p = profile_module(m, in, repeat, warmup);
+    std::printf("%s", p.format().c_str());
+    if (!profile_json.empty()) {
+      std::ofstream f(profile_json);
+      f << p.to_json().dump(1) << "\n";
+      if (!f) throw Error("cannot write '" + profile_json + "'");
+    }
   }
   Timing t = time_runs(m, in, warmup, repeat);
   std::printf("%s on %d thread(s), %d runs after %d warm-up: median %.3f ms  min %.3f  max %.3f  stddev %.3f\n",
@@ -358,25 +330,30 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
     return 0;
   }
   if (layer.empty()) throw Error("--stmt and --asm need --layer NAME (see `qnnc inspect " + dir + "` for names)");
-  for (const auto &s : steps) {
-    if (s["name"] != layer && s.value("fn", "") != layer) continue;
-    if (s.value("alias", false)) throw Error("step '" + printable(layer) + "' is a view and has no kernel");
-    KernelSpec spec = KernelSpec::from_json(s["spec"]);
-    Halide::Target t(s.value("halide_target", m["halide_target"].get<std::string>()));
-    HalideKernel k = build_kernel(spec, t);
-    std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/qnnc-inspect-" +
-                      std::to_string(::getpid());
-    std::string fn = s["fn"];
-    if (stmt) {
-      k.pipeline.compile_to_lowered_stmt(tmp, k.args, Halide::StmtOutputFormat::Text, t.with_feature(Halide::Target::NoRuntime));
-    } else {
-      k.pipeline.compile_to_assembly(tmp, k.args, fn, t.with_feature(Halide::Target::NoRuntime));
-    }
-    std::printf("// %s: %s\n%s", shown(layer).c_str(), shown(spec.describe()).c_str(), slurp(tmp).c_str());
-    std::remove(tmp.c_str());
-    return 0;
-  }
-  throw Error("no step named '" + printable(layer) + "' in " + dir);
+  std::printf("%s", shown_message(kernel_code(m, layer, stmt ? "stmt" : "asm")).c_str());
+  std::printf("\n");
+  return 0;
+}
+
+// The report is drawn by the Python package (python/qnnc/report.py, plotly): run it with the
+// Python qnnc was built with (QNNC_PYTHON overrides), passing the arguments through.
+int cmd_report(const std::vector<std::string> &modules, const std::string &out, int threads, int repeat, bool no_code,
+               const std::string &title) {
+  const char *env = std::getenv("QNNC_PYTHON");
+  std::string py = env && *env ? env : QNNC_PYTHON;
+  std::string check = shell_quote(py) + " -c 'import qnnc, qnnc.report' >/dev/null 2>&1";
+  if (std::system(check.c_str()) != 0)
+    throw Error("qnnc report needs qnnc's Python package in " + py +
+                " (install it with `pip install .` from the source tree, as scripts/setup.sh does, or set QNNC_PYTHON "
+                "to a Python that has it)");
+  std::string cmd = shell_quote(py) + " -m qnnc.report -o " + shell_quote(out) + " --repeat " + std::to_string(repeat);
+  if (threads > 0) cmd += " --threads " + std::to_string(threads);
+  if (no_code) cmd += " --no-code";
+  if (!title.empty()) cmd += " --title " + shell_quote(title);
+  for (const auto &m : modules) cmd += " " + shell_quote(m);
+  int rc = std::system(cmd.c_str());
+  if (rc == -1 || !WIFEXITED(rc)) throw Error("could not run " + py);
+  return WEXITSTATUS(rc);
 }
 
 }  // namespace
@@ -438,7 +415,10 @@ int main(int argc, char **argv) {
   b->add_option("-t,--threads", threads, "threads (default: all cores)");
   b->add_option("--json", json, "also write the timings as JSON");
   b->add_option("--seed", seed, "seed of the random input")->capture_default_str();
-  b->add_flag("--profile", profile, "also print each step's median time and GFLOP/s");
+  b->add_flag("--profile", profile,
+              "also print each step's median time, GOP/s and share of this CPU's peak for its precision (measured)");
+  std::string profile_json;
+  b->add_option("--profile-json", profile_json, "with --profile: also write the per-step table as JSON (read by qnnc report)");
 
   auto *in = app.add_subcommand("inspect", "Show a module: its steps, the graph after passes (--ir), a kernel's lowered loop nest (--stmt) or assembly (--asm)");
   in->add_option("module", out, "module directory")->required();
@@ -459,6 +439,21 @@ int main(int argc, char **argv) {
   em->add_option("-o,--output", output, "write the output as .npy");
   em->add_option("--json", json, "write the timings as JSON");
 
+  std::vector<std::string> report_modules;
+  std::string report_out = "report.html", title;
+  bool no_code = false;
+  int report_repeat = 10;
+  auto *rp = app.add_subcommand(
+      "report", "Write one self-contained HTML report of one or more modules (e.g. fp32, int8 and int4 of one model):\n"
+                "layers, per-layer time and share of peak, precisions side by side, per-layer SQNR (from\n"
+                "compile --report), each kernel's loop nest and assembly. Needs the Python package (pip install .).");
+  rp->add_option("modules", report_modules, "module directories")->required();
+  rp->add_option("-o,--output", report_out, "HTML file to write")->capture_default_str();
+  rp->add_option("-t,--threads", threads, "threads for the profile run (default: all cores)");
+  rp->add_option("-n,--repeat", report_repeat, "timed runs of the profile")->capture_default_str();
+  rp->add_flag("--no-code", no_code, "leave out the loop nests and assembly (faster)");
+  rp->add_option("--title", title, "report title");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -467,8 +462,9 @@ int main(int argc, char **argv) {
   try {
     if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet, knobs, qf);
     if (*r) return cmd_run(out, input, output, seed, threads);
-    if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile);
+    if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
+    if (*rp) return cmd_report(report_modules, report_out, threads, report_repeat, no_code, title);
     if (*em) return cmd_emulate(out, board, threads, emu_repeat, emu_warmup, input, output, json);
   } catch (const std::exception &e) {
     std::fprintf(stderr, "error: %s\n", shown_message(e.what()).c_str());

@@ -42,6 +42,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   CompileSummary sum;
   g = prepare_for_codegen(std::move(g), opt, &sum.quant);
   LoweredModule lm = lower_graph(g, target, opt.knobs);
+  if (opt.quantize) lm.precision = opt.qconfig.precision();
 
   // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).
   std::set<std::string> seen;

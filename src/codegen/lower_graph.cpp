@@ -705,6 +705,7 @@ int64_t write_module_files(const LoweredModule &lm, const Graph &g, const Target
   m["target"] = t.name;
   m["halide_target"] = t.halide.to_string();
   m["target_is_host"] = t.is_host;
+  m["precision"] = lm.precision;
   m["cpu_features"] = t.cpu_features;
   std::ofstream wf(dir + "/weights.bin", std::ios::binary);
   if (!wf) throw Error("cannot write '" + dir + "/weights.bin'");

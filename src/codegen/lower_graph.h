@@ -42,6 +42,7 @@ struct PlanStep {
 };
 
 struct LoweredModule {
+  std::string precision = "fp32";  // of the integer kernels (int8, w4a8, ...); recorded in graph.json
   std::vector<PlanValue> values;
   std::vector<PlanStep> steps;
   std::vector<int> inputs, outputs;

@@ -155,4 +155,17 @@ std::string AccuracyReport::format() const {
   return os.str();
 }
 
+nlohmann::json AccuracyReport::to_json() const {
+  // JSON has no infinity: an exact layer (SQNR inf) is written as null.
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  nlohmann::json j{{"schema", 1}, {"inputs", inputs}};
+  j["raw"] = {{"sqnr_db", num(sqnr_db)}, {"cosine", cosine}, {"top1", top1}, {"top5", top5}};
+  j["centered"] = {{"sqnr_db", num(centered_sqnr_db)}, {"cosine", centered_cosine}, {"top1", centered_top1},
+                   {"top5", centered_top5}};
+  nlohmann::json ls = nlohmann::json::array();
+  for (const auto &l : layers) ls.push_back({{"name", l.name}, {"sqnr_db", num(l.sqnr_db)}});
+  j["layers"] = ls;
+  return j;
+}
+
 }  // namespace qnnc

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "runtime/module.h"
 
 namespace qnnc {
@@ -20,6 +22,9 @@ struct AccuracyReport {
   double centered_sqnr_db = 0, centered_cosine = 0, centered_top1 = 0, centered_top5 = 0;
   std::vector<LayerError> layers;   // per quantized activation, in execution order
   std::string format() const;
+  // {"schema", "inputs", "raw": {sqnr_db, cosine, top1, top5}, "centered": {...}, "layers": [{name, sqnr_db}]}
+  // (written as accuracy.json by `qnnc compile --report`, read by `qnnc report`).
+  nlohmann::json to_json() const;
 };
 
 // Runs both modules on `count` seeded random inputs (seed, seed+1, ...).
