@@ -1,138 +1,245 @@
-"""qnnc from Python: compile models into modules and call them with numpy arrays.
+"""qnnc from Python: compile neural networks into modules of generated kernels and call them.
 
     import numpy as np, qnnc
-    qnnc.compile("builtin:resnet18", "out/r18", input_shape=(1, 3, 224, 224), precision="int8")
-    m = qnnc.load("out/r18")
+    m = qnnc.compile("builtin:resnet18", input_shape=(1, 3, 224, 224), precision="int8")
     y = m(np.random.default_rng(0).standard_normal(m.input_shape, dtype=np.float32))
+    print(m.benchmark(repeat=20, threads=2)["median_ms"])
 
-A thin ctypes layer over libqnnc_c.so (src/capi/qnnc_c.h); set QNNC_LIB to its path if it is
-not in the build/ directory next to this package's repository.
+A model is an ONNX file path, an ``onnx.ModelProto``, ``"builtin:resnet50"`` (seeded weights, no
+file) or a ``torch.nn.Module`` (exported through ``torch.onnx`` with ``example_inputs``; torch
+is only touched when you pass one). The heavy work runs in qnnc's C++ library (the ``_qnnc``
+extension), with the GIL released. Errors are :class:`QnncError` with the messages the
+``qnnc`` command prints.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import statistics
-import time
+import shutil
+import sys
+import tempfile
+import weakref
 from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["compile", "load", "Module", "QnncError"]
+from . import _qnnc
+from ._qnnc import QnncError
 
+__all__ = ["compile", "load", "Module", "QnncError", "__version__"]
+__version__ = "0.1.0"
 
-class QnncError(RuntimeError):
-    """A qnnc call failed; the message says why."""
-
-
-def _find_library() -> str:
-    env = os.environ.get("QNNC_LIB")
-    if env:
-        return env
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent.parent / "build" / "libqnnc_c.so", here / "libqnnc_c.so"):
-        if cand.exists():
-            return str(cand)
-    raise QnncError("libqnnc_c.so not found: build qnnc (scripts/setup.sh) or set QNNC_LIB")
-
-
-_lib = ctypes.CDLL(_find_library())
-_i64p = ctypes.POINTER(ctypes.c_int64)
-_f32p = ctypes.POINTER(ctypes.c_float)
-_lib.qnnc_last_error.restype = ctypes.c_char_p
-_lib.qnnc_compile.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, _i64p,
-                              ctypes.c_int, ctypes.c_uint64]
-_lib.qnnc_compile_json.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
-_lib.qnnc_module_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
-_lib.qnnc_module_free.argtypes = [ctypes.c_void_p]
-_lib.qnnc_module_set_threads.argtypes = [ctypes.c_void_p, ctypes.c_int]
-for _f in (_lib.qnnc_module_input_shape, _lib.qnnc_module_output_shape):
-    _f.argtypes = [ctypes.c_void_p, ctypes.c_int, _i64p, ctypes.POINTER(ctypes.c_int)]
-_lib.qnnc_module_run.argtypes = [ctypes.c_void_p, _f32p, ctypes.c_int64, _f32p, ctypes.c_int64]
-_lib.qnnc_module_manifest.argtypes = [ctypes.c_void_p]
-_lib.qnnc_module_manifest.restype = ctypes.c_char_p
-
-
-def _check(rc: int) -> None:
-    if rc != 0:
-        raise QnncError(_lib.qnnc_last_error().decode())
-
-
-def compile(model: str, out_dir: str, *, input_shape=None, precision: str = "fp32", target: str = "host",
-            seed: int = 0, **options) -> str:
-    """Compiles model ("builtin:resnet50" or an .onnx path) into the module directory out_dir.
-
-    precision: fp32, int8, int4, int2, int1 or wXaY; target: host, x86-avx2, rpi4, rpi5.
-    Quantization options, as on the command line: calib_mode (minmax, percentile,
-    kl_divergence, global_scale), calib_data (.npy/.npz path), calib_samples, percentile,
-    global_scale, weight_scale (channel_max, power2), rounding (upward, tonearest),
-    quantize_first_conv (bool), quantize_dense (bool), skip_layers (list of node names);
-    knobs ({"conv2d_q": {"x_tile": 7}}). Unknown options raise QnncError. Returns out_dir."""
-    opts = {"precision": precision, "target": target, "seed": int(seed), **options}
-    if input_shape:
-        opts["input_shape"] = [int(d) for d in input_shape]
-    _check(_lib.qnnc_compile_json(model.encode(), str(out_dir).encode(), json.dumps(opts).encode()))
-    return str(out_dir)
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Module:
-    """A compiled module loaded into this process; call it with a float32 NCHW array.
+    """A compiled module loaded into this process (a directory of kernels.so, weights.bin and
+    graph.json). Call it with float32 NCHW arrays: numpy arrays, or anything with
+    ``__dlpack__`` (a CPU torch tensor, ...), read in place when C-contiguous float32.
 
-    Calls may come from several threads at once: the C call releases the GIL and the runtime
-    gives each concurrent call its own activation memory (a small pool of execution contexts),
-    so the outputs are those of sequential calls."""
+    Calls may come from several threads at once; each concurrent call gets its own activation
+    memory, so the outputs are those of sequential calls."""
 
-    def __init__(self, path: str):
-        self._h = ctypes.c_void_p()
-        _check(_lib.qnnc_module_load(str(path).encode(), ctypes.byref(self._h)))
-        self.path = str(path)
-        self.input_shape = self._shape(_lib.qnnc_module_input_shape)
-        self.output_shape = self._shape(_lib.qnnc_module_output_shape)
+    def __init__(self, path: PathLike, *, _owned_dir: Optional[str] = None):
+        self._m = _qnnc.Module.load(os.fspath(path))
+        self.path = os.fspath(path)
+        self.summary: Dict[str, Any] = {}
+        if _owned_dir:  # a temporary directory from compile(output_dir=None), removed with the module
+            self._cleanup = weakref.finalize(self, shutil.rmtree, _owned_dir, True)
 
-    def _shape(self, fn) -> tuple:
-        dims, rank = (ctypes.c_int64 * 8)(), ctypes.c_int()
-        _check(fn(self._h, 0, dims, ctypes.byref(rank)))
-        return tuple(dims[: rank.value])
+    # -- shape and plan -------------------------------------------------------------------
+    @property
+    def input_shapes(self) -> List[Tuple[int, ...]]:
+        """Shapes of all inputs, in order (N, C, H, W for images)."""
+        return [tuple(s) for s in self._m.input_shapes]
 
     @property
-    def manifest(self) -> dict:
-        """The execution plan (graph.json): steps, kernels, values."""
-        return json.loads(_lib.qnnc_module_manifest(self._h).decode())
+    def output_shapes(self) -> List[Tuple[int, ...]]:
+        return [tuple(s) for s in self._m.output_shapes]
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """Shape of the first input."""
+        return self.input_shapes[0]
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """Shape of the first output."""
+        return self.output_shapes[0]
+
+    @property
+    def manifest(self) -> Dict[str, Any]:
+        """The execution plan (graph.json): target, precision, steps with their kernels, values."""
+        return json.loads(self._m.manifest_json())
+
+    @property
+    def precision(self) -> str:
+        return self.manifest.get("precision", "fp32")
+
+    @property
+    def threads(self) -> int:
+        return self._m.threads
 
     def set_threads(self, n: int) -> None:
-        """Threads for the kernels (<= 0: all cores)."""
-        _check(_lib.qnnc_module_set_threads(self._h, n))
+        """Threads for the kernels' parallel loops (<= 0: all cores; shared by all modules)."""
+        self._m.set_threads(int(n))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+    # -- running --------------------------------------------------------------------------
+    def __call__(self, *inputs: Any) -> Union[np.ndarray, Tuple[np.ndarray, ...]]:
+        """Runs the model. Returns one numpy array, or a tuple when the model has several outputs."""
+        if len(inputs) != len(self.input_shapes):
+            raise QnncError(f"the module takes {len(self.input_shapes)} input(s), got {len(inputs)}")
+        args = [_as_input(x, i) for i, x in enumerate(inputs)]
+        try:
+            outs = self._m.run(args)
+        except TypeError as e:  # nanobind could not view the argument as float32 C-contiguous memory
+            raise QnncError(f"cannot read the input as a C-contiguous float32 CPU array: {e}") from None
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def benchmark(self, repeat: int = 20, threads: Optional[int] = None, warmup: int = 3,
+                  seed: int = 0) -> Dict[str, float]:
+        """Times whole runs on a seeded random input: median/min/max/mean/std milliseconds."""
+        if threads is not None:
+            self.set_threads(threads)
+        return dict(self._m.benchmark(int(repeat), int(warmup), int(seed)))
+
+    def profile(self, repeat: int = 10, warmup: int = 2, threads: Optional[int] = None,
+                seed: int = 0) -> Dict[str, Any]:
+        """Per-layer median times. Returns {"threads", "total_ms", "machine", "peaks": {"fp32":
+        {"gops", "unit", "what"}, "int8": ..., "binary": ...}, "rows": [{"step", "name", "kernel",
+        "kind", "precision", "ms", "macs", "gops", "peak", "peak_pct"}, ...]}; peaks are this
+        CPU's, measured at the module's thread count."""
+        if threads is not None:
+            self.set_threads(threads)
+        return json.loads(self._m.profile(int(repeat), int(warmup), int(seed)))
+
+    def inspect(self, layer: str, what: str = "stmt") -> str:
+        """Generated code of one step (a name from ``manifest["steps"]``): ``"stmt"`` is Halide's
+        lowered loop nest, ``"asm"`` the assembly."""
+        return self._m.inspect(layer, what)
+
+    def __repr__(self) -> str:
+        return (f"qnnc.Module({self.path!r}, {self.precision}, input {self.input_shape}, "
+                f"output {self.output_shape})")
+
+
+def _as_input(x: Any, i: int) -> Any:
+    """numpy arrays are checked here (clear messages); other objects go to the extension, which
+    reads them through DLPack without a copy."""
+    if isinstance(x, np.ndarray):
         if x.dtype != np.float32:
-            raise QnncError(f"input dtype {x.dtype}: qnnc modules take float32 (x.astype(np.float32))")
-        if tuple(x.shape) != self.input_shape:
-            raise QnncError(f"input shape {tuple(x.shape)}, the module was compiled for {self.input_shape}")
-        x = np.ascontiguousarray(x)
-        y = np.empty(self.output_shape, dtype=np.float32)
-        _check(_lib.qnnc_module_run(self._h, x.ctypes.data_as(_f32p), x.size, y.ctypes.data_as(_f32p), y.size))
-        return y
-
-    def benchmark(self, repeat: int = 20, warmup: int = 3, seed: int = 0) -> dict:
-        """Median/min/max milliseconds of a call on a seeded random input."""
-        x = np.random.default_rng(seed).standard_normal(self.input_shape, dtype=np.float32)
-        for _ in range(warmup):
-            self(x)
-        ms = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            self(x)
-            ms.append((time.perf_counter() - t0) * 1e3)
-        return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms)}
-
-    def __del__(self):
-        if getattr(self, "_h", None):
-            _lib.qnnc_module_free(self._h)
-            self._h = None
+            raise QnncError(f"input {i} has dtype {x.dtype}: qnnc modules take float32 (x.astype(np.float32))")
+        return np.ascontiguousarray(x)
+    if hasattr(x, "__dlpack__"):
+        return x
+    return _as_input(np.asarray(x), i)
 
 
-def load(path: str) -> Module:
-    """Loads a module directory written by compile() or `qnnc compile`."""
+def load(path: PathLike) -> Module:
+    """Loads a module directory written by :func:`compile` or ``qnnc compile``."""
     return Module(path)
+
+
+def _model_path(model: Any, example_inputs: Any, tmp: str) -> Tuple[str, Optional[Tuple[int, ...]]]:
+    """A path (or builtin: name) qnnc's loader reads, and the input shape implied by the model."""
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model), None
+    if hasattr(model, "SerializeToString") and hasattr(model, "graph"):  # onnx.ModelProto
+        path = os.path.join(tmp, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString())
+        return path, None
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return _export_torch(torch, model, example_inputs, tmp)
+    raise QnncError(f"cannot compile a {type(model).__name__}: pass an .onnx path, an onnx.ModelProto, "
+                    "'builtin:resnet50' or a torch.nn.Module")
+
+
+def _export_torch(torch: Any, model: Any, example_inputs: Any, tmp: str) -> Tuple[str, Tuple[int, ...]]:
+    if example_inputs is None:
+        raise QnncError("a torch.nn.Module needs example_inputs (e.g. torch.zeros(1, 3, 224, 224)) to be exported")
+    if not isinstance(example_inputs, (tuple, list)):
+        example_inputs = (example_inputs,)
+    example_inputs = tuple(torch.as_tensor(np.asarray(x)) if isinstance(x, np.ndarray) else x for x in example_inputs)
+    if len(example_inputs) != 1:
+        raise QnncError(f"qnnc compiles models with one input; example_inputs has {len(example_inputs)}")
+    path = os.path.join(tmp, "model.onnx")
+    was_training = model.training
+    model.eval()
+    # Multi-head attention under no_grad runs a fused kernel the exporter does not know; with
+    # gradients enabled it is traced as plain operators.
+    attention = any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
+    try:
+        with torch.enable_grad() if attention else torch.no_grad():
+            torch.onnx.export(model, example_inputs, path, opset_version=13, input_names=["input"],
+                              output_names=["output"], do_constant_folding=True)
+    except Exception as e:  # noqa: BLE001 - the exporter raises many kinds
+        raise QnncError(f"exporting the torch module to ONNX failed: {e}") from e
+    finally:
+        model.train(was_training)
+    return path, tuple(example_inputs[0].shape)
+
+
+def compile(model: Any, *, input_shape: Optional[Sequence[int]] = None, example_inputs: Any = None,
+            target: str = "host", precision: str = "fp32", calib_data: Any = None,
+            output_dir: Optional[PathLike] = None, verbose: bool = False,
+            log: Optional[Callable[[str], None]] = None, **options: Any) -> Module:
+    """Compiles a model and loads it (host targets) or writes it (rpi4, rpi5).
+
+    model: an .onnx path, an ``onnx.ModelProto``, ``"builtin:resnet18|34|50"`` or a
+    ``torch.nn.Module`` (needs ``example_inputs``, a tensor or tuple of one tensor).
+    input_shape: N,C,H,W (default: the model's; for a torch module, the example's).
+    target: host, x86-avx2, x86-avx512, rpi4, rpi5, ... (see ``qnnc compile --help``).
+    precision: fp32, int8, int4, int2, int1 or wXaY (e.g. w4a8); quantized modules are
+    calibrated on ``calib_data`` (a path to .npy/.npz or a float32 NCHW array) or on seeded
+    random inputs.
+    output_dir: where the module directory goes (default: a temporary directory removed with
+    the Module).
+    verbose / log: progress lines to stderr / to a callable.
+    options: as ``qnnc compile``'s flags: seed, jobs, calib_mode, calib_samples, percentile,
+    global_scale, weight_scale, rounding, quantize_first_conv, quantize_dense, skip_layers,
+    knobs ({"conv2d_q": {"x_tile": 7}}), report (write accuracy.json against fp32),
+    report_inputs. Unknown options raise QnncError.
+
+    Returns the loaded :class:`Module` (``.summary`` holds the compile summary). For a
+    cross target the module cannot run here; it returns None after writing ``output_dir``."""
+    tmp = tempfile.mkdtemp(prefix="qnnc-")
+    try:
+        path, implied_shape = _model_path(model, example_inputs, tmp)
+        opts: Dict[str, Any] = {"target": target, "precision": precision, **options}
+        shape = input_shape or implied_shape
+        if shape:
+            opts["input_shape"] = [int(d) for d in shape]
+        if calib_data is not None:
+            if isinstance(calib_data, (str, os.PathLike)):
+                opts["calib_data"] = os.fspath(calib_data)
+            else:
+                arr = np.ascontiguousarray(np.asarray(calib_data, dtype=np.float32))
+                opts["calib_data"] = os.path.join(tmp, "calib.npy")
+                np.save(opts["calib_data"], arr)
+        owned = None
+        if output_dir is None:
+            if target != "host" and not target.startswith("x86"):
+                raise QnncError(f"target {target!r} builds a bundle for another machine: give output_dir")
+            owned = tempfile.mkdtemp(prefix="qnnc-module-")
+            out = owned
+        else:
+            out = os.fspath(output_dir)
+        if log is None and verbose:
+            log = lambda s: print("qnnc: " + s, file=sys.stderr, flush=True)  # noqa: E731
+        try:
+            summary = json.loads(_qnnc.compile_json(path, out, json.dumps(opts), log))
+        except BaseException:
+            if owned:
+                shutil.rmtree(owned, True)
+            raise
+    finally:
+        shutil.rmtree(tmp, True)
+    with open(os.path.join(out, "graph.json")) as f:
+        if not json.load(f).get("target_is_host", True):
+            return None  # a bundle for another machine (qnnc emulate runs it under QEMU)
+    m = Module(out, _owned_dir=owned)
+    m.summary = summary
+    return m

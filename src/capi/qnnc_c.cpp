@@ -7,8 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "codegen/compile.h"
-#include "frontend/builtin_models.h"
+#include "codegen/driver.h"
 #include "runtime/module.h"
 
 struct qnnc_module {
@@ -65,41 +64,7 @@ int qnnc_compile_json(const char *model, const char *out_dir, const char *option
       }
       if (!o.is_object()) throw qnnc::Error("compile options must be a JSON object");
     }
-    static const char *known[] = {"target", "precision", "input_shape", "seed", "calib_mode", "calib_data",
-                                  "calib_samples", "percentile", "global_scale", "weight_scale", "rounding",
-                                  "quantize_first_conv", "quantize_dense", "skip_layers", "knobs"};
-    for (const auto &[key, v] : o.items())
-      if (std::find_if(std::begin(known), std::end(known), [&](const char *k) { return key == k; }) == std::end(known))
-        throw qnnc::Error("unknown compile option '" + key + "'");
-    try {
-      qnnc::BuiltinOptions bo;
-      bo.seed = o.value("seed", (uint64_t)0);
-      qnnc::Graph g = qnnc::load_model(model, o.value("input_shape", std::vector<int64_t>{}), bo);
-      qnnc::CompileOptions opt;
-      opt.target = o.value("target", std::string("host"));
-      opt.knobs = o.value("knobs", std::map<std::string, qnnc::Knobs>{});
-      std::string p = o.value("precision", std::string("fp32"));
-      if (p != "fp32") {
-        opt.quantize = true;
-        qnnc::QConfig &q = opt.qconfig;
-        q = qnnc::QConfig::parse_precision(p);
-        q.calibration_seed = bo.seed + 1000;
-        q.calibrate_mode = o.value("calib_mode", q.calibrate_mode);
-        q.calibration_data = o.value("calib_data", q.calibration_data);
-        q.calibration_samples = o.value("calib_samples", q.calibration_samples);
-        q.percentile = o.value("percentile", q.percentile);
-        q.global_scale = o.value("global_scale", q.global_scale);
-        q.weight_scale = o.value("weight_scale", q.weight_scale);
-        q.rounding = o.value("rounding", q.rounding);
-        q.skip_first_conv = !o.value("quantize_first_conv", false);
-        q.skip_dense = !o.value("quantize_dense", false);
-        q.skip_layers = o.value("skip_layers", q.skip_layers);
-        q.validate();
-      }
-      qnnc::compile_to_dir(g, opt, out_dir);
-    } catch (const nlohmann::json::exception &e) {
-      throw qnnc::Error(std::string("compile option of the wrong type: ") + e.what());
-    }
+    qnnc::compile_model_json(model, out_dir, o);
   });
 }
 

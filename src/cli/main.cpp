@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "codegen/compile.h"
+#include "codegen/driver.h"
 #include "codegen/inspect.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/target.h"
@@ -214,18 +215,8 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
   }
   if (qf.report) {
     log("qnnc: building the fp32 reference for the accuracy report");
-    CompileOptions fo = opt;
-    fo.quantize = false;
-    fo.log = nullptr;
-    Module ref = compile(g, fo);
-    Module q = Module::load(out);
-    AccuracyReport rep = compare_modules(ref, q, qf.report_inputs, seed + 5000);
+    AccuracyReport rep = write_accuracy_report(g, opt, out, qf.report_inputs, seed + 5000);
     std::printf("%s", rep.format().c_str());
-    nlohmann::json aj = rep.to_json();
-    aj["precision"] = opt.qconfig.precision();
-    std::ofstream f(out + "/accuracy.json");
-    f << aj.dump(1) << "\n";
-    if (!f) throw Error("cannot write '" + out + "/accuracy.json'");
     log("qnnc: wrote " + out + "/accuracy.json (read by qnnc report)");
   }
   return 0;
@@ -339,8 +330,19 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
 // Python qnnc was built with (QNNC_PYTHON overrides), passing the arguments through.
 int cmd_report(const std::vector<std::string> &modules, const std::string &out, int threads, int repeat, bool no_code,
                const std::string &title) {
+  // QNNC_PYTHON, else the Python beside this executable (pip installed both into one
+  // environment's bin/), else the one qnnc was built with.
   const char *env = std::getenv("QNNC_PYTHON");
   std::string py = env && *env ? env : QNNC_PYTHON;
+  if (!(env && *env)) {
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+      std::string dir(self, n);
+      dir = dir.substr(0, dir.rfind('/'));
+      if (access((dir + "/python3").c_str(), X_OK) == 0) py = dir + "/python3";
+    }
+  }
   std::string check = shell_quote(py) + " -c 'import qnnc, qnnc.report' >/dev/null 2>&1";
   if (std::system(check.c_str()) != 0)
     throw Error("qnnc report needs qnnc's Python package in " + py +

@@ -783,6 +783,7 @@ std::vector<Tensor> Module::run(const std::vector<Tensor> &inputs, const Hook &h
   Impl &im = *impl_;
   if (inputs.size() != im.inputs.size())
     throw Error("model takes " + std::to_string(im.inputs.size()) + " input(s), got " + std::to_string(inputs.size()));
+  std::vector<const float *> in;
   for (size_t i = 0; i < inputs.size(); i++) {
     const ValueInfo &v = im.values[im.inputs[i]];
     if (inputs[i].shape != v.shape)
@@ -790,7 +791,34 @@ std::vector<Tensor> Module::run(const std::vector<Tensor> &inputs, const Hook &h
                   ", the module was compiled for " + shape_string(v.shape) + " (recompile with --input-shape)");
     if ((int64_t)inputs[i].data.size() != inputs[i].numel())
       throw Error("input '" + printable(v.name) + "': data size does not match its shape");
+    in.push_back(inputs[i].data.data());
   }
+  std::vector<Tensor> outs;
+  std::vector<float *> out;
+  for (const auto &s : output_shapes()) {
+    Tensor t;
+    t.shape = s;
+    t.data.resize(t.numel());
+    outs.push_back(std::move(t));
+  }
+  for (auto &t : outs) out.push_back(t.data.data());
+  run_into(in, out, hook);
+  return outs;
+}
+
+std::vector<std::vector<int64_t>> Module::output_shapes() const {
+  std::vector<std::vector<int64_t>> r;
+  for (int o : impl_->outputs) r.push_back(impl_->values[o].shape);
+  return r;
+}
+
+void Module::run_into(const std::vector<const float *> &inputs, const std::vector<float *> &outputs, const Hook &hook) {
+  Impl &im = *impl_;
+  if (inputs.size() != im.inputs.size())
+    throw Error("model takes " + std::to_string(im.inputs.size()) + " input(s), got " + std::to_string(inputs.size()));
+  if (outputs.size() != im.outputs.size())
+    throw Error("model has " + std::to_string(im.outputs.size()) + " output(s), got " + std::to_string(outputs.size()) +
+                " output buffers");
   // A context for this run, made this thread's current one (for value_data in the hook) and
   // given back however the run ends.
   struct Lease {
@@ -804,8 +832,13 @@ std::vector<Tensor> Module::run(const std::vector<Tensor> &inputs, const Hook &h
     }
   } lease(im);
   Context &c = *lease.ctx;
+  auto numel = [](const std::vector<int64_t> &s) {
+    int64_t n = 1;
+    for (auto d : s) n *= d;
+    return n;
+  };
   for (size_t i = 0; i < inputs.size(); i++)
-    std::memcpy(im.storage(im.inputs[i], &c), inputs[i].data.data(), inputs[i].data.size() * sizeof(float));
+    std::memcpy(im.storage(im.inputs[i], &c), inputs[i], numel(im.values[im.inputs[i]].shape) * sizeof(float));
   for (size_t k = 0; k < im.steps.size(); k++) {
     const Step &s = im.steps[k];
     if (!s.alias) {
@@ -817,15 +850,10 @@ std::vector<Tensor> Module::run(const std::vector<Tensor> &inputs, const Hook &h
     }
     if (hook) hook(k);
   }
-  std::vector<Tensor> outs;
-  for (int o : im.outputs) {
-    Tensor t;
-    t.shape = im.values[o].shape;
-    t.data.resize(t.numel());
-    std::memcpy(t.data.data(), im.storage(o, &c), t.data.size() * sizeof(float));
-    outs.push_back(std::move(t));
+  for (size_t i = 0; i < outputs.size(); i++) {
+    int o = im.outputs[i];
+    std::memcpy(outputs[i], im.storage(o, &c), numel(im.values[o].shape) * sizeof(float));
   }
-  return outs;
 }
 
 }  // namespace qnnc

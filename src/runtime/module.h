@@ -41,6 +41,11 @@ class Module {
   // inside the hook, value_data() of an activation refers to this run's context.
   using Hook = std::function<void(size_t step)>;
   std::vector<Tensor> run(const std::vector<Tensor> &inputs, const Hook &hook);
+  // Same on caller memory: inputs[i] holds input i (float32, its compiled shape, contiguous,
+  // read once into the run's arena), outputs[i] receives output i. No shape is checked here:
+  // the caller sized the buffers from input_shapes() / output_shapes().
+  void run_into(const std::vector<const float *> &inputs, const std::vector<float *> &outputs,
+                const Hook &hook = nullptr);
 
   // Threads for the kernels' parallel loops (runtime/thread_pool.h; process-wide, shared by all
   // modules); <= 0 means all cores. Concurrent runs share the pool: a loop that finds it busy
@@ -51,6 +56,7 @@ class Module {
   const nlohmann::json &manifest() const;   // graph.json
   const std::string &dir() const;
   std::vector<std::vector<int64_t>> input_shapes() const;
+  std::vector<std::vector<int64_t>> output_shapes() const;
   size_t arena_bytes() const;               // planned activation memory (per context)
   size_t contexts() const;                  // execution contexts created so far (>= 1)
 
