@@ -7,7 +7,8 @@ cd "$root"
 
 apt_pkgs="build-essential python3-venv python3-torch python3-torchvision libprotobuf-dev
   protobuf-compiler nlohmann-json3-dev libcli11-dev libgtest-dev g++-aarch64-linux-gnu qemu-user
-  clang libclang-rt-14-dev"   # clang + libFuzzer/ASan/UBSan runtimes: the fuzz tests (tests/fuzz)
+  clang libclang-rt-14-dev
+  chromium"   # clang + libFuzzer/ASan/UBSan runtimes: the fuzz tests (tests/fuzz); chromium: the report's browser test
 missing=""
 for p in $apt_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -21,11 +22,18 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv (sees Debian's torch/torchvision)"
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-if ! .venv/bin/python -c "import halide, onnx, onnxruntime, cmake" >/dev/null 2>&1; then
-  echo "[setup] pip install halide cmake onnx onnxruntime numpy<2"
-  .venv/bin/pip install -q "halide==21.*" "cmake>=3.28" onnx onnxruntime "numpy<2"
+if ! .venv/bin/python -c "import halide, onnx, onnxruntime, cmake, nanobind, scikit_build_core, plotly, playwright" >/dev/null 2>&1; then
+  echo "[setup] pip install halide cmake onnx onnxruntime numpy<2 nanobind scikit-build-core plotly playwright"
+  .venv/bin/pip install -q "halide==21.*" "cmake>=3.28" onnx onnxruntime "numpy<2" nanobind scikit-build-core plotly \
+    playwright
 fi
 
 echo "[setup] configure + build (Release)"
 .venv/bin/cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$root/.venv/bin/python" >/dev/null
 .venv/bin/cmake --build build -j"$(nproc)"
+
+# The Python package into the venv (`import qnnc`, and the `qnnc` command in .venv/bin): the
+# wheel builds in build/py-*, which persists, so running this again only relinks.
+echo "[setup] pip install . (the qnnc Python package) into .venv"
+.venv/bin/pip wheel -q --no-build-isolation --no-deps -w build/dist .
+.venv/bin/pip install -q --no-deps --force-reinstall build/dist/qnnc-*.whl
