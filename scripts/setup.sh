@@ -22,10 +22,10 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv (sees Debian's torch/torchvision)"
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-if ! .venv/bin/python -c "import halide, onnx, onnxruntime, cmake, nanobind, scikit_build_core, plotly, playwright" >/dev/null 2>&1; then
-  echo "[setup] pip install halide cmake onnx onnxruntime numpy<2 nanobind scikit-build-core plotly playwright"
+if ! .venv/bin/python -c "import halide, onnx, onnxruntime, cmake, nanobind, scikit_build_core, plotly, playwright, tqdm" >/dev/null 2>&1; then
+  echo "[setup] pip install halide cmake onnx onnxruntime numpy<2 nanobind scikit-build-core plotly playwright tqdm"
   .venv/bin/pip install -q "halide==21.*" "cmake>=3.28" onnx onnxruntime "numpy<2" nanobind scikit-build-core plotly \
-    playwright
+    playwright tqdm
 fi
 
 echo "[setup] configure + build (Release)"

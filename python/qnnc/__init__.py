@@ -136,6 +136,39 @@ def _as_input(x: Any, i: int) -> Any:
     return _as_input(np.asarray(x), i)
 
 
+class _Progress:
+    """Shows compile progress (kernels, calibration): tqdm bars on a terminal, plain lines
+    (each kernel, each quarter of the calibration runs) otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.task: Optional[str] = None
+        self.bar: Any = None
+        self.quarter = -1
+
+    def __call__(self, task: str, done: int, total: int, cached: int, detail: str) -> None:
+        if task != self.task:
+            self.close()
+            self.task, self.quarter = task, -1
+            if self.tty:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=task, unit="", leave=True, file=sys.stderr)
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.set_postfix_str((f"{cached} cached  " if cached else "") + detail[:40], refresh=True)
+        elif "kernels" in task:
+            if done > 0:
+                print(f"qnnc: {task} [{done}/{total}] {detail}", file=sys.stderr, flush=True)
+        elif total and 4 * done // total != self.quarter:
+            self.quarter = 4 * done // total
+            print(f"qnnc: {task} {done}/{total}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def load(path: PathLike) -> Module:
     """Loads a module directory written by :func:`compile` or ``qnnc compile``."""
     return Module(path)
@@ -227,14 +260,19 @@ def compile(model: Any, *, input_shape: Optional[Sequence[int]] = None, example_
             out = owned
         else:
             out = os.fspath(output_dir)
+        progress = None
         if log is None and verbose:
             log = lambda s: print("qnnc: " + s, file=sys.stderr, flush=True)  # noqa: E731
+            progress = _Progress()
         try:
-            summary = json.loads(_qnnc.compile_json(path, out, json.dumps(opts), log))
+            summary = json.loads(_qnnc.compile_json(path, out, json.dumps(opts), log, progress))
         except BaseException:
             if owned:
                 shutil.rmtree(owned, True)
             raise
+        finally:
+            if progress:
+                progress.close()
     finally:
         shutil.rmtree(tmp, True)
     with open(os.path.join(out, "graph.json")) as f:

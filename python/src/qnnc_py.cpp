@@ -115,7 +115,8 @@ NB_MODULE(_qnnc, mod) {
 
   mod.def(
       "compile_json",
-      [](const std::string &model, const std::string &out_dir, const std::string &options, nb::object log) {
+      [](const std::string &model, const std::string &out_dir, const std::string &options, nb::object log,
+         nb::object progress) {
         nlohmann::json o = nlohmann::json::object();
         if (!options.empty()) o = nlohmann::json::parse(options);
         std::function<void(const std::string &)> logf;
@@ -130,15 +131,28 @@ NB_MODULE(_qnnc, mod) {
               e.discard_as_unraisable("qnnc compile log");
             }
           };
+        qnnc::ProgressFn progf;
+        PyObject *pcb = progress.is_none() ? nullptr : progress.ptr();
+        if (pcb)
+          progf = [pcb](const qnnc::ProgressEvent &e) {
+            nb::gil_scoped_acquire locked;
+            try {
+              nb::handle fn(pcb);
+              fn(e.task, e.done, e.total, e.cached, e.detail);
+            } catch (nb::python_error &err) {
+              err.discard_as_unraisable("qnnc compile progress");
+            }
+          };
         nlohmann::json r;
         {
           nb::gil_scoped_release unlocked;
-          r = qnnc::compile_model_json(model, out_dir, o, logf);
+          r = qnnc::compile_model_json(model, out_dir, o, logf, progf);
         }
         return r.dump();
       },
-      "model"_a, "out_dir"_a, "options"_a, "log"_a = nb::none(),
-      "Compiles model into out_dir; options and the returned summary are JSON text.");
+      "model"_a, "out_dir"_a, "options"_a, "log"_a = nb::none(), "progress"_a = nb::none(),
+      "Compiles model into out_dir; options and the returned summary are JSON text. progress is called "
+      "with (task, done, total, cached, detail).");
 
   nb::class_<qnnc::Module>(mod, "Module")
       .def_static(

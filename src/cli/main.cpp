@@ -17,6 +17,7 @@
 #include "codegen/inspect.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/target.h"
+#include "cli/progress_bar.h"
 #include "frontend/builtin_models.h"
 #include "kernels/halide_kernel.h"
 #include "runtime/module.h"
@@ -166,6 +167,8 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     throw Error("--report compares a quantized module with fp32: add --quantize");
   }
   opt.log = [&](const std::string &s) { log("  " + s); };
+  ProgressBar bar;
+  if (!quiet) opt.progress = [&](const ProgressEvent &e) { bar(e); };
   log("qnnc: compiling " + std::to_string(before) + " nodes for target '" + target + "' (" +
       (target == "host" ? host_features_line() : resolve_target(target).description) + ")");
   CompileSummary s = compile_to_dir(g, opt, out);

@@ -55,6 +55,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   }
   std::vector<CompiledKernel> compiled(specs.size());
   std::atomic<size_t> next{0}, done{0};
+  int cached = 0;
   std::mutex mu;
   std::string first_error;
   int jobs = opt.jobs > 0 ? opt.jobs : (int)std::max(1u, std::thread::hardware_concurrency());
@@ -64,8 +65,12 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
         compiled[i] = compile_kernel(specs[i], target);
         std::lock_guard<std::mutex> lk(mu);
         size_t d = ++done;
-        log("[" + std::to_string(d) + "/" + std::to_string(specs.size()) + "] " + specs[i].describe() +
-            (compiled[i].from_cache ? "  (cached)" : ""));
+        cached += compiled[i].from_cache ? 1 : 0;
+        if (opt.progress)
+          opt.progress({opt.progress_task, (int)d, (int)specs.size(), cached, specs[i].describe()});
+        else
+          log("[" + std::to_string(d) + "/" + std::to_string(specs.size()) + "] " + specs[i].describe() +
+              (compiled[i].from_cache ? "  (cached)" : ""));
       } catch (const std::exception &e) {
         std::lock_guard<std::mutex> lk(mu);
         if (first_error.empty()) first_error = specs[i].describe() + ": " + e.what();
@@ -107,7 +112,7 @@ Graph prepare_for_codegen(Graph g, const CompileOptions &opt, QuantizeSummary *q
   if (opt.quantize) {
     opt.qconfig.validate();
     auto inputs = calibration_inputs(g, opt.qconfig);
-    auto stats = collect_stats(g, inputs, opt.log);
+    auto stats = collect_stats(g, inputs, opt.log, opt.progress);
     QuantizeSummary s = quantize_graph(g, stats, opt.qconfig);
     if (qs) *qs = s;
   }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ir/graph.h"
+#include "ir/progress.h"
 #include "kernels/kernel_spec.h"
 #include "passes/passes.h"
 #include "quantize/qconfig.h"
@@ -21,6 +22,8 @@ struct CompileOptions {
   std::map<std::string, Knobs> knobs;            // per-family schedule overrides (--knob)
   int jobs = 0;                                   // parallel kernel compiles; <= 0: all cores
   std::function<void(const std::string &)> log;   // progress lines; null = silent
+  ProgressFn progress;                            // per kernel / calibration run; null: kernels go to log
+  std::string progress_task = "kernels";          // the task name compile_to_dir reports
 };
 
 struct CompileSummary {

@@ -13,6 +13,7 @@ AccuracyReport write_accuracy_report(const Graph &g, const CompileOptions &opt, 
   CompileOptions fo = opt;
   fo.quantize = false;
   fo.log = nullptr;
+  fo.progress_task = "reference fp32 kernels";
   Module ref = compile(g, fo);
   Module q = Module::load(dir);
   AccuracyReport rep = compare_modules(ref, q, inputs, seed);
@@ -25,7 +26,7 @@ AccuracyReport write_accuracy_report(const Graph &g, const CompileOptions &opt, 
 }
 
 nlohmann::json compile_model_json(const std::string &model, const std::string &out_dir, const nlohmann::json &o,
-                                  const std::function<void(const std::string &)> &log) {
+                                  const std::function<void(const std::string &)> &log, const ProgressFn &progress) {
   if (!o.is_object()) throw Error("compile options must be a JSON object");
   static const char *known[] = {"target", "precision", "input_shape", "seed", "jobs", "calib_mode", "calib_data",
                                 "calib_samples", "percentile", "global_scale", "weight_scale", "rounding",
@@ -47,6 +48,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
     opt.jobs = o.value("jobs", 0);
     opt.knobs = o.value("knobs", std::map<std::string, Knobs>{});
     opt.log = log;
+    opt.progress = progress;
     std::string p = o.value("precision", std::string("fp32"));
     bool report = o.value("report", false);
     if (p != "fp32") {

@@ -21,7 +21,8 @@ namespace qnnc {
 // lookup_tables, fp32_weight_bytes, quantized_weight_bytes, kept_reasons {why: count}} and
 // "accuracy" (the report) when asked.
 nlohmann::json compile_model_json(const std::string &model, const std::string &out_dir, const nlohmann::json &options,
-                                  const std::function<void(const std::string &)> &log = nullptr);
+                                  const std::function<void(const std::string &)> &log = nullptr,
+                                  const ProgressFn &progress = nullptr);
 
 // Compiles g in fp32 with opt's other settings, runs it and the quantized module in dir on
 // `inputs` seeded random inputs, and writes dir/accuracy.json (AccuracyReport::to_json plus

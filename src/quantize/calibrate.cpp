@@ -46,9 +46,13 @@ std::vector<std::vector<Tensor>> calibration_inputs(const Graph &g, const QConfi
 }
 
 std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::vector<std::vector<Tensor>> &inputs,
-                                                     const std::function<void(const std::string &)> &log) {
+                                                     const std::function<void(const std::string &)> &log,
+                                                     const ProgressFn &progress) {
   if (log) log("calibrating on " + std::to_string(inputs.size()) + " input(s)");
-  Module m = compile(g, CompileOptions{});
+  CompileOptions co;
+  co.progress = progress;
+  co.progress_task = "calibration kernels";
+  Module m = compile(g, co);
   const auto &steps = m.manifest()["steps"];
   const auto &vals = m.manifest()["values"];
   std::map<std::string, ActivationStats> st;
@@ -73,8 +77,10 @@ std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::
       }
     }
   };
+  int runs = 0, total_runs = 2 * (int)inputs.size();
   for (int pass = 0; pass < 2; pass++) {
     for (const auto &in : inputs) {
+      if (progress) progress({"calibration", runs++, total_runs, 0, pass == 0 ? "ranges" : "histograms"});
       // The model inputs themselves (a quantized first layer reads them), then every step's output.
       for (size_t i = 0; i < in.size() && i < g.inputs.size(); i++)
         record(pass, g.values[g.inputs[i]].name, in[i].data.data(), (int64_t)in[i].data.size());
@@ -89,6 +95,7 @@ std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::
       });
     }
   }
+  if (progress) progress({"calibration", total_runs, total_runs, 0, "done"});
   return st;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/progress.h"
 #include "quantize/qconfig.h"
 #include "runtime/tensor.h"
 
@@ -22,9 +23,12 @@ struct ActivationStats {
 // Sample inputs per the config: its data file, else seeded random normals.
 std::vector<std::vector<Tensor>> calibration_inputs(const Graph &g, const QConfig &cfg);
 
-// Statistics of every activation (by value name) of the fused fp32 graph g on inputs.
+// Statistics of every activation (by value name) of the fused fp32 graph g on inputs. progress
+// (optional) hears of the fp32 kernels compiled for it ("calibration kernels") and of each
+// run ("calibration": two passes over the inputs).
 std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::vector<std::vector<Tensor>> &inputs,
-                                                     const std::function<void(const std::string &)> &log);
+                                                     const std::function<void(const std::string &)> &log,
+                                                     const ProgressFn &progress = nullptr);
 
 // The clipping threshold chosen for a tensor (values beyond it saturate).
 float choose_threshold(const ActivationStats &s, const QConfig &cfg, int levels);
