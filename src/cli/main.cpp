@@ -324,7 +324,7 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
     return 0;
   }
   if (layer.empty()) throw Error("--stmt and --asm need --layer NAME (see `qnnc inspect " + dir + "` for names)");
-  std::printf("%s", shown_message(kernel_code(m, layer, stmt ? "stmt" : "asm")).c_str());
+  std::printf("%s", kernel_code(m, layer, stmt ? "stmt" : "asm").c_str());
   std::printf("\n");
   return 0;
 }

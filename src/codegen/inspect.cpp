@@ -42,7 +42,9 @@ std::string kernel_code(const nlohmann::json &m, const std::string &layer, const
     std::stringstream ss;
     ss << f.rdbuf();
     std::remove(tmp.c_str());
-    return "// " + layer + ": " + spec.describe() + "\n" + ss.str();
+    // The header quotes the module file (escaped); the body is Halide's own output.
+    return "// " + printable(layer, std::string::npos) + ": " + printable(spec.describe(), std::string::npos) + "\n" +
+           ss.str();
   }
   throw Error("no step named '" + printable(layer) + "' in the module");
 }
