@@ -114,6 +114,21 @@ class Module:
             self.set_threads(threads)
         return json.loads(self._m.profile(int(repeat), int(warmup), int(seed)))
 
+    def evaluate(self, inputs: Any, labels: Any = None) -> Dict[str, Any]:
+        """Top-1/top-5 accuracy on labelled data: ``evaluate(x, y)`` with x float32 N x (the
+        input's per-sample shape) and y N class indices, or ``evaluate("test.npz")`` (arrays
+        inputs/x and labels/y). Runs in batches of the compiled batch size. Returns {"top1",
+        "top5", "samples", "classes", "seconds"} (fractions)."""
+        if labels is None:
+            if not isinstance(inputs, (str, os.PathLike)):
+                raise QnncError("evaluate takes (inputs, labels) or the path of an .npz holding both")
+            return json.loads(self._m.evaluate_npz(os.fspath(inputs)))
+        x = _as_input(inputs, 0)
+        y = np.asarray(labels)
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise QnncError(f"labels must be a 1-D array of class indices, got {y.dtype} of shape {y.shape}")
+        return json.loads(self._m.evaluate(x, [int(v) for v in y]))
+
     def inspect(self, layer: str, what: str = "stmt") -> str:
         """Generated code of one step (a name from ``manifest["steps"]``): ``"stmt"`` is Halide's
         lowered loop nest, ``"asm"`` the assembly."""

@@ -16,6 +16,7 @@
 #include "codegen/inspect.h"
 #include "runtime/module.h"
 #include "runtime/profile.h"
+#include "runtime/evaluate.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -174,6 +175,23 @@ NB_MODULE(_qnnc, mod) {
             return qnnc::profile_module(m, in, repeat, warmup).to_json().dump();
           },
           "repeat"_a, "warmup"_a, "seed"_a)
+      .def(
+          "evaluate_npz",
+          [](qnnc::Module &m, const std::string &path) {
+            nb::gil_scoped_release unlocked;
+            return qnnc::evaluate_npz(m, path).to_json().dump();
+          },
+          "path"_a)
+      .def(
+          "evaluate",
+          [](qnnc::Module &m, const InArray &inputs, const std::vector<int64_t> &labels) {
+            qnnc::Tensor t;
+            for (size_t d = 0; d < inputs.ndim(); d++) t.shape.push_back((int64_t)inputs.shape(d));
+            t.data.assign(inputs.data(), inputs.data() + inputs.size());
+            nb::gil_scoped_release unlocked;
+            return qnnc::evaluate(m, t, labels).to_json().dump();
+          },
+          "inputs"_a, "labels"_a)
       .def(
           "inspect",
           [](qnnc::Module &m, const std::string &layer, const std::string &what) {

@@ -24,6 +24,7 @@
 #include "quantize/report.h"
 #include "runtime/npy.h"
 #include "runtime/profile.h"
+#include "runtime/evaluate.h"
 
 using namespace qnnc;
 
@@ -329,6 +330,27 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
   return 0;
 }
 
+// Top-1/top-5 on labelled data; also saved as MODULE/eval.json, which `qnnc report` shows.
+int cmd_eval(const std::string &dir, const std::string &data, int threads, const std::string &json, bool save) {
+  Module m = Module::load(dir);
+  m.set_threads(threads);
+  EvalResult r = evaluate_npz(m, data);
+  std::string prec = m.manifest().value("precision", "fp32");
+  std::printf("%s (%s): top-1 %.2f%%  top-5 %.2f%%  on %lld samples of %s (%lld classes), %.1f ms per sample\n",
+              shown(dir).c_str(), prec.c_str(), 100 * r.top1, 100 * r.top5, (long long)r.samples, shown(data).c_str(),
+              (long long)r.classes, 1e3 * r.seconds / r.samples);
+  nlohmann::json j = r.to_json();
+  j["precision"] = prec;
+  j["data"] = data;
+  for (const std::string &path : {save ? dir + "/eval.json" : std::string(), json}) {
+    if (path.empty()) continue;
+    std::ofstream f(path);
+    f << j.dump(1) << "\n";
+    if (!f) throw Error("cannot write '" + path + "'");
+  }
+  return 0;
+}
+
 // The report is drawn by the Python package (python/qnnc/report.py, plotly): run it with the
 // Python qnnc was built with (QNNC_PYTHON overrides), passing the arguments through.
 int cmd_report(const std::vector<std::string> &modules, const std::string &out, int threads, int repeat, bool no_code,
@@ -444,6 +466,17 @@ int main(int argc, char **argv) {
   em->add_option("-o,--output", output, "write the output as .npy");
   em->add_option("--json", json, "write the timings as JSON");
 
+  std::string eval_data;
+  bool no_save = false;
+  auto *ev = app.add_subcommand("eval", "Top-1 and top-5 accuracy of a module on labelled data, run in batches of the\n"
+                                        "module's batch size; saved as MODULE/eval.json for qnnc report");
+  ev->add_option("module", out, "module directory")->required();
+  ev->add_option("--data", eval_data, ".npz with inputs (float32 N,C,H,W, preprocessed) and labels (N integers)")
+      ->required();
+  ev->add_option("-t,--threads", threads, "threads (default: all cores)");
+  ev->add_option("--json", json, "also write the result to this JSON file");
+  ev->add_flag("--no-save", no_save, "do not write MODULE/eval.json");
+
   std::vector<std::string> report_modules;
   std::string report_out = "report.html", title;
   bool no_code = false;
@@ -469,6 +502,7 @@ int main(int argc, char **argv) {
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
+    if (*ev) return cmd_eval(out, eval_data, threads, json, !no_save);
     if (*rp) return cmd_report(report_modules, report_out, threads, report_repeat, no_code, title);
     if (*em) return cmd_emulate(out, board, threads, emu_repeat, emu_warmup, input, output, json);
   } catch (const std::exception &e) {

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "frontend/const_eval.h"
 #include "ir/shape_infer.h"
 #include "onnx/onnx.pb.h"
 
@@ -136,6 +137,74 @@ std::vector<int64_t> decode_int64s(const onnx::TensorProto &t, const std::string
   return std::vector<int64_t>(t.int64_data().begin(), t.int64_data().end());
 }
 
+// Contents of a FLOAT, INT64, INT32 or BOOL tensor as a compile-time value; false for other
+// element types.
+bool decode_const(const onnx::TensorProto &t, const std::string &name, ConstTensor *out) {
+  std::vector<int64_t> dims;
+  switch (t.data_type()) {
+    case onnx::TensorProto::FLOAT: {
+      std::vector<float> v = decode_floats(t, name, &dims);
+      *out = ConstTensor::floats(dims, std::move(v));
+      return true;
+    }
+    case onnx::TensorProto::INT64: {
+      std::vector<int64_t> v = decode_int64s(t, name, &dims);
+      *out = ConstTensor::ints(dims, std::move(v));
+      return true;
+    }
+    case onnx::TensorProto::INT32:
+    case onnx::TensorProto::BOOL: {  // both in int32_data, or raw (4 bytes / 1 byte each)
+      const bool is_bool = t.data_type() == onnx::TensorProto::BOOL;
+      dims.assign(t.dims().begin(), t.dims().end());
+      const int64_t n = element_count(dims, name);
+      std::vector<int64_t> v;
+      const size_t width = is_bool ? 1 : 4;
+      if (const unsigned char *p = raw_elements(t, name, n, width, dims)) {
+        for (int64_t i = 0; i < n; i++, p += width) {
+          uint32_t bits = is_bool ? p[0] : uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+          int32_t x;
+          std::memcpy(&x, &bits, 4);
+          v.push_back(is_bool ? (bits != 0) : x);
+        }
+      } else {
+        check_value_count(t.int32_data_size(), n, name, dims);
+        for (int32_t x : t.int32_data()) v.push_back(is_bool ? (x != 0) : x);
+      }
+      *out = is_bool ? ConstTensor::bools(dims, std::move(v)) : ConstTensor::ints(dims, std::move(v));
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// A compile-time value as a tensor named `name`: FLOAT, INT64 or BOOL, little-endian raw data.
+onnx::TensorProto encode_const(const ConstTensor &c, const std::string &name) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  for (int64_t d : c.dims) t.add_dims(d);
+  std::string raw;
+  if (c.is_float()) {
+    t.set_data_type(onnx::TensorProto::FLOAT);
+    raw.resize(c.f.size() * 4);
+    for (size_t i = 0; i < c.f.size(); i++) {
+      uint32_t bits;
+      std::memcpy(&bits, &c.f[i], 4);
+      for (int b = 0; b < 4; b++) raw[i * 4 + b] = (char)(bits >> (8 * b));
+    }
+  } else if (c.type == ConstTensor::Type::i64) {
+    t.set_data_type(onnx::TensorProto::INT64);
+    raw.resize(c.i.size() * 8);
+    for (size_t i = 0; i < c.i.size(); i++)
+      for (int b = 0; b < 8; b++) raw[i * 8 + b] = (char)((uint64_t)c.i[i] >> (8 * b));
+  } else {
+    t.set_data_type(onnx::TensorProto::BOOL);
+    for (int64_t v : c.i) raw.push_back(v ? 1 : 0);
+  }
+  t.set_raw_data(std::move(raw));
+  return t;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Node access
 
@@ -157,6 +226,7 @@ class NodeRef {
   const std::string &input(int k) const { return k < p_.input_size() ? p_.input(k) : empty(); }
   const std::string &output(int k) const { return k < p_.output_size() ? p_.output(k) : empty(); }
   int num_outputs() const { return p_.output_size(); }
+  int num_inputs() const { return p_.input_size(); }
 
   // Requires inputs [0, required) to be present and none at or beyond `max`.
   void expect_inputs(int required, int max) const {

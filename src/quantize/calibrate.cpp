@@ -24,19 +24,36 @@ std::vector<std::vector<Tensor>> calibration_inputs(const Graph &g, const QConfi
     } else {
       arrays.push_back(read_npy(p));
     }
-    // Each array is a batch of samples N,C,H,W; split into the model's batch size.
+    // Samples, whatever the arrays' batch sizes: each array is N samples of the model input's
+    // per-sample shape (or one sample without the batch dimension).
     int64_t per = 1;
     for (size_t i = 1; i < shape.size(); i++) per *= shape[i];
+    std::vector<const float *> samples;
     for (auto &a : arrays) {
-      if (a.shape.size() != shape.size() || !std::equal(a.shape.begin() + 1, a.shape.end(), shape.begin() + 1))
+      bool batched = a.shape.size() == shape.size() && std::equal(a.shape.begin() + 1, a.shape.end(), shape.begin() + 1);
+      bool single = a.shape.size() + 1 == shape.size() && std::equal(a.shape.begin(), a.shape.end(), shape.begin() + 1);
+      if (!batched && !single) {
+        std::vector<int64_t> sample(shape.begin() + 1, shape.end());
         throw Error("calibration data of shape " + shape_string(a.shape) + " does not fit the model input " +
-                    shape_string(shape));
-      for (int64_t n = 0; n + shape[0] <= a.shape[0]; n += shape[0]) {
-        Tensor t;
-        t.shape = shape;
-        t.data.assign(a.data.begin() + n * per, a.data.begin() + (n + shape[0]) * per);
-        out.push_back({t});
+                    shape_string(shape) + ": expected N samples of " + shape_string(sample));
       }
+      int64_t n = batched ? a.shape[0] : 1;
+      for (int64_t i = 0; i < n; i++) samples.push_back(a.data.data() + i * per);
+    }
+    if (samples.empty()) throw Error("calibration data holds no sample");
+    // Batches of the compiled batch size; the last one is completed with samples from the start
+    // (so a batch larger than the data repeats samples; ranges are unchanged by repeats).
+    const int64_t batch = shape[0];
+    const size_t batches = (samples.size() + batch - 1) / batch;
+    for (size_t k = 0; k < batches; k++) {
+      Tensor t;
+      t.shape = shape;
+      t.data.resize(batch * per);
+      for (int64_t j = 0; j < batch; j++) {
+        const float *src = samples[(k * batch + j) % samples.size()];
+        std::copy(src, src + per, t.data.begin() + j * per);
+      }
+      out.push_back({t});
     }
     if (out.empty()) throw Error("calibration data holds no sample");
     return out;

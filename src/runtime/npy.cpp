@@ -129,7 +129,24 @@ uint64_t le64(const std::string &b, size_t at) { return le32(b, at) | (uint64_t)
 
 }  // namespace
 
-Tensor parse_npy(const std::string &bytes, const std::string &what) {
+namespace {
+
+// Element size and kind of a .npy dtype qnnc reads: float32, and with integers_ok the integer
+// types (read as float32: exact for labels and indices below 2^24).
+struct NpyType {
+  int bytes = 0;
+  bool is_signed = false, is_float = false;
+};
+
+NpyType npy_type(const std::string &descr, bool integers_ok) {
+  if (descr == "<f4" || descr == "=f4") return {4, true, true};
+  if (integers_ok && descr.size() == 3 && (descr[0] == '<' || descr[0] == '=' || descr[0] == '|') &&
+      (descr[1] == 'i' || descr[1] == 'u') && (descr[2] == '1' || descr[2] == '2' || descr[2] == '4' || descr[2] == '8'))
+    return {descr[2] - '0', descr[1] == 'i', false};
+  return {};
+}
+
+Tensor parse_npy_impl(const std::string &bytes, const std::string &what, bool integers_ok, std::string *dtype) {
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
     throw Error("'" + what + "' is not a .npy file (bad magic)");
   int major = (unsigned char)bytes[6];
@@ -150,9 +167,11 @@ Tensor parse_npy(const std::string &bytes, const std::string &what) {
   bool fortran = false;
   Tensor t;
   HeaderParser(h, what).parse(&descr, &fortran, &t.shape);
-  if (descr != "<f4" && descr != "=f4")
-    throw Error("'" + what + "' holds dtype '" + printable(descr) +
-                "'; qnnc expects float32 ('<f4'): convert with x.astype(np.float32)");
+  NpyType type = npy_type(descr, integers_ok);
+  if (type.bytes == 0)
+    throw Error("'" + what + "' holds dtype '" + printable(descr) + "'; qnnc expects float32 ('<f4')" +
+                (integers_ok ? " or integers" : "") + ": convert with x.astype(np.float32)");
+  if (dtype) *dtype = type.is_float ? "float32" : std::string(type.is_signed ? "int" : "uint") + std::to_string(8 * type.bytes);
   if (fortran) throw Error("'" + what + "' is Fortran-ordered; save a C-ordered array");
   const size_t data_at = hstart + hlen, have = bytes.size() - data_at;
   // Element count, checked against the bytes present before anything is allocated; the product
@@ -171,13 +190,28 @@ Tensor parse_npy(const std::string &bytes, const std::string &what) {
     }
   }
   if (empty) n = 0;
-  if (n > have / 4)
-    throw Error("'" + what + "' is truncated: shape " + shape_string(t.shape) + " needs " + std::to_string(n * 4) +
-                " data bytes, file has " + std::to_string(have));
+  if (n > have / type.bytes)
+    throw Error("'" + what + "' is truncated: shape " + shape_string(t.shape) + " needs " +
+                std::to_string(n * type.bytes) + " data bytes, file has " + std::to_string(have));
   t.data.resize(n);
-  if (n) std::memcpy(t.data.data(), bytes.data() + data_at, n * 4);
+  if (type.is_float) {
+    if (n) std::memcpy(t.data.data(), bytes.data() + data_at, n * 4);
+    return t;
+  }
+  const unsigned char *p = (const unsigned char *)bytes.data() + data_at;
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t u = 0;
+    for (int b = 0; b < type.bytes; b++) u |= (uint64_t)p[i * type.bytes + b] << (8 * b);
+    int64_t v = (int64_t)u;
+    if (type.is_signed && type.bytes < 8 && (u >> (8 * type.bytes - 1)) & 1) v = (int64_t)(u | (~uint64_t(0) << (8 * type.bytes)));
+    t.data[i] = type.is_signed ? (float)v : (float)u;
+  }
   return t;
 }
+
+}  // namespace
+
+Tensor parse_npy(const std::string &bytes, const std::string &what) { return parse_npy_impl(bytes, what, false, nullptr); }
 
 namespace {
 
@@ -210,8 +244,10 @@ void write_npy(const std::string &path, const Tensor &t) {
   if (!f) throw Error("writing '" + path + "' failed");
 }
 
-std::vector<std::pair<std::string, Tensor>> parse_npz(const std::string &b, const std::string &what) {
-  std::vector<std::pair<std::string, Tensor>> out;
+namespace {
+
+template <typename Add>
+void parse_npz_members(const std::string &b, const std::string &what, const Add &add) {
   size_t at = 0;
   while (b.size() - at >= 30 && le32(b, at) == 0x04034b50) {
     uint16_t flags = le16(b, at + 6), method = le16(b, at + 8);
@@ -241,10 +277,31 @@ std::vector<std::pair<std::string, Tensor>> parse_npz(const std::string &b, cons
       throw Error("'" + what + "': member '" + shown + "' keeps its size in a data descriptor; save with np.savez");
     if (csize > b.size() - data) throw Error("'" + what + "' is truncated (in member '" + shown + "')");
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
-    out.emplace_back(name, parse_npy(b.substr(data, (size_t)csize), what + ":" + printable(name)));
+    add(name, b.substr(data, (size_t)csize), what + ":" + printable(name));
     at = data + (size_t)csize;
   }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> parse_npz(const std::string &bytes, const std::string &what) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  parse_npz_members(bytes, what, [&](const std::string &name, const std::string &member, const std::string &w) {
+    out.emplace_back(name, parse_npy(member, w));
+  });
   if (out.empty()) throw Error("'" + what + "' is not a .npz archive of arrays");
+  return out;
+}
+
+std::vector<NpyArray> read_npz_any(const std::string &path) {
+  std::vector<NpyArray> out;
+  parse_npz_members(slurp(path), path, [&](const std::string &name, const std::string &member, const std::string &w) {
+    NpyArray a;
+    a.name = name;
+    a.values = parse_npy_impl(member, w, true, &a.dtype);
+    out.push_back(std::move(a));
+  });
+  if (out.empty()) throw Error("'" + path + "' is not a .npz archive of arrays");
   return out;
 }
 
