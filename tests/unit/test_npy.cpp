@@ -350,3 +350,42 @@ TEST_F(NpyTest, NpzErrors) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string int_bytes(const std::vector<int64_t> &v, int width) {
+  std::string b;
+  for (int64_t x : v)
+    for (int k = 0; k < width; k++) b += (char)((uint64_t)x >> (8 * k) & 0xff);
+  return b;
+}
+
+// Labels for `qnnc eval`: integer members of every width and sign are read (as float values,
+// sign-extended), with their dtype named; the strict reader still refuses them.
+TEST_F(NpyTest, IntegerMembersReadAsLabels) {
+  std::vector<float> x{0.5f, -1.25f};
+  write_bytes(path("d.npz"), make_zip({{"inputs.npy", npy_bytes("<f4", "(2,)", float_bytes(x))},
+                                       {"labels.npy", npy_bytes("<i8", "(3,)", int_bytes({3, -1, 7}, 8))},
+                                       {"u8.npy", npy_bytes("|u1", "(2,)", int_bytes({255, 0}, 1))},
+                                       {"i2.npy", npy_bytes("<i2", "(2,)", int_bytes({-300, 300}, 2))},
+                                       {"u4.npy", npy_bytes("<u4", "(1,)", int_bytes({4000000000LL}, 4))}},
+                                      false));
+  auto a = qnnc::read_npz_any(path("d.npz"));
+  ASSERT_EQ(a.size(), 5u);
+  EXPECT_EQ(a[0].dtype, "float32");
+  EXPECT_EQ(a[0].values.data, x);
+  EXPECT_EQ(a[1].name, "labels");
+  EXPECT_EQ(a[1].dtype, "int64");
+  EXPECT_EQ(a[1].values.data, (std::vector<float>{3, -1, 7}));
+  EXPECT_EQ(a[2].dtype, "uint8");
+  EXPECT_EQ(a[2].values.data, (std::vector<float>{255, 0}));
+  EXPECT_EQ(a[3].dtype, "int16");
+  EXPECT_EQ(a[3].values.data, (std::vector<float>{-300, 300}));
+  EXPECT_EQ(a[4].dtype, "uint32");
+  EXPECT_EQ(a[4].values.data, (std::vector<float>{4000000000.f}));
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::read_npz(path("d.npz")); }), "'<i8'");
+  write_bytes(path("f8.npz"), make_zip({{"x.npy", npy_bytes("<f8", "(1,)", std::string(8, '\0'))}}, false));
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::read_npz_any(path("f8.npz")); }), "float32 ('<f4') or integers");
+}
+
+}  // namespace
