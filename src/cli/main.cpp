@@ -415,7 +415,7 @@ int main(int argc, char **argv) {
   c->add_option("--calib-data", qf.calib_data, "calibration inputs (.npy or .npz of N,C,H,W float32) instead of random ones");
   c->add_option("--percentile", qf.percentile, "with --calib-mode percentile")->capture_default_str();
   c->add_option("--global-scale", qf.global_scale, "with --calib-mode global_scale: the clipping range")->capture_default_str();
-  c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max or power2")->capture_default_str();
+  c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max (largest weight exact), power2, or mse (least squared error; pays at 2-4 bits)")->capture_default_str();
   c->add_option("--rounding", qf.rounding,
                 "ties in requantization and quantize: upward (x.5 -> up, as TVM's default) or tonearest (to even)")
       ->check(CLI::IsMember({"upward", "tonearest"}))

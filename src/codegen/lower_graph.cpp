@@ -617,6 +617,25 @@ struct Lowering {
     resolve_knobs(s);
     st.args = {{value(n.inputs[0]), packed(s.in_shape)}, {value(out), packed(s.out_shape)}};
   }
+  // A constant padding (negative pads crop), same layout in and out: spec.pads holds the begins,
+  // then the ends, per memory dimension; spec.fparams[0] is the value.
+  void lower_pad(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const auto &t = g.values[n.inputs[0]].type;
+    if (t.dtype != DType::f32 || g.values[n.inputs[0]].is_const())
+      throw Error("node '" + n.name + "': pad takes an fp32 activation");
+    const auto pads = n.ints("pads");
+    const size_t r = t.shape.size();
+    s.in_shape = mem_extents(n.inputs[0]);
+    s.out_shape = mem_extents(out);
+    s.pads.clear();
+    const auto order = memory_axes(r, t.layout);
+    for (int64_t a : order) s.pads.push_back(pads[(size_t)a]);
+    for (int64_t a : order) s.pads.push_back(pads[(size_t)a + r]);
+    s.fparams = {n.f("value", 0.f)};
+    resolve_knobs(s);
+    st.args = {{value(n.inputs[0]), packed(s.in_shape)}, {value(out), packed(s.out_shape)}};
+  }
   // Layer normalization over the last axis: gamma and beta of K values.
   void lower_layernorm(const Node &n, PlanStep &st, int out) {
     st.spec.fparams = {n.f("epsilon", 1e-5f)};
@@ -654,6 +673,7 @@ struct Lowering {
         {"transpose", &Lowering::lower_transpose},
         {"channel_shuffle", &Lowering::lower_channel_shuffle},
         {"slice", &Lowering::lower_slice},
+        {"pad", &Lowering::lower_pad},
         {"layernorm", &Lowering::lower_layernorm},
         {"lut", &Lowering::lower_lut},
         {"softmax", &Lowering::lower_softmax},

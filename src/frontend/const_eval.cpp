@@ -172,10 +172,12 @@ const std::set<std::string> &unary_ops() {
 }  // namespace
 
 int64_t checked_numel(const std::vector<int64_t> &dims) {
+  for (int64_t d : dims)
+    if (d < 0) fail("negative dimension in shape " + dims_str(dims));
+  for (int64_t d : dims)
+    if (d == 0) return 0;
   int64_t n = 1;
   for (int64_t d : dims) {
-    if (d < 0) fail("negative dimension in shape " + dims_str(dims));
-    if (d == 0) fail("shape " + dims_str(dims) + " is empty; qnnc does not support empty tensors");
     if (d > kMaxFoldElements || n * d > kMaxFoldElements)
       fail("shape " + dims_str(dims) + " has more than " + std::to_string(kMaxFoldElements) +
            " elements, more than qnnc computes at compile time");
@@ -389,12 +391,12 @@ ConstTensor reshape(const ConstTensor &x, std::vector<int64_t> shape, bool allow
       infer = (int)k;
       continue;
     }
-    if (s <= 0) fail("invalid target shape " + dims_str(shape));
+    if (s < 0 || (s == 0 && !allowzero)) fail("invalid target shape " + dims_str(shape));
     if (s > kMaxFoldElements || known * s > kMaxFoldElements) fail("target shape " + dims_str(shape) + " is too large");
     known *= s;
   }
   if (infer >= 0) {
-    if (n % known != 0) fail("cannot reshape " + dims_str(x.dims) + " to " + dims_str(shape));
+    if (known == 0 || n % known != 0) fail("cannot reshape " + dims_str(x.dims) + " to " + dims_str(shape));
     shape[(size_t)infer] = n / known;
     known = n;
   }
@@ -510,9 +512,9 @@ ConstTensor slice(const ConstTensor &x, const std::vector<int64_t> &starts, cons
     if (s == 0) fail("a step of 0 is not allowed");
     int64_t lo = starts[k] < 0 ? starts[k] + d : starts[k], hi = ends[k] < 0 ? ends[k] + d : ends[k];
     // Elements lo, lo + s, ... before hi, with the bounds clamped as ONNX does.
-    if (s > 0) {
+    if (s > 0 || d == 0) {
       lo = std::clamp<int64_t>(lo, 0, d);
-      hi = std::clamp<int64_t>(hi, 0, d);
+      hi = s > 0 ? std::clamp<int64_t>(hi, 0, d) : lo;
     } else {
       lo = std::clamp<int64_t>(lo, 0, d - 1);
       hi = std::clamp<int64_t>(hi, -1, d - 1);
@@ -560,7 +562,6 @@ ConstTensor range(const ConstTensor &start, const ConstTensor &limit, const Cons
     if (n > (double)kMaxFoldElements) fail("Range would have more than " + std::to_string(kMaxFoldElements) + " elements");
     std::vector<float> v;
     for (int64_t k = 0; k < (int64_t)n; k++) v.push_back(s + (float)k * d);
-    checked_numel({(int64_t)v.size()});
     return ConstTensor::floats({(int64_t)v.size()}, std::move(v));
   }
   const int64_t s = start.i[0], l = limit.i[0], d = delta.i[0];
@@ -572,7 +573,6 @@ ConstTensor range(const ConstTensor &start, const ConstTensor &limit, const Cons
     n = (span - 1) / step + 1;
   }
   if (n > (uint64_t)kMaxFoldElements) fail("Range would have more than " + std::to_string(kMaxFoldElements) + " elements");
-  checked_numel({(int64_t)n});
   std::vector<int64_t> v;
   for (uint64_t k = 0; k < n; k++) v.push_back(s + (int64_t)k * d);
   return ConstTensor::ints({(int64_t)n}, std::move(v));

@@ -5,8 +5,9 @@
 // evaluates every such node here, so it never becomes a graph node or a kernel.
 //
 // Each function checks its operands and throws qnnc::Error (no node name: the importer adds it).
-// Results are capped at kMaxFoldElements elements and must not be empty; integer arithmetic
-// that would overflow int64 is refused rather than wrapped.
+// Results are capped at kMaxFoldElements elements; they may be empty (shape arithmetic slices
+// and concatenates empty shape vectors), but the importer refuses an empty tensor where the
+// graph would read it. Integer arithmetic that would overflow int64 is refused, not wrapped.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -37,7 +38,7 @@ const char *const_type_name(ConstTensor::Type t);
 
 namespace const_eval {
 
-// Number of elements of `dims` (checked: non-negative, at most kMaxFoldElements, not zero).
+// Number of elements of `dims` (checked: non-negative, at most kMaxFoldElements).
 int64_t checked_numel(const std::vector<int64_t> &dims);
 
 // Numpy (multidirectional) broadcasting of shapes.

@@ -141,7 +141,19 @@ std::vector<int64_t> decode_int64s(const onnx::TensorProto &t, const std::string
 // element types.
 bool decode_const(const onnx::TensorProto &t, const std::string &name, ConstTensor *out) {
   std::vector<int64_t> dims;
-  switch (t.data_type()) {
+  const auto type = t.data_type();
+  if (checked_product(std::vector<int64_t>(t.dims().begin(), t.dims().end())) == 0) {
+    // Empty (shape arithmetic makes them, e.g. Shape(x)[2:] of a 2-D x): no values to read.
+    if (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::INT64 && type != onnx::TensorProto::INT32 &&
+        type != onnx::TensorProto::BOOL)
+      return false;
+    dims.assign(t.dims().begin(), t.dims().end());
+    *out = type == onnx::TensorProto::FLOAT  ? ConstTensor::floats(dims, {})
+           : type == onnx::TensorProto::BOOL ? ConstTensor::bools(dims, {})
+                                             : ConstTensor::ints(dims, {});
+    return true;
+  }
+  switch (type) {
     case onnx::TensorProto::FLOAT: {
       std::vector<float> v = decode_floats(t, name, &dims);
       *out = ConstTensor::floats(dims, std::move(v));
@@ -390,7 +402,7 @@ class Importer {
   void lower_alias(const NodeRef &n);
   void lower_constant(const NodeRef &n);
   void lower_shape(const NodeRef &n);
-  void lower_shape_only(const NodeRef &n);
+  void lower_const_only(const NodeRef &n);
   void lower_expand(const NodeRef &n);
   void lower_softmax(const NodeRef &n);
   void lower_cast(const NodeRef &n);
@@ -407,7 +419,13 @@ class Importer {
   bool int_const(const std::string &name, std::vector<int64_t> *dims, std::vector<int64_t> *vals) const;
   std::vector<int64_t> int_input(const NodeRef &n, int k, const char *role);
   void define_int_const(const NodeRef &n, int k, std::vector<int64_t> dims, std::vector<int64_t> vals);
-  bool fold_int_op(const NodeRef &n);
+  // Constant folding: any node of a foldable operator whose inputs are all known at compile time
+  // (initializers, Constant nodes, shapes, earlier folded results) is evaluated here
+  // (frontend/const_eval.h) and its output recorded as a constant; it never reaches the graph.
+  bool const_input(const std::string &name, ConstTensor *out) const;
+  void define_const(const NodeRef &n, int k, const ConstTensor &c);
+  bool fold_const_op(const NodeRef &n);
+  ConstTensor evaluate(const NodeRef &n, const std::vector<const ConstTensor *> &in);
   // Emits a Slice of x (full-rank starts/steps, output shape) as output k of n.
   int emit_slice(const NodeRef &n, int k, int x, std::vector<int64_t> starts, std::vector<int64_t> steps,
                  std::vector<int64_t> sizes);
@@ -434,12 +452,30 @@ const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
   static const std::map<std::string, Lowering> table = {
       {"Add", &Importer::lower_add},
       {"AveragePool", &Importer::lower_pool},
-      {"ConstantOfShape", &Importer::lower_shape_only},
-      {"Equal", &Importer::lower_shape_only},
+      {"And", &Importer::lower_const_only},
+      {"Abs", &Importer::lower_const_only},
+      {"Ceil", &Importer::lower_const_only},
+      {"ConstantOfShape", &Importer::lower_const_only},
+      {"Equal", &Importer::lower_const_only},
+      {"Floor", &Importer::lower_const_only},
+      {"Greater", &Importer::lower_const_only},
+      {"GreaterOrEqual", &Importer::lower_const_only},
+      {"Less", &Importer::lower_const_only},
+      {"LessOrEqual", &Importer::lower_const_only},
+      {"Max", &Importer::lower_const_only},
+      {"Min", &Importer::lower_const_only},
+      {"Mod", &Importer::lower_const_only},
+      {"Neg", &Importer::lower_const_only},
+      {"Not", &Importer::lower_const_only},
+      {"Or", &Importer::lower_const_only},
+      {"Range", &Importer::lower_const_only},
+      {"Reciprocal", &Importer::lower_const_only},
+      {"ScatterND", &Importer::lower_const_only},
+      {"Xor", &Importer::lower_const_only},
       {"Erf", &Importer::lower_activation},
       {"Expand", &Importer::lower_expand},
       {"Softmax", &Importer::lower_softmax},
-      {"Where", &Importer::lower_shape_only},
+      {"Where", &Importer::lower_const_only},
       {"Gather", &Importer::lower_gather},
       {"LayerNormalization", &Importer::lower_layernorm},
       {"Pow", &Importer::lower_pow},
@@ -606,7 +642,7 @@ void Importer::lower(const NodeRef &n) {
     throw Error("unsupported operator '" + printable(n.op()) + "' (node '" + printable(n.name()) +
                 "'); qnnc supports: " + supported_ops());
   if (n.output(0).empty()) n.fail("has no output");
-  if (fold_int_op(n)) return;
+  if (fold_const_op(n)) return;
   (this->*it->second)(n);
 }
 
@@ -988,21 +1024,16 @@ void Importer::lower_concat(const NodeRef &n) {
   emit(n, std::move(node));
 }
 
-// Pad (constant mode, value 0) of the spatial axes of a 4-D tensor: pads from the attribute
-// (opset < 11) or a constant int64 input. Zero pads are an alias; others stay a Pad node that
-// fusion folds into the consuming Conv or AveragePool.
+// Pad (constant mode) of any axes: pads from the attribute (opset < 11) or a compile-time int64
+// input, over all axes or those of the axes input (opset 18). Zero pads are an alias; others are
+// a Pad node {pads: begins then ends over all axes, value}, which fusion folds into the
+// consuming Conv or AveragePool when it is a zero padding of the spatial axes of an image, and
+// runs as a pad kernel otherwise. Negative pads crop.
 void Importer::lower_pad(const NodeRef &n) {
   n.expect_inputs(1, 4);
   std::string mode = n.attr("mode") ? n.get_s("mode", "constant") : "constant";
   if (mode != "constant") n.fail("only mode 'constant' is supported, got '" + printable(mode) + "'");
-  std::vector<int64_t> pads = n.get_ints("pads");
-  if (!n.input(1).empty()) {
-    auto t = tensors_.find(n.input(1));
-    if (t == tensors_.end() || t->second->data_type() != onnx::TensorProto::INT64)
-      n.fail("pads input '" + printable(n.input(1)) + "' must be a constant int64 tensor");
-    std::vector<int64_t> dims;
-    pads = decode_int64s(*t->second, n.input(1), &dims);
-  }
+  std::vector<int64_t> pads = n.input(1).empty() ? n.get_ints("pads") : int_input(n, 1, "pads");
   float value_f = n.get_f("value", 0.f);
   if (!n.input(2).empty()) {
     std::vector<int64_t> dims;
@@ -1010,23 +1041,42 @@ void Importer::lower_pad(const NodeRef &n) {
     if (v.size() > 1) n.fail("constant_value must be a scalar");
     if (!v.empty()) value_f = v[0];
   }
-  if (!n.input(3).empty()) n.fail("the axes input is not supported");
   int x = value(n, n.input(0));
-  const auto &xs = shape_of(x);
-  if (pads.size() != 2 * xs.size()) n.fail("pads has " + std::to_string(pads.size()) + " entries for a rank-" + std::to_string(xs.size()) + " input");
+  const std::vector<int64_t> xs = shape_of(x);
+  const int64_t r = (int64_t)xs.size();
+  if (!n.input(3).empty()) {  // pads for the listed axes only
+    std::vector<int64_t> axes = int_input(n, 3, "axes");
+    if (pads.size() != 2 * axes.size())
+      n.fail("pads has " + std::to_string(pads.size()) + " entries for " + std::to_string(axes.size()) + " axes");
+    std::vector<int64_t> full((size_t)(2 * r), 0);
+    std::vector<bool> seen((size_t)r, false);
+    for (size_t k = 0; k < axes.size(); k++) {
+      int64_t a = axes[k] < 0 ? axes[k] + r : axes[k];
+      if (a < 0 || a >= r || seen[(size_t)a]) n.fail("axes " + shape_str(axes) + " are out of range or repeated");
+      seen[(size_t)a] = true;
+      full[(size_t)a] = pads[k];
+      full[(size_t)(a + r)] = pads[k + axes.size()];
+    }
+    pads = full;
+  }
+  if ((int64_t)pads.size() != 2 * r)
+    n.fail("pads has " + std::to_string(pads.size()) + " entries for a rank-" + std::to_string(r) + " input");
   bool zero = std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; });
   if (zero) {
     lower_alias(n);
     return;
   }
-  if (xs.size() != 4 || pads[0] || pads[1] || pads[4] || pads[5])
-    n.fail("only padding of the spatial axes of a 4-D tensor is supported (pads " + shape_str(pads) + ")");
-  if (value_f != 0.f) n.fail("only zero padding is supported (value " + std::to_string(value_f) + ")");
-  for (int64_t p : pads)
-    if (p < 0) n.fail("negative pads (cropping) are not supported");
+  if (r > 6) n.fail("tensors of rank above 6 are not supported");
+  for (int64_t d = 0; d < r; d++) {
+    const int64_t b = pads[(size_t)d], e = pads[(size_t)(d + r)];
+    if (b < -kMaxDim || b > kMaxDim || e < -kMaxDim || e > kMaxDim || xs[(size_t)d] + b + e < 1 ||
+        xs[(size_t)d] + b + e > kMaxDim)
+      n.fail("pads " + shape_str(pads) + " do not leave a non-empty result for input " + shape_str(xs));
+  }
   Node node = make_node(n, "Pad");
   node.inputs = {x};
-  node.set_ints("pads", {pads[2], pads[3], pads[6], pads[7]});  // top, left, bottom, right
+  node.set_ints("pads", pads);
+  node.set_f("value", value_f);
   emit(n, std::move(node));
 }
 
@@ -1155,9 +1205,17 @@ void Importer::lower_reshape(const NodeRef &n) {
   emit(n, std::move(node));
 }
 
-// Identity and (inference) Dropout: the output is another name for the input.
+// Identity and (inference) Dropout: the output is another name for the input. A Dropout whose
+// training_mode is a constant true and whose ratio is not 0 would drop values at random: refused.
 void Importer::lower_alias(const NodeRef &n) {
   n.expect_inputs(1, n.op() == "Dropout" ? 3 : n.op() == "Pad" ? 4 : 1);
+  if (n.op() == "Dropout" && !n.input(2).empty()) {
+    ConstTensor training, ratio = ConstTensor::floats({}, {n.get_f("ratio", 0.5f)});
+    if (const_input(n.input(2), &training) && training.numel() == 1 && training.i.size() == 1 && training.i[0] &&
+        (n.input(1).empty() || const_input(n.input(1), &ratio)) && ratio.is_float() && ratio.f.size() == 1 &&
+        ratio.f[0] != 0.f)
+      n.fail("training-mode Dropout (ratio " + std::to_string(ratio.f[0]) + ") is random; export the model in eval mode");
+  }
   const std::string &in = n.input(0), &out = n.output(0);
   claim(n, out);
   auto t = tensors_.find(in);
@@ -1235,94 +1293,124 @@ void Importer::define_int_const(const NodeRef &n, int k, std::vector<int64_t> di
   tensors_[out] = &owned_.back();
 }
 
-// Evaluates an op whose inputs are all compile-time int64 tensors (shape arithmetic as
-// exporters write it: Gather of a Shape, Unsqueeze, Concat, integer Add/Sub/Mul/Div, Slice,
-// Squeeze, Cast to an integer type). Returns false when n is not such an op.
-bool Importer::fold_int_op(const NodeRef &n) {
-  static const std::set<std::string> ops{"Gather", "Unsqueeze", "Squeeze", "Concat", "Add",   "Sub",  "Mul",
-                                         "Div",    "Cast",      "Slice",   "Equal",  "Where", "ConstantOfShape"};
-  if (!ops.count(n.op()) || n.num_outputs() != 1) return false;
-  if (n.op() == "ConstantOfShape") {  // an int64 fill of a compile-time shape
-    std::vector<int64_t> sd, shape, fill{0};
-    if (!int_const(n.input(0), &sd, &shape)) return false;
-    if (const onnx::TensorProto *t = n.get_t("value")) {
-      if (t->data_type() != onnx::TensorProto::INT64) return false;
-      std::vector<int64_t> fd;
-      fill = decode_int64s(*t, n.output(0), &fd);
-      if (fill.size() != 1) n.fail("value must hold one element");
-    } else {
-      return false;  // a float fill: not shape arithmetic
-    }
-    int64_t count = 1;
-    for (int64_t d : shape) count *= d;
-    if (count < 0 || count > 4096) n.fail("an int64 fill of " + std::to_string(count) + " values is not shape arithmetic");
-    define_int_const(n, 0, shape, std::vector<int64_t>((size_t)count, fill[0]));
+bool Importer::const_input(const std::string &name, ConstTensor *out) const {
+  auto v = vals_.find(name);
+  if (v != vals_.end()) {  // a graph constant (float weights, possibly rewritten by a lowering)
+    const Value &gv = g_.values[v->second];
+    if (!gv.is_const() || !gv.data) return false;
+    *out = ConstTensor::floats(gv.type.shape, *gv.data);
     return true;
   }
-  std::vector<std::vector<int64_t>> dims, vals;
-  for (int k = 0; !n.input(k).empty() || k < 1; k++) {
-    if (n.input(k).empty()) return false;
-    dims.emplace_back();
-    vals.emplace_back();
-    if (!int_const(n.input(k), &dims.back(), &vals.back())) return false;
+  auto t = tensors_.find(name);
+  return t != tensors_.end() && decode_const(*t->second, name, out);
+}
+
+void Importer::define_const(const NodeRef &n, int k, const ConstTensor &c) {
+  const std::string &out = n.output(k);
+  claim(n, out);
+  owned_.push_back(encode_const(c, out));
+  tensors_[out] = &owned_.back();
+}
+
+bool Importer::fold_const_op(const NodeRef &n) {
+  static const std::set<std::string> structural{"Cast",      "Reshape", "Transpose", "Concat",          "Gather",
+                                                "Slice",     "Expand",  "Range",     "ConstantOfShape", "ScatterND",
+                                                "Unsqueeze", "Squeeze", "Flatten",   "Shape"};
+  if (!structural.count(n.op()) && !const_eval::is_elementwise(n.op())) return false;
+  if (n.num_outputs() != 1 || n.num_inputs() == 0 || n.input(0).empty()) return false;
+  std::vector<ConstTensor> in((size_t)n.num_inputs());
+  std::vector<const ConstTensor *> ptrs;
+  for (int k = 0; k < n.num_inputs(); k++) {
+    if (n.input(k).empty()) {  // an omitted optional input
+      ptrs.push_back(nullptr);
+      continue;
+    }
+    if (!const_input(n.input(k), &in[(size_t)k])) return false;
+    ptrs.push_back(&in[(size_t)k]);
   }
-  const std::string &op = n.op();
-  std::vector<int64_t> od, ov;
-  auto axes_of = [&](int k) {  // Unsqueeze/Squeeze axes: attribute (opset < 13) or input 1
-    return k < (int)vals.size() ? vals[k] : n.get_ints("axes");
-  };
-  if (op == "Cast") {
-    int64_t to = n.get_i("to", 0);
-    if (to != onnx::TensorProto::INT64 && to != onnx::TensorProto::INT32) return false;
-    od = dims[0], ov = vals[0];
-  } else if (op == "Gather") {
-    if (dims[0].size() != 1) n.fail("gathering from a " + shape_str(dims[0]) + " int64 tensor is not supported");
-    const int64_t len = (int64_t)vals[0].size();
-    for (int64_t i : vals[1]) {
-      if (i < -len || i >= len) n.fail("index " + std::to_string(i) + " is out of range for " + std::to_string(len) + " values");
-      ov.push_back(vals[0][i < 0 ? i + len : i]);
-    }
-    od = dims[1];
-  } else if (op == "Unsqueeze" || op == "Squeeze") {
-    od = squeezed_shape(n, dims[0], axes_of(1));
-    ov = vals[0];
-  } else if (op == "Concat") {
-    for (size_t k = 0; k < vals.size(); k++) {
-      if (dims[k].size() > 1) n.fail("concatenating int64 tensors of rank > 1 is not supported");
-      ov.insert(ov.end(), vals[k].begin(), vals[k].end());
-    }
-    od = {(int64_t)ov.size()};
-  } else if (op == "Slice") {
-    if (dims[0].size() != 1 || vals.size() < 3) n.fail("slicing int64 tensors is supported on 1-D tensors only");
-    const int64_t len = (int64_t)vals[0].size();
-    int64_t b = vals[1].at(0), e = vals[2].at(0), st = vals.size() > 4 ? vals[4].at(0) : 1;
-    if (st <= 0) n.fail("only positive steps are supported when slicing int64 tensors");
-    b = std::clamp<int64_t>(b < 0 ? b + len : b, 0, len);
-    e = std::clamp<int64_t>(e < 0 ? e + len : e, 0, len);
-    for (int64_t i = b; i < e; i += st) ov.push_back(vals[0][i]);
-    od = {(int64_t)ov.size()};
-  } else if (op == "Where") {
-    if (vals.size() != 3) return false;
-    size_t len = std::max({vals[0].size(), vals[1].size(), vals[2].size()});
-    for (const auto &v : vals)
-      if (v.size() != len && v.size() != 1) n.fail("int64 operands do not broadcast");
-    od = vals[0].size() == len ? dims[0] : vals[1].size() == len ? dims[1] : dims[2];
-    auto at = [&](int k, size_t i) { return vals[k][vals[k].size() == 1 ? 0 : i]; };
-    for (size_t i = 0; i < len; i++) ov.push_back(at(0, i) ? at(1, i) : at(2, i));
-  } else {  // Add, Sub, Mul, Div, Equal with numpy broadcasting of a scalar side
-    const auto &a = vals[0], &c = vals[1];
-    if (a.size() != c.size() && a.size() != 1 && c.size() != 1)
-      n.fail("int64 operands " + shape_str(dims[0]) + " and " + shape_str(dims[1]) + " do not broadcast");
-    const size_t len = std::max(a.size(), c.size());
-    od = a.size() >= c.size() ? dims[0] : dims[1];
-    for (size_t i = 0; i < len; i++) {
-      int64_t x = a[a.size() == 1 ? 0 : i], y = c[c.size() == 1 ? 0 : i];
-      if (op == "Div" && y == 0) n.fail("integer division by zero in shape arithmetic");
-      ov.push_back(op == "Add" ? x + y : op == "Sub" ? x - y : op == "Mul" ? x * y : op == "Equal" ? x == y : x / y);
-    }
+  ConstTensor out;
+  try {
+    out = evaluate(n, ptrs);
+  } catch (const Error &e) {
+    n.fail(std::string("evaluating it at compile time: ") + e.what());
   }
-  define_int_const(n, 0, od, ov);
+  define_const(n, 0, out);
   return true;
+}
+
+// The value of foldable node n from its compile-time inputs (null: an omitted optional input).
+ConstTensor Importer::evaluate(const NodeRef &n, const std::vector<const ConstTensor *> &in) {
+  namespace ce = const_eval;
+  const std::string &op = n.op();
+  auto operand = [&](size_t k, const char *role) -> const ConstTensor & {
+    if (k >= in.size() || !in[k]) n.fail(std::string("input ") + std::to_string(k) + " (" + role + ") is missing");
+    return *in[k];
+  };
+  // A 1-D (or scalar) integer operand: shape, axes, starts, ...
+  auto ints = [&](size_t k, const char *role) {
+    const ConstTensor &t = operand(k, role);
+    if (t.type != ConstTensor::Type::i64 || t.dims.size() > 1)
+      n.fail(std::string(role) + " must be a 1-D integer tensor, got " + const_type_name(t.type) + " " + shape_str(t.dims));
+    return t.i;
+  };
+  const ConstTensor &x = operand(0, "input");
+  if (ce::is_elementwise(op)) {
+    for (const ConstTensor *t : in)
+      if (!t) n.fail("an input is missing");
+    return ce::elementwise(op, in, n.get_i("fmod", 0));
+  }
+  if (op == "Cast") return ce::cast(x, n.get_i("to", 0));
+  if (op == "Reshape") return ce::reshape(x, ints(1, "shape"), n.get_i("allowzero", 0) != 0);
+  if (op == "Transpose") return ce::transpose(x, n.get_ints("perm"));
+  if (op == "Concat") {
+    if (!n.attr("axis")) n.fail("attribute 'axis' is required");
+    for (const ConstTensor *t : in)
+      if (!t) n.fail("an input is missing");
+    return ce::concat(in, n.get_i("axis", 0));
+  }
+  if (op == "Gather") return ce::gather(x, operand(1, "indices"), n.get_i("axis", 0));
+  if (op == "Slice") {
+    if (in.size() > 1)
+      return ce::slice(x, ints(1, "starts"), ints(2, "ends"), in.size() > 3 && in[3] ? ints(3, "axes") : std::vector<int64_t>{},
+                       in.size() > 4 && in[4] ? ints(4, "steps") : std::vector<int64_t>{});
+    return ce::slice(x, n.get_ints("starts"), n.get_ints("ends"), n.get_ints("axes"), {});
+  }
+  if (op == "Expand") return ce::expand(x, ints(1, "shape"));
+  if (op == "Range") return ce::range(x, operand(1, "limit"), operand(2, "delta"));
+  if (op == "ScatterND")
+    return ce::scatter_nd(x, operand(1, "indices"), operand(2, "updates"), n.get_s("reduction", "none"));
+  if (op == "ConstantOfShape") {
+    ConstTensor value = ConstTensor::floats({1}, {0.f});
+    if (const onnx::TensorProto *t = n.get_t("value"))
+      if (!decode_const(*t, n.name() + ".value", &value))
+        n.fail("value of type " + onnx_dtype_name(t->data_type()) + " is not supported (FLOAT, INT32, INT64, BOOL)");
+    return ce::constant_of_shape(ints(0, "shape"), value);
+  }
+  if (op == "Unsqueeze" || op == "Squeeze") {
+    ConstTensor out = x;
+    out.dims = squeezed_shape(n, x.dims, in.size() > 1 && in[1] ? ints(1, "axes") : n.get_ints("axes"));
+    return out;
+  }
+  if (op == "Flatten") {
+    const int64_t r = (int64_t)x.dims.size();
+    int64_t axis = n.get_i("axis", 1);
+    if (axis < -r || axis > r) n.fail("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
+    if (axis < 0) axis += r;
+    int64_t a = 1;
+    for (int64_t d = 0; d < axis; d++) a *= x.dims[(size_t)d];
+    ConstTensor out = x;
+    out.dims = {a, x.numel() / a};
+    return out;
+  }
+  if (op == "Shape") {
+    const int64_t r = (int64_t)x.dims.size();
+    int64_t b = n.get_i("start", 0), e = n.get_i("end", r);
+    b = std::clamp<int64_t>(b < 0 ? b + r : b, 0, r);
+    e = std::clamp<int64_t>(e < 0 ? e + r : e, 0, r);
+    std::vector<int64_t> v(x.dims.begin() + b, x.dims.begin() + std::max(b, e));
+    return ConstTensor::ints({(int64_t)v.size()}, v);
+  }
+  n.fail("cannot be evaluated at compile time");
 }
 
 // Shape(x): the compile-time shape of x (optionally [start, end) of it).
@@ -1574,44 +1662,22 @@ void Importer::lower_layernorm(const NodeRef &n) {
   emit(n, std::move(node));
 }
 
-// ConstantOfShape, Equal, Where: qnnc evaluates them on compile-time int64 shape values only
-// (fold_int_op); anything else reaching here is data-dependent.
-void Importer::lower_shape_only(const NodeRef &n) {
-  n.fail("supported only on int64 values known at compile time (shape arithmetic), not on tensors");
+// Operators that qnnc evaluates only at compile time (fold_const_op): reaching here means an
+// input is computed at run time.
+void Importer::lower_const_only(const NodeRef &n) {
+  std::string runtime;
+  for (int k = 0; k < n.num_inputs() && runtime.empty(); k++)
+    if (!n.input(k).empty() && vals_.count(n.input(k)) && !g_.values[vals_.at(n.input(k))].is_const()) runtime = n.input(k);
+  n.fail("qnnc evaluates " + printable(n.op()) + " only when all its inputs are known at compile time (constants and "
+         "shapes)" + (runtime.empty() ? std::string() : ", but input '" + printable(runtime) + "' is computed at run time"));
 }
 
-// Expand of a constant (ViT's class token to the batch): evaluated here into a new constant.
+// Expand of a constant is evaluated at compile time (fold_const_op); of an activation, it is not
+// supported.
 void Importer::lower_expand(const NodeRef &n) {
   n.expect_inputs(2, 2);
-  std::vector<int64_t> target = int_input(n, 1, "shape");
-  auto t = tensors_.find(n.input(0));
-  auto v = vals_.find(n.input(0));
-  bool is_const = (t != tensors_.end() && v == vals_.end()) || (v != vals_.end() && g_.values[v->second].is_const());
-  if (!is_const) n.fail("only Expand of a constant is supported");
-  std::vector<int64_t> xd;
-  std::vector<float> x = const_floats(n, n.input(0), &xd, "input");
-  const size_t r = std::max(xd.size(), target.size());
-  std::vector<int64_t> a(r, 1), od(r, 1);
-  for (size_t k = 0; k < xd.size(); k++) a[r - xd.size() + k] = xd[k];
-  for (size_t k = 0; k < r; k++) {
-    int64_t b = k + target.size() >= r ? target[k + target.size() - r] : 1;
-    if (a[k] != b && a[k] != 1 && b != 1) n.fail("shape " + shape_str(target) + " does not broadcast " + shape_str(xd));
-    od[k] = std::max(a[k], b);
-  }
-  const int64_t count = checked_product(od);
-  if (count < 0 || count > (int64_t)1 << 26) n.fail("the expanded constant would be too large");
-  std::vector<float> out((size_t)count);
-  std::vector<int64_t> idx(r, 0);
-  for (int64_t i = 0; i < count; i++) {
-    int64_t src = 0;
-    for (size_t k = 0; k < r; k++) src = src * a[k] + (a[k] == 1 ? 0 : idx[k]);
-    out[(size_t)i] = x[(size_t)src];
-    for (size_t k = r; k-- > 0;)
-      if (++idx[k] < od[k]) break;
-      else idx[k] = 0;
-  }
-  claim(n, n.output(0));
-  vals_[n.output(0)] = g_.add_const(unique_name(n.output(0)), od, std::move(out));
+  value(n, n.input(0));  // reports unknown names
+  n.fail("only Expand of a constant (with a compile-time shape) is supported");
 }
 
 // Softmax over the last axis (opset 13's default; older opsets' axis = rank - 1 is the same).

@@ -137,13 +137,17 @@ void infer_shapes(Graph &g) {
     } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "Erf" ||
                op == "Sqrt" || op == "Gelu" || op == "unary" || op == "lut") {
       out = in(0);
-    } else if (op == "Pad") {
-      need_rank(n, in(0), 4, "input");
+    } else if (op == "Pad" || op == "pad") {
+      // pads: the begins, then the ends, of every axis (negative: cropped).
+      const auto &x = in(0);
+      const size_t r = x.shape.size();
       auto p = n.ints("pads");
-      if (p.size() != 4) fail(n, "pads must have 4 entries (top, left, bottom, right)");
-      out = in(0);
-      out.shape[2] += p[0] + p[2];
-      out.shape[3] += p[1] + p[3];
+      if (p.size() != 2 * r) fail(n, "pads " + shape_str(p) + " do not fit input " + shape_str(x.shape));
+      out = x;
+      for (size_t k = 0; k < r; k++) {
+        out.shape[k] += p[k] + p[k + r];
+        if (out.shape[k] < 1) fail(n, "pads " + shape_str(p) + " leave nothing of input " + shape_str(x.shape));
+      }
     } else if (op == "Concat" || op == "concat") {
       // Along the channels of 4-D tensors or the last axis of 2-D ones: the axis kernels keep
       // innermost (NHWC), so a concatenation is a copy of contiguous runs.

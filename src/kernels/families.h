@@ -47,6 +47,9 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Halide::Tar
 HalideKernel build_transpose(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // out(i...) = in(starts + i * steps) per dimension (fp32, memory order like transpose).
 HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Constant padding (fp32, memory order like slice): spec.pads holds the elements added before
+// each dimension, then after it (negative: cropped); spec.fparams[0] is the value added.
+HalideKernel build_pad(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // (x - mean) / sqrt(var + eps) * gamma + beta over the innermost dimension of a {K, R} input
 // (spec.in_shape; eps = spec.fparams[0]); mean and variance in fp32, two passes.
 HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Halide::Target &t);

@@ -77,7 +77,7 @@ std::string KernelSpec::describe() const {
     for (size_t i = d.size(); i-- > 0;) r += std::to_string(d[i]) + (i ? "x" : "");
     return r;
   };
-  if (kind == "transpose" || kind == "slice") return os.str() + " " + dims(in_shape) + " -> " + dims(out_shape) + " (memory order)";
+  if (kind == "transpose" || kind == "slice" || kind == "pad") return os.str() + " " + dims(in_shape) + " -> " + dims(out_shape) + " (memory order)";
   if (kind == "layernorm") return os.str() + " " + std::to_string(in_shape[1]) + " rows of " + std::to_string(in_shape[0]);
   if (!fn.empty()) os << " " << fn;
   if (!kernel.empty()) os << " " << kernel[0] << "x" << kernel[1] << "/" << stride[0];

@@ -53,7 +53,7 @@ void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
       {"binary", {{"vec", {}}}}, {"avgpool", {{"vec", {}}}}, {"concat", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
       {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
       {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}},
-      {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}},
+      {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"pad", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}},
       {"lut", {{"vec", {}}, {"chunk", {}}}}, {"softmax", {{"vec", {}}, {"rows", {}}}},
       {"matmul", {{"vec", {}}, {"col_vectors", {}}}}};
   auto names = [](const auto &m) {
@@ -153,6 +153,7 @@ const std::map<std::string, Builder> &builders() {
       {"layout", build_layout},
       {"transpose", build_transpose},
       {"slice", build_slice},
+      {"pad", build_pad},
       {"layernorm", build_layernorm},
       {"lut", build_lut},
       {"softmax", build_softmax},

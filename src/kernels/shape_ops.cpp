@@ -70,6 +70,25 @@ HalideKernel build_slice(const KernelSpec &s, const Knobs &k, const Target &t) {
   });
 }
 
+// out(v) = in(v - begins) inside the input, spec.fparams[0] outside (memory order like slice).
+HalideKernel build_pad(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const size_t r = s.in_shape.size();
+  if (s.pads.size() != 2 * r || s.out_shape.size() != r || s.fparams.size() != 1 || r == 0 || r > 6)
+    throw Error("pad kernel: pads and shapes do not match");
+  ImageParam in = fixed_param(Float(32), "input", s.in_shape);
+  Region inside;
+  for (size_t d = 0; d < r; d++) inside.push_back(Range(0, (int)s.in_shape[d]));
+  Func padded = BoundaryConditions::constant_exterior(in, s.fparams[0], inside);
+  std::vector<Var> v = dim_vars(r);
+  std::vector<Expr> at;
+  for (size_t d = 0; d < r; d++) at.push_back(v[d] - (int)s.pads[d]);
+  Func out("output");
+  out(v) = padded(at);
+  fix_output(out, s.out_shape);
+  schedule_copy(out, v, s.out_shape, k);
+  return {Pipeline(out), {in}};
+}
+
 HalideKernel build_lut(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t total = numel(s.out_shape);
   ImageParam in = fixed_param(UInt(8), "input", {total});

@@ -1,7 +1,7 @@
 // Layout choice: qnnc's CPU kernels vectorize over channels, so 4-D activations are NHWC
 // wherever a kernel family wants them so. Each op says what it needs of its 4-D inputs:
 // - NHWC (convolutions, pools, concat, ...: the default);
-// - "follow" (elementwise ops, slices): any layout, the output keeps it;
+// - "follow" (elementwise ops, slices, pads): any layout, the output keeps it;
 // - row-major (reshape, flatten, layer norm, dense over the last axis): the logical order;
 // - transpose: any input; its output takes the layout that makes it a free view when one does.
 // Transposes (layout ops) are inserted where a value's layout and a reader's need differ, and
@@ -18,7 +18,7 @@ namespace {
 enum class Need { nhwc, follow, row_major, transpose };
 
 Need need_of(const Graph &g, const Node &n) {
-  static const std::set<std::string> follow{"relu", "unary", "lut", "binary", "add", "quantize", "dequantize", "slice"};
+  static const std::set<std::string> follow{"relu", "unary", "lut", "binary", "add", "quantize", "dequantize", "slice", "pad"};
   if (follow.count(n.op)) return Need::follow;
   if (n.op == "reshape" || n.op == "flatten" || n.op == "layernorm" || n.op == "softmax" || n.op == "matmul")
     return Need::row_major;

@@ -1,6 +1,7 @@
 // Turns ONNX-level operators into qnnc's fused kernels. Order matters: ops are first renamed
 // to their kernel families, then residual Adds are absorbed into the conv that feeds them, then
 // ReLUs into whatever produced their input.
+#include <algorithm>
 #include <cmath>
 
 #include "passes/passes.h"
@@ -11,24 +12,29 @@ namespace {
 
 bool single_use(const Graph &g, const std::vector<std::vector<int>> &cons, int v);
 
-// Zero Pad(x) feeding one Conv (or one AveragePool without pads of its own) becomes that op's
-// padding: Conv reads zeros there anyway, and the average then counts the padded taps.
+// Zero Pad(x) of the spatial axes of an image feeding one Conv (or one AveragePool without pads
+// of its own) becomes that op's padding: Conv reads zeros there anyway, and the average then
+// counts the padded taps. Any other Pad runs as a pad kernel.
 void fold_pads(Graph &g) {
   auto cons = g.consumers();
   for (auto &p : g.nodes) {
     if (p.op != "Pad") continue;
     int v = p.outputs[0];
-    if (!single_use(g, cons, v)) throw Error("node '" + p.name + "' (Pad): only a Pad read by one Conv or AveragePool is supported");
-    Node &c = g.nodes[cons[v][0]];
-    auto pp = p.ints("pads");
-    auto cp = c.ints("pads", {0, 0, 0, 0});
-    bool ok = c.op == "Conv" || (c.op == "AveragePool" && cp == std::vector<int64_t>{0, 0, 0, 0});
-    if (!ok || c.inputs[0] != v)
-      throw Error("node '" + p.name + "' (Pad): only a Pad read by one Conv or AveragePool is supported, not by " + c.op);
-    for (int k = 0; k < 4; k++) cp[k] += pp[k];
-    c.set_ints("pads", cp);
-    if (c.op == "AveragePool") c.set_i("count_include_pad", 1);
-    c.inputs[0] = p.inputs[0];
+    auto pp = p.ints("pads");  // begins, then ends, of every axis
+    bool spatial = pp.size() == 8 && !pp[0] && !pp[1] && !pp[4] && !pp[5] && p.f("value", 0.f) == 0.f &&
+                   std::all_of(pp.begin(), pp.end(), [](int64_t e) { return e >= 0; });
+    Node *c = spatial && single_use(g, cons, v) ? &g.nodes[cons[v][0]] : nullptr;
+    auto cp = c ? c->ints("pads", {0, 0, 0, 0}) : std::vector<int64_t>();
+    if (!c || c->inputs[0] != v ||
+        !(c->op == "Conv" || (c->op == "AveragePool" && cp == std::vector<int64_t>{0, 0, 0, 0}))) {
+      p.op = "pad";
+      continue;
+    }
+    const int64_t add[4] = {pp[2], pp[3], pp[6], pp[7]};  // top, left, bottom, right
+    for (int k = 0; k < 4; k++) cp[k] += add[k];
+    c->set_ints("pads", cp);
+    if (c->op == "AveragePool") c->set_i("count_include_pad", 1);
+    c->inputs[0] = p.inputs[0];
     p.op.clear();
   }
   compact(g);

@@ -45,8 +45,8 @@ void QConfig::validate() const {
   if (calibrate_mode != "global_scale" && calibrate_mode != "minmax" && calibrate_mode != "percentile" &&
       calibrate_mode != "kl_divergence")
     throw Error("unknown calibration mode '" + calibrate_mode + "' (global_scale, minmax, percentile, kl_divergence)");
-  if (weight_scale != "channel_max" && weight_scale != "power2")
-    throw Error("unknown weight scale '" + weight_scale + "' (channel_max, power2)");
+  if (weight_scale != "channel_max" && weight_scale != "power2" && weight_scale != "mse")
+    throw Error("unknown weight scale '" + weight_scale + "' (channel_max, power2, mse)");
   if (rounding != "upward" && rounding != "tonearest")
     throw Error("unknown rounding '" + rounding + "' (upward, tonearest)");
   if (percentile <= 0 || percentile > 100) throw Error("--percentile must be in (0, 100]");

@@ -12,7 +12,7 @@ struct QConfig {
   std::string calibrate_mode = "minmax";   // global_scale | minmax | percentile | kl_divergence
   float global_scale = 8.0f;           // range used by calibrate_mode=global_scale
   float percentile = 99.99f;           // calibrate_mode=percentile
-  std::string weight_scale = "channel_max";  // channel_max | power2
+  std::string weight_scale = "channel_max";  // channel_max | power2 | mse (per channel, least squared error)
   // Tie rule of run-time rounding (requantization, the quantize step): "upward" rounds x.5 up
   // (TVM's UPWARD), "tonearest" to the even neighbour (TVM's TONEAREST). Weights are rounded
   // at compile time to nearest, ties away from zero, either way.

@@ -9,6 +9,23 @@ namespace qnnc {
 
 namespace {
 
+// The scale of one output channel's weights that minimizes the squared error of
+// s * clamp(round(w / s), -qmax, qmax) against w, searched over fractions of amax / qmax. At 2-4
+// bits clipping the largest weights pays: with amax / qmax, most of a 2-bit channel rounds to 0.
+double mse_weight_scale(const float *w, int64_t n, double amax, int qmax) {
+  double best_s = amax / qmax, best_err = -1;
+  for (int k = 100; k >= 10; k -= 2) {
+    double s = amax / qmax * k / 100.0, err = 0;
+    for (int64_t i = 0; i < n; i++) {
+      double q = std::clamp<double>(std::nearbyint(w[i] / s), -qmax, qmax);
+      err += (w[i] - s * q) * (w[i] - s * q);
+    }
+    if (best_err < 0 || err < best_err) best_err = err, best_s = s;
+  }
+  return best_s;
+}
+
+
 struct QParams {
   float scale;
   int zero_point;
@@ -210,6 +227,7 @@ struct Rewriter {
       double s;
       if (wb == 1) s = asum / per;  // binary weights: sign(w) * mean|w|
       else s = amax / qmax_w;
+      if (cfg.weight_scale == "mse" && wb > 1 && amax > 0) s = mse_weight_scale(&w[m * per], per, amax, qmax_w);
       if (cfg.weight_scale == "power2" && s > 0) s = std::pow(2.0, std::ceil(std::log2(s)));
       if (s <= 0) s = 1.0;
       int64_t wsum = 0;
