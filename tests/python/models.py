@@ -18,7 +18,7 @@ TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2", "re
                       "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf", "mnasnet0_5", "mnasnet1_0",
                       "squeezenet1_0", "squeezenet1_1", "densenet121", "googlenet", "inception_v3",
                       "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny", "vgg11", "vgg11_bn", "alexnet",
-                      "vit_b_16")
+                      "vit_b_16", "swin_t")
 
 
 def add_model_args(p) -> None:
@@ -34,6 +34,8 @@ def reestimate_batchnorm(model: torch.nn.Module, size: int, batches: int = 4,
                          batch_size: int = 8, seed: int = 0) -> None:
     """Replace BN running stats with cumulative averages over seeded random batches."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not bns:  # transformers: nothing to estimate (and the forward passes cost seconds)
+        return
     for bn in bns:
         bn.momentum = None  # cumulative moving average
         bn.reset_running_stats()

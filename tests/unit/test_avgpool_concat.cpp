@@ -74,7 +74,7 @@ TEST(AvgPool, ZeroPadFoldsIntoThePool) {
   ref::GraphBuilder gb;
   Shape s{1, 6, 7, 7};
   int xi = gb.input("x", s);
-  int p = gb.node("Pad", {xi}, [](qnnc::Node &n) { n.set_ints("pads", {1, 1, 1, 1}); });
+  int p = gb.node("Pad", {xi}, [](qnnc::Node &n) { n.set_ints("pads", {0, 0, 1, 1, 0, 0, 1, 1}); });
   gb.output(gb.node("AveragePool", {p}, [](qnnc::Node &n) {
     n.set_ints("kernel_shape", {3, 3});
     n.set_ints("strides", {2, 2});

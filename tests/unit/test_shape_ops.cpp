@@ -183,6 +183,74 @@ TEST(Slice, OutOfRangeIsRefused) {
   EXPECT_THROW(gb.finish(), qnnc::Error);
 }
 
+// Constant padding: out[i] = x[i - begins] inside x, `value` outside; negative pads crop.
+Tensor pad_ref(const Tensor &x, const std::vector<int64_t> &pads, float value) {
+  const size_t r = x.shape.size();
+  Shape os;
+  for (size_t d = 0; d < r; d++) os.push_back(x.shape[d] + pads[d] + pads[d + r]);
+  auto xs = strides_of(x.shape);
+  Tensor y{os, {}};
+  for_each_index(os, [&](const std::vector<int64_t> &i) {
+    int64_t at = 0;
+    bool inside = true;
+    for (size_t d = 0; d < r; d++) {
+      int64_t j = i[d] - pads[d];
+      inside = inside && j >= 0 && j < x.shape[d];
+      at += j * xs[d];
+    }
+    y.data.push_back(inside ? x.data[at] : value);
+  });
+  return y;
+}
+
+TEST(Pad, MatchesReference) {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> pads;  // begins, then ends
+    float value;
+    bool from_nhwc;
+  };
+  const Case cases[] = {
+      {{1, 5, 5, 3}, {0, 0, 0, 0, 0, 2, 2, 0}, 0.f, false},  // Swin: H and W of [N, H, W, C]
+      {{2, 5, 3, 7}, {0, 1, 0, 2, 1, 0, 3, 0}, 0.f, true},
+      {{2, 5, 3, 7}, {0, 0, 1, 1, 0, 0, 1, 1}, -2.5f, true},  // spatial, but not zero: a pad kernel
+      {{3, 17}, {2, -3, 1, 4}, 0.75f, false},                 // crop and pad on one axis
+      {{4, 3, 9}, {0, 0, 0, 0, 0, 5}, 0.f, false},
+      {{2, 3, 4, 5, 3}, {1, 0, 2, 0, 1, 0, 1, 0, 3, 0}, 1.f, false},
+  };
+  ref::Rng rng(29);
+  for (const auto &c : cases) {
+    Tensor x = ref::random_tensor(c.x, rng);
+    ref::GraphBuilder gb;
+    int v = gb.input("x", c.x);
+    if (c.from_nhwc) v = nhwc_identity(gb, v);
+    gb.output(gb.node("Pad", {v}, [&](qnnc::Node &n) {
+      n.set_ints("pads", c.pads);
+      n.set_f("value", c.value);
+    }));
+    qnnc::Module m = ref::compile(gb.finish());
+    EXPECT_EQ(ref::count(ref::step_ops(m), "pad"), 1);
+    EXPECT_TRUE(ref::Close(m.run({x})[0], pad_ref(x, c.pads, c.value), 0))
+        << ref::shape_str(c.x) << " pads " << ref::shape_str(c.pads) << (c.from_nhwc ? " from NHWC" : "");
+  }
+}
+
+// A zero spatial Pad that a convolution cannot absorb (two readers) runs as a pad kernel.
+TEST(Pad, UnfusablePadRunsAsKernel) {
+  Shape s{1, 4, 5, 6};
+  ref::GraphBuilder gb;
+  int x = gb.input("x", s);
+  int p = gb.node("Pad", {x}, [](qnnc::Node &n) { n.set_ints("pads", {0, 0, 1, 2, 0, 0, 1, 0}); });
+  int a = gb.maxpool(p, {1, 1}, {1, 1}, {0, 0, 0, 0});
+  gb.output(gb.node("Add", {a, gb.node("Relu", {p})}));
+  qnnc::Module m = ref::compile(gb.finish());
+  EXPECT_EQ(ref::count(ref::step_ops(m), "pad"), 1);
+  ref::Rng rng(30);
+  Tensor xin = ref::random_tensor(s, rng);
+  Tensor padded = pad_ref(xin, {0, 0, 1, 2, 0, 0, 1, 0}, 0.f);
+  EXPECT_TRUE(ref::Close(m.run({xin})[0], ref::add(padded, ref::relu(padded)), 1e-6));
+}
+
 // Reshape [N, C, H, W] -> [N, G, C/G, H, W], Transpose(0, 2, 1, 3, 4), Reshape back: one step.
 TEST(ChannelShuffle, FusesAndMatchesReference) {
   for (int64_t G : {2, 3}) {
