@@ -20,6 +20,7 @@
 #include "cli/progress_bar.h"
 #include "frontend/builtin_models.h"
 #include "kernels/halide_kernel.h"
+#include "kernels/knob_space.h"
 #include "runtime/module.h"
 #include "quantize/report.h"
 #include "runtime/npy.h"
@@ -426,7 +427,7 @@ int main(int argc, char **argv) {
   c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
   c->add_flag("--report", qf.report, "print accuracy vs fp32: logits SQNR/cosine/top-k, raw and centered, and per-layer SQNR");
   c->add_option("--report-inputs", qf.report_inputs, "inputs used by --report")->capture_default_str();
-  c->add_option("--knob", knobs, "force a schedule knob on a kernel family, e.g. conv2d.x_tile=7 (repeatable)");
+  c->add_option("--knob", knobs, "force a schedule knob on a kernel family, e.g. conv2d.x_tile=7 (repeatable; `qnnc knobs` lists them)");
 
   auto *r = app.add_subcommand("run", "Run a compiled module on an input (.npy/.npz; default: seeded random)");
   r->add_option("module", out, "module directory")->required();
@@ -466,6 +467,11 @@ int main(int argc, char **argv) {
   em->add_option("-o,--output", output, "write the output as .npy");
   em->add_option("--json", json, "write the timings as JSON");
 
+  std::string knob_family;
+  auto *kn = app.add_subcommand("knobs", "List the schedule knobs of every kernel family (or of one): what each does,\n"
+                                         "the values --knob accepts and the values a tuner tries");
+  kn->add_option("family", knob_family, "kernel family, e.g. conv2d_q");
+
   std::string eval_data;
   bool no_save = false;
   auto *ev = app.add_subcommand("eval", "Top-1 and top-5 accuracy of a module on labelled data, run in batches of the\n"
@@ -502,6 +508,10 @@ int main(int argc, char **argv) {
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
+    if (*kn) {
+      std::printf("%s", describe_knob_spaces(knob_family).c_str());
+      return 0;
+    }
     if (*ev) return cmd_eval(out, eval_data, threads, json, !no_save);
     if (*rp) return cmd_report(report_modules, report_out, threads, report_repeat, no_code, title);
     if (*em) return cmd_emulate(out, board, threads, emu_repeat, emu_warmup, input, output, json);

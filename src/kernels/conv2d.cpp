@@ -1,6 +1,7 @@
 // fp32 2-D convolution over NHWC activations with a fused epilogue (bias, residual add, ReLU).
 // Weights arrive as (co, ci, kx, ky) with co innermost, so each reduction step multiplies one
 // broadcast input value by a vector of output channels.
+#include "kernels/knob_space.h"
 #include "kernels/conv2d.h"
 #include "kernels/register_tile.h"
 
@@ -71,6 +72,13 @@ void schedule_conv2d(ConvFuncs &f, const KernelSpec &s, const Knobs &k, const Ta
     f.padded.compute_root().parallel(py);
     if (C >= vec) f.padded.vectorize(pc, vec, TailStrategy::GuardWithIf);
   }
+}
+
+KnobSpace conv2d_knob_space() {
+  KnobSpace s{"conv2d", "fp32 convolution (NHWC, register tile over output channels x columns)",
+              register_tile_knob_decls()};
+  s.knobs.push_back({"unroll_ci", "input channels unrolled in the reduction (when it divides them)", {1, 2, 4}, {}});
+  return s;
 }
 
 }  // namespace qnnc

@@ -1,3 +1,4 @@
+#include "kernels/knob_space.h"
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/register_tile.h"
 #include "kernels/requantize.h"
@@ -108,6 +109,15 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   if (s.residual) args.push_back(residual);
   args.push_back(qp);
   return {Pipeline(out), args};
+}
+
+std::vector<KnobSpace> conv2d_bitserial_knob_spaces() {
+  KnobSpace bs{"conv2d_bs", "bit-serial convolution: bit planes, AND + popcount", register_tile_knob_decls()};
+  bs.knobs.push_back({"weight_bits", "weight bit planes", {}, {1, 2, 3, 4}, true, true});
+  bs.knobs.push_back({"activation_bits", "activation bit planes", {}, {1, 2, 3, 4}, true, true});
+  KnobSpace pack{"bitpack", "u8 activations to bit planes of 32 channels per word",
+                 {{"bits", "bit planes written", {}, {1, 2, 3, 4}, false, true}}};
+  return {bs, pack};
 }
 
 }  // namespace qnnc

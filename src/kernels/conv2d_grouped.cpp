@@ -1,3 +1,4 @@
+#include "kernels/knob_space.h"
 #include "kernels/conv2d_grouped.h"
 #include "kernels/requantize.h"
 
@@ -196,6 +197,13 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   if (s.residual) args.push_back(residual);
   args.push_back(qparams);
   return {Pipeline(out), args};
+}
+
+std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
+  std::vector<KnobDecl> k{{"vec", "lanes per vector of channels", {8, 16, 32}, {}},
+                          {"x_tile", "output columns per tile (accumulators)", {1, 2, 4, 7, 8, 14, 16}, {}}};
+  return {{"conv2d_grouped", "fp32 grouped and depthwise convolution (channels in the vector lanes)", k},
+          {"dwconv2d_q", "integer grouped and depthwise convolution", k}};
 }
 
 }  // namespace qnnc

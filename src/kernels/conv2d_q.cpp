@@ -1,3 +1,4 @@
+#include "kernels/knob_space.h"
 #include "kernels/conv2d_q.h"
 #include "kernels/register_tile.h"
 #include "kernels/requantize.h"
@@ -128,6 +129,16 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
     f.padded.compute_root().parallel(py);
     if (s.in_shape[1] >= 64) f.padded.vectorize(pc, 64, TailStrategy::GuardWithIf);
   }
+}
+
+KnobSpace conv2d_q_knob_space() {
+  KnobSpace s{"conv2d_q", "integer convolution: u8 x i8 dot products, i32 accumulators, fixed-point requantization",
+              register_tile_knob_decls()};
+  s.knobs.push_back({"group", "input channels per dot-product group (4: vpdpbusd/sdot; 2: vpmaddwd)", {}, {2, 4}, true});
+  s.knobs.push_back({"weights_per_byte", "weights stored per byte (2 or 4 for 4- or 2-bit weights)", {}, {1, 2, 4}, true});
+  s.knobs.push_back({"signed_input", "activations shifted to i8 (ARM sdot)", {}, {0, 1}, false, true});
+  s.knobs.push_back({"bitserial", "run 1-4 bit layers on the bit-serial kernel instead", {}, {0, 1}, true, true});
+  return s;
 }
 
 }  // namespace qnnc

@@ -1,4 +1,5 @@
 // Fully connected layer (torchvision's final Linear).
+#include "kernels/knob_space.h"
 #include <algorithm>
 
 #include "kernels/families.h"
@@ -38,6 +39,12 @@ HalideKernel build_dense(const KernelSpec &s, const Knobs &k, const Target &t) {
   acc.compute_at(out, oo).vectorize(oi, vw).unroll(oi);
   acc.update().reorder(oi, n, r, blk).vectorize(oi, vw).unroll(oi);
   return {Pipeline(out), {x, w, b}};
+}
+
+KnobSpace dense_knob_space() {
+  return {"dense", "fp32 fully connected layer",
+          {{"vec", "lanes per vector of outputs", {8, 16, 32}, {}, true},
+           {"o_vectors", "vectors of outputs per task (the weights' block)", {1, 2, 4, 8}, {}, true}}};
 }
 
 }  // namespace qnnc

@@ -1,4 +1,5 @@
 // Elementwise kernels: residual add, per-channel affine, layout transpose.
+#include "kernels/knob_space.h"
 #include <algorithm>
 #include <cmath>
 
@@ -213,6 +214,18 @@ HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) 
   fix_output(out, oext);
   if (oext[0] >= vec) out.vectorize(v[0], vec, TailStrategy::GuardWithIf);
   return {Pipeline(out), args};
+}
+
+std::vector<KnobSpace> elementwise_knob_spaces() {
+  KnobDecl vec{"vec", "lanes per vector", {8, 16, 32}, {}};
+  KnobDecl chunk{"chunk", "elements per parallel task", {1024, 4096, 16384, 65536}, {}};
+  return {{"add", "a + b (+ ReLU)", {vec, chunk}},
+          {"relu", "max(x, 0)", {vec}},
+          {"unary", "elementwise function of one tensor", {vec, chunk}},
+          {"binary", "a op b with broadcasting", {vec}},
+          {"scale_shift", "per-channel x * scale + shift", {vec}},
+          {"layout", "NCHW <-> NHWC", {vec}},
+          {"concat", "concatenation", {vec}}};
 }
 
 }  // namespace qnnc

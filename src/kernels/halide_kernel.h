@@ -16,6 +16,9 @@ struct HalideKernel {
 // Algorithm + schedule for spec on target. Knobs missing from spec.knobs take defaults.
 HalideKernel build_kernel(const KernelSpec &spec, const Halide::Target &target);
 
+// Kernel kinds build_kernel knows (each has a knob space, kernels/knob_space.h).
+std::vector<std::string> kernel_families();
+
 // Checks user knob overrides (family -> knob -> value, as from --knob): unknown families or
 // knobs and out-of-range values throw qnnc::Error naming them and what is allowed.
 void validate_knob_overrides(const std::map<std::string, Knobs> &overrides);

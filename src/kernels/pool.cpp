@@ -1,4 +1,5 @@
 // Pooling kernels: windowed max and global average.
+#include "kernels/knob_space.h"
 #include <algorithm>
 #include <limits>
 
@@ -99,6 +100,14 @@ HalideKernel build_avgpool(const KernelSpec &s, const Knobs &k, const Target &t)
   }
   out.parallel(y);
   return {Pipeline(out), {in}};
+}
+
+std::vector<KnobSpace> pool_knob_spaces() {
+  KnobDecl vec{"vec", "lanes per vector of channels", {8, 16, 32}, {}};
+  return {{"maxpool", "windowed max", {vec}},
+          {"avgpool", "windowed mean", {vec}},
+          {"global_avgpool", "mean over H and W", {vec}},
+          {"global_avgpool_q", "mean over H and W of u8 activations", {vec}}};
 }
 
 }  // namespace qnnc

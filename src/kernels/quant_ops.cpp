@@ -1,4 +1,5 @@
 // Kernels at the borders between fp32 and integer layers.
+#include "kernels/knob_space.h"
 #include <algorithm>
 
 #include "kernels/families.h"
@@ -42,6 +43,11 @@ HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Target 
   fix_output(out, {total});
   schedule_flat(out, i, total, k);
   return {Pipeline(out), {q}};
+}
+
+std::vector<KnobSpace> quant_ops_knob_spaces() {
+  KnobDecl vec{"vec", "lanes per vector", {8, 16, 32, 64}, {}};
+  return {{"quantize", "fp32 -> u8", {vec}}, {"dequantize", "u8 -> fp32", {vec}}};
 }
 
 }  // namespace qnnc

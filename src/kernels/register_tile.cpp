@@ -49,4 +49,10 @@ void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, const Kno
   acc.compute_at(out, x_o).vectorize(acc.args()[0], vw).unroll(acc.args()[0]).unroll(acc.args()[1]);
 }
 
+std::vector<KnobDecl> register_tile_knob_decls() {
+  return {{"vec", "lanes per vector of output channels (capped at the channel count)", {8, 16, 32}, {}, true},
+          {"co_vectors", "vectors of output channels per register tile (the weights' block)", {1, 2, 3, 4, 6}, {}, true},
+          {"x_tile", "output columns per register tile", {1, 2, 3, 4, 5, 6, 7, 8}, {}, false}};
+}
+
 }  // namespace qnnc

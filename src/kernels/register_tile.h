@@ -3,6 +3,7 @@
 // keeping the block's accumulators in registers for the whole reduction.
 #pragma once
 #include "kernels/halide_kernel.h"
+#include "kernels/knob_space.h"
 
 namespace qnnc {
 
@@ -19,5 +20,8 @@ int register_tile_channels(int64_t M, const Knobs &k, int default_vec);
 // acc's update (its reduction) inside the tile.
 void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64_t OW, const Knobs &k,
                             int default_vec);
+
+// The register tile's knobs (vec, co_vectors, x_tile), shared by the families that use it.
+std::vector<KnobDecl> register_tile_knob_decls();
 
 }  // namespace qnnc

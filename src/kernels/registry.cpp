@@ -6,6 +6,7 @@
 #include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
 #include "kernels/families.h"
+#include "kernels/knob_space.h"
 #include "ir/graph.h"
 
 using namespace Halide;
@@ -37,50 +38,7 @@ void fix_output(Func f, const std::vector<int64_t> &extents) {
 }
 
 void validate_knob_overrides(const std::map<std::string, Knobs> &overrides) {
-  // Knobs a user may set, per family, with the values each accepts (empty: any positive int).
-  using Allowed = std::map<std::string, std::vector<int>>;
-  const Allowed tile{{"vec", {}}, {"co_vectors", {}}, {"x_tile", {}}};
-  Allowed conv = tile, convq = tile, bs = tile;
-  conv["unroll_ci"] = {};
-  convq["signed_input"] = {0, 1};
-  convq["bitserial"] = {0, 1};
-  convq["group"] = {2, 4};
-  convq["weights_per_byte"] = {1, 2, 4};
-  const std::map<std::string, Allowed> families{
-      {"conv2d", conv}, {"conv2d_q", convq}, {"conv2d_bs", bs}, {"conv2d_grouped", {{"vec", {}}, {"x_tile", {}}}},
-      {"dwconv2d_q", {{"vec", {}}, {"x_tile", {}}}}, {"dense", {{"vec", {}}, {"o_vectors", {}}}},
-      {"add", {{"vec", {}}, {"chunk", {}}}}, {"relu", {{"vec", {}}}}, {"unary", {{"vec", {}}, {"chunk", {}}}},
-      {"binary", {{"vec", {}}}}, {"avgpool", {{"vec", {}}}}, {"concat", {{"vec", {}}}}, {"scale_shift", {{"vec", {}}}},
-      {"maxpool", {{"vec", {}}}}, {"global_avgpool", {{"vec", {}}}}, {"global_avgpool_q", {{"vec", {}}}},
-      {"quantize", {{"vec", {}}}}, {"dequantize", {{"vec", {}}}}, {"layout", {{"vec", {}}}},
-      {"transpose", {{"vec", {}}}}, {"slice", {{"vec", {}}}}, {"pad", {{"vec", {}}}}, {"layernorm", {{"vec", {}}, {"rows", {}}}},
-      {"lut", {{"vec", {}}, {"chunk", {}}}}, {"softmax", {{"vec", {}}, {"rows", {}}}},
-      {"matmul", {{"vec", {}}, {"col_vectors", {}}}}};
-  auto names = [](const auto &m) {
-    std::string s;
-    for (const auto &kv : m) s += (s.empty() ? "" : ", ") + kv.first;
-    return s;
-  };
-  for (const auto &[family, knobs] : overrides) {
-    auto f = families.find(family);
-    if (f == families.end())
-      throw Error("unknown kernel family '" + family + "' in --knob (families: " + names(families) + ")");
-    for (const auto &[name, v] : knobs) {
-      auto k = f->second.find(name);
-      if (k == f->second.end())
-        throw Error("unknown knob '" + family + "." + name + "' (" + family + " knobs: " + names(f->second) + ")");
-      const auto &ok = k->second;
-      bool fine = ok.empty() ? v >= 1 : std::find(ok.begin(), ok.end(), v) != ok.end();
-      if (!fine) {
-        std::string allowed = "a positive integer";
-        if (!ok.empty()) {
-          allowed.clear();
-          for (int a : ok) allowed += (allowed.empty() ? "" : "|") + std::to_string(a);
-        }
-        throw Error("knob '" + family + "." + name + "' = " + std::to_string(v) + ": expected " + allowed);
-      }
-    }
-  }
+  for (const auto &[family, knobs] : overrides) validate_knobs(family, knobs);
 }
 
 Knobs default_knobs(const KernelSpec &s, const Target &t) {
@@ -163,6 +121,12 @@ const std::map<std::string, Builder> &builders() {
 }
 
 }  // namespace
+
+std::vector<std::string> kernel_families() {
+  std::vector<std::string> r;
+  for (const auto &kv : builders()) r.push_back(kv.first);
+  return r;
+}
 
 HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
   Knobs k = default_knobs(s, t);

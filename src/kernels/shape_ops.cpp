@@ -2,6 +2,7 @@
 // shuffle) and strided slices (Split, Slice, Gather with constant indices) work on extents in
 // memory order, so one kernel serves any layout; table lookups (integer activation
 // functions); softmax and layer normalization over rows; batched matrix products.
+#include "kernels/knob_space.h"
 #include "kernels/families.h"
 
 using namespace Halide;
@@ -167,6 +168,20 @@ HalideKernel build_layernorm(const KernelSpec &s, const Knobs &k, const Target &
   mean.compute_at(out, ri);
   var.compute_at(out, ri);
   return {Pipeline(out), {in, gamma, beta}};
+}
+
+std::vector<KnobSpace> shape_ops_knob_spaces() {
+  KnobDecl vec{"vec", "lanes per vector", {8, 16, 32}, {}};
+  KnobDecl rows{"rows", "rows per parallel task", {1, 4, 16, 64}, {}};
+  return {{"transpose", "dimension permutation", {vec}},
+          {"slice", "strided slice", {vec}},
+          {"pad", "constant padding", {vec}},
+          {"layernorm", "layer normalization over the innermost dimension", {vec, rows}},
+          {"softmax", "softmax over the innermost dimension", {vec, rows}},
+          {"lut", "256-entry table lookup of u8", {{"vec", "lanes per vector", {16, 32, 64}, {}},
+                                                   {"chunk", "elements per parallel task", {4096, 16384, 65536}, {}}}},
+          {"matmul", "batched product of two activations",
+           {vec, {"col_vectors", "vectors of output columns per tile", {1, 2, 3, 4}, {}}}}};
 }
 
 }  // namespace qnnc

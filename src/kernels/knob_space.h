@@ -1,0 +1,43 @@
+// A kernel family's schedule space, declared once: each knob's name, what it does, the values a
+// tuner searches, the values `--knob` accepts, and whether changing it also changes how
+// lowering packs the kernel's constants. The schedules read knobs by these names, `--knob`
+// validation and `qnnc knobs` read the declarations, and so will the tuner.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/kernel_spec.h"
+
+namespace qnnc {
+
+struct KnobDecl {
+  std::string name;
+  std::string help;
+  std::vector<int> search;    // values a tuner tries (empty: the knob is not searched)
+  std::vector<int> accepts;   // values --knob accepts; empty: any positive integer
+  bool packs = false;         // lowering lays out constants by it (weights are re-packed)
+  bool semantic = false;      // changes what is computed or the data format: set by lowering
+                              // (bit widths, signedness), not a schedule choice
+};
+
+struct KnobSpace {
+  std::string family;
+  std::string help;           // what the family's kernels compute
+  std::vector<KnobDecl> knobs;
+  const KnobDecl *find(const std::string &name) const;
+  // Names of the knobs a tuner searches, in declaration order.
+  std::vector<std::string> tunable() const;
+};
+
+// Every kernel family's space, by family (kernel kind) name.
+const std::map<std::string, KnobSpace> &knob_spaces();
+
+// Throws qnnc::Error for an unknown family, an unknown knob or a value the knob does not
+// accept, naming what is allowed.
+void validate_knobs(const std::string &family, const Knobs &k);
+
+// Text listing of spaces (all, or one family), for `qnnc knobs`.
+std::string describe_knob_spaces(const std::string &family = "");
+
+}  // namespace qnnc

@@ -1,0 +1,78 @@
+// The knob spaces (kernels/knob_space.h) against the code that reads knobs: every kernel family
+// has exactly one declared space, every knob a family's defaults set is declared in it, the
+// values a tuner would try pass --knob validation, and each declared tunable value builds.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "expect_error.h"
+#include "kernels/halide_kernel.h"
+#include "kernels/knob_space.h"
+
+namespace {
+
+qnnc::KernelSpec spec_of(const std::string &kind) {
+  qnnc::KernelSpec s;
+  s.kind = kind;
+  s.in_shape = {1, 24, 9, 9};
+  s.out_shape = {1, 40, 9, 9};
+  s.kernel = {3, 3};
+  s.pads = {1, 1, 1, 1};
+  if (kind == "dense") s.in_shape = {1, 24}, s.out_shape = {1, 40};
+  return s;
+}
+
+TEST(KnobSpace, EveryFamilyHasOneSpaceAndEverySpaceAFamily) {
+  std::set<std::string> families, spaces;
+  for (const auto &f : qnnc::kernel_families()) families.insert(f);
+  for (const auto &kv : qnnc::knob_spaces()) {
+    spaces.insert(kv.first);
+    EXPECT_EQ(kv.first, kv.second.family);
+    EXPECT_FALSE(kv.second.help.empty()) << kv.first;
+  }
+  EXPECT_EQ(families, spaces);
+}
+
+TEST(KnobSpace, DefaultsAreDeclaredAndSearchValuesAccepted) {
+  Halide::Target t("x86-64-linux-avx2-fma");
+  for (const std::string kind : {"conv2d", "conv2d_q", "conv2d_bs", "conv2d_grouped", "dwconv2d_q", "dense", "add",
+                                 "unary", "lut", "layernorm", "softmax", "matmul", "maxpool", "quantize"}) {
+    SCOPED_TRACE(kind);
+    const qnnc::KnobSpace &space = qnnc::knob_spaces().at(kind);
+    for (const auto &[name, v] : qnnc::default_knobs(spec_of(kind), t)) {
+      const qnnc::KnobDecl *d = space.find(name);
+      ASSERT_NE(d, nullptr) << "default knob '" << name << "' is not declared";
+      EXPECT_NO_THROW(qnnc::validate_knobs(kind, {{name, v}})) << name << "=" << v;
+    }
+    for (const auto &d : space.knobs)
+      for (int v : d.search) EXPECT_NO_THROW(qnnc::validate_knobs(kind, {{d.name, v}})) << d.name << "=" << v;
+  }
+}
+
+TEST(KnobSpace, TunableKnobsExcludeWhatLoweringDecides) {
+  auto t = qnnc::knob_spaces().at("conv2d_q").tunable();
+  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile"}));
+  EXPECT_TRUE(qnnc::knob_spaces().at("bitpack").tunable().empty());
+  EXPECT_CONTAINS(qnnc_error([] { qnnc::validate_knobs("conv2d_bs", {{"weight_bits", 5}}); }), "expected 1|2|3|4");
+  EXPECT_CONTAINS(qnnc::describe_knob_spaces("dense"), "o_vectors");
+}
+
+// Each value the tuner tries for the fp32 convolution's tunable knobs gives a schedule Halide
+// lowers (compile_to_module runs every scheduling check short of LLVM).
+TEST(KnobSpace, SearchValuesBuild) {
+  Halide::Target t("x86-64-linux-avx2-fma");
+  const auto &space = qnnc::knob_spaces().at("conv2d");
+  for (const auto &name : space.tunable())
+    for (int v : space.find(name)->search) {
+      qnnc::KernelSpec s = spec_of("conv2d");
+      s.knobs[name] = v;
+      try {
+        qnnc::HalideKernel k = qnnc::build_kernel(s, t);
+        k.pipeline.compile_to_module(k.args, "k", t);
+      } catch (const Halide::Error &e) {
+        ADD_FAILURE() << name << "=" << v << ": " << e.what();
+      }
+    }
+}
+
+}  // namespace
