@@ -135,7 +135,7 @@ struct QuantFlags {
 
 int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
                 const std::string &shape, uint64_t seed, int jobs, bool quiet, const std::vector<std::string> &knobs,
-                const QuantFlags &qf) {
+                const std::string &tuning_records, const QuantFlags &qf) {
   auto log = [&](const std::string &s) {
     if (!quiet) say(s);
   };
@@ -150,6 +150,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
   opt.target = target;
   opt.jobs = jobs;
   opt.knobs = parse_knobs(knobs);
+  opt.tuning_records = tuning_records;
   if (!qf.precision.empty() && qf.precision != "fp32") {
     opt.quantize = true;
     opt.qconfig = QConfig::parse_precision(qf.precision);
@@ -179,6 +180,18 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 "qnnc: wrote %s: %d steps, %d distinct kernels (%d from cache), weights %.1f MB, %.1f s",
                 out.c_str(), s.steps, s.kernels, s.cached, s.weight_bytes / 1e6, s.seconds);
   std::printf("%s\n", buf);
+  if (!s.tuning_records.empty()) {
+    std::printf("qnnc: tuning: %d kernels tuned from %s", s.tuned, s.tuning_records.c_str());
+    if (s.untuned.empty()) {
+      std::printf("; every tunable kernel has a record\n");
+    } else {
+      std::printf("\nqnnc: warning: %zu kernels have no tuning record for this target (%.0f%% of the module's "
+                  "multiply-accumulates) and use default schedules:",
+                  s.untuned.size(), 100 * s.untuned_mac_share);
+      for (size_t i = 0; i < s.untuned.size() && i < 6; i++) std::printf("%s %s", i ? "," : "", s.untuned[i].c_str());
+      std::printf("%s\n", s.untuned.size() > 6 ? ", ..." : "");
+    }
+  }
   if (opt.quantize) {
     const QuantizeSummary &q = s.quant;
     std::printf("qnnc: %s: %d layers integer, %d layers kept fp32, %d quantize / %d dequantize steps; "
@@ -392,6 +405,7 @@ int main(int argc, char **argv) {
   app.require_subcommand(1);
 
   std::vector<std::string> knobs;
+  std::string tuning_records;
   QuantFlags qf;
   std::string model, out, target = "host", shape, input, output, json, layer;
   uint64_t seed = 0;
@@ -427,6 +441,8 @@ int main(int argc, char **argv) {
   c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
   c->add_flag("--report", qf.report, "print accuracy vs fp32: logits SQNR/cosine/top-k, raw and centered, and per-layer SQNR");
   c->add_option("--report-inputs", qf.report_inputs, "inputs used by --report")->capture_default_str();
+  c->add_option("--tuning-records", tuning_records,
+                "tuning records (JSON lines) to take tuned schedules from; default: $QNNC_TUNING_RECORDS");
   c->add_option("--knob", knobs, "force a schedule knob on a kernel family, e.g. conv2d.x_tile=7 (repeatable; `qnnc knobs` lists them)");
 
   auto *r = app.add_subcommand("run", "Run a compiled module on an input (.npy/.npz; default: seeded random)");
@@ -504,7 +520,7 @@ int main(int argc, char **argv) {
     return app.exit(e);
   }
   try {
-    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet, knobs, qf);
+    if (*c) return cmd_compile(model, out, target, shape, seed, jobs, quiet, knobs, tuning_records, qf);
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);

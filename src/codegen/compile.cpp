@@ -13,6 +13,9 @@
 #include "codegen/kernel_cache.h"
 #include "codegen/lower_graph.h"
 #include "kernels/halide_kernel.h"
+#include "kernels/knob_space.h"
+#include "runtime/profile.h"
+#include "tune/records.h"
 
 namespace fs = std::filesystem;
 
@@ -41,7 +44,23 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
   validate_knob_overrides(opt.knobs);
   CompileSummary sum;
   g = prepare_for_codegen(std::move(g), opt, &sum.quant);
-  LoweredModule lm = lower_graph(g, target, opt.knobs);
+  std::map<std::string, Knobs> tuned;
+  const char *env_records = std::getenv("QNNC_TUNING_RECORDS");
+  const std::string records_path = !opt.tuning_records.empty() ? opt.tuning_records : env_records ? env_records : "";
+  sum.tuning_records = records_path;
+  if (!records_path.empty()) {
+    int skipped = 0;
+    auto records = read_records(records_path, &skipped);
+    tuned = best_knobs(records, target.halide.to_string());
+    for (const auto &[task, k] : tuned) {
+      // A record names its family inside the task's signature; its knobs must still be valid.
+      validate_knobs(KernelSpec::from_json(nlohmann::json::parse(task)).kind, k);
+    }
+    log("tuning records " + records_path + ": " + std::to_string(records.size()) + " measurements, " +
+        std::to_string(tuned.size()) + " tuned tasks for this target" +
+        (skipped ? " (" + std::to_string(skipped) + " torn line skipped)" : ""));
+  }
+  LoweredModule lm = lower_graph(g, target, opt.knobs, tuned);
   if (opt.quantize) lm.precision = opt.qconfig.precision();
 
   // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).
@@ -98,6 +117,27 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
     link_bundle(target, objects, names, runtime_object(target), dir);
   }
 
+  // Which kernels have tuned knobs, which could have and do not (by share of MACs).
+  {
+    std::set<std::string> tuned_fns, untuned_fns;
+    double macs = 0, untuned_macs = 0;
+    for (const auto &st : lm.steps) {
+      if (st.alias) continue;
+      nlohmann::json js{{"spec", st.spec.to_json()}};
+      double m = step_macs(js);
+      macs += m;
+      auto sp = knob_spaces().find(st.spec.kind);
+      bool tunable = sp != knob_spaces().end() && !sp->second.tunable().empty();
+      if (st.tuned) {
+        tuned_fns.insert(st.fn);
+      } else if (tunable && m > 0) {
+        untuned_macs += m;
+        if (untuned_fns.insert(st.fn).second) sum.untuned.push_back(st.spec.describe());
+      }
+    }
+    sum.tuned = (int)tuned_fns.size();
+    sum.untuned_mac_share = macs > 0 ? untuned_macs / macs : 0;
+  }
   sum.dir = dir;
   sum.weight_bytes = write_module_files(lm, g, target, dir);
   sum.steps = (int)lm.steps.size();

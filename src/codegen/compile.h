@@ -20,6 +20,8 @@ struct CompileOptions {
   bool quantize = false;                          // calibrate and quantize per qconfig
   QConfig qconfig;
   std::map<std::string, Knobs> knobs;            // per-family schedule overrides (--knob)
+  std::string tuning_records;                     // JSON-lines records (tune/records.h); empty: the
+                                                  // environment's QNNC_TUNING_RECORDS, else none
   int jobs = 0;                                   // parallel kernel compiles; <= 0: all cores
   std::function<void(const std::string &)> log;   // progress lines; null = silent
   ProgressFn progress;                            // per kernel / calibration run; null: kernels go to log
@@ -29,6 +31,12 @@ struct CompileOptions {
 struct CompileSummary {
   std::string dir;
   int steps = 0, kernels = 0, cached = 0;
+  // Tuning: kernels (distinct) with tuned knobs, those of a tunable family without a record for
+  // this target ("describe" of each), and the untuned ones' share of the module's MACs.
+  std::string tuning_records;   // the file read, if any
+  int tuned = 0;
+  std::vector<std::string> untuned;
+  double untuned_mac_share = 0;
   double seconds = 0;
   int64_t weight_bytes = 0;
   QuantizeSummary quant;

@@ -31,7 +31,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
   static const char *known[] = {"target", "precision", "input_shape", "seed", "jobs", "calib_mode", "calib_data",
                                 "calib_samples", "percentile", "global_scale", "weight_scale", "rounding",
                                 "quantize_first_conv", "quantize_dense", "skip_layers", "knobs", "report",
-                                "report_inputs"};
+                                "report_inputs", "tuning_records"};
   for (const auto &[key, v] : o.items())
     if (std::find_if(std::begin(known), std::end(known), [&](const char *k) { return key == k; }) == std::end(known)) {
       std::string names;
@@ -47,6 +47,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
     opt.target = o.value("target", std::string("host"));
     opt.jobs = o.value("jobs", 0);
     opt.knobs = o.value("knobs", std::map<std::string, Knobs>{});
+    opt.tuning_records = o.value("tuning_records", std::string());
     opt.log = log;
     opt.progress = progress;
     std::string p = o.value("precision", std::string("fp32"));
@@ -74,6 +75,8 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
     nlohmann::json r{{"dir", s.dir},         {"steps", s.steps},     {"kernels", s.kernels},
                      {"cached", s.cached},   {"seconds", s.seconds}, {"weight_bytes", s.weight_bytes},
                      {"precision", p},       {"target", opt.target}};
+    r["tuning"] = {{"records", s.tuning_records}, {"tuned", s.tuned}, {"untuned", s.untuned},
+                   {"untuned_mac_share", s.untuned_mac_share}};
     if (opt.quantize) {
       const QuantizeSummary &q = s.quant;
       r["quantize"] = {{"quantized", q.quantized},

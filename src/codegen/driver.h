@@ -14,9 +14,10 @@ namespace qnnc {
 // Keys (all optional): target, precision, input_shape [..], seed, jobs, calib_mode, calib_data,
 // calib_samples, percentile, global_scale, weight_scale, rounding, quantize_first_conv,
 // quantize_dense, skip_layers [..], knobs {"family": {"knob": value}}, report (bool),
-// report_inputs. Unknown keys and values of the wrong type are a qnnc::Error. With report
+// report_inputs, tuning_records (path). Unknown keys and values of the wrong type are a qnnc::Error. With report
 // (quantized precisions only), also writes accuracy.json (see write_accuracy_report).
 // Returns the summary as JSON: dir, steps, kernels, cached, seconds, weight_bytes, precision,
+// tuning {records, tuned, untuned [describe...], untuned_mac_share},
 // and for quantized modules "quantize" {quantized, kept_fp32, quantize_steps, dequantize_steps,
 // lookup_tables, fp32_weight_bytes, quantized_weight_bytes, kept_reasons {why: count}} and
 // "accuracy" (the report) when asked.

@@ -1,5 +1,7 @@
 #include "codegen/lower_graph.h"
 
+#include "tune/records.h"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -62,6 +64,7 @@ struct Lowering {
   const Graph &g;
   const TargetInfo &target;
   const std::map<std::string, Knobs> &overrides;
+  const std::map<std::string, Knobs> &tuned;
   LoweredModule lm;
   std::map<int, int> id;  // graph value -> plan value
 
@@ -111,9 +114,12 @@ struct Lowering {
     // Defaults for the target the kernel is compiled for (integer kernels get extra features).
     Knobs k = default_knobs(s, Halide::Target(kernel_target_string(s, target)));
     for (const auto &[name, v] : s.knobs) k[name] = v;
-    if (auto it = overrides.find(s.kind); it != overrides.end())
-      for (const auto &[name, v] : it->second) k[name] = v;
     s.knobs = k;
+    if (!tuned.empty())
+      if (auto it = tuned.find(task_signature(s)); it != tuned.end())
+        for (const auto &[name, v] : it->second) s.knobs[name] = v;
+    if (auto it = overrides.find(s.kind); it != overrides.end())
+      for (const auto &[name, v] : it->second) s.knobs[name] = v;
   }
   // An activation as (c, x, y, n) for the convolution kernels; a 2-D [N, K] value (the input or
   // output of a dense layer run as a 1x1 convolution) is a 1x1 image of K channels.
@@ -706,8 +712,9 @@ struct Lowering {
 
 }  // namespace
 
-LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::map<std::string, Knobs> &overrides) {
-  Lowering L{g, target, overrides, {}, {}};
+LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::map<std::string, Knobs> &overrides,
+                          const std::map<std::string, Knobs> &tuned) {
+  Lowering L{g, target, overrides, tuned, {}, {}};
   for (int v : g.inputs) {
     int p = L.value(v);
     L.lm.values[p].kind = "input";
@@ -715,6 +722,16 @@ LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::m
   }
   for (const auto &n : g.nodes) L.lower_node(n);
   for (int v : g.outputs) L.lm.outputs.push_back(L.value(v));
+  // A step is tuned when its knobs are those of its task's record (an explicit --knob may have
+  // replaced them).
+  for (auto &st : L.lm.steps) {
+    if (st.alias || tuned.empty()) continue;
+    auto it = tuned.find(task_signature(st.spec));
+    st.tuned = it != tuned.end() && std::all_of(it->second.begin(), it->second.end(), [&](const auto &kv) {
+                 auto k = st.spec.knobs.find(kv.first);
+                 return k != st.spec.knobs.end() && k->second == kv.second;
+               });
+  }
   return L.lm;
 }
 
@@ -773,6 +790,7 @@ int64_t write_module_files(const LoweredModule &lm, const Graph &g, const Target
       js["halide_target"] = s.halide_target;
       js["spec"] = s.spec.to_json();
       js["describe"] = s.spec.describe();
+      js["tuned"] = s.tuned;
     }
     nlohmann::json args = nlohmann::json::array();
     for (const auto &a : s.args) args.push_back({{"value", a.value}, {"dims", a.dims}});

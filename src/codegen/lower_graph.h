@@ -39,6 +39,7 @@ struct PlanStep {
   std::vector<PlanArg> args;      // kernel argument order, output last
   std::vector<int> reads, writes;
   std::vector<int> extra_reads;   // plan-only values read (e.g. bit planes made by a prior step)
+  bool tuned = false;             // knobs from a tuning record (else the family's defaults)
 };
 
 struct LoweredModule {
@@ -51,8 +52,10 @@ struct LoweredModule {
 // Resolves every step's schedule knobs for target (defaults overridden by spec.knobs), since
 // constants are packed in the blocking the schedule chooses.
 // overrides: knobs forced on every kernel of a family, e.g. {"conv2d": {{"x_tile", 7}}}.
+// tuned: knobs per task (tune/records.h task_signature), from tuning records; overrides win.
 LoweredModule lower_graph(const Graph &g, const TargetInfo &target,
-                          const std::map<std::string, Knobs> &overrides = {});
+                          const std::map<std::string, Knobs> &overrides = {},
+                          const std::map<std::string, Knobs> &tuned = {});
 
 // Writes weights.bin, graph.json and graph.txt; returns the weight bytes.
 int64_t write_module_files(const LoweredModule &lm, const Graph &g, const TargetInfo &t, const std::string &dir);

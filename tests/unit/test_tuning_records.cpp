@@ -1,0 +1,169 @@
+// Tuning records (tune/records.h) and compiling with them: JSON-lines round trip, a torn last
+// line skipped (a killed run), a malformed middle line named; the best valid record per task
+// chosen only when faster than its default, never a failed one or one of another target; and a
+// module compiled with records takes the tuned knobs for exactly those kernels, marks them
+// tuned, warns about the rest, and computes the same integers.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include "codegen/compile.h"
+#include "codegen/target.h"
+#include "expect_error.h"
+#include "frontend/builtin_models.h"
+#include "kernels/knob_space.h"
+#include "reference.h"
+#include "tune/records.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+class TuningRecords : public ::testing::Test {
+ protected:
+  std::string dir;
+  void SetUp() override {
+    dir = testing::TempDir() + "/qnnc_records_" + std::to_string(::getpid()) + "_" +
+          ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+};
+
+qnnc::TuningRecord rec(const std::string &task, qnnc::Knobs k, double ms, bool dflt = false,
+                       const std::string &status = "ok", const std::string &target = "x86-64-linux-avx2") {
+  qnnc::TuningRecord r;
+  r.target = target;
+  r.family = "conv2d";
+  r.task = task;
+  r.knobs = std::move(k);
+  r.median_ms = r.min_ms = ms;
+  r.is_default = dflt;
+  r.status = status;
+  return r;
+}
+
+TEST_F(TuningRecords, RoundTripAndATornLastLine) {
+  std::string p = dir + "/r.jsonl";
+  qnnc::append_record(p, rec("A", {{"x_tile", 4}}, 1.0, true));
+  qnnc::append_record(p, rec("A", {{"x_tile", 7}}, 0.5));
+  {
+    std::ofstream f(p, std::ios::app);
+    f << R"({"schema": 1, "target": "x86-64-linux-avx2", "fam)";  // killed mid-line
+  }
+  int skipped = 0;
+  auto rs = qnnc::read_records(p, &skipped);
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(skipped, 1);
+  EXPECT_EQ(rs[1].knobs, (qnnc::Knobs{{"x_tile", 7}}));
+  EXPECT_TRUE(rs[0].is_default);
+  EXPECT_DOUBLE_EQ(rs[1].median_ms, 0.5);
+  // A resumed run appends after cutting the torn line off.
+  qnnc::append_record(p, rec("A", {{"x_tile", 2}}, 0.6));
+  rs = qnnc::read_records(p, &skipped);
+  ASSERT_EQ(rs.size(), 3u);
+  EXPECT_EQ(skipped, 0);
+  EXPECT_EQ(rs[2].knobs, (qnnc::Knobs{{"x_tile", 2}}));
+  // A malformed line in the middle is an error naming it.
+  std::string q = dir + "/bad.jsonl";
+  {
+    std::ofstream f(q);
+    f << rec("A", {}, 1.0, true).to_json().dump() << "\n{not json\n" << rec("A", {}, 1.0).to_json().dump() << "\n";
+  }
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::read_records(q); }), "line 2 is not JSON");
+  {
+    std::ofstream f(q);
+    f << R"({"schema": 1, "target": "t", "family": "conv2d", "task": "A", "knobs": {}, "status": "ok"})" << "\n";
+  }
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::read_records(q); }), "lacks 'median_ms'");
+}
+
+TEST_F(TuningRecords, BestValidRecordFasterThanTheDefault) {
+  std::vector<qnnc::TuningRecord> rs{
+      rec("A", {{"x_tile", 4}}, 1.0, true),
+      rec("A", {{"x_tile", 7}}, 0.8),
+      rec("A", {{"x_tile", 2}}, 0.5, false, "failed: wrong output"),
+      rec("A", {{"x_tile", 1}}, 0.4, false, "ok", "arm-64-linux"),
+      rec("A", {{"x_tile", 3}}, 0.9),
+      rec("B", {{"x_tile", 4}}, 1.0, true),
+      rec("B", {{"x_tile", 5}}, 1.2),            // slower than its default: not used
+      rec("C", {{"x_tile", 6}}, 0.1),            // no default record: not used
+  };
+  auto best = qnnc::best_knobs(rs, "x86-64-linux-avx2");
+  ASSERT_EQ(best.size(), 1u);
+  EXPECT_EQ(best.at("A"), (qnnc::Knobs{{"x_tile", 7}}));
+  EXPECT_EQ(qnnc::best_knobs(rs, "arm-64-linux").size(), 0u);  // its only record has no default there
+}
+
+TEST(TaskSignature, DropsTunableKnobsKeepsSemanticOnes) {
+  qnnc::KernelSpec a;
+  a.kind = "conv2d_q";
+  a.in_shape = {1, 8, 4, 4};
+  a.out_shape = {1, 8, 4, 4};
+  a.kernel = {3, 3};
+  a.knobs = {{"x_tile", 4}, {"vec", 16}, {"weights_per_byte", 1}};
+  qnnc::KernelSpec b = a;
+  b.knobs = {{"x_tile", 7}, {"vec", 8}, {"weights_per_byte", 1}};
+  EXPECT_EQ(qnnc::task_signature(a), qnnc::task_signature(b));
+  b.knobs["weights_per_byte"] = 2;
+  EXPECT_NE(qnnc::task_signature(a), qnnc::task_signature(b));
+}
+
+TEST_F(TuningRecords, CompileTakesTunedKnobsForTheirKernelsOnly) {
+  qnnc::Graph g = qnnc::builtin_model("resnet18", {1, 3, 32, 32});
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  opt.qconfig.calibration_samples = 2;
+  qnnc::CompileSummary s0 = qnnc::compile_to_dir(g, opt, dir + "/default");
+  EXPECT_EQ(s0.tuned, 0);
+  qnnc::Module m0 = qnnc::Module::load(dir + "/default");
+  // The first integer convolution: a record with another x_tile, faster than its default.
+  const auto &steps = m0.manifest()["steps"];
+  qnnc::KernelSpec spec;
+  for (const auto &st : steps)
+    if (st.contains("spec") && st["spec"]["kind"] == "conv2d_q") {
+      spec = qnnc::KernelSpec::from_json(st["spec"]);
+      break;
+    }
+  ASSERT_EQ(spec.kind, "conv2d_q");
+  const std::string task = qnnc::task_signature(spec), target = qnnc::resolve_target("host").halide.to_string();
+  int dflt = spec.knobs.at("x_tile"), other = dflt == 2 ? 3 : 2;
+  std::string p = dir + "/records.jsonl";
+  auto r = [&](int x_tile, double ms, bool is_default, const std::string &tgt, const std::string &status) {
+    qnnc::TuningRecord t = rec(task, {{"x_tile", x_tile}, {"vec", spec.knobs.at("vec")},
+                                      {"co_vectors", spec.knobs.at("co_vectors")}}, ms, is_default, status, tgt);
+    t.family = "conv2d_q";
+    qnnc::append_record(p, t);
+  };
+  r(dflt, 1.0, true, target, "ok");
+  r(other, 0.7, false, target, "ok");
+  r(5, 0.2, false, target, "failed: wrong output");
+  r(6, 0.1, false, "arm-64-linux-arm_dot_prod", "ok");
+  opt.tuning_records = p;
+  qnnc::CompileSummary s1 = qnnc::compile_to_dir(g, opt, dir + "/tuned");
+  EXPECT_EQ(s1.tuned, 1);
+  EXPECT_FALSE(s1.untuned.empty());
+  EXPECT_GT(s1.untuned_mac_share, 0.5);
+  EXPECT_LT(s1.untuned_mac_share, 1.0);
+  qnnc::Module m1 = qnnc::Module::load(dir + "/tuned");
+  int tuned_steps = 0;
+  for (const auto &st : m1.manifest()["steps"]) {
+    if (!st.value("tuned", false)) continue;
+    tuned_steps++;
+    qnnc::KernelSpec ts = qnnc::KernelSpec::from_json(st["spec"]);
+    EXPECT_EQ(qnnc::task_signature(ts), task);
+    EXPECT_EQ(ts.knobs.at("x_tile"), other);
+  }
+  EXPECT_GE(tuned_steps, 1);
+  // Another schedule of the same integer kernels: the same integers.
+  qnnc::Tensor x = qnnc::random_tensor({1, 3, 32, 32}, 3);
+  auto y0 = m0.run({x})[0], y1 = m1.run({x})[0];
+  EXPECT_EQ(0, std::memcmp(y0.data.data(), y1.data.data(), y0.data.size() * sizeof(float)));
+}
+
+}  // namespace
