@@ -26,6 +26,8 @@
 #include "runtime/npy.h"
 #include "runtime/profile.h"
 #include "runtime/evaluate.h"
+#include "tune/measure.h"
+#include "tune/tuner.h"
 
 using namespace qnnc;
 
@@ -133,19 +135,9 @@ struct QuantFlags {
   bool no_skip_first = false, quantize_dense = false, report = false;
 };
 
-int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
-                const std::string &shape, uint64_t seed, int jobs, bool quiet, const std::vector<std::string> &knobs,
-                const std::string &tuning_records, const QuantFlags &qf) {
-  auto log = [&](const std::string &s) {
-    if (!quiet) say(s);
-  };
-  resolve_target(target);  // a bad --target fails before the model is loaded
-  BuiltinOptions bo;
-  bo.seed = seed;
-  bo.log = log;
-  log("qnnc: loading " + model);
-  Graph g = load_model(model, parse_shape(shape), bo);
-  int before = (int)g.nodes.size();
+// CompileOptions from the command line's flags (compile and tune share them).
+CompileOptions compile_options(const std::string &target, int jobs, const std::vector<std::string> &knobs,
+                               const std::string &tuning_records, const QuantFlags &qf, uint64_t seed) {
   CompileOptions opt;
   opt.target = target;
   opt.jobs = jobs;
@@ -166,7 +158,25 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     opt.qconfig.skip_dense = !qf.quantize_dense;
     opt.qconfig.calibration_seed = seed + 1000;
     opt.qconfig.validate();
-  } else if (qf.report) {
+  }
+  return opt;
+}
+
+int cmd_compile(const std::string &model, const std::string &out, const std::string &target,
+                const std::string &shape, uint64_t seed, int jobs, bool quiet, const std::vector<std::string> &knobs,
+                const std::string &tuning_records, const QuantFlags &qf) {
+  auto log = [&](const std::string &s) {
+    if (!quiet) say(s);
+  };
+  resolve_target(target);  // a bad --target fails before the model is loaded
+  BuiltinOptions bo;
+  bo.seed = seed;
+  bo.log = log;
+  log("qnnc: loading " + model);
+  Graph g = load_model(model, parse_shape(shape), bo);
+  int before = (int)g.nodes.size();
+  CompileOptions opt = compile_options(target, jobs, knobs, tuning_records, qf, seed);
+  if (!opt.quantize && qf.report) {
     throw Error("--report compares a quantized module with fp32: add --quantize");
   }
   opt.log = [&](const std::string &s) { log("  " + s); };
@@ -344,6 +354,59 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
   return 0;
 }
 
+int cmd_tune(const std::string &model, const std::string &records, const std::string &target, const std::string &shape,
+             uint64_t seed, int trials, double budget_s, bool resume, int threads, int repeat, double timeout,
+             const std::vector<std::string> &knobs, const QuantFlags &qf, bool quiet) {
+  auto log = [&](const std::string &s) {
+    if (!quiet) say("qnnc: " + s);
+  };
+  resolve_target(target);
+  BuiltinOptions bo;
+  bo.seed = seed;
+  Graph g = load_model(model, parse_shape(shape), bo);
+  CompileOptions opt = compile_options(target, 0, knobs, "", qf, seed);
+  ProgressBar bar;
+  if (!quiet) opt.progress = [&](const ProgressEvent &e) { bar(e); };
+  log("preparing " + model + (opt.quantize ? " (" + opt.qconfig.precision() + ", calibrating once)" : " (fp32)"));
+  Graph prepared = prepare_for_codegen(g, opt);
+  TuneOptions to;
+  to.records = records;
+  to.trials = trials;
+  to.time_budget_s = budget_s;
+  to.resume = resume;
+  to.threads = threads;
+  to.repeat = repeat;
+  to.timeout_s = timeout;
+  to.seed = seed;
+  to.qnnc_version = "qnnc-0.1.0";
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) throw Error("cannot find this program's path (/proc/self/exe) to run measurements");
+  to.qnnc_exe = std::string(self, n);
+  to.log = log;
+  if (!quiet) to.progress = [&](const ProgressEvent &e) { bar(e); };
+  TuneResult r = tune(prepared, opt, to);
+  std::printf("%s", r.table().c_str());
+  std::printf("qnnc: records in %s; use them with: qnnc compile %s --tuning-records %s ...\n", records.c_str(),
+              model.c_str(), records.c_str());
+  return 0;
+}
+
+int cmd_measure(const std::string &cand, const std::string &ref, const std::string &steps_list, int repeat, int threads,
+                const std::string &json) {
+  Module c = Module::load(cand), r = Module::load(ref);
+  c.set_threads(threads);
+  std::vector<int> steps;
+  std::stringstream ss(steps_list);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) steps.push_back(std::stoi(tok));
+  nlohmann::json j = measure_against_reference(c, r, steps, repeat, 0);
+  std::ofstream f(json);
+  f << j.dump() << "\n";
+  if (!f) throw Error("cannot write '" + json + "'");
+  return 0;
+}
+
 // Top-1/top-5 on labelled data; also saved as MODULE/eval.json, which `qnnc report` shows.
 int cmd_eval(const std::string &dir, const std::string &data, int threads, const std::string &json, bool save) {
   Module m = Module::load(dir);
@@ -399,6 +462,25 @@ int cmd_report(const std::vector<std::string> &modules, const std::string &out, 
 
 }  // namespace
 
+// The quantization flags of compile and tune.
+void add_quant_flags(CLI::App *c, QuantFlags &qf) {
+  c->add_option("--quantize", qf.precision, "precision: fp32 (default), int8, int4, int2, int1, or wXaY (e.g. w4a8)");
+  c->add_option("--calib-mode", qf.calib_mode, "activation ranges: minmax, percentile, kl_divergence, global_scale")->capture_default_str();
+  c->add_option("--calib-samples", qf.calib_samples, "random calibration inputs")->capture_default_str();
+  c->add_option("--calib-data", qf.calib_data, "calibration inputs (.npy or .npz of N,C,H,W float32) instead of random ones");
+  c->add_option("--percentile", qf.percentile, "with --calib-mode percentile")->capture_default_str();
+  c->add_option("--global-scale", qf.global_scale, "with --calib-mode global_scale: the clipping range")->capture_default_str();
+  c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max (largest weight exact), power2, or mse (least squared error; pays at 2-4 bits)")->capture_default_str();
+  c->add_option("--rounding", qf.rounding,
+                "ties in requantization and quantize: upward (x.5 -> up, as TVM's default) or tonearest (to even)")
+      ->check(CLI::IsMember({"upward", "tonearest"}))
+      ->capture_default_str();
+  c->add_option("--skip-layer", qf.skip, "keep this layer (node name) in fp32; repeatable");
+  c->add_flag("--quantize-dense", qf.quantize_dense,
+              "also quantize dense (fully connected) layers, as 1x1 integer convolutions (kept fp32 by default, as TVM does)");
+  c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
+}
+
 int main(int argc, char **argv) {
   CLI::App app{"qnnc: a quantizing neural-network compiler. Compiles ONNX models or built-in ResNets\n"
                "into modules of Halide-generated kernels, runs and benchmarks them, and shows the code."};
@@ -424,21 +506,7 @@ int main(int argc, char **argv) {
   c->add_option("--seed", seed, "seed of built-in weights and batch-norm re-estimation")->capture_default_str();
   c->add_option("-j,--jobs", jobs, "kernels compiled in parallel (default: all cores)");
   c->add_flag("-q,--quiet", quiet, "no progress output");
-  c->add_option("--quantize", qf.precision, "precision: fp32 (default), int8, int4, int2, int1, or wXaY (e.g. w4a8)");
-  c->add_option("--calib-mode", qf.calib_mode, "activation ranges: minmax, percentile, kl_divergence, global_scale")->capture_default_str();
-  c->add_option("--calib-samples", qf.calib_samples, "random calibration inputs")->capture_default_str();
-  c->add_option("--calib-data", qf.calib_data, "calibration inputs (.npy or .npz of N,C,H,W float32) instead of random ones");
-  c->add_option("--percentile", qf.percentile, "with --calib-mode percentile")->capture_default_str();
-  c->add_option("--global-scale", qf.global_scale, "with --calib-mode global_scale: the clipping range")->capture_default_str();
-  c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max (largest weight exact), power2, or mse (least squared error; pays at 2-4 bits)")->capture_default_str();
-  c->add_option("--rounding", qf.rounding,
-                "ties in requantization and quantize: upward (x.5 -> up, as TVM's default) or tonearest (to even)")
-      ->check(CLI::IsMember({"upward", "tonearest"}))
-      ->capture_default_str();
-  c->add_option("--skip-layer", qf.skip, "keep this layer (node name) in fp32; repeatable");
-  c->add_flag("--quantize-dense", qf.quantize_dense,
-              "also quantize dense (fully connected) layers, as 1x1 integer convolutions (kept fp32 by default, as TVM does)");
-  c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
+  add_quant_flags(c, qf);
   c->add_flag("--report", qf.report, "print accuracy vs fp32: logits SQNR/cosine/top-k, raw and centered, and per-layer SQNR");
   c->add_option("--report-inputs", qf.report_inputs, "inputs used by --report")->capture_default_str();
   c->add_option("--tuning-records", tuning_records,
@@ -483,6 +551,38 @@ int main(int argc, char **argv) {
   em->add_option("-o,--output", output, "write the output as .npy");
   em->add_option("--json", json, "write the timings as JSON");
 
+  std::string records;
+  double trials = 0, budget_min = 0;
+  bool resume = false;
+  int tune_repeat = 10;
+  double tune_timeout = 120;
+  auto *tn = app.add_subcommand(
+      "tune", "Search the schedule knobs of MODEL's kernels on this machine and append every measurement to a\n"
+              "records file (JSON lines) that compile --tuning-records reads. The budget goes to the kernels\n"
+              "that take the most time; each candidate is checked against the default schedule's output");
+  tn->add_option("model", model, "ONNX file or builtin:NAME")->required();
+  tn->add_option("-o,--output", records, "records file (JSON lines), appended to")->required();
+  tn->add_option("--target", target, "host, or an x86 target this machine runs")->capture_default_str();
+  tn->add_option("--input-shape", shape, "input shape N,C,H,W");
+  tn->add_option("--seed", seed, "seed of built-in weights, calibration and the search")->capture_default_str();
+  tn->add_option("--trials", trials, "candidate measurements in all");
+  tn->add_option("--time-budget", budget_min, "minutes to tune for (with or instead of --trials)");
+  tn->add_flag("--resume", resume, "continue an existing records file (knobs measured there are not retried)");
+  tn->add_option("-t,--threads", threads, "threads the kernels are measured with (default: all cores)");
+  tn->add_option("-n,--repeat", tune_repeat, "timed runs per measurement")->capture_default_str();
+  tn->add_option("--timeout", tune_timeout, "seconds a measurement may take before it counts as failed")->capture_default_str();
+  tn->add_option("--knob", knobs, "knobs forced on a family while tuning (as compile --knob)");
+  add_quant_flags(tn, qf);
+
+  std::string reference, steps_list;
+  auto *ms = app.add_subcommand("measure", "(used by tune) Time steps of a candidate module against its reference and check their outputs");
+  ms->add_option("module", out, "candidate module directory")->required();
+  ms->add_option("--reference", reference, "reference module directory")->required();
+  ms->add_option("--steps", steps_list, "comma-separated step indices")->required();
+  ms->add_option("-n,--repeat", repeat, "timed runs of each module")->capture_default_str();
+  ms->add_option("-t,--threads", threads, "threads (default: all cores)");
+  ms->add_option("--json", json, "write the result here")->required();
+
   std::string knob_family;
   auto *kn = app.add_subcommand("knobs", "List the schedule knobs of every kernel family (or of one): what each does,\n"
                                          "the values --knob accepts and the values a tuner tries");
@@ -524,6 +624,9 @@ int main(int argc, char **argv) {
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
+    if (*tn) return cmd_tune(model, records, target, shape, seed, (int)trials, budget_min * 60, resume, threads,
+                             tune_repeat, tune_timeout, knobs, qf, quiet);
+    if (*ms) return cmd_measure(out, reference, steps_list, repeat, threads, json);
     if (*kn) {
       std::printf("%s", describe_knob_spaces(knob_family).c_str());
       return 0;

@@ -37,13 +37,22 @@ void link_shared(const TargetInfo &t, const std::vector<std::string> &objects, c
 
 CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::string &dir) {
   auto t0 = std::chrono::steady_clock::now();
+  QuantizeSummary quant;
+  g = prepare_for_codegen(std::move(g), opt, &quant);
+  CompileSummary sum = compile_prepared(g, opt, dir);
+  sum.quant = quant;
+  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return sum;
+}
+
+CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const std::string &dir) {
+  auto t0 = std::chrono::steady_clock::now();
   auto log = [&](const std::string &s) {
     if (opt.log) opt.log(s);
   };
   TargetInfo target = resolve_target(opt.target);
   validate_knob_overrides(opt.knobs);
   CompileSummary sum;
-  g = prepare_for_codegen(std::move(g), opt, &sum.quant);
   std::map<std::string, Knobs> tuned;
   const char *env_records = std::getenv("QNNC_TUNING_RECORDS");
   const std::string records_path = !opt.tuning_records.empty() ? opt.tuning_records : env_records ? env_records : "";
@@ -60,6 +69,7 @@ CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::str
         std::to_string(tuned.size()) + " tuned tasks for this target" +
         (skipped ? " (" + std::to_string(skipped) + " torn line skipped)" : ""));
   }
+  for (const auto &[task, k] : opt.tuned) tuned[task] = k;
   LoweredModule lm = lower_graph(g, target, opt.knobs, tuned);
   if (opt.quantize) lm.precision = opt.qconfig.precision();
 

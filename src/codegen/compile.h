@@ -20,6 +20,7 @@ struct CompileOptions {
   bool quantize = false;                          // calibrate and quantize per qconfig
   QConfig qconfig;
   std::map<std::string, Knobs> knobs;            // per-family schedule overrides (--knob)
+  std::map<std::string, Knobs> tuned;            // knobs per task (tune/records.h), over the records'
   std::string tuning_records;                     // JSON-lines records (tune/records.h); empty: the
                                                   // environment's QNNC_TUNING_RECORDS, else none
   int jobs = 0;                                   // parallel kernel compiles; <= 0: all cores
@@ -45,6 +46,9 @@ struct CompileSummary {
 // Runs the passes on g (a copy) and writes a module directory.
 CompileSummary compile_to_dir(Graph g, const CompileOptions &opt, const std::string &dir);
 
+// The second half of compile_to_dir, on a graph prepare_for_codegen already made (the tuner
+// compiles one prepared graph many times with different knobs). quant is left empty.
+CompileSummary compile_prepared(const Graph &prepared, const CompileOptions &opt, const std::string &dir);
 // The graph compile_to_dir lowers: passes, then (with opt.quantize) calibration on the fused
 // fp32 graph and the quantization rewrite, then layout.
 Graph prepare_for_codegen(Graph g, const CompileOptions &opt, QuantizeSummary *qs = nullptr);

@@ -1,0 +1,310 @@
+#include "tune/tuner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <sys/wait.h>
+
+#include <Halide.h>
+
+#include "codegen/target.h"
+#include "kernels/knob_space.h"
+#include "runtime/profile.h"
+
+namespace fs = std::filesystem;
+
+namespace qnnc {
+
+namespace {
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+std::string knob_key(const Knobs &k) { return nlohmann::json(k).dump(); }
+
+Knobs tunable_part(const KernelSpec &s) {
+  Knobs k;
+  auto sp = knob_spaces().find(s.kind);
+  if (sp == knob_spaces().end()) return k;
+  for (const auto &name : sp->second.tunable())
+    if (auto it = s.knobs.find(name); it != s.knobs.end()) k[name] = it->second;
+  return k;
+}
+
+// Runs `qnnc measure` in its own process; returns its JSON, or {"ok": false, "why": ...}.
+nlohmann::json run_measure(const TuneOptions &to, const std::string &cand, const std::string &ref,
+                           const std::vector<int> &steps, const std::string &json_path) {
+  std::string list;
+  for (int k : steps) list += (list.empty() ? "" : ",") + std::to_string(k);
+  std::remove(json_path.c_str());
+  char timeout[32];
+  std::snprintf(timeout, sizeof timeout, "%.0f", to.timeout_s);
+  std::string cmd = "timeout -k 5 " + std::string(timeout) + " " + shell_quote(to.qnnc_exe) + " measure " +
+                    shell_quote(cand) + " --reference " + shell_quote(ref) + " --steps " + list + " --repeat " +
+                    std::to_string(to.repeat) + " --threads " + std::to_string(to.threads) + " --json " +
+                    shell_quote(json_path) + " > " + shell_quote(json_path + ".log") + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  int code = rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+  if (code != 0) {
+    std::ifstream lf(json_path + ".log");
+    std::string last, line;
+    while (std::getline(lf, line))
+      if (!line.empty()) last = line;
+    std::string why = code == 124 || code == 137 ? "timed out after " + std::string(timeout) + " s"
+                                                 : "measurement process failed (exit " + std::to_string(code) + ")";
+    return {{"ok", false}, {"why", why + (last.empty() ? "" : ": " + printable(last, 200))}};
+  }
+  std::ifstream f(json_path);
+  try {
+    return nlohmann::json::parse(f);
+  } catch (const std::exception &e) {
+    return {{"ok", false}, {"why", std::string("unreadable measurement: ") + e.what()}};
+  }
+}
+
+}  // namespace
+
+std::vector<TuneTask> extract_tasks(const nlohmann::json &manifest) {
+  std::map<std::string, TuneTask> by;
+  std::map<std::string, double> macs;
+  std::vector<std::string> order;
+  const auto &steps = manifest.at("steps");
+  for (size_t k = 0; k < steps.size(); k++) {
+    const auto &st = steps[k];
+    if (st.value("alias", false) || !st.contains("spec")) continue;
+    KernelSpec s = KernelSpec::from_json(st["spec"]);
+    auto sp = knob_spaces().find(s.kind);
+    if (sp == knob_spaces().end() || sp->second.tunable().empty()) continue;
+    std::string t = task_signature(s);
+    auto [it, fresh] = by.try_emplace(t);
+    if (fresh) {
+      it->second.task = t;
+      it->second.family = s.kind;
+      it->second.describe = s.describe();
+      it->second.default_knobs = tunable_part(s);
+      order.push_back(t);
+    }
+    it->second.steps.push_back((int)k);
+    macs[t] += step_macs(st);
+  }
+  std::vector<TuneTask> out;
+  for (const auto &t : order) out.push_back(by[t]);
+  std::stable_sort(out.begin(), out.end(), [&](const TuneTask &a, const TuneTask &b) { return macs[a.task] > macs[b.task]; });
+  return out;
+}
+
+std::string TuneResult::table() const {
+  std::ostringstream o;
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%-52s %5s %10s %10s %8s %7s\n", "task", "calls", "default ms", "tuned ms", "speed-up",
+                "trials");
+  o << buf;
+  double d_total = 0, b_total = 0;
+  for (const auto &t : tasks) {
+    double calls = (double)t.steps.size();
+    d_total += t.default_ms * calls;
+    b_total += t.best_ms * calls;
+    std::snprintf(buf, sizeof buf, "%-52.52s %5zu %10.4f %10.4f %7.2fx %7d%s\n", t.describe.c_str(), t.steps.size(),
+                  t.default_ms, t.best_ms, t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0, t.trials,
+                  t.failed ? (" (" + std::to_string(t.failed) + " failed)").c_str() : "");
+    o << buf;
+  }
+  std::snprintf(buf, sizeof buf, "all tuned tasks: %.3f ms -> %.3f ms per run (%.2fx), %d trials in %.0f s\n", d_total,
+                b_total, b_total > 0 ? d_total / b_total : 1.0, trials, seconds);
+  o << buf;
+  return o.str();
+}
+
+TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneOptions &to) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto log = [&](const std::string &s) {
+    if (to.log) to.log(s);
+  };
+  if (to.trials <= 0 && to.time_budget_s <= 0) throw Error("tune needs a budget: --trials N or --time-budget");
+  if (to.records.empty()) throw Error("tune needs a records file (-o FILE)");
+  if (!to.resume && fs::exists(to.records) && fs::file_size(to.records) > 0)
+    throw Error("'" + to.records + "' exists: add --resume to continue it, or choose another file");
+  const std::string work = to.workdir.empty() ? to.records + ".work" : to.workdir;
+  fs::create_directories(work);
+  CompileOptions opt = opt_in;
+  opt.tuning_records.clear();
+  opt.tuned.clear();
+  opt.log = nullptr;
+  opt.progress = nullptr;
+  const std::string target = resolve_target(opt.target).halide.to_string();
+  if (!resolve_target(opt.target).is_host) throw Error("tune measures on this machine: use --target host (or a host-compatible x86 target)");
+
+  // Knobs already measured (resume).
+  std::map<std::string, std::set<std::string>> tried;
+  std::map<std::string, std::pair<double, Knobs>> prior_best;
+  if (to.resume && fs::exists(to.records)) {
+    for (const auto &r : read_records(to.records)) {
+      if (r.target != target) continue;
+      tried[r.task].insert(knob_key(r.knobs));
+      if (!r.is_default && r.status == "ok") {
+        auto &b = prior_best[r.task];
+        if (b.first == 0 || r.median_ms < b.first) b = {r.median_ms, r.knobs};
+      }
+    }
+  }
+
+  // The default module and its tasks.
+  const std::string ref = work + "/default", cand = work + "/candidate";
+  log("compiling the default module");
+  compile_prepared(prepared, opt, ref);
+  nlohmann::json manifest;
+  {
+    std::ifstream f(ref + "/graph.json");
+    manifest = nlohmann::json::parse(f);
+  }
+  std::vector<TuneTask> tasks = extract_tasks(manifest);
+  std::vector<int> all_steps;
+  for (const auto &t : tasks) all_steps.insert(all_steps.end(), t.steps.begin(), t.steps.end());
+  std::sort(all_steps.begin(), all_steps.end());
+  log("measuring the default schedules of " + std::to_string(tasks.size()) + " tasks");
+  nlohmann::json dm = run_measure(to, ref, ref, all_steps, work + "/measure.json");
+  if (!dm.value("ok", false)) throw Error("measuring the default module failed: " + dm.value("why", std::string()));
+  std::map<int, double> step_ms;
+  for (const auto &s : dm["steps"]) step_ms[s["step"].get<int>()] = s["ms"].get<double>();
+  double total = 0;
+  for (auto &t : tasks) {
+    double sum = 0;
+    for (int k : t.steps) sum += step_ms[k];
+    t.default_ms = sum / t.steps.size();
+    t.best_ms = t.default_ms;
+    t.best_knobs = t.default_knobs;
+    total += sum;
+    TuningRecord r;
+    r.qnnc_version = to.qnnc_version;
+    r.target = target;
+    r.family = t.family;
+    r.task = t.task;
+    r.describe = t.describe;
+    r.knobs = t.default_knobs;
+    r.is_default = true;
+    r.median_ms = t.default_ms;
+    r.min_ms = t.default_ms;
+    r.runs = to.repeat;
+    r.timestamp = utc_now();
+    append_record(to.records, r);
+    tried[t.task].insert(knob_key(t.default_knobs));
+    if (auto pb = prior_best.find(t.task); pb != prior_best.end() && pb->second.first < t.best_ms)
+      t.best_ms = pb->second.first, t.best_knobs = pb->second.second;
+  }
+  // Leave out tasks too small to matter.
+  std::vector<TuneTask> kept, small;
+  for (auto &t : tasks)
+    (t.default_ms * t.steps.size() >= to.min_share * total ? kept : small).push_back(t);
+  tasks = kept;
+  std::stable_sort(tasks.begin(), tasks.end(), [](const TuneTask &a, const TuneTask &b) {
+    return a.default_ms * a.steps.size() > b.default_ms * b.steps.size();
+  });
+  log(std::to_string(tasks.size()) + " tasks to tune (" + std::to_string(small.size()) + " below " +
+      std::to_string(to.min_share * 100).substr(0, 3) + "% of the default time left alone); default kernels " +
+      std::to_string(total).substr(0, 6) + " ms per run");
+
+  std::mt19937_64 rng(to.seed);
+  TuneResult res;
+  int budget_trials = to.trials > 0 ? to.trials : INT32_MAX;
+  while (res.trials < budget_trials && (to.time_budget_s <= 0 || elapsed() < to.time_budget_s)) {
+    // The task that promises most.
+    TuneTask *t = nullptr;
+    double best_score = -1;
+    for (auto &c : tasks) {
+      if (c.exhausted) continue;
+      double score = c.default_ms * c.steps.size() / (1.0 + c.trials);
+      if (score > best_score) best_score = score, t = &c;
+    }
+    if (!t) break;
+    const KnobSpace &space = knob_spaces().at(t->family);
+    // A candidate: random at first, then mostly one knob of the best changed.
+    Knobs k;
+    bool found = false;
+    for (int attempt = 0; attempt < 200 && !found; attempt++) {
+      bool mutate = t->trials >= 4 && std::uniform_real_distribution<>(0, 1)(rng) < 0.7;
+      k = mutate ? t->best_knobs : t->default_knobs;
+      auto names = space.tunable();
+      if (mutate) {
+        const auto &name = names[rng() % names.size()];
+        const auto &vals = space.find(name)->search;
+        k[name] = vals[rng() % vals.size()];
+      } else {
+        for (const auto &name : names) {
+          const auto &vals = space.find(name)->search;
+          k[name] = vals[rng() % vals.size()];
+        }
+      }
+      found = !tried[t->task].count(knob_key(k));
+    }
+    if (!found) {
+      t->exhausted = true;
+      continue;
+    }
+    tried[t->task].insert(knob_key(k));
+    t->trials++;
+    res.trials++;
+    TuningRecord r;
+    r.qnnc_version = to.qnnc_version;
+    r.target = target;
+    r.family = t->family;
+    r.task = t->task;
+    r.describe = t->describe;
+    r.knobs = k;
+    r.runs = to.repeat;
+    CompileOptions co = opt;
+    co.tuned = {{t->task, k}};
+    bool compiled = false;
+    try {
+      fs::remove_all(cand);
+      compile_prepared(prepared, co, cand);
+      compiled = true;
+    } catch (const Error &e) {
+      r.status = std::string("failed: compile: ") + printable(e.what(), 300);
+    } catch (const Halide::Error &e) {
+      r.status = std::string("failed: compile: Halide: ") + printable(e.what(), 300);
+    }
+    if (compiled) {
+      nlohmann::json m = run_measure(to, cand, ref, t->steps, work + "/measure.json");
+      if (!m.value("ok", false)) {
+        r.status = "failed: " + m.value("why", std::string("unknown"));
+      } else {
+        r.median_ms = m["candidate_ms"].get<double>();
+        r.min_ms = r.median_ms;
+        // The reference ran interleaved with the candidate: scale to the default's recorded
+        // time, so drift between measurements does not pass for a speed-up.
+        double ref_ms = m["reference_ms"].get<double>();
+        if (ref_ms > 0) r.median_ms = r.median_ms / ref_ms * t->default_ms;
+      }
+    }
+    if (r.status != "ok") t->failed++;
+    r.timestamp = utc_now();
+    append_record(to.records, r);
+    if (r.status == "ok" && r.median_ms < t->best_ms) t->best_ms = r.median_ms, t->best_knobs = k;
+    if (to.progress) {
+      char detail[200];
+      std::snprintf(detail, sizeof detail, "%s: best %.2fx of default", t->describe.c_str(),
+                    t->best_ms > 0 ? t->default_ms / t->best_ms : 1.0);
+      int total_trials = to.trials > 0 ? to.trials : 0;
+      if (total_trials == 0 && to.time_budget_s > 0)
+        total_trials = std::max(res.trials, (int)(res.trials * to.time_budget_s / std::max(elapsed(), 1e-3)));
+      to.progress({"tuning", res.trials, std::max(total_trials, res.trials), 0, detail});
+    }
+  }
+  res.tasks = tasks;
+  res.seconds = elapsed();
+  return res;
+}
+
+}  // namespace qnnc

@@ -1,0 +1,63 @@
+// `qnnc tune`: searches each task's knob space (kernels/knob_space.h) on this machine and
+// appends every measurement to a records file (tune/records.h).
+//
+// Tasks are the model's distinct kernels without their tunable knobs, weighted by how long
+// their steps take with the default knobs. One budget (trials or seconds) goes to whichever task
+// promises most: the one with the largest (default time x calls) / (trials + 1). A candidate
+// is the whole module compiled with new knobs for one task (the kernel cache keeps the rest);
+// `qnnc measure` runs it in a separate process with a timeout against the default module:
+// outputs must match, and the task's steps are timed in interleaved runs. Candidates are drawn
+// at random from the space, then increasingly by changing one knob of the best so far.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "codegen/compile.h"
+#include "ir/progress.h"
+#include "tune/records.h"
+
+namespace qnnc {
+
+struct TuneOptions {
+  std::string records;          // JSON-lines file appended to
+  std::string workdir;          // modules compiled while tuning; default: records + ".work"
+  int trials = 0;               // candidate measurements in all (0: until the time budget)
+  double time_budget_s = 0;     // seconds (0: until `trials`)
+  bool resume = false;          // continue a records file: knobs measured there are not retried
+  int threads = 0;              // threads the measurements run with (0: all cores)
+  int repeat = 10;              // timed runs per measurement
+  double timeout_s = 120;       // per measurement process
+  double min_share = 0.005;     // tasks below this share of the default time are left alone
+  uint64_t seed = 0;
+  std::string qnnc_exe;         // this program, run as `qnnc measure`
+  std::string qnnc_version;
+  std::function<void(const std::string &)> log;
+  ProgressFn progress;
+};
+
+struct TuneTask {
+  std::string task, family, describe;
+  std::vector<int> steps;       // where it runs in the module
+  Knobs default_knobs, best_knobs;
+  double default_ms = 0;        // per call, default knobs
+  double best_ms = 0;           // per call, best measured (default_ms when nothing beat it)
+  int trials = 0, failed = 0;
+  bool exhausted = false;
+};
+
+struct TuneResult {
+  std::vector<TuneTask> tasks;  // by default time, largest first
+  int trials = 0;
+  double seconds = 0;
+  std::string table() const;    // per task: default ms, tuned ms, speed-up, trials
+};
+
+// The tasks of a compiled module's manifest: steps grouped by task_signature, for families
+// with tunable knobs, largest total MACs first (times are filled in by tune()).
+std::vector<TuneTask> extract_tasks(const nlohmann::json &manifest);
+
+// prepared: the graph after prepare_for_codegen(g, opt) (calibrated once).
+TuneResult tune(const Graph &prepared, const CompileOptions &opt, const TuneOptions &to);
+
+}  // namespace qnnc
