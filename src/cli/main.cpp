@@ -191,7 +191,8 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 out.c_str(), s.steps, s.kernels, s.cached, s.weight_bytes / 1e6, s.seconds);
   std::printf("%s\n", buf);
   if (!s.tuning_records.empty()) {
-    std::printf("qnnc: tuning: %d kernels tuned from %s", s.tuned, s.tuning_records.c_str());
+    std::printf("qnnc: tuning: %d kernels tuned from %s, %d kept their default schedule (measured fastest)", s.tuned,
+                s.tuning_records.c_str(), s.default_best);
     if (s.untuned.empty()) {
       std::printf("; every tunable kernel has a record\n");
     } else {

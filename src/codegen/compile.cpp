@@ -54,6 +54,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
   validate_knob_overrides(opt.knobs);
   CompileSummary sum;
   std::map<std::string, Knobs> tuned;
+  std::set<std::string> measured;
   const char *env_records = std::getenv("QNNC_TUNING_RECORDS");
   const std::string records_path = !opt.tuning_records.empty() ? opt.tuning_records : env_records ? env_records : "";
   sum.tuning_records = records_path;
@@ -61,6 +62,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
     int skipped = 0;
     auto records = read_records(records_path, &skipped);
     tuned = best_knobs(records, target.halide.to_string());
+    measured = measured_tasks(records, target.halide.to_string());
     for (const auto &[task, k] : tuned) {
       // A record names its family inside the task's signature; its knobs must still be valid.
       validate_knobs(KernelSpec::from_json(nlohmann::json::parse(task)).kind, k);
@@ -129,7 +131,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
 
   // Which kernels have tuned knobs, which could have and do not (by share of MACs).
   {
-    std::set<std::string> tuned_fns, untuned_fns;
+    std::set<std::string> tuned_fns, untuned_fns, default_fns;
     double macs = 0, untuned_macs = 0;
     for (const auto &st : lm.steps) {
       if (st.alias) continue;
@@ -140,12 +142,15 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
       bool tunable = sp != knob_spaces().end() && !sp->second.tunable().empty();
       if (st.tuned) {
         tuned_fns.insert(st.fn);
+      } else if (tunable && m > 0 && measured.count(task_signature(st.spec))) {
+        default_fns.insert(st.fn);
       } else if (tunable && m > 0) {
         untuned_macs += m;
         if (untuned_fns.insert(st.fn).second) sum.untuned.push_back(st.spec.describe());
       }
     }
     sum.tuned = (int)tuned_fns.size();
+    sum.default_best = (int)default_fns.size();
     sum.untuned_mac_share = macs > 0 ? untuned_macs / macs : 0;
   }
   sum.dir = dir;

@@ -36,6 +36,7 @@ struct CompileSummary {
   // this target ("describe" of each), and the untuned ones' share of the module's MACs.
   std::string tuning_records;   // the file read, if any
   int tuned = 0;
+  int default_best = 0;          // measured, and no candidate beat the default schedule
   std::vector<std::string> untuned;
   double untuned_mac_share = 0;
   double seconds = 0;

@@ -75,7 +75,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
     nlohmann::json r{{"dir", s.dir},         {"steps", s.steps},     {"kernels", s.kernels},
                      {"cached", s.cached},   {"seconds", s.seconds}, {"weight_bytes", s.weight_bytes},
                      {"precision", p},       {"target", opt.target}};
-    r["tuning"] = {{"records", s.tuning_records}, {"tuned", s.tuned}, {"untuned", s.untuned},
+    r["tuning"] = {{"records", s.tuning_records}, {"tuned", s.tuned}, {"default_best", s.default_best}, {"untuned", s.untuned},
                    {"untuned_mac_share", s.untuned_mac_share}};
     if (opt.quantize) {
       const QuantizeSummary &q = s.quant;

@@ -140,4 +140,11 @@ std::map<std::string, Knobs> best_knobs(const std::vector<TuningRecord> &records
   return out;
 }
 
+std::set<std::string> measured_tasks(const std::vector<TuningRecord> &records, const std::string &target) {
+  std::set<std::string> r;
+  for (const auto &x : records)
+    if (x.target == target && x.status == "ok") r.insert(x.task);
+  return r;
+}
+
 }  // namespace qnnc

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,5 +52,8 @@ std::vector<TuningRecord> read_records(const std::string &path, int *skipped = n
 // Per task, the knobs of the fastest record on `target` with status ok that beat the default
 // record of its task (same file, same target). Tasks without a default record are left out.
 std::map<std::string, Knobs> best_knobs(const std::vector<TuningRecord> &records, const std::string &target);
+
+// Tasks with at least one valid measurement on `target` (tuned, or whose default stayed fastest).
+std::set<std::string> measured_tasks(const std::vector<TuningRecord> &records, const std::string &target);
 
 }  // namespace qnnc
