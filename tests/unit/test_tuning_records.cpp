@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "kernels/knob_space.h"
 #include "reference.h"
 #include "tune/records.h"
+#include "tune/tuner.h"
 
 namespace fs = std::filesystem;
 
@@ -164,6 +166,39 @@ TEST_F(TuningRecords, CompileTakesTunedKnobsForTheirKernelsOnly) {
   qnnc::Tensor x = qnnc::random_tensor({1, 3, 32, 32}, 3);
   auto y0 = m0.run({x})[0], y1 = m1.run({x})[0];
   EXPECT_EQ(0, std::memcmp(y0.data.data(), y1.data.data(), y0.data.size() * sizeof(float)));
+}
+
+// Tasks: the module's tunable kernels grouped by task signature; repeated layers (ResNet-18's
+// identical blocks) share a task, and every tunable step belongs to exactly one.
+TEST_F(TuningRecords, TasksDeduplicateRepeatedKernels) {
+  qnnc::Graph g = qnnc::builtin_model("resnet18", {1, 3, 32, 32});
+  qnnc::compile_to_dir(g, qnnc::CompileOptions{}, dir + "/m");
+  qnnc::Module m = qnnc::Module::load(dir + "/m");
+  const auto &steps = m.manifest()["steps"];
+  auto tasks = qnnc::extract_tasks(m.manifest());
+  std::set<std::string> sigs;
+  size_t tunable_steps = 0;
+  for (size_t k = 0; k < steps.size(); k++) {
+    if (!steps[k].contains("spec")) continue;
+    qnnc::KernelSpec s = qnnc::KernelSpec::from_json(steps[k]["spec"]);
+    if (qnnc::knob_spaces().at(s.kind).tunable().empty()) continue;
+    tunable_steps++;
+    sigs.insert(qnnc::task_signature(s));
+  }
+  EXPECT_EQ(tasks.size(), sigs.size());
+  EXPECT_LT(tasks.size(), tunable_steps);  // repeated blocks share tasks
+  size_t covered = 0;
+  bool some_repeated = false;
+  for (const auto &t : tasks) {
+    covered += t.steps.size();
+    some_repeated |= t.steps.size() > 1;
+    for (int k : t.steps)
+      EXPECT_EQ(qnnc::task_signature(qnnc::KernelSpec::from_json(steps[k]["spec"])), t.task) << t.describe;
+    EXPECT_EQ(t.default_knobs.count("x_tile") + t.default_knobs.count("vec") > 0, true) << t.describe;
+  }
+  EXPECT_EQ(covered, tunable_steps);
+  EXPECT_TRUE(some_repeated);
+  EXPECT_EQ(tasks.front().family.rfind("conv2d", 0), 0u);  // largest MACs first
 }
 
 }  // namespace
