@@ -27,7 +27,7 @@ import numpy as np
 from . import _qnnc
 from ._qnnc import QnncError
 
-__all__ = ["compile", "load", "Module", "QnncError", "__version__"]
+__all__ = ["compile", "load", "tune", "Module", "QnncError", "__version__"]
 __version__ = "0.1.0"
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -182,6 +182,57 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _qnnc_executable() -> str:
+    """The qnnc command: $QNNC_EXE, else the one pip installed beside this Python, else PATH."""
+    import shutil
+    import sysconfig
+    env = os.environ.get("QNNC_EXE")
+    if env:
+        return env
+    for cand in (os.path.join(sysconfig.get_path("scripts"), "qnnc"), os.path.join(os.path.dirname(sys.executable), "qnnc"),
+                 shutil.which("qnnc")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise QnncError("the qnnc command was not found (pip install the package, or set QNNC_EXE)")
+
+
+def tune(model: Any, records: PathLike, *, trials: Optional[int] = None, time_budget: Optional[float] = None,
+         input_shape: Optional[Sequence[int]] = None, example_inputs: Any = None, precision: str = "fp32",
+         resume: bool = False, threads: Optional[int] = None, seed: int = 0, verbose: bool = True) -> str:
+    """Tunes the model's kernels on this machine (``qnnc tune``): appends every measurement to
+    ``records`` (JSON lines) and returns the per-task table. Give ``trials`` and/or
+    ``time_budget`` (minutes). Compile with ``compile(..., tuning_records=records)``."""
+    import subprocess
+    if trials is None and time_budget is None:
+        raise QnncError("tune needs a budget: trials=N and/or time_budget=MINUTES")
+    tmp = tempfile.mkdtemp(prefix="qnnc-tune-")
+    try:
+        path, implied = _model_path(model, example_inputs, tmp)
+        cmd = [_qnnc_executable(), "tune", path, "-o", os.fspath(records), "--seed", str(int(seed))]
+        shape = input_shape or implied
+        if shape:
+            cmd += ["--input-shape", ",".join(str(int(d)) for d in shape)]
+        if precision != "fp32":
+            cmd += ["--quantize", precision]
+        if trials is not None:
+            cmd += ["--trials", str(int(trials))]
+        if time_budget is not None:
+            cmd += ["--time-budget", str(float(time_budget))]
+        if resume:
+            cmd.append("--resume")
+        if threads is not None:
+            cmd += ["--threads", str(int(threads))]
+        if not verbose:
+            cmd.append("--quiet")
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if verbose else subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            msg = (p.stderr or "").strip().splitlines()
+            raise QnncError(msg[-1].removeprefix("error: ") if msg else f"qnnc tune failed (exit {p.returncode})")
+        return p.stdout
+    finally:
+        shutil.rmtree(tmp, True)
 
 
 def load(path: PathLike) -> Module:

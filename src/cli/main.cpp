@@ -573,6 +573,7 @@ int main(int argc, char **argv) {
   tn->add_option("-n,--repeat", tune_repeat, "timed runs per measurement")->capture_default_str();
   tn->add_option("--timeout", tune_timeout, "seconds a measurement may take before it counts as failed")->capture_default_str();
   tn->add_option("--knob", knobs, "knobs forced on a family while tuning (as compile --knob)");
+  tn->add_flag("-q,--quiet", quiet, "no progress output");
   add_quant_flags(tn, qf);
 
   std::string reference, steps_list;

@@ -227,6 +227,21 @@ def main():
     except qnnc.QnncError as e:
         check("missing model rejected", "cannot open" in str(e), str(e))
 
+    # Tuning from Python (runs the qnnc command, $QNNC_EXE here), then compiling with the records.
+    rec = os.path.join(work, "tune.jsonl")
+    if os.path.exists(rec):
+        os.remove(rec)
+    table = qnnc.tune("builtin:resnet18", rec, input_shape=(1, 3, 32, 32), trials=2, verbose=False)
+    mt = qnnc.compile("builtin:resnet18", input_shape=(1, 3, 32, 32), tuning_records=rec)
+    tsum = mt.summary["tuning"]
+    check("qnnc.tune writes records that compile(tuning_records=) reads",
+          "speed-up" in table and tsum["records"] == rec and tsum["tuned"] + tsum["default_best"] > 5, str(tsum)[:160])
+    try:
+        qnnc.tune("builtin:resnet18", rec, input_shape=(1, 3, 32, 32), trials=2, verbose=False)
+        check("tune refuses to overwrite records without resume", False)
+    except qnnc.QnncError as e:
+        check("tune refuses to overwrite records without resume", "--resume" in str(e), str(e))
+
     lib = os.environ.get("QNNC_LIB")
     if lib:
         check_c_api(lib, work, x, int8_out, check)
