@@ -172,18 +172,22 @@ const std::set<std::string> &unary_ops() {
 }  // namespace
 
 int64_t checked_numel(const std::vector<int64_t> &dims) {
-  for (int64_t d : dims)
-    if (d < 0) fail("negative dimension in shape " + dims_str(dims));
-  for (int64_t d : dims)
-    if (d == 0) return 0;
+  // The non-zero extents are capped too (an empty [0, 2^40] is refused), so that every stride
+  // computed from a checked shape fits easily in int64.
   int64_t n = 1;
+  bool empty = false;
   for (int64_t d : dims) {
+    if (d < 0) fail("negative dimension in shape " + dims_str(dims));
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
     if (d > kMaxFoldElements || n * d > kMaxFoldElements)
       fail("shape " + dims_str(dims) + " has more than " + std::to_string(kMaxFoldElements) +
            " elements, more than qnnc computes at compile time");
     n *= d;
   }
-  return n;
+  return empty ? 0 : n;
 }
 
 std::vector<int64_t> broadcast_shape(const std::vector<std::vector<int64_t>> &shapes) {

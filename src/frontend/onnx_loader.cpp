@@ -2,8 +2,11 @@
 // nodes: window attributes are made explicit (auto_pad is resolved into pads), Gemm and MatMul
 // are normalised to Y = X * W^T + B with a constant [out, in] weight, Identity and Dropout are
 // removed by aliasing, and int64 shape tensors are folded into Reshape's "shape" attribute.
-// Constants are added to the graph lazily, when a node first reads them, so unused or
-// shape-only tensors never become graph values. Every size and index read from the file is
+// Every node whose inputs are all known at compile time (constants, shapes, earlier such
+// results; float, int64 or bool) is evaluated here (fold_const_op, frontend/const_eval.h):
+// shape arithmetic, and constant subgraphs such as Swin's attention mask. Constants are added
+// to the graph lazily, when a node first reads them, so unused or shape-only tensors never
+// become graph values. Every size and index read from the file is
 // checked, so a malformed model produces a qnnc::Error rather than a crash.
 #include "frontend/onnx_loader.h"
 
@@ -32,6 +35,10 @@ constexpr int64_t kMinOpset = 7, kMaxOpset = 21;
 // Upper bound on any single dimension, window size, stride or pad read from a model. It keeps
 // the shape arithmetic downstream (products, dilated kernel extents) far from int64 overflow.
 constexpr int64_t kMaxDim = INT32_MAX;
+
+// Upper bound on the values constant folding computes over a whole model (each result is also
+// capped at kMaxFoldElements): keeps a hostile model from exhausting memory at import.
+constexpr int64_t kMaxFoldedPerModel = int64_t(1) << 25;
 
 // A name read from the model, quoted and escaped for a message (see printable()).
 std::string quote(const std::string &s) { return "'" + printable(s) + "'"; }
@@ -446,6 +453,7 @@ class Importer {
   std::unordered_map<std::string, int> uses_;  // ONNX readers of each name
   std::unordered_map<int, int> matmul_bias_;   // Gemm output from MatMul -> its (still zero) bias
   size_t inferred_ = 0;                        // nodes whose output types are known
+  int64_t folded_elements_ = 0;                // values computed by fold_const_op so far
 };
 
 const std::map<std::string, Importer::Lowering> &Importer::lowerings() {
@@ -1332,8 +1340,14 @@ bool Importer::fold_const_op(const NodeRef &n) {
   try {
     out = evaluate(n, ptrs);
   } catch (const Error &e) {
-    n.fail(std::string("evaluating it at compile time: ") + e.what());
+    const std::string what = e.what();
+    if (what.rfind("node '", 0) == 0) throw;  // already names the node
+    n.fail("evaluating it at compile time: " + what);
   }
+  folded_elements_ += out.numel();
+  if (folded_elements_ > kMaxFoldedPerModel)
+    n.fail("the model computes more than " + std::to_string(kMaxFoldedPerModel) +
+           " values at compile time, more than qnnc evaluates");
   define_const(n, 0, out);
   return true;
 }
@@ -1396,10 +1410,11 @@ ConstTensor Importer::evaluate(const NodeRef &n, const std::vector<const ConstTe
     int64_t axis = n.get_i("axis", 1);
     if (axis < -r || axis > r) n.fail("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(r));
     if (axis < 0) axis += r;
-    int64_t a = 1;
-    for (int64_t d = 0; d < axis; d++) a *= x.dims[(size_t)d];
+    ce::checked_numel(x.dims);  // bounds the products below
+    int64_t a = 1, b = 1;
+    for (int64_t d = 0; d < r; d++) (d < axis ? a : b) *= x.dims[(size_t)d];
     ConstTensor out = x;
-    out.dims = {a, x.numel() / a};
+    out.dims = {a, b};
     return out;
   }
   if (op == "Shape") {

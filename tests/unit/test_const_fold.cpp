@@ -357,6 +357,9 @@ TEST(ConstEval, ExpandRangeConstantOfShape) {
   EXPECT_TRUE(scalar.dims.empty());
   EXPECT_EQ(scalar.i, (Dims{7}));
   EXPECT_CONTAINS(qnnc_error([&] { ce::constant_of_shape({1 << 13, 1 << 13}, v); }), "more than");
+  EXPECT_EQ(ce::constant_of_shape({3, 0}, v).f.size(), 0u);
+  // An empty shape is bounded too: strides from its other extents must stay small.
+  EXPECT_CONTAINS(qnnc_error([&] { ce::constant_of_shape({0, 1 << 20, 1 << 20}, v); }), "more than");
 }
 
 TEST(ConstEval, ScatterNDMatchesReference) {
@@ -630,6 +633,28 @@ TEST(ConstFold, SwinWindowPaddingFromShapeArithmetic) {
   EXPECT_TRUE(ref::Close(m.run({x})[0], want, 0));
 }
 
+// Flatten, Unsqueeze, Squeeze, Shape, Gather, Concat and Cast of constants fold into a constant
+// operand and a Reshape's shape.
+TEST(ConstFold, StructuralOpsOnConstants) {
+  OnnxModel om({1, 24});
+  std::vector<float> c;
+  for (int e = 0; e < 24; e++) c.push_back(0.5f * (float)e - 3.f);
+  std::string t = om.op("Flatten", {om.floats({2, 3, 4}, c)}, [](onnx::NodeProto *n) { set_int(n, "axis", 2); });
+  t = om.op("Squeeze", {om.op("Unsqueeze", {t, om.ints({0, -1})}), om.ints({0, 3})});
+  std::string four = om.op("Gather", {om.op("Shape", {t}), om.ints({1}, true)});
+  std::string shape = om.op("Concat", {om.ints({-1}), om.op("Unsqueeze", {four, om.ints({0})})},
+                            [](onnx::NodeProto *n) { set_int(n, "axis", 0); });
+  shape = om.op("Cast", {om.op("Cast", {shape}, [](onnx::NodeProto *n) { set_int(n, "to", 1); })},
+                [](onnx::NodeProto *n) { set_int(n, "to", 7); });
+  om.output(om.op("Add", {om.op("Reshape", {"x", shape}), t}));
+  qnnc::Graph g = om.load();
+  ASSERT_EQ(g.nodes.size(), 2u) << qnnc::print_graph(g);
+  EXPECT_EQ(g.nodes[0].op, "Reshape");
+  EXPECT_EQ(g.nodes[0].ints("shape"), (Dims{-1, 4}));
+  EXPECT_EQ(g.values[g.nodes[1].inputs[1]].type.shape, (Dims{6, 4}));
+  EXPECT_EQ(*g.values[g.nodes[1].inputs[1]].data, c);
+}
+
 TEST(ConstFold, RuntimeOperandsAndBadValuesAreClearErrors) {
   {  // Mod of an activation: compile-time only.
     OnnxModel om({1, 4});
@@ -645,6 +670,14 @@ TEST(ConstFold, RuntimeOperandsAndBadValuesAreClearErrors) {
     om.output(om.op("Reshape", {"x", big}));
     std::string e = qnnc_error([&] { om.load(); });
     EXPECT_CONTAINS(e, "node 'Mul_2' (Mul): evaluating it at compile time: int64 overflow");
+  }
+  {  // A bad operand of a folded node: named once, with the node.
+    OnnxModel om({1, 4});
+    std::string r = om.op("Reshape", {om.ints({2, 2}), om.floats({2}, {4.f, 1.f})});
+    om.output(om.op("Reshape", {"x", r}));
+    std::string e = qnnc_error([&] { om.load(); });
+    EXPECT_CONTAINS(e, "node 'Reshape_2' (Reshape): shape must be a 1-D integer tensor, got float [2]");
+    EXPECT_EQ(e.find("node '", 1), std::string::npos) << e;
   }
   {  // A folded tensor too large to compute.
     OnnxModel om({1, 4});
