@@ -357,7 +357,8 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
 
 int cmd_tune(const std::string &model, const std::string &records, const std::string &target, const std::string &shape,
              uint64_t seed, int trials, double budget_s, bool resume, int threads, int repeat, double timeout,
-             const std::vector<std::string> &knobs, const QuantFlags &qf, bool quiet) {
+             const std::vector<std::string> &knobs, const QuantFlags &qf, bool quiet, bool use_model,
+             const std::vector<std::string> &history) {
   auto log = [&](const std::string &s) {
     if (!quiet) say("qnnc: " + s);
   };
@@ -379,6 +380,8 @@ int cmd_tune(const std::string &model, const std::string &records, const std::st
   to.repeat = repeat;
   to.timeout_s = timeout;
   to.seed = seed;
+  to.use_cost_model = use_model;
+  to.history = history;
   to.qnnc_version = "qnnc-0.1.0";
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
@@ -574,6 +577,11 @@ int main(int argc, char **argv) {
   tn->add_option("--timeout", tune_timeout, "seconds a measurement may take before it counts as failed")->capture_default_str();
   tn->add_option("--knob", knobs, "knobs forced on a family while tuning (as compile --knob)");
   tn->add_flag("-q,--quiet", quiet, "no progress output");
+  std::string search = "model";
+  std::vector<std::string> history;
+  tn->add_option("--search", search, "model: rank candidates with the learned cost model (XGBoost); random: random and mutation only")
+      ->check(CLI::IsMember({"model", "random"}))->capture_default_str();
+  tn->add_option("--history", history, "earlier records files the cost model also learns from (repeatable)");
   add_quant_flags(tn, qf);
 
   std::string reference, steps_list;
@@ -627,7 +635,7 @@ int main(int argc, char **argv) {
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
     if (*tn) return cmd_tune(model, records, target, shape, seed, (int)trials, budget_min * 60, resume, threads,
-                             tune_repeat, tune_timeout, knobs, qf, quiet);
+                             tune_repeat, tune_timeout, knobs, qf, quiet, search == "model", history);
     if (*ms) return cmd_measure(out, reference, steps_list, repeat, threads, json);
     if (*kn) {
       std::printf("%s", describe_knob_spaces(knob_family).c_str());

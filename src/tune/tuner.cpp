@@ -17,6 +17,7 @@
 #include "codegen/target.h"
 #include "kernels/knob_space.h"
 #include "runtime/profile.h"
+#include "tune/cost_model.h"
 
 namespace fs = std::filesystem;
 
@@ -149,9 +150,17 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   // Knobs already measured (resume).
   std::map<std::string, std::set<std::string>> tried;
   std::map<std::string, std::pair<double, Knobs>> prior_best;
+  // What the cost model trains on: this target's records of other files, of the file resumed,
+  // then this run's.
+  std::vector<TuningRecord> known;
+  if (to.use_cost_model)
+    for (const auto &h : to.history)
+      for (auto &r : read_records(h))
+        if (r.target == target) known.push_back(std::move(r));
   if (to.resume && fs::exists(to.records)) {
     for (const auto &r : read_records(to.records)) {
       if (r.target != target) continue;
+      if (to.use_cost_model) known.push_back(r);
       tried[r.task].insert(knob_key(r.knobs));
       if (!r.is_default && r.status == "ok") {
         auto &b = prior_best[r.task];
@@ -199,6 +208,7 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     r.runs = to.repeat;
     r.timestamp = utc_now();
     append_record(to.records, r);
+    if (to.use_cost_model) known.push_back(r);
     tried[t.task].insert(knob_key(t.default_knobs));
     if (auto pb = prior_best.find(t.task); pb != prior_best.end() && pb->second.first < t.best_ms)
       t.best_ms = pb->second.first, t.best_knobs = pb->second.second;
@@ -215,6 +225,27 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
       std::to_string(to.min_share * 100).substr(0, 3) + "% of the default time left alone); default kernels " +
       std::to_string(total).substr(0, 6) + " ms per run");
 
+  // The cost model: retrained every few measurements; a failure of it leaves the search random.
+  CostModelOptions cmo;
+  cmo.seed = to.seed;
+  CostModel model(cmo);
+  bool use_model = to.use_cost_model;
+  int since_training = 0;
+  auto retrain = [&] {
+    since_training = 0;
+    try {
+      bool was = model.trained();
+      CostModelFit fit = model.fit(known, target);
+      if (model.trained() && !was)
+        log("cost model: trained on " + std::to_string(fit.rows) + " records of " + std::to_string(fit.tasks) +
+            " tasks; it ranks " + std::to_string(to.cost_model_pool) + " proposals per trial from now on");
+    } catch (const Error &e) {
+      log(std::string("cost model: ") + e.what() + "; searching without it");
+      use_model = false;
+    }
+  };
+  if (use_model) retrain();
+  std::map<std::string, KernelSpec> task_specs;
   std::mt19937_64 rng(to.seed);
   TuneResult res;
   int budget_trials = to.trials > 0 ? to.trials : INT32_MAX;
@@ -229,10 +260,14 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     }
     if (!t) break;
     const KnobSpace &space = knob_spaces().at(t->family);
-    // A candidate: random at first, then mostly one knob of the best changed.
-    Knobs k;
-    bool found = false;
-    for (int attempt = 0; attempt < 200 && !found; attempt++) {
+    // Proposals: random at first, then mostly one knob of the best changed. Without the cost
+    // model the first untried one is measured; with it, a pool of distinct untried ones is
+    // ranked.
+    const int want = use_model ? std::max(1, to.cost_model_pool) : 1;
+    std::vector<Knobs> pool;
+    std::set<std::string> in_pool;
+    for (int attempt = 0; attempt < 200 * want && (int)pool.size() < want; attempt++) {
+      Knobs k;
       bool mutate = t->trials >= 4 && std::uniform_real_distribution<>(0, 1)(rng) < 0.7;
       k = mutate ? t->best_knobs : t->default_knobs;
       auto names = space.tunable();
@@ -246,12 +281,28 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
           k[name] = vals[rng() % vals.size()];
         }
       }
-      found = !tried[t->task].count(knob_key(k));
+      std::string key = knob_key(k);
+      if (!tried[t->task].count(key) && in_pool.insert(key).second) pool.push_back(k);
     }
-    if (!found) {
+    if (pool.empty()) {
       t->exhausted = true;
       continue;
     }
+    // The model's pick, except with probability 0.2 (the first proposal, a random one).
+    size_t pick = 0;
+    if (use_model && pool.size() > 1 && model.trained() && std::uniform_real_distribution<>(0, 1)(rng) >= 0.2) {
+      try {
+        auto sp = task_specs.find(t->task);
+        if (sp == task_specs.end())
+          sp = task_specs.emplace(t->task, KernelSpec::from_json(nlohmann::json::parse(t->task))).first;
+        std::vector<float> pred = model.predict(sp->second, pool);
+        pick = (size_t)(std::min_element(pred.begin(), pred.end()) - pred.begin());
+      } catch (const Error &e) {
+        log(std::string("cost model: ") + e.what() + "; searching without it");
+        use_model = false;
+      }
+    }
+    const Knobs k = pool[pick];
     tried[t->task].insert(knob_key(k));
     t->trials++;
     res.trials++;
@@ -292,6 +343,10 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     r.timestamp = utc_now();
     append_record(to.records, r);
     if (r.status == "ok" && r.median_ms < t->best_ms) t->best_ms = r.median_ms, t->best_knobs = k;
+    if (use_model) {
+      known.push_back(r);
+      if (++since_training >= std::max(1, to.cost_model_retrain)) retrain();
+    }
     if (to.progress) {
       char detail[200];
       std::snprintf(detail, sizeof detail, "%s: best %.2fx of default", t->describe.c_str(),

@@ -7,7 +7,11 @@
 // is the whole module compiled with new knobs for one task (the kernel cache keeps the rest);
 // `qnnc measure` runs it in a separate process with a timeout against the default module:
 // outputs must match, and the task's steps are timed in interleaved runs. Candidates are drawn
-// at random from the space, then increasingly by changing one knob of the best so far.
+// at random from the space, then increasingly by changing one knob of the best so far. With the
+// cost model (tune/cost_model.h) each trial draws a pool of such proposals and measures the one
+// the model predicts fastest (a random one of them with probability 0.2, to keep exploring); the
+// model retrains every few measurements on all records of the target: this run's, the records
+// file's when resuming, and those of `history` (earlier runs, other models: shapes transfer).
 #pragma once
 #include <functional>
 #include <string>
@@ -30,6 +34,11 @@ struct TuneOptions {
   double timeout_s = 120;       // per measurement process
   double min_share = 0.005;     // tasks below this share of the default time are left alone
   uint64_t seed = 0;
+  bool use_cost_model = true;   // rank a pool of proposals with the learned model (false: the
+                                // random / mutation search alone, one proposal per trial)
+  int cost_model_pool = 32;     // proposals ranked per trial
+  int cost_model_retrain = 8;   // measurements between retrainings
+  std::vector<std::string> history;  // more records files the model trains on (this target's)
   std::string qnnc_exe;         // this program, run as `qnnc measure`
   std::string qnnc_version;
   std::function<void(const std::string &)> log;
