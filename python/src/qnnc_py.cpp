@@ -69,29 +69,18 @@ std::vector<OutArray> run(qnnc::Module &m, const std::vector<InArray> &inputs) {
 }
 
 nb::dict benchmark(qnnc::Module &m, int repeat, int warmup, uint64_t seed) {
-  if (repeat < 1) throw qnnc::Error("repeat must be at least 1");
   auto in = random_inputs(m, seed);
-  std::vector<double> ms;
+  qnnc::RunTiming t;
   {
     nb::gil_scoped_release unlocked;
-    for (int i = 0; i < warmup; i++) m.run(in);
-    for (int i = 0; i < repeat; i++) {
-      auto t0 = std::chrono::steady_clock::now();
-      m.run(in);
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
+    t = qnnc::time_runs(m, in, warmup, repeat);
   }
-  std::vector<double> s = ms;
-  std::sort(s.begin(), s.end());
-  double mean = 0, var = 0;
-  for (double v : s) mean += v / s.size();
-  for (double v : s) var += (v - mean) * (v - mean) / s.size();
   nb::dict r;
-  r["median_ms"] = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
-  r["min_ms"] = s.front();
-  r["max_ms"] = s.back();
-  r["mean_ms"] = mean;
-  r["std_ms"] = std::sqrt(var);
+  r["median_ms"] = t.median;
+  r["min_ms"] = t.min;
+  r["max_ms"] = t.max;
+  r["mean_ms"] = t.mean;
+  r["std_ms"] = t.stddev;
   r["threads"] = m.threads();
   r["repeat"] = repeat;
   r["warmup"] = warmup;

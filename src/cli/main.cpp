@@ -79,30 +79,6 @@ std::vector<Tensor> load_inputs(Module &m, const std::string &path, uint64_t see
   return in;
 }
 
-struct Timing {
-  double median, min, max, mean, stddev;
-};
-
-Timing time_runs(Module &m, const std::vector<Tensor> &in, int warmup, int repeat) {
-  for (int i = 0; i < warmup; i++) m.run(in);
-  std::vector<double> ms;
-  for (int i = 0; i < repeat; i++) {
-    auto t0 = std::chrono::steady_clock::now();
-    m.run(in);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::vector<double> s = ms;
-  std::sort(s.begin(), s.end());
-  Timing t{};
-  t.median = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
-  t.min = s.front();
-  t.max = s.back();
-  for (double v : s) t.mean += v / s.size();
-  for (double v : s) t.stddev += (v - t.mean) * (v - t.mean) / s.size();
-  t.stddev = std::sqrt(t.stddev);
-  return t;
-}
-
 std::string slurp(const std::string &p) {
   std::ifstream f(p);
   if (!f) throw Error("cannot open '" + p + "'");
@@ -134,6 +110,13 @@ struct QuantFlags {
   float percentile = 99.99f, global_scale = 8.0f;
   bool no_skip_first = false, quantize_dense = false, report = false;
 };
+
+// This program's path (for the processes it starts: tune's measurements, report's Python).
+std::string self_exe() {
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  return n > 0 ? std::string(self, n) : std::string();
+}
 
 // CompileOptions from the command line's flags (compile and tune share them).
 CompileOptions compile_options(const std::string &target, int jobs, const std::vector<std::string> &knobs,
@@ -290,7 +273,7 @@ int cmd_bench(const std::string &dir, int repeat, int warmup, int threads, const
       if (!f) throw Error("cannot write '" + profile_json + "'");
     }
   }
-  Timing t = time_runs(m, in, warmup, repeat);
+  RunTiming t = time_runs(m, in, warmup, repeat);
   std::printf("%s on %d thread(s), %d runs after %d warm-up: median %.3f ms  min %.3f  max %.3f  stddev %.3f\n",
               dir.c_str(), m.threads(), repeat, warmup, t.median, t.min, t.max, t.stddev);
   if (!json.empty()) {
@@ -383,10 +366,8 @@ int cmd_tune(const std::string &model, const std::string &records, const std::st
   to.use_cost_model = use_model;
   to.history = history;
   to.qnnc_version = "qnnc-0.1.0";
-  char self[4096];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) throw Error("cannot find this program's path (/proc/self/exe) to run measurements");
-  to.qnnc_exe = std::string(self, n);
+  to.qnnc_exe = self_exe();
+  if (to.qnnc_exe.empty()) throw Error("cannot find this program's path (/proc/self/exe) to run measurements");
   to.log = log;
   if (!quiet) to.progress = [&](const ProgressEvent &e) { bar(e); };
   TuneResult r = tune(prepared, opt, to);
@@ -441,10 +422,8 @@ int cmd_report(const std::vector<std::string> &modules, const std::string &out, 
   const char *env = std::getenv("QNNC_PYTHON");
   std::string py = env && *env ? env : QNNC_PYTHON;
   if (!(env && *env)) {
-    char self[4096];
-    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-      std::string dir(self, n);
+    std::string dir = self_exe();
+    if (!dir.empty()) {
       dir = dir.substr(0, dir.rfind('/'));
       if (access((dir + "/python3").c_str(), X_OK) == 0) py = dir + "/python3";
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -45,6 +46,26 @@ double step_macs(const nlohmann::json &st) {
   if (s.kind == "matmul" && s.in_shape.size() == 3 && s.in2_shape.size() == 3)  // {K, M, B} x {N, K, B}
     return double(s.in_shape[0]) * s.in_shape[1] * s.in_shape[2] * s.in2_shape[0];
   return 0;
+}
+
+RunTiming time_runs(Module &m, const std::vector<Tensor> &in, int warmup, int repeat) {
+  if (repeat < 1) throw Error("repeat must be at least 1");
+  for (int i = 0; i < warmup; i++) m.run(in);
+  std::vector<double> s;
+  for (int i = 0; i < repeat; i++) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.run(in);
+    s.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(s.begin(), s.end());
+  RunTiming t;
+  t.median = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
+  t.min = s.front();
+  t.max = s.back();
+  for (double v : s) t.mean += v / s.size();
+  for (double v : s) t.stddev += (v - t.mean) * (v - t.mean) / s.size();
+  t.stddev = std::sqrt(t.stddev);
+  return t;
 }
 
 Profile profile_module(Module &m, const std::vector<Tensor> &in, int repeat, int warmup, bool peaks) {

@@ -33,6 +33,12 @@ struct Profile {
   std::string format() const;     // the table `qnnc bench --profile` prints
 };
 
+// Whole runs: milliseconds over `repeat` timed runs after `warmup` untimed ones.
+struct RunTiming {
+  double median = 0, min = 0, max = 0, mean = 0, stddev = 0;
+};
+RunTiming time_runs(Module &m, const std::vector<Tensor> &inputs, int warmup, int repeat);
+
 // Multiply-accumulates of a manifest step (convolutions, dense layers and matmuls; 0 otherwise).
 double step_macs(const nlohmann::json &step);
 
