@@ -135,8 +135,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
     double macs = 0, untuned_macs = 0;
     for (const auto &st : lm.steps) {
       if (st.alias) continue;
-      nlohmann::json js{{"spec", st.spec.to_json()}};
-      double m = step_macs(js);
+      double m = spec_macs(st.spec);
       macs += m;
       auto sp = knob_spaces().find(st.spec.kind);
       bool tunable = sp != knob_spaces().end() && !sp->second.tunable().empty();

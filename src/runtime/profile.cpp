@@ -36,8 +36,10 @@ std::pair<int, int> precision_bits(const std::string &p) {
 }  // namespace
 
 double step_macs(const nlohmann::json &st) {
-  if (!st.contains("spec")) return 0;
-  KernelSpec s = KernelSpec::from_json(st["spec"]);
+  return st.contains("spec") ? spec_macs(KernelSpec::from_json(st["spec"])) : 0;
+}
+
+double spec_macs(const KernelSpec &s) {
   const auto &o = s.out_shape, &i = s.in_shape;
   if (s.kind == "conv2d" || s.kind == "conv2d_q" || s.kind == "conv2d_bs" || s.kind == "conv2d_grouped" ||
       s.kind == "dwconv2d_q")

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/kernel_spec.h"
 #include "runtime/module.h"
 #include "runtime/peak.h"
 
@@ -41,6 +42,7 @@ RunTiming time_runs(Module &m, const std::vector<Tensor> &inputs, int warmup, in
 
 // Multiply-accumulates of a manifest step (convolutions, dense layers and matmuls; 0 otherwise).
 double step_macs(const nlohmann::json &step);
+double spec_macs(const KernelSpec &spec);
 
 // Runs `warmup` untimed then `repeat` timed runs on `inputs`, timing each step; with peaks,
 // also measures this CPU's peaks at the module's thread count.
