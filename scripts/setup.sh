@@ -8,7 +8,7 @@ cd "$root"
 apt_pkgs="build-essential python3-venv python3-torch python3-torchvision libprotobuf-dev
   protobuf-compiler nlohmann-json3-dev libcli11-dev libgtest-dev g++-aarch64-linux-gnu qemu-user
   clang libclang-rt-14-dev
-  chromium python3-sklearn libxgboost-dev"   # clang + libFuzzer/ASan/UBSan runtimes: the fuzz tests (tests/fuzz); chromium: the report's browser test; python3-sklearn: the digits data (tests/python/digits.py); libxgboost-dev: the tuner's cost model
+  chromium python3-sklearn libxgboost-dev openssh-server"   # openssh-server: the tuner's ssh runner test (tests/python/check_tune_runners.py); clang + libFuzzer/ASan/UBSan runtimes: the fuzz tests (tests/fuzz); chromium: the report's browser test; python3-sklearn: the digits data (tests/python/digits.py); libxgboost-dev: the tuner's cost model
 missing=""
 for p in $apt_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -27,6 +27,7 @@
 #include "runtime/profile.h"
 #include "runtime/evaluate.h"
 #include "tune/measure.h"
+#include "tune/runner.h"
 #include "tune/tuner.h"
 
 using namespace qnnc;
@@ -341,11 +342,11 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
 int cmd_tune(const std::string &model, const std::string &records, const std::string &target, const std::string &shape,
              uint64_t seed, int trials, double budget_s, bool resume, int threads, int repeat, double timeout,
              const std::vector<std::string> &knobs, const QuantFlags &qf, bool quiet, bool use_model,
-             const std::vector<std::string> &history) {
+             const std::vector<std::string> &history, const std::string &runner, int jobs) {
   auto log = [&](const std::string &s) {
     if (!quiet) say("qnnc: " + s);
   };
-  resolve_target(target);
+  make_runner(runner, resolve_target(target), RunnerOptions{});  // a bad --runner fails before calibrating
   BuiltinOptions bo;
   bo.seed = seed;
   Graph g = load_model(model, parse_shape(shape), bo);
@@ -365,6 +366,8 @@ int cmd_tune(const std::string &model, const std::string &records, const std::st
   to.seed = seed;
   to.use_cost_model = use_model;
   to.history = history;
+  to.runner = runner;
+  to.jobs = jobs;
   to.qnnc_version = "qnnc-0.1.0";
   to.qnnc_exe = self_exe();
   if (to.qnnc_exe.empty()) throw Error("cannot find this program's path (/proc/self/exe) to run measurements");
@@ -372,8 +375,12 @@ int cmd_tune(const std::string &model, const std::string &records, const std::st
   if (!quiet) to.progress = [&](const ProgressEvent &e) { bar(e); };
   TuneResult r = tune(prepared, opt, to);
   std::printf("%s", r.table().c_str());
-  std::printf("qnnc: records in %s; use them with: qnnc compile %s --tuning-records %s ...\n", records.c_str(),
-              model.c_str(), records.c_str());
+  if (r.times_count)
+    std::printf("qnnc: records in %s; use them with: qnnc compile %s --tuning-records %s ...\n", records.c_str(),
+                model.c_str(), records.c_str());
+  else
+    std::printf("qnnc: records in %s check correctness only; tune on the board with --runner ssh://user@host\n",
+                records.c_str());
   return 0;
 }
 
@@ -545,7 +552,16 @@ int main(int argc, char **argv) {
               "that take the most time; each candidate is checked against the default schedule's output");
   tn->add_option("model", model, "ONNX file or builtin:NAME")->required();
   tn->add_option("-o,--output", records, "records file (JSON lines), appended to")->required();
-  tn->add_option("--target", target, "host, or an x86 target this machine runs")->capture_default_str();
+  tn->add_option("--target", target, "host, an x86 target this machine runs, or a board's (rpi4, rpi5) with --runner")
+      ->capture_default_str();
+  std::string runner = "local";
+  int tune_jobs = 0;
+  tn->add_option("--runner", runner,
+                 "where candidates are measured: local (this machine); ssh://user@host[:port] (a board: a static\n"
+                 "measurement build is copied there; the ssh command is $QNNC_SSH, default 'ssh -o BatchMode=yes');\n"
+                 "qemu (ARM targets under qemu-aarch64: checks outputs only, emulated times are not used)")
+      ->capture_default_str();
+  tn->add_option("-j,--jobs", tune_jobs, "candidates compiled in parallel (default: one per core); they are measured one at a time");
   tn->add_option("--input-shape", shape, "input shape N,C,H,W");
   tn->add_option("--seed", seed, "seed of built-in weights, calibration and the search")->capture_default_str();
   tn->add_option("--trials", trials, "candidate measurements in all");
@@ -614,7 +630,7 @@ int main(int argc, char **argv) {
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
     if (*tn) return cmd_tune(model, records, target, shape, seed, (int)trials, budget_min * 60, resume, threads,
-                             tune_repeat, tune_timeout, knobs, qf, quiet, search == "model", history);
+                             tune_repeat, tune_timeout, knobs, qf, quiet, search == "model", history, runner, tune_jobs);
     if (*ms) return cmd_measure(out, reference, steps_list, repeat, threads, json);
     if (*kn) {
       std::printf("%s", describe_knob_spaces(knob_family).c_str());

@@ -6,7 +6,10 @@
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "codegen/kernel_cache.h"
 #include "ir/graph.h"
@@ -29,7 +32,7 @@ std::string slurp(const std::string &p) {
 // Runs a toolchain command; its output (e.g. the static-link dlopen warning) is shown only
 // when it fails.
 void run(const std::string &cmd, const std::string &what) {
-  std::string log = cache_dir() + "/last-toolchain-" + std::to_string(::getpid()) + ".log";
+  std::string log = temp_name(cache_dir() + "/toolchain") + ".log";
   int rc = std::system((cmd + " > " + quote(log) + " 2>&1").c_str());
   std::string out = slurp(log);
   std::remove(log.c_str());
@@ -41,7 +44,7 @@ void run(const std::string &cmd, const std::string &what) {
 std::vector<std::string> runtime_objects(const TargetInfo &t) {
   const std::string src = QNNC_SOURCE_DIR;
   const std::vector<std::string> files = {"runtime/module.cpp", "runtime/memory_plan.cpp", "runtime/npy.cpp", "runtime/thread_pool.cpp",
-                                          "runtime/cpu_features.cpp",
+                                          "runtime/cpu_features.cpp", "tune/measure.cpp",
                                           "ir/graph.cpp", "runtime/bundle/bundle_main.cpp"};
   std::string inc = cache_dir() + "/include-" + t.name;
   fs::create_directories(inc);
@@ -53,11 +56,11 @@ std::vector<std::string> runtime_objects(const TargetInfo &t) {
     std::string text = slurp(src + "/" + f);
     if (text.empty()) throw Error("runtime source " + src + "/" + f + " not found (qnnc needs its source tree to build bundles)");
     // Headers change too: key on all runtime headers' contents as well.
-    for (const auto *h : {"runtime/module.h", "runtime/memory_plan.h", "runtime/npy.h", "runtime/tensor.h", "runtime/thread_pool.h", "runtime/cpu_features.h", "ir/graph.h"})
+    for (const auto *h : {"runtime/module.h", "runtime/memory_plan.h", "runtime/npy.h", "runtime/tensor.h", "runtime/thread_pool.h", "runtime/cpu_features.h", "tune/measure.h", "ir/graph.h"})
       text += slurp(src + "/" + h);
     std::string obj = cache_dir() + "/rt_" + t.name + "_" + hash_hex(text + flags) + ".o";
     if (!fs::exists(obj)) {
-      std::string tmp = obj + ".tmp";
+      std::string tmp = temp_name(obj);
       run(t.cxx + " " + flags + " -c " + quote(src + "/" + f) + " -o " + quote(tmp), "compiling the " + t.name + " runtime");
       fs::rename(tmp, obj);
     }
@@ -98,6 +101,26 @@ void link_bundle(const TargetInfo &t, const std::vector<std::string> &kernel_obj
   for (const auto &o : kernel_objects) cmd += " " + quote(o);
   cmd += " " + quote(runtime_object) + " -lpthread -ldl -lm";
   run(cmd, "linking the " + t.name + " bundle");
+}
+
+void link_measurement_bundle(const TargetInfo &t, const std::vector<std::string> &module_dirs, const std::string &dir) {
+  std::vector<std::string> fns, objects;
+  std::set<std::string> seen;
+  for (const auto &m : module_dirs) {
+    std::ifstream f(m + "/graph.json");
+    if (!f) throw Error("no module at '" + m + "' (graph.json missing)");
+    nlohmann::json g = nlohmann::json::parse(f);
+    for (const auto &st : g.at("steps")) {
+      std::string fn = st.value("fn", "");
+      if (fn.empty() || !seen.insert(fn).second) continue;
+      std::string obj = cache_dir() + "/" + fn + ".o";
+      if (!fs::exists(obj)) throw Error("kernel object " + obj + " is not in the cache (compile the module again)");
+      fns.push_back(fn);
+      objects.push_back(obj);
+    }
+  }
+  fs::create_directories(dir);
+  link_bundle(t, objects, fns, runtime_object(t), dir);
 }
 
 }  // namespace qnnc

@@ -55,7 +55,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
   CompileSummary sum;
   std::map<std::string, Knobs> tuned;
   std::set<std::string> measured;
-  const char *env_records = std::getenv("QNNC_TUNING_RECORDS");
+  const char *env_records = opt.tuning_records_from_env ? std::getenv("QNNC_TUNING_RECORDS") : nullptr;
   const std::string records_path = !opt.tuning_records.empty() ? opt.tuning_records : env_records ? env_records : "";
   sum.tuning_records = records_path;
   if (!records_path.empty()) {

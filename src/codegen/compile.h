@@ -23,6 +23,8 @@ struct CompileOptions {
   std::map<std::string, Knobs> tuned;            // knobs per task (tune/records.h), over the records'
   std::string tuning_records;                     // JSON-lines records (tune/records.h); empty: the
                                                   // environment's QNNC_TUNING_RECORDS, else none
+  bool tuning_records_from_env = true;            // false: ignore QNNC_TUNING_RECORDS (the tuner's
+                                                  // default module keeps the default knobs)
   int jobs = 0;                                   // parallel kernel compiles; <= 0: all cores
   std::function<void(const std::string &)> log;   // progress lines; null = silent
   ProgressFn progress;                            // per kernel / calibration run; null: kernels go to log

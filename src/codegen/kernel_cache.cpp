@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 
@@ -28,11 +29,12 @@ namespace {
 Halide::Target kernel_target(const TargetInfo &t, const KernelSpec &) {
   return t.halide.with_feature(Halide::Target::NoRuntime);
 }
-// Writes through a temporary name and renames, so concurrent compiles never see half a file.
-std::string temp_name(const std::string &path) {
-  return path + ".tmp" + std::to_string(::getpid());
-}
 }  // namespace
+
+std::string temp_name(const std::string &path) {
+  static std::atomic<unsigned> counter{0};
+  return path + ".tmp" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
 
 // Bump when a kernel family's algorithm or argument layout changes, so that stale cached
 // objects are never linked against a newer runtime.

@@ -25,6 +25,10 @@ std::string kernel_target_string(const KernelSpec &spec, const TargetInfo &targe
 
 CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target);
 
+// A temporary name beside path, unique to this process and call: files are written there and
+// renamed into place, so concurrent compiles (threads or processes) never see half a file.
+std::string temp_name(const std::string &path);
+
 // The Halide runtime (thread pool, allocator) for target, compiled once and cached.
 std::string runtime_object(const TargetInfo &target);
 

@@ -90,17 +90,19 @@ nlohmann::json measure_against_reference(Module &cand, Module &ref, const std::v
     timed(ref, tr);
     timed(cand, tc);
   }
-  double csum = 0, rsum = 0;
+  double csum = 0, rsum = 0, cmin = 0;
   for (int k : steps) {
     double c = median(tc[k]), r = median(tr[k]);
-    csum += c, rsum += r;
-    nlohmann::json j{{"step", k}, {"ms", c}, {"ref_ms", r}};
+    double lo = tc[k].empty() ? 0 : *std::min_element(tc[k].begin(), tc[k].end());
+    csum += c, rsum += r, cmin += lo;
+    nlohmann::json j{{"step", k}, {"ms", c}, {"min_ms", lo}, {"ref_ms", r}};
     j.update(diffs[k]);
     per.push_back(j);
   }
   out["steps"] = per;
   out["candidate_ms"] = steps.empty() ? 0 : csum / steps.size();
   out["reference_ms"] = steps.empty() ? 0 : rsum / steps.size();
+  out["candidate_min_ms"] = steps.empty() ? 0 : cmin / steps.size();
   return out;
 }
 

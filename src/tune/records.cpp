@@ -17,7 +17,7 @@ nlohmann::json TuningRecord::to_json() const {
           {"family", family},       {"task", task},                 {"describe", describe},
           {"knobs", knobs},         {"default", is_default},        {"median_ms", median_ms},
           {"min_ms", min_ms},       {"runs", runs},                 {"status", status},
-          {"timestamp", timestamp}};
+          {"runner", runner},       {"timestamp", timestamp}};
 }
 
 TuningRecord TuningRecord::from_json(const nlohmann::json &j) {
@@ -47,6 +47,7 @@ TuningRecord TuningRecord::from_json(const nlohmann::json &j) {
   if (j.contains("min_ms")) get("min_ms", r.min_ms);
   if (j.contains("runs")) get("runs", r.runs);
   if (j.contains("timestamp")) get("timestamp", r.timestamp);
+  if (j.contains("runner")) get("runner", r.runner);
   return r;
 }
 

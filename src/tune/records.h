@@ -17,6 +17,9 @@
 namespace qnnc {
 
 constexpr int kTuningRecordSchema = 1;
+// Status of a candidate whose output was right but whose time came from an emulator (QEMU):
+// kept as a correctness check, never chosen.
+constexpr const char *kEmulatedStatus = "checked: emulated time, not used";
 
 struct TuningRecord {
   int schema = kTuningRecordSchema;
@@ -29,7 +32,8 @@ struct TuningRecord {
   bool is_default = false;      // these are the family's default knobs for the task
   double median_ms = 0, min_ms = 0;
   int runs = 0;
-  std::string status = "ok";    // ok, or why the candidate failed (compile error, wrong output, timeout)
+  std::string status = "ok";    // ok; kEmulatedStatus; or "failed: " and why (compile error, wrong output, timeout)
+  std::string runner = "local"; // where it was measured: local, qemu, ssh://user@host
   std::string timestamp;        // UTC, ISO 8601
 
   nlohmann::json to_json() const;

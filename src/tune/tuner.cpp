@@ -9,8 +9,7 @@
 #include <random>
 #include <set>
 #include <sstream>
-
-#include <sys/wait.h>
+#include <thread>
 
 #include <Halide.h>
 
@@ -18,6 +17,7 @@
 #include "kernels/knob_space.h"
 #include "runtime/profile.h"
 #include "tune/cost_model.h"
+#include "tune/runner.h"
 
 namespace fs = std::filesystem;
 
@@ -41,37 +41,6 @@ Knobs tunable_part(const KernelSpec &s) {
   for (const auto &name : sp->second.tunable())
     if (auto it = s.knobs.find(name); it != s.knobs.end()) k[name] = it->second;
   return k;
-}
-
-// Runs `qnnc measure` in its own process; returns its JSON, or {"ok": false, "why": ...}.
-nlohmann::json run_measure(const TuneOptions &to, const std::string &cand, const std::string &ref,
-                           const std::vector<int> &steps, const std::string &json_path) {
-  std::string list;
-  for (int k : steps) list += (list.empty() ? "" : ",") + std::to_string(k);
-  std::remove(json_path.c_str());
-  char timeout[32];
-  std::snprintf(timeout, sizeof timeout, "%.0f", to.timeout_s);
-  std::string cmd = "timeout -k 5 " + std::string(timeout) + " " + shell_quote(to.qnnc_exe) + " measure " +
-                    shell_quote(cand) + " --reference " + shell_quote(ref) + " --steps " + list + " --repeat " +
-                    std::to_string(to.repeat) + " --threads " + std::to_string(to.threads) + " --json " +
-                    shell_quote(json_path) + " > " + shell_quote(json_path + ".log") + " 2>&1";
-  int rc = std::system(cmd.c_str());
-  int code = rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-  if (code != 0) {
-    std::ifstream lf(json_path + ".log");
-    std::string last, line;
-    while (std::getline(lf, line))
-      if (!line.empty()) last = line;
-    std::string why = code == 124 || code == 137 ? "timed out after " + std::string(timeout) + " s"
-                                                 : "measurement process failed (exit " + std::to_string(code) + ")";
-    return {{"ok", false}, {"why", why + (last.empty() ? "" : ": " + printable(last, 200))}};
-  }
-  std::ifstream f(json_path);
-  try {
-    return nlohmann::json::parse(f);
-  } catch (const std::exception &e) {
-    return {{"ok", false}, {"why", std::string("unreadable measurement: ") + e.what()}};
-  }
 }
 
 }  // namespace
@@ -124,6 +93,8 @@ std::string TuneResult::table() const {
   std::snprintf(buf, sizeof buf, "all tuned tasks: %.3f ms -> %.3f ms per run (%.2fx), %d trials in %.0f s\n", d_total,
                 b_total, b_total > 0 ? d_total / b_total : 1.0, trials, seconds);
   o << buf;
+  if (!times_count)
+    o << "(measured under " << runner << ": outputs were checked, emulated times are not used, so nothing is tuned)\n";
   return o.str();
 }
 
@@ -141,11 +112,27 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   fs::create_directories(work);
   CompileOptions opt = opt_in;
   opt.tuning_records.clear();
+  opt.tuning_records_from_env = false;  // the default module must have the default knobs
   opt.tuned.clear();
   opt.log = nullptr;
   opt.progress = nullptr;
-  const std::string target = resolve_target(opt.target).halide.to_string();
-  if (!resolve_target(opt.target).is_host) throw Error("tune measures on this machine: use --target host (or a host-compatible x86 target)");
+  const TargetInfo tinfo = resolve_target(opt.target);
+  const std::string target = tinfo.halide.to_string();
+  RunnerOptions ro;
+  ro.qnnc_exe = to.qnnc_exe;
+  ro.threads = to.threads;
+  ro.repeat = to.repeat;
+  ro.timeout_s = to.timeout_s;
+  ro.workdir = work;
+  ro.log = to.log;
+  std::unique_ptr<Runner> runner = make_runner(to.runner, tinfo, ro);
+  // Records measured under emulation are kept for their correctness check, under a status
+  // that compile never picks.
+  const std::string ok_status = runner->times_count() ? "ok" : kEmulatedStatus;
+  if (!runner->times_count())
+    log("runner " + runner->name() + ": candidates are checked against the default's output, but emulated times do "
+        "not rank schedules the way the board would: they are recorded as '" + kEmulatedStatus +
+        "' and compile does not use them. Measure on the board with --runner ssh://user@host");
 
   // Knobs already measured (resume).
   std::map<std::string, std::set<std::string>> tried;
@@ -170,9 +157,10 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   }
 
   // The default module and its tasks.
-  const std::string ref = work + "/default", cand = work + "/candidate";
+  const std::string ref = work + "/default";
   log("compiling the default module");
   compile_prepared(prepared, opt, ref);
+  runner->set_reference(ref);
   nlohmann::json manifest;
   {
     std::ifstream f(ref + "/graph.json");
@@ -183,7 +171,7 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   for (const auto &t : tasks) all_steps.insert(all_steps.end(), t.steps.begin(), t.steps.end());
   std::sort(all_steps.begin(), all_steps.end());
   log("measuring the default schedules of " + std::to_string(tasks.size()) + " tasks");
-  nlohmann::json dm = run_measure(to, ref, ref, all_steps, work + "/measure.json");
+  nlohmann::json dm = runner->measure(ref, all_steps);
   if (!dm.value("ok", false)) throw Error("measuring the default module failed: " + dm.value("why", std::string()));
   std::map<int, double> step_ms;
   for (const auto &s : dm["steps"]) step_ms[s["step"].get<int>()] = s["ms"].get<double>();
@@ -206,6 +194,8 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     r.median_ms = t.default_ms;
     r.min_ms = t.default_ms;
     r.runs = to.repeat;
+    r.runner = runner->name();
+    r.status = ok_status;
     r.timestamp = utc_now();
     append_record(to.records, r);
     if (to.use_cost_model) known.push_back(r);
@@ -249,116 +239,154 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   std::mt19937_64 rng(to.seed);
   TuneResult res;
   int budget_trials = to.trials > 0 ? to.trials : INT32_MAX;
-  while (res.trials < budget_trials && (to.time_budget_s <= 0 || elapsed() < to.time_budget_s)) {
-    // The task that promises most.
-    TuneTask *t = nullptr;
-    double best_score = -1;
-    for (auto &c : tasks) {
-      if (c.exhausted) continue;
-      double score = c.default_ms * c.steps.size() / (1.0 + c.trials);
-      if (score > best_score) best_score = score, t = &c;
-    }
-    if (!t) break;
-    const KnobSpace &space = knob_spaces().at(t->family);
-    // Proposals: random at first, then mostly one knob of the best changed. Without the cost
-    // model the first untried one is measured; with it, a pool of distinct untried ones is
-    // ranked.
-    const int want = use_model ? std::max(1, to.cost_model_pool) : 1;
-    std::vector<Knobs> pool;
-    std::set<std::string> in_pool;
-    for (int attempt = 0; attempt < 200 * want && (int)pool.size() < want; attempt++) {
-      Knobs k;
-      bool mutate = t->trials >= 4 && std::uniform_real_distribution<>(0, 1)(rng) < 0.7;
-      k = mutate ? t->best_knobs : t->default_knobs;
-      auto names = space.tunable();
-      if (mutate) {
-        const auto &name = names[rng() % names.size()];
-        const auto &vals = space.find(name)->search;
-        k[name] = vals[rng() % vals.size()];
-      } else {
-        for (const auto &name : names) {
+  // Candidates are proposed in batches of `jobs`, compiled in parallel (the kernel cache keeps
+  // the kernels they share), then measured one at a time on a quiet machine.
+  const int jobs = std::max(1, to.jobs > 0 ? to.jobs : (int)std::thread::hardware_concurrency());
+  auto out_of_budget = [&] {
+    return res.trials >= budget_trials || (to.time_budget_s > 0 && elapsed() >= to.time_budget_s);
+  };
+  struct Candidate {
+    TuneTask *task;
+    Knobs knobs;
+    std::string dir, compile_error;
+  };
+  while (!out_of_budget()) {
+    std::vector<Candidate> batch;
+    while ((int)batch.size() < jobs && res.trials + (int)batch.size() < budget_trials) {
+      // The task that promises most (trials already in this batch count).
+      TuneTask *t = nullptr;
+      double best_score = -1;
+      for (auto &c : tasks) {
+        if (c.exhausted) continue;
+        double score = c.default_ms * c.steps.size() / (1.0 + c.trials);
+        if (score > best_score) best_score = score, t = &c;
+      }
+      if (!t) break;
+      const KnobSpace &space = knob_spaces().at(t->family);
+      // Proposals: random at first, then mostly one knob of the best changed. Without the cost
+      // model the first untried one is measured; with it, a pool of distinct untried ones is
+      // ranked.
+      const int want = use_model ? std::max(1, to.cost_model_pool) : 1;
+      std::vector<Knobs> pool;
+      std::set<std::string> in_pool;
+      for (int attempt = 0; attempt < 200 * want && (int)pool.size() < want; attempt++) {
+        Knobs k;
+        bool mutate = t->trials >= 4 && std::uniform_real_distribution<>(0, 1)(rng) < 0.7;
+        k = mutate ? t->best_knobs : t->default_knobs;
+        auto names = space.tunable();
+        if (mutate) {
+          const auto &name = names[rng() % names.size()];
           const auto &vals = space.find(name)->search;
           k[name] = vals[rng() % vals.size()];
+        } else {
+          for (const auto &name : names) {
+            const auto &vals = space.find(name)->search;
+            k[name] = vals[rng() % vals.size()];
+          }
+        }
+        std::string key = knob_key(k);
+        if (!tried[t->task].count(key) && in_pool.insert(key).second) pool.push_back(k);
+      }
+      if (pool.empty()) {
+        t->exhausted = true;
+        continue;
+      }
+      // The model's pick, except with probability 0.2 (the first proposal, a random one).
+      size_t pick = 0;
+      if (use_model && pool.size() > 1 && model.trained() && std::uniform_real_distribution<>(0, 1)(rng) >= 0.2) {
+        try {
+          auto sp = task_specs.find(t->task);
+          if (sp == task_specs.end())
+            sp = task_specs.emplace(t->task, KernelSpec::from_json(nlohmann::json::parse(t->task))).first;
+          std::vector<float> pred = model.predict(sp->second, pool);
+          pick = (size_t)(std::min_element(pred.begin(), pred.end()) - pred.begin());
+        } catch (const Error &e) {
+          log(std::string("cost model: ") + e.what() + "; searching without it");
+          use_model = false;
         }
       }
-      std::string key = knob_key(k);
-      if (!tried[t->task].count(key) && in_pool.insert(key).second) pool.push_back(k);
+      tried[t->task].insert(knob_key(pool[pick]));
+      t->trials++;
+      batch.push_back({t, pool[pick], work + "/candidate-" + std::to_string(batch.size()), ""});
     }
-    if (pool.empty()) {
-      t->exhausted = true;
-      continue;
-    }
-    // The model's pick, except with probability 0.2 (the first proposal, a random one).
-    size_t pick = 0;
-    if (use_model && pool.size() > 1 && model.trained() && std::uniform_real_distribution<>(0, 1)(rng) >= 0.2) {
+    if (batch.empty()) break;
+    // Compile the batch in parallel, one kernel-compiling thread each.
+    auto build = [&](Candidate &c) {
+      CompileOptions co = opt;
+      co.tuned = {{c.task->task, c.knobs}};
+      if (batch.size() > 1) co.jobs = 1;
       try {
-        auto sp = task_specs.find(t->task);
-        if (sp == task_specs.end())
-          sp = task_specs.emplace(t->task, KernelSpec::from_json(nlohmann::json::parse(t->task))).first;
-        std::vector<float> pred = model.predict(sp->second, pool);
-        pick = (size_t)(std::min_element(pred.begin(), pred.end()) - pred.begin());
+        fs::remove_all(c.dir);
+        compile_prepared(prepared, co, c.dir);
       } catch (const Error &e) {
-        log(std::string("cost model: ") + e.what() + "; searching without it");
-        use_model = false;
+        c.compile_error = std::string("failed: compile: ") + printable(e.what(), 300);
+      } catch (const Halide::Error &e) {
+        c.compile_error = std::string("failed: compile: Halide: ") + printable(e.what(), 300);
+      } catch (const std::exception &e) {
+        c.compile_error = std::string("failed: compile: ") + printable(e.what(), 300);
       }
+    };
+    if (batch.size() == 1) {
+      build(batch[0]);
+    } else {
+      std::vector<std::thread> th;
+      for (auto &c : batch) th.emplace_back(build, std::ref(c));
+      for (auto &x : th) x.join();
     }
-    const Knobs k = pool[pick];
-    tried[t->task].insert(knob_key(k));
-    t->trials++;
-    res.trials++;
-    TuningRecord r;
-    r.qnnc_version = to.qnnc_version;
-    r.target = target;
-    r.family = t->family;
-    r.task = t->task;
-    r.describe = t->describe;
-    r.knobs = k;
-    r.runs = to.repeat;
-    CompileOptions co = opt;
-    co.tuned = {{t->task, k}};
-    bool compiled = false;
-    try {
-      fs::remove_all(cand);
-      compile_prepared(prepared, co, cand);
-      compiled = true;
-    } catch (const Error &e) {
-      r.status = std::string("failed: compile: ") + printable(e.what(), 300);
-    } catch (const Halide::Error &e) {
-      r.status = std::string("failed: compile: Halide: ") + printable(e.what(), 300);
-    }
-    if (compiled) {
-      nlohmann::json m = run_measure(to, cand, ref, t->steps, work + "/measure.json");
-      if (!m.value("ok", false)) {
-        r.status = "failed: " + m.value("why", std::string("unknown"));
+    for (auto &c : batch) {
+      TuneTask *t = c.task;
+      res.trials++;
+      TuningRecord r;
+      r.qnnc_version = to.qnnc_version;
+      r.target = target;
+      r.family = t->family;
+      r.task = t->task;
+      r.describe = t->describe;
+      r.knobs = c.knobs;
+      r.runs = to.repeat;
+      r.runner = runner->name();
+      if (!c.compile_error.empty()) {
+        r.status = c.compile_error;
       } else {
-        r.median_ms = m["candidate_ms"].get<double>();
-        r.min_ms = r.median_ms;
-        // The reference ran interleaved with the candidate: scale to the default's recorded
-        // time, so drift between measurements does not pass for a speed-up.
-        double ref_ms = m["reference_ms"].get<double>();
-        if (ref_ms > 0) r.median_ms = r.median_ms / ref_ms * t->default_ms;
+        nlohmann::json m = runner->measure(c.dir, t->steps);
+        if (!m.value("ok", false)) {
+          r.status = "failed: " + m.value("why", std::string("unknown"));
+        } else {
+          r.status = ok_status;
+          // The reference ran interleaved with the candidate: scale to the default's recorded
+          // time, so drift between measurements does not pass for a speed-up.
+          double ref_ms = m["reference_ms"].get<double>(), scale = ref_ms > 0 ? t->default_ms / ref_ms : 1.0;
+          r.median_ms = m["candidate_ms"].get<double>() * scale;
+          r.min_ms = m.value("candidate_min_ms", m["candidate_ms"].get<double>()) * scale;
+        }
+      }
+      if (r.status.rfind("failed", 0) == 0) t->failed++;
+      r.timestamp = utc_now();
+      append_record(to.records, r);
+      if (r.status == "ok" && r.median_ms < t->best_ms) t->best_ms = r.median_ms, t->best_knobs = c.knobs;
+      if (use_model) {
+        known.push_back(r);
+        if (++since_training >= std::max(1, to.cost_model_retrain)) retrain();
+      }
+      if (to.progress) {
+        char detail[200];
+        std::snprintf(detail, sizeof detail, "%s: best %.2fx of default", t->describe.c_str(),
+                      t->best_ms > 0 ? t->default_ms / t->best_ms : 1.0);
+        int total_trials = to.trials > 0 ? to.trials : 0;
+        if (total_trials == 0 && to.time_budget_s > 0)
+          total_trials = std::max(res.trials, (int)(res.trials * to.time_budget_s / std::max(elapsed(), 1e-3)));
+        to.progress({"tuning", res.trials, std::max(total_trials, res.trials), 0, detail});
       }
     }
-    if (r.status != "ok") t->failed++;
-    r.timestamp = utc_now();
-    append_record(to.records, r);
-    if (r.status == "ok" && r.median_ms < t->best_ms) t->best_ms = r.median_ms, t->best_knobs = k;
-    if (use_model) {
-      known.push_back(r);
-      if (++since_training >= std::max(1, to.cost_model_retrain)) retrain();
-    }
-    if (to.progress) {
-      char detail[200];
-      std::snprintf(detail, sizeof detail, "%s: best %.2fx of default", t->describe.c_str(),
-                    t->best_ms > 0 ? t->default_ms / t->best_ms : 1.0);
-      int total_trials = to.trials > 0 ? to.trials : 0;
-      if (total_trials == 0 && to.time_budget_s > 0)
-        total_trials = std::max(res.trials, (int)(res.trials * to.time_budget_s / std::max(elapsed(), 1e-3)));
-      to.progress({"tuning", res.trials, std::max(total_trials, res.trials), 0, detail});
+    for (auto &c : batch) {
+      std::error_code ec;
+      fs::remove_all(c.dir, ec);
     }
   }
   res.tasks = tasks;
   res.seconds = elapsed();
+  res.runner = runner->name();
+  res.times_count = runner->times_count();
   return res;
 }
 

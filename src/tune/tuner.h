@@ -5,8 +5,10 @@
 // their steps take with the default knobs. One budget (trials or seconds) goes to whichever task
 // promises most: the one with the largest (default time x calls) / (trials + 1). A candidate
 // is the whole module compiled with new knobs for one task (the kernel cache keeps the rest);
-// `qnnc measure` runs it in a separate process with a timeout against the default module:
-// outputs must match, and the task's steps are timed in interleaved runs. Candidates are drawn
+// candidates compile in parallel batches and are measured one at a time by a runner
+// (tune/runner.h: a separate `qnnc measure` process here, or a board over ssh), with a timeout,
+// against the default module: outputs must match, and the task's steps are timed in
+// interleaved runs. Candidates are drawn
 // at random from the space, then increasingly by changing one knob of the best so far. With the
 // cost model (tune/cost_model.h) each trial draws a pool of such proposals and measures the one
 // the model predicts fastest (a random one of them with probability 0.2, to keep exploring); the
@@ -30,6 +32,8 @@ struct TuneOptions {
   double time_budget_s = 0;     // seconds (0: until `trials`)
   bool resume = false;          // continue a records file: knobs measured there are not retried
   int threads = 0;              // threads the measurements run with (0: all cores)
+  int jobs = 0;                 // candidates compiled in parallel (0: one per core); measured one at a time
+  std::string runner = "local"; // where candidates are measured: local, qemu, ssh://user@host[:port] (tune/runner.h)
   int repeat = 10;              // timed runs per measurement
   double timeout_s = 120;       // per measurement process
   double min_share = 0.005;     // tasks below this share of the default time are left alone
@@ -59,6 +63,8 @@ struct TuneResult {
   std::vector<TuneTask> tasks;  // by default time, largest first
   int trials = 0;
   double seconds = 0;
+  std::string runner;           // where it measured
+  bool times_count = true;      // false under emulation: records check outputs, compile ignores them
   std::string table() const;    // per task: default ms, tuned ms, speed-up, trials
 };
 

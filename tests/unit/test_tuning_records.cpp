@@ -19,6 +19,7 @@
 #include "kernels/knob_space.h"
 #include "reference.h"
 #include "tune/records.h"
+#include "tune/runner.h"
 #include "tune/tuner.h"
 
 namespace fs = std::filesystem;
@@ -99,6 +100,34 @@ TEST_F(TuningRecords, BestValidRecordFasterThanTheDefault) {
   ASSERT_EQ(best.size(), 1u);
   EXPECT_EQ(best.at("A"), (qnnc::Knobs{{"x_tile", 7}}));
   EXPECT_EQ(qnnc::best_knobs(rs, "arm-64-linux").size(), 0u);  // its only record has no default there
+}
+
+TEST_F(TuningRecords, EmulatedRecordsAreNeverChosen) {
+  std::vector<qnnc::TuningRecord> rs{
+      rec("A", {{"x_tile", 4}}, 1.0, true, qnnc::kEmulatedStatus),
+      rec("A", {{"x_tile", 7}}, 0.5, false, qnnc::kEmulatedStatus),
+  };
+  EXPECT_TRUE(qnnc::best_knobs(rs, "x86-64-linux-avx2").empty());
+  EXPECT_TRUE(qnnc::measured_tasks(rs, "x86-64-linux-avx2").empty());
+  qnnc::TuningRecord r = rs[1];
+  r.runner = "ssh://pi@board:2222";
+  auto back = qnnc::TuningRecord::from_json(r.to_json());
+  EXPECT_EQ(back.runner, "ssh://pi@board:2222");
+  EXPECT_EQ(back.status, qnnc::kEmulatedStatus);
+}
+
+TEST(TuneRunner, SpecsAndTheTargetsTheyMeasure) {
+  qnnc::TargetInfo host = qnnc::resolve_target("host"), rpi4 = qnnc::resolve_target("rpi4");
+  EXPECT_EQ(qnnc::make_runner("local", host, {})->name(), "local");
+  EXPECT_EQ(qnnc::make_runner("", host, {})->name(), "local");
+  EXPECT_TRUE(qnnc::make_runner("ssh://pi@board:2222", rpi4, {})->times_count());
+  EXPECT_TRUE(qnnc::make_runner("ssh://board", host, {})->times_count());
+  EXPECT_FALSE(qnnc::make_runner("qemu", rpi4, {})->times_count());
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::make_runner("local", rpi4, {}); }), "--runner ssh://");
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::make_runner("qemu", host, {}); }), "runs here");
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::make_runner("ssh://pi@board:twenty", rpi4, {}); }), "port must be a number");
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::make_runner("ssh://", rpi4, {}); }), "no host");
+  EXPECT_CONTAINS(qnnc_error([&] { qnnc::make_runner("scp://board", rpi4, {}); }), "unknown --runner");
 }
 
 TEST(TaskSignature, DropsTunableKnobsKeepsSemanticOnes) {

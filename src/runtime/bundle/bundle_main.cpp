@@ -11,11 +11,13 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "ir/graph.h"
 #include "runtime/module.h"
 #include "runtime/npy.h"
+#include "tune/measure.h"
 
 struct QnncKernelSymbol {
   const char *name;
@@ -32,8 +34,11 @@ namespace {
 void usage() {
   std::printf(
       "usage: %s [--input x.npy] [--output y.npy] [--threads N] [--repeat N] [--warmup N] [--seed S] [--json F]\n"
-      "Runs the model bundled in this directory (%s): warm-up, then timed runs; prints median/min/max ms.\n",
-      "qnnc-run", qnnc_bundle_target);
+      "Runs the model bundled in this directory (%s): warm-up, then timed runs; prints median/min/max ms.\n"
+      "Measurement mode (a tuner's measurement build, holding the kernels of two modules):\n"
+      "  %s --measure REFERENCE_DIR --steps 3,4 [--repeat N] [--threads N] [--json F|-]\n"
+      "checks this directory's module against the reference at those steps and times both; prints JSON.\n",
+      "qnnc-run", qnnc_bundle_target, "qnnc-run");
 }
 
 std::string dir_of_self(const char *argv0) {
@@ -74,11 +79,36 @@ int main(int argc, char **argv) {
   try {
     std::map<std::string, void *> syms;
     for (int i = 0; i < qnnc_kernel_symbol_count; i++) syms[qnnc_kernel_symbols[i].name] = qnnc_kernel_symbols[i].address;
-    qnnc::Module m = qnnc::Module::load(dir_of_self(argv[0]), [&](const std::string &name) -> void * {
+    auto resolve = [&](const std::string &name) -> void * {
       auto it = syms.find(name);
       return it == syms.end() ? nullptr : it->second;
-    });
+    };
+    const std::string self_dir = dir_of_self(argv[0]);
+    qnnc::Module m = qnnc::Module::load(self_dir, resolve);
     m.set_threads(std::stoi(opt["threads"]));
+    if (opt.count("measure")) {
+      std::string ref_dir = opt["measure"];
+      if (ref_dir.empty() || ref_dir[0] != '/') ref_dir = self_dir + "/" + ref_dir;
+      qnnc::Module ref = qnnc::Module::load(ref_dir, resolve);
+      ref.set_threads(m.threads());
+      std::vector<int> steps;
+      std::stringstream ss(opt.count("steps") ? opt["steps"] : "");
+      for (std::string tok; std::getline(ss, tok, ',');)
+        if (!tok.empty()) steps.push_back(std::stoi(tok));
+      if (steps.empty()) throw qnnc::Error("--measure needs --steps (comma-separated step indices)");
+      nlohmann::json j = qnnc::measure_against_reference(m, ref, steps, std::max(1, std::stoi(opt["repeat"])),
+                                                         std::stoull(opt["seed"]));
+      j["target"] = std::string(qnnc_bundle_target);
+      j["threads"] = m.threads();
+      std::string text = j.dump() + "\n";
+      if (!opt.count("json") || opt["json"] == "-") {
+        std::fwrite(text.data(), 1, text.size(), stdout);
+      } else {
+        std::ofstream f(opt["json"]);
+        f << text;
+      }
+      return 0;
+    }
     std::vector<qnnc::Tensor> in;
     if (opt.count("input")) in.push_back(qnnc::read_npy(opt["input"]));
     else
