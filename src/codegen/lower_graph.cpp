@@ -115,11 +115,17 @@ struct Lowering {
     Knobs k = default_knobs(s, Halide::Target(kernel_target_string(s, target)));
     for (const auto &[name, v] : s.knobs) k[name] = v;
     s.knobs = k;
+    // --knob overrides first, so that the task is named as `qnnc tune --knob ...` named it; then
+    // the tuned knobs; an explicit --knob still wins over a record.
+    auto ov = overrides.find(s.kind);
+    if (ov != overrides.end())
+      for (const auto &[name, v] : ov->second) s.knobs[name] = v;
     if (!tuned.empty())
-      if (auto it = tuned.find(task_signature(s)); it != tuned.end())
+      if (auto it = tuned.find(task_signature(s)); it != tuned.end()) {
         for (const auto &[name, v] : it->second) s.knobs[name] = v;
-    if (auto it = overrides.find(s.kind); it != overrides.end())
-      for (const auto &[name, v] : it->second) s.knobs[name] = v;
+        if (ov != overrides.end())
+          for (const auto &[name, v] : ov->second) s.knobs[name] = v;
+      }
   }
   // An activation as (c, x, y, n) for the convolution kernels; a 2-D [N, K] value (the input or
   // output of a dense layer run as a 1x1 convolution) is a 1x1 image of K channels.

@@ -1,5 +1,7 @@
 #include "runtime/profile.h"
 
+#include "kernels/knob_space.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -106,6 +108,10 @@ Profile profile_module(Module &m, const std::vector<Tensor> &in, int repeat, int
     r.macs = step_macs(st);
     KernelSpec s = KernelSpec::from_json(st["spec"]);
     r.kind = s.kind;
+    auto space = knob_spaces().find(s.kind);
+    r.schedule = st.value("tuned", false)                                           ? "tuned"
+                 : space != knob_spaces().end() && !space->second.tunable().empty() ? "default"
+                                                                                    : "";
     bool integer = s.kind == "conv2d_q" || s.kind == "dwconv2d_q" || s.kind == "conv2d_bs" || s.kind == "bitpack" ||
                    s.kind == "global_avgpool_q" || s.kind == "lut" || s.dtype == "u8";
     r.precision = s.kind == "quantize" ? "fp32 -> " + precision
@@ -138,6 +144,7 @@ nlohmann::json Profile::to_json() const {
                       {"precision", r.precision}, {"ms", r.ms}, {"macs", r.macs}, {"gops", r.gops}};
     jr["peak"] = r.peak.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.peak);
     jr["peak_pct"] = r.peak_pct < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.peak_pct);
+    jr["schedule"] = r.schedule;
     rs.push_back(jr);
   }
   j["rows"] = rs;
@@ -147,16 +154,16 @@ nlohmann::json Profile::to_json() const {
 std::string Profile::format() const {
   std::string out;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-4s %-32s %-40s %9s %6s %8s %7s\n", "step", "name", "kernel", "ms", "%", "GOP/s",
-                "%peak");
+  std::snprintf(buf, sizeof buf, "%-4s %-32s %-40s %9s %6s %8s %7s %-8s\n", "step", "name", "kernel", "ms", "%", "GOP/s",
+                "%peak", "schedule");
   out += buf;
   double total_macs = 0;
   for (const auto &r : rows) {
     total_macs += r.macs;
     std::string pct = r.peak_pct >= 0 ? std::to_string((int)(r.peak_pct + 0.5)) + "%" : "";
-    std::snprintf(buf, sizeof buf, "%-4zu %-32.32s %-40.40s %9.3f %5.1f%% %8.1f %7s\n", r.step,
+    std::snprintf(buf, sizeof buf, "%-4zu %-32.32s %-40.40s %9.3f %5.1f%% %8.1f %7s %-8s\n", r.step,
                   printable(r.name, 32).c_str(), printable(r.kernel, 40).c_str(), r.ms, 100 * r.ms / total_ms,
-                  r.gops, pct.c_str());
+                  r.gops, pct.c_str(), r.schedule.c_str());
     out += buf;
   }
   std::snprintf(buf, sizeof buf, "total %.3f ms over %zu kernel steps, %.2f GMAC, %.1f GOP/s overall\n", total_ms,

@@ -22,6 +22,7 @@ struct ProfileRow {
   double ms = 0, macs = 0;
   double gops = 0;         // 2 * macs / time, in G per second
   double peak_pct = -1;    // gops as a share of the peak (binary: per bit plane pair), -1 when none
+  std::string schedule;    // "tuned" (knobs from tuning records), "default" (tunable, not tuned), "" (no knobs to tune)
 };
 
 struct Profile {

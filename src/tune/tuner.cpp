@@ -273,7 +273,12 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
         Knobs k;
         bool mutate = t->trials >= 4 && std::uniform_real_distribution<>(0, 1)(rng) < 0.7;
         k = mutate ? t->best_knobs : t->default_knobs;
-        auto names = space.tunable();
+        // Knobs forced with --knob are not searched (the compile would override them anyway).
+        std::vector<std::string> names;
+        auto forced = opt.knobs.find(t->family);
+        for (const auto &n : space.tunable())
+          if (forced == opt.knobs.end() || !forced->second.count(n)) names.push_back(n);
+        if (names.empty()) break;
         if (mutate) {
           const auto &name = names[rng() % names.size()];
           const auto &vals = space.find(name)->search;
