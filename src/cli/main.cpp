@@ -339,6 +339,22 @@ int cmd_inspect(const std::string &dir, bool ir, bool stmt, bool asm_, const std
   return 0;
 }
 
+// "20m", "2h", "90s" or a bare number of minutes, in seconds; empty: 0 (no time budget).
+double parse_duration_s(const std::string &text) {
+  if (text.empty()) return 0;
+  size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception &) {
+  }
+  std::string unit = text.substr(used);
+  double mult = unit.empty() || unit == "m" || unit == "min" ? 60 : unit == "s" ? 1 : unit == "h" ? 3600 : -1;
+  if (v <= 0 || mult < 0 || !std::isfinite(v))
+    throw Error("--time-budget '" + text + "': give a positive duration such as 20m, 2h or 90s (a bare number is minutes)");
+  return v * mult;
+}
+
 int cmd_tune(const std::string &model, const std::string &records, const std::string &target, const std::string &shape,
              uint64_t seed, int trials, double budget_s, bool resume, int threads, int repeat, double timeout,
              const std::vector<std::string> &knobs, const QuantFlags &qf, bool quiet, bool use_model,
@@ -542,7 +558,8 @@ int main(int argc, char **argv) {
   em->add_option("--json", json, "write the timings as JSON");
 
   std::string records;
-  double trials = 0, budget_min = 0;
+  double trials = 0;
+  std::string budget_text;
   bool resume = false;
   int tune_repeat = 10;
   double tune_timeout = 120;
@@ -565,7 +582,8 @@ int main(int argc, char **argv) {
   tn->add_option("--input-shape", shape, "input shape N,C,H,W");
   tn->add_option("--seed", seed, "seed of built-in weights, calibration and the search")->capture_default_str();
   tn->add_option("--trials", trials, "candidate measurements in all");
-  tn->add_option("--time-budget", budget_min, "minutes to tune for (with or instead of --trials)");
+  tn->add_option("--time-budget", budget_text,
+                 "how long to tune (with or instead of --trials): 20m, 2h, 90s; a bare number is minutes");
   tn->add_flag("--resume", resume, "continue an existing records file (knobs measured there are not retried)");
   tn->add_option("-t,--threads", threads, "threads the kernels are measured with (default: all cores)");
   tn->add_option("-n,--repeat", tune_repeat, "timed runs per measurement")->capture_default_str();
@@ -629,7 +647,7 @@ int main(int argc, char **argv) {
     if (*r) return cmd_run(out, input, output, seed, threads);
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
-    if (*tn) return cmd_tune(model, records, target, shape, seed, (int)trials, budget_min * 60, resume, threads,
+    if (*tn) return cmd_tune(model, records, target, shape, seed, (int)trials, parse_duration_s(budget_text), resume, threads,
                              tune_repeat, tune_timeout, knobs, qf, quiet, search == "model", history, runner, tune_jobs);
     if (*ms) return cmd_measure(out, reference, steps_list, repeat, threads, json);
     if (*kn) {
