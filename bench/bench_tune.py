@@ -5,7 +5,9 @@ For each model (torchvision, seed 0, batch-norm statistics re-estimated, batch 1
   1. export to ONNX; calibration inputs are seeded normals shared by qnnc and ONNX Runtime;
   2. `qnnc compile` with default schedules, `qnnc bench` at each thread count;
   3. `qnnc tune` with --time-budget MINUTES (measured at --tune-threads), then `qnnc compile
-     --tuning-records` and `qnnc bench` again; the tuning time is reported;
+     --tuning-records` and `qnnc bench` again; the tuning time is reported. With several budgets
+     (--budget 20,60) the same records file is resumed up to each, and each budget's gain is
+     shown as a share of the last one's;
   4. ONNX Runtime fp32, and int8 from quantize_static (QDQ, per-channel), at each thread count.
 The benches of the untuned and tuned modules and of ONNX Runtime alternate in rounds, so
 drift on a shared machine hits all of them alike. Prints one table and, with --results, appends
@@ -65,7 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="resnet50")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--precisions", default="fp32,int8")
-    ap.add_argument("--budget", type=float, default=20, help="tuning minutes per model and precision")
+    ap.add_argument("--budget", default="20",
+                    help="tuning minutes per model and precision; a list (e.g. 20,60) tunes to the first, benches, "
+                         "resumes to the next and so on, and reports each budget's share of the last one's gain")
     ap.add_argument("--threads", type=common.parse_int_list, default=[1, 2])
     ap.add_argument("--tune-threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=20)
@@ -98,41 +102,60 @@ def main(argv=None) -> int:
             run([args.qnnc, "compile", onnx_path, "-o", d0, "-q", *shape, *quant])
             if os.path.exists(rec):
                 os.remove(rec)
-            t0 = time.time()
-            p = run([args.qnnc, "tune", onnx_path, "-o", rec, "--time-budget", str(args.budget), "-t",
-                     str(args.tune_threads), "-q", *shape, *quant])
-            tune_s = time.time() - t0
-            summary = [ln for ln in p.stdout.splitlines() if ln.startswith("all tuned tasks")]
-            with open(rec) as f:
-                trials = sum(1 for ln in f if ln.strip() and not json.loads(ln)["default"])
-            p = run([args.qnnc, "compile", onnx_path, "-o", d1, "-q", *shape, *quant, "--tuning-records", rec])
-            tuned_line = next((ln for ln in p.stdout.splitlines() if ln.startswith("qnnc: tuning:")), "")
+            budgets = [float(b) for b in str(args.budget).split(",")]
+            tuned, done = [], 0.0
+            for i, b in enumerate(budgets):
+                d1 = os.path.join(work, f"{prec}_tuned_{b:g}min")
+                t0 = time.time()
+                p = run([args.qnnc, "tune", onnx_path, "-o", rec, "--time-budget", f"{b - done:g}m", "-t",
+                         str(args.tune_threads), "-q", *shape, *quant] + (["--resume"] if i else []))
+                done = b
+                tune_s = time.time() - t0 + (tuned[-1]["tune_s"] if tuned else 0)
+                summary = [ln for ln in p.stdout.splitlines() if ln.startswith("all tuned tasks")]
+                with open(rec) as f:
+                    trials = sum(1 for ln in f if ln.strip() and not json.loads(ln)["default"])
+                p = run([args.qnnc, "compile", onnx_path, "-o", d1, "-q", *shape, *quant, "--tuning-records", rec])
+                tuned_line = next((ln for ln in p.stdout.splitlines() if ln.startswith("qnnc: tuning:")), "")
+                tuned.append({"budget": b, "dir": d1, "tune_s": tune_s, "trials": trials,
+                              "summary": summary[0] if summary else "", "compile": tuned_line})
             ort_path = onnx_path if prec == "fp32" else ort_int8
             for t in args.threads:
-                u, tu, o = [], [], []
+                u, o = [], []
+                tu = [[] for _ in tuned]
                 for _ in range(args.rounds):
                     u.append(qnnc_ms(args.qnnc, d0, t, args.repeat, work))
-                    tu.append(qnnc_ms(args.qnnc, d1, t, args.repeat, work))
+                    for k, tb in enumerate(tuned):
+                        tu[k].append(qnnc_ms(args.qnnc, tb["dir"], t, args.repeat, work))
                     o.append(ort_ms(ort_path, x, t, args.repeat))
-                row = {"model": name, "precision": prec, "threads": t, "untuned_ms": min(u), "tuned_ms": min(tu),
-                       "ort_ms": min(o), "tune_s": tune_s, "trials": trials,
-                       "summary": summary[0] if summary else "", "compile": tuned_line}
-                rows.append(row)
-                common.log(f"{name} {prec} {t}T: untuned {row['untuned_ms']:.2f} ms, tuned {row['tuned_ms']:.2f} ms, "
-                           f"ORT {row['ort_ms']:.2f} ms")
-    headers = ["model", "precision", "threads", "untuned ms", "tuned ms", "tuning gain", "ORT ms", "tuned / ORT",
-               "tuning"]
-    table_rows = [[r["model"], r["precision"], str(r["threads"]), f"{r['untuned_ms']:.2f}", f"{r['tuned_ms']:.2f}",
-                   f"{r['untuned_ms'] / r['tuned_ms']:.2f}x", f"{r['ort_ms']:.2f}", f"{r['tuned_ms'] / r['ort_ms']:.2f}",
-                   f"{r['tune_s'] / 60:.1f} min, {r['trials']} trials"] for r in rows]
+                for k, tb in enumerate(tuned):
+                    row = {"model": name, "precision": prec, "threads": t, "untuned_ms": min(u), "tuned_ms": min(tu[k]),
+                           "ort_ms": min(o), "budget": tb["budget"], "tune_s": tb["tune_s"], "trials": tb["trials"],
+                           "summary": tb["summary"], "compile": tb["compile"],
+                           "last_gain_ms": min(u) - min(tu[-1])}
+                    rows.append(row)
+                    common.log(f"{name} {prec} {t}T, {tb['budget']:g} min: untuned {row['untuned_ms']:.2f} ms, "
+                               f"tuned {row['tuned_ms']:.2f} ms, ORT {row['ort_ms']:.2f} ms")
+
+    def share(r):
+        # This budget's gain as a share of the largest budget's gain (same model, precision, threads).
+        if r["last_gain_ms"] <= 0:
+            return "-"
+        return f"{100 * (r['untuned_ms'] - r['tuned_ms']) / r['last_gain_ms']:.0f}%"
+
+    headers = ["model", "precision", "threads", "budget", "untuned ms", "tuned ms", "tuning gain", "share of last gain",
+               "ORT ms", "tuned / ORT", "tuning"]
+    table_rows = [[r["model"], r["precision"], str(r["threads"]), f"{r['budget']:g} min", f"{r['untuned_ms']:.2f}",
+                   f"{r['tuned_ms']:.2f}", f"{r['untuned_ms'] / r['tuned_ms']:.2f}x", share(r), f"{r['ort_ms']:.2f}",
+                   f"{r['tuned_ms'] / r['ort_ms']:.2f}", f"{r['tune_s'] / 60:.1f} min, {r['trials']} trials"]
+                  for r in rows]
     print(common.format_text_table(headers, table_rows))
-    notes = sorted({f"{r['model']} {r['precision']}: {r['summary']}; {r['compile']}" for r in rows})
+    notes = sorted({f"{r['model']} {r['precision']} {r['budget']:g} min: {r['summary']}; {r['compile']}" for r in rows})
     for n in notes:
         print(n)
     if args.results:
         common.append_results(args.results, "Tuning: untuned vs tuned vs ONNX Runtime (bench_tune.py)",
                               common.format_markdown_table(headers, table_rows),
-                              [f"Tuning budget {args.budget} min per model and precision, measured at "
+                              [f"Tuning budget(s) {args.budget} min per model and precision (cumulative, resumed), measured at "
                                f"{args.tune_threads} threads; best of {args.rounds} rounds of {args.repeat} runs. "
                                f"Total {(time.time() - t_start) / 60:.0f} min."] + notes)
     return 0

@@ -200,10 +200,17 @@ def _qnnc_executable() -> str:
 
 def tune(model: Any, records: PathLike, *, trials: Optional[int] = None, time_budget: Optional[float] = None,
          input_shape: Optional[Sequence[int]] = None, example_inputs: Any = None, precision: str = "fp32",
-         resume: bool = False, threads: Optional[int] = None, seed: int = 0, verbose: bool = True) -> str:
-    """Tunes the model's kernels on this machine (``qnnc tune``): appends every measurement to
-    ``records`` (JSON lines) and returns the per-task table. Give ``trials`` and/or
-    ``time_budget`` (minutes). Compile with ``compile(..., tuning_records=records)``."""
+         resume: bool = False, threads: Optional[int] = None, seed: int = 0, verbose: bool = True,
+         target: str = "host", runner: str = "local", jobs: Optional[int] = None, calib_data: Optional[PathLike] = None,
+         search: str = "model", history: Sequence[PathLike] = ()) -> str:
+    """Tunes the model's kernels (``qnnc tune``): appends every measurement to ``records`` (JSON
+    lines) and returns the per-task table. Give ``trials`` and/or ``time_budget`` (minutes).
+    ``runner`` is where candidates are measured: ``"local"``, ``"ssh://user@host[:port]"`` (a
+    board, with ``target="rpi4"`` for example) or ``"qemu"`` (correctness only); ``jobs``
+    candidates compile in parallel; ``search`` is ``"model"`` (XGBoost cost model) or
+    ``"random"``; ``history`` are earlier records files the model learns from. Give the same
+    ``precision``, ``input_shape`` and ``calib_data`` as to :func:`compile`, and compile with
+    ``compile(..., tuning_records=records)``."""
     import subprocess
     if trials is None and time_budget is None:
         raise QnncError("tune needs a budget: trials=N and/or time_budget=MINUTES")
@@ -220,6 +227,13 @@ def tune(model: Any, records: PathLike, *, trials: Optional[int] = None, time_bu
             cmd += ["--trials", str(int(trials))]
         if time_budget is not None:
             cmd += ["--time-budget", str(float(time_budget))]
+        cmd += ["--target", target, "--runner", runner, "--search", search]
+        if jobs is not None:
+            cmd += ["--jobs", str(int(jobs))]
+        if calib_data is not None:
+            cmd += ["--calib-data", os.fspath(calib_data)]
+        for h in history:
+            cmd += ["--history", os.fspath(h)]
         if resume:
             cmd.append("--resume")
         if threads is not None:

@@ -109,7 +109,7 @@ class BundleRunner : public Runner {
     if (spec_ == "qemu") return;
     std::string out = o_.workdir + "/ssh.out";
     // A scratch directory on the remote machine, removed when tuning ends.
-    int code = shell(ssh("mktemp -d /tmp/qnnc-tune-XXXXXX"), out);
+    int code = shell(ssh("mktemp -d /tmp/qnnc-measure-XXXXXX"), out);
     if (code != 0) throw Error("ssh to " + dest_ + " failed (exit " + std::to_string(code) + "): " + last_line(out + ".log"));
     remote_ = last_line(out);
     if (remote_.empty() || remote_[0] != '/') throw Error("ssh to " + dest_ + ": mktemp printed no directory");

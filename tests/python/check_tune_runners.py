@@ -90,7 +90,7 @@ def main():
         user = getpass.getuser()
         probe = subprocess.run(["ssh", "-F", cfg, "-p", str(port), f"{user}@127.0.0.1", "echo ok"], capture_output=True, text=True, timeout=30)
         check("test sshd accepts the test's key", probe.stdout.strip() == "ok", probe.stderr[-300:])
-        before = set(glob.glob("/tmp/qnnc-tune-*"))
+        before = set(glob.glob("/tmp/qnnc-measure-*"))
         rec = os.path.join(args.workdir, "ssh.jsonl")
         runner = f"ssh://{user}@127.0.0.1:{port}"
         p = qnnc("tune", *model, "-o", rec, "--trials", "3", "-j", "2", "-t", "1", "-n", "3", "--seed", "2", "--runner", runner)
@@ -104,8 +104,8 @@ def main():
                   f"{len(ok)} ok of {len(rs)}: " + "; ".join(sorted({r['status'][:80] for r in rs if r['status'] != 'ok'})))
             check("times are positive and min <= median",
                   all(0 < r["min_ms"] <= r["median_ms"] * 1.0001 for r in ok if not r["default"]))
-            check("the remote scratch directory is removed", set(glob.glob("/tmp/qnnc-tune-*")) == before,
-                  str(set(glob.glob("/tmp/qnnc-tune-*")) - before))
+            check("the remote scratch directory is removed", set(glob.glob("/tmp/qnnc-measure-*")) == before,
+                  str(set(glob.glob("/tmp/qnnc-measure-*")) - before))
             p = qnnc("compile", *model, "-o", os.path.join(args.workdir, "ssh_tuned"), "-q", "--tuning-records", rec)
             check("compile takes the ssh runner's records", p.returncode == 0 and "kernels tuned from" in p.stdout,
                   (p.stderr + p.stdout)[-300:])
