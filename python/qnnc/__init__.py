@@ -312,9 +312,10 @@ def compile(model: Any, *, input_shape: Optional[Sequence[int]] = None, example_
     the Module).
     verbose / log: progress lines to stderr / to a callable.
     options: as ``qnnc compile``'s flags: seed, jobs, calib_mode, calib_samples, percentile,
-    global_scale, weight_scale, rounding, quantize_first_conv, quantize_dense, skip_layers,
-    knobs ({"conv2d_q": {"x_tile": 7}}), report (write accuracy.json against fp32),
-    report_inputs. Unknown options raise QnncError.
+    global_scale, weight_scale, rounding, quantize_first_conv, quantize_dense, lowbit_edges
+    ("int8", "fp32" or "same": the first convolution and dense layers in low-bit modes),
+    skip_layers, knobs ({"conv2d_q": {"x_tile": 7}}), tuning_records (from :func:`tune`), report
+    (write accuracy.json against fp32), report_inputs. Unknown options raise QnncError.
 
     Returns the loaded :class:`Module` (``.summary`` holds the compile summary). For a
     cross target the module cannot run here; it returns None after writing ``output_dir``."""

@@ -20,7 +20,7 @@ int qnnc_compile(const char *model, const char *out_dir, const char *target, con
 
 /* The same with every option as a JSON object (NULL or "" = defaults); unknown keys are an
  * error. Keys: target, precision, input_shape [..], seed, calib_mode, calib_data,
- * calib_samples, percentile, global_scale, weight_scale, rounding, quantize_first_conv, quantize_dense,
+ * calib_samples, percentile, global_scale, weight_scale, rounding, quantize_first_conv, quantize_dense, lowbit_edges,
  * skip_layers [..], knobs {"family": {"knob": value}}. */
 int qnnc_compile_json(const char *model, const char *out_dir, const char *options_json);
 

@@ -106,6 +106,7 @@ std::map<std::string, Knobs> parse_knobs(const std::vector<std::string> &items) 
 
 struct QuantFlags {
   std::string precision, calib_mode = "minmax", calib_data, weight_scale = "channel_max", rounding = "upward";
+  std::string lowbit_edges = "int8";
   std::vector<std::string> skip;
   int calib_samples = 8, report_inputs = 16;
   float percentile = 99.99f, global_scale = 8.0f;
@@ -140,6 +141,7 @@ CompileOptions compile_options(const std::string &target, int jobs, const std::v
     opt.qconfig.skip_layers = qf.skip;
     opt.qconfig.skip_first_conv = !qf.no_skip_first;
     opt.qconfig.skip_dense = !qf.quantize_dense;
+    opt.qconfig.lowbit_edges = qf.lowbit_edges;
     opt.qconfig.calibration_seed = seed + 1000;
     opt.qconfig.validate();
   }
@@ -197,6 +199,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       std::printf("qnnc:   %d activation functions of one integer input run as %d-entry tables\n", q.lookup_tables,
                   1 << opt.qconfig.activation_bits);
     for (const auto &[why, count] : q.kept_reasons) std::printf("qnnc:   kept fp32: %d x %s\n", count, why.c_str());
+    for (const auto &[why, count] : q.int8_reasons) std::printf("qnnc:   at int8: %d x %s\n", count, why.c_str());
     int wb = opt.qconfig.weight_bits, ab = opt.qconfig.activation_bits;
     // What the module really stores and runs, from its plan.
     nlohmann::json m = nlohmann::json::parse(slurp(out + "/graph.json"));
@@ -485,6 +488,11 @@ void add_quant_flags(CLI::App *c, QuantFlags &qf) {
   c->add_flag("--quantize-dense", qf.quantize_dense,
               "also quantize dense (fully connected) layers, as 1x1 integer convolutions (kept fp32 by default, as TVM does)");
   c->add_flag("--quantize-first-conv", qf.no_skip_first, "also quantize the first convolution (kept fp32 by default, as TVM does)");
+  c->add_option("--lowbit-edges", qf.lowbit_edges,
+                "in low-bit modes (below 8 bits), the first convolution and dense layers run at int8, stay fp32\n"
+                "(then --quantize-first-conv / --quantize-dense apply as at int8), or take the model's bits (same)")
+      ->check(CLI::IsMember({"int8", "fp32", "same"}))
+      ->capture_default_str();
 }
 
 int main(int argc, char **argv) {

@@ -31,7 +31,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
   static const char *known[] = {"target", "precision", "input_shape", "seed", "jobs", "calib_mode", "calib_data",
                                 "calib_samples", "percentile", "global_scale", "weight_scale", "rounding",
                                 "quantize_first_conv", "quantize_dense", "skip_layers", "knobs", "report",
-                                "report_inputs", "tuning_records"};
+                                "report_inputs", "tuning_records", "lowbit_edges"};
   for (const auto &[key, v] : o.items())
     if (std::find_if(std::begin(known), std::end(known), [&](const char *k) { return key == k; }) == std::end(known)) {
       std::string names;
@@ -67,6 +67,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
       q.skip_first_conv = !o.value("quantize_first_conv", false);
       q.skip_dense = !o.value("quantize_dense", false);
       q.skip_layers = o.value("skip_layers", q.skip_layers);
+      q.lowbit_edges = o.value("lowbit_edges", q.lowbit_edges);
       q.validate();
     } else if (report) {
       throw Error("report compares a quantized module with fp32: choose a precision other than fp32");
@@ -86,7 +87,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
                        {"lookup_tables", q.lookup_tables},
                        {"fp32_weight_bytes", q.fp32_weight_bytes},
                        {"quantized_weight_bytes", q.quantized_weight_bytes},
-                       {"kept_reasons", q.kept_reasons}};
+                       {"kept_reasons", q.kept_reasons}, {"int8_reasons", q.int8_reasons}};
     }
     if (report) {
       if (log) log("building the fp32 reference for the accuracy report");

@@ -19,7 +19,8 @@ namespace qnnc {
 // Returns the summary as JSON: dir, steps, kernels, cached, seconds, weight_bytes, precision,
 // tuning {records, tuned, untuned [describe...], untuned_mac_share},
 // and for quantized modules "quantize" {quantized, kept_fp32, quantize_steps, dequantize_steps,
-// lookup_tables, fp32_weight_bytes, quantized_weight_bytes, kept_reasons {why: count}} and
+// lookup_tables, fp32_weight_bytes, quantized_weight_bytes, kept_reasons {why: count}, int8_reasons
+// {why: count} (low-bit modes)} and
 // "accuracy" (the report) when asked.
 nlohmann::json compile_model_json(const std::string &model, const std::string &out_dir, const nlohmann::json &options,
                                   const std::function<void(const std::string &)> &log = nullptr,

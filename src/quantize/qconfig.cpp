@@ -51,6 +51,8 @@ void QConfig::validate() const {
     throw Error("unknown rounding '" + rounding + "' (upward, tonearest)");
   if (percentile <= 0 || percentile > 100) throw Error("--percentile must be in (0, 100]");
   if (calibration_samples < 1) throw Error("--calib-samples must be at least 1");
+  if (lowbit_edges != "int8" && lowbit_edges != "fp32" && lowbit_edges != "same")
+    throw Error("unknown --lowbit-edges '" + lowbit_edges + "' (int8, fp32, same)");
 }
 
 FixedPoint to_fixed_point(double real, int bits) {

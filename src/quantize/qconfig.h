@@ -20,6 +20,11 @@ struct QConfig {
   bool skip_first_conv = true;         // as TVM: the first conv stays fp32
   bool skip_dense = true;              // as TVM: dense (fully connected) layers stay fp32; false
                                        // runs them as 1x1 integer convolutions
+  // Low-bit modes (weights or activations below 8 bits): the first convolution and the dense
+  // layers hold few of the multiply-accumulates and much of the accuracy, so they run at
+  // "int8" (default), stay "fp32" (then skip_first_conv / skip_dense apply as in int8 mode), or
+  // take the model's bits ("same"). Ignored at int8.
+  std::string lowbit_edges = "int8";
   std::vector<std::string> skip_layers;    // further node names to keep in fp32
   int calibration_samples = 8;         // random inputs when no data is given
   uint64_t calibration_seed = 1234;

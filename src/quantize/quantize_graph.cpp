@@ -38,9 +38,17 @@ struct Rewriter {
   QuantizeSummary sum;
   std::vector<Node> out;
   std::map<int, int> qtwin;   // fp32 value -> u8 twin
+  std::map<std::pair<int, int>, int> qtwin_bits;   // (fp32 value, bits) -> u8 twin at other bits
+  std::map<int, int> vbits;   // u8 values encoded at other bits than cfg.activation_bits
   std::map<int, int> ftwin;   // value whose producer became integer -> fp32 twin (dequantized)
 
   int act_qmax() const { return (1 << cfg.activation_bits) - 1; }
+  int bits_of(int v) const {
+    auto it = vbits.find(v);
+    return it == vbits.end() ? cfg.activation_bits : it->second;
+  }
+  // Low-bit modes run the first convolution and the dense layers at 8 bits (QConfig::lowbit_edges).
+  bool lowbit() const { return cfg.weight_bits < 8 || cfg.activation_bits < 8; }
 
   // Values joined by concatenations share one encoding, so that the concat copies integers.
   std::map<int, int> concat_group;   // value -> representative
@@ -88,41 +96,50 @@ struct Rewriter {
       }
     }
   }
-  QParams choose(int v) {
+  QParams choose(int v, int bits = 0) {
+    if (bits && bits != cfg.activation_bits) return choose_own(v, bits);
     if (concat_group.count(v)) return group_qp.at(find(v));
     return choose_own(v);
   }
-  QParams choose_own(int v) {
+  QParams choose_own(int v, int bits = 0) {
+    if (!bits) bits = cfg.activation_bits;
     auto it = stats.find(g.values[v].name);
     if (it == stats.end()) throw Error("no calibration statistics for '" + g.values[v].name + "'");
     const ActivationStats &s = it->second;
-    int qmax = act_qmax();
+    int qmax = (1 << bits) - 1;
     if (s.min >= 0) {  // non-negative (after ReLU): zero point 0, all levels for [0, t]
       float t = choose_threshold(s, cfg, qmax);
       return {std::max(t, 1e-8f) / qmax, 0};
     }
     int zp = (qmax + 1) / 2;
     float t = choose_threshold(s, cfg, zp);
-    return {std::max(t, 1e-8f) / std::max(1, zp - (cfg.activation_bits > 1 ? 1 : 0)), zp};
+    return {std::max(t, 1e-8f) / std::max(1, zp - (bits > 1 ? 1 : 0)), zp};
   }
 
-  void mark_u8(int v, QParams q) {
+  void mark_u8(int v, QParams q, int bits = 0) {
     g.values[v].type.dtype = DType::u8;
     g.values[v].scale = q.scale;
     g.values[v].zero_point = q.zero_point;
+    if (bits && bits != cfg.activation_bits) vbits[v] = bits;
   }
 
-  // u8 version of a value for an integer consumer.
-  int as_int(int v) {
+  // u8 version of a value for an integer consumer (at `bits`, default the activation bits; a
+  // value that is u8 already keeps its encoding).
+  int as_int(int v, int bits = 0) {
     if (g.values[v].type.dtype == DType::u8) return v;
+    if (bits && bits != cfg.activation_bits) {
+      auto it = qtwin_bits.find({v, bits});
+      if (it != qtwin_bits.end()) return it->second;
+      return qtwin_bits[{v, bits}] = quantize_to(v, choose(v, bits), bits);
+    }
     auto it = qtwin.find(v);
     if (it != qtwin.end()) return it->second;
     return qtwin[v] = quantize_to(v, choose(v));
   }
   // A quantize step of fp32 value v with encoding q.
-  int quantize_to(int v, QParams q) {
+  int quantize_to(int v, QParams q, int bits = 0) {
     int nv = g.add_value(g.values[v].name + ".q", g.values[v].type);
-    mark_u8(nv, q);
+    mark_u8(nv, q, bits);
     Node n;
     n.name = g.values[v].name + "_quantize";
     n.op = "quantize";
@@ -130,7 +147,7 @@ struct Rewriter {
     n.outputs = {nv};
     n.set_f("scale", q.scale);
     n.set_i("zero_point", q.zero_point);
-    n.set_i("qmax", act_qmax());
+    n.set_i("qmax", (1 << (bits ? bits : cfg.activation_bits)) - 1);
     n.attrs["rounding"].s = cfg.rounding;
     out.push_back(n);
     sum.quantize_steps++;
@@ -201,7 +218,8 @@ struct Rewriter {
     return std::find(cfg.skip_layers.begin(), cfg.skip_layers.end(), n.name) != cfg.skip_layers.end();
   }
 
-  void quantize_conv(Node n) {
+  // wb: weight bits; in_bits: of the input when it is quantized here; out_bits: of the output.
+  void quantize_conv(Node n, int wb, int in_bits, int out_bits) {
     // Copies: adding values below may move g.values.
     std::vector<int64_t> wshape = g.values[n.inputs[1]].type.shape;
     // A dense layer [M, K] runs as a 1x1 convolution over a 1x1 image of K channels.
@@ -211,12 +229,12 @@ struct Rewriter {
     const auto &w = *wdata;
     const auto &b = *bdata;
     int64_t M = wshape[0], per = (int64_t)w.size() / M;
-    int x = as_int(n.inputs[0]);
+    int x = as_int(n.inputs[0], in_bits);
     float sx = g.values[x].scale;
     int zx = g.values[x].zero_point;
-    QParams qy = choose(n.outputs[0]);
+    QParams qy = choose(n.outputs[0], out_bits);
 
-    int wb = cfg.weight_bits, qmax_w = wb > 1 ? (1 << (wb - 1)) - 1 : 1;
+    int qmax_w = wb > 1 ? (1 << (wb - 1)) - 1 : 1;
     std::vector<int32_t> wq(w.size()), bq(M), mult(M), shift(M);
     for (int64_t m = 0; m < M; m++) {
       double amax = 0, asum = 0;
@@ -254,10 +272,10 @@ struct Rewriter {
                 g.add_iconst(nm + ".shift", {M}, DType::i32, std::move(shift))};
     q.set_i("in_zp", zx);
     q.set_i("out_zp", qy.zero_point);
-    q.set_i("qmax", act_qmax());
+    q.set_i("qmax", (1 << out_bits) - 1);
     q.attrs["rounding"].s = cfg.rounding;
     q.set_i("weight_bits", wb);
-    q.set_i("activation_bits", cfg.activation_bits);
+    q.set_i("activation_bits", bits_of(x));
     if (n.inputs.size() > 3) {
       int r = as_int(n.inputs[3]);
       FixedPoint fp = to_fixed_point((double)g.values[r].scale / qy.scale, kResidualMultiplierBits);
@@ -266,7 +284,7 @@ struct Rewriter {
       q.set_i("res_mult", fp.multiplier);
       q.set_i("res_shift", fp.shift);
     }
-    mark_u8(n.outputs[0], qy);
+    mark_u8(n.outputs[0], qy, out_bits);
     out.push_back(q);
     sum.quantized++;
     sum.fp32_weight_bytes += (int64_t)w.size() * 4;
@@ -280,8 +298,16 @@ struct Rewriter {
       if (n.op == "conv2d") {
         bool first = !seen_conv;
         seen_conv = true;
+        const bool listed = std::find(cfg.skip_layers.begin(), cfg.skip_layers.end(), n.name) != cfg.skip_layers.end();
+        if (first && lowbit() && cfg.lowbit_edges != "fp32" && !listed) {
+          // Its output feeds the low-bit layers: the output takes the model's activation bits.
+          const bool int8 = cfg.lowbit_edges == "int8";
+          quantize_conv(n, int8 ? 8 : cfg.weight_bits, int8 ? 8 : cfg.activation_bits, cfg.activation_bits);
+          if (int8) sum.int8_reasons["first convolution (low-bit mode; --lowbit-edges fp32|same to change)"]++;
+          continue;
+        }
         if (!skipped(n, first)) {
-          quantize_conv(n);
+          quantize_conv(n, cfg.weight_bits, cfg.activation_bits, cfg.activation_bits);
           continue;
         } else {
           sum.kept_fp32++;
@@ -292,7 +318,7 @@ struct Rewriter {
         // Max commutes with a monotonic quantization: pool the integers, keep the scale.
         int x = as_int(n.inputs[0]);
         n.inputs = {x};
-        mark_u8(n.outputs[0], {g.values[x].scale, g.values[x].zero_point});
+        mark_u8(n.outputs[0], {g.values[x].scale, g.values[x].zero_point}, bits_of(x));
         out.push_back(n);
         continue;
       } else if (n.op == "global_avgpool" && g.values[n.inputs[0]].type.dtype == DType::u8) {
@@ -319,8 +345,15 @@ struct Rewriter {
         continue;
       } else if (n.op == "dense") {
         const bool nd = g.values[n.inputs[0]].type.shape.size() > 2;
+        if (lowbit() && cfg.lowbit_edges != "fp32" && !nd && !skipped(n, false) && n.inputs.size() == 3) {
+          // A dense layer's output is mostly a network's logits: 8 bits out in both cases.
+          const bool int8 = cfg.lowbit_edges == "int8";
+          quantize_conv(n, int8 ? 8 : cfg.weight_bits, int8 ? 8 : cfg.activation_bits, 8);
+          if (int8) sum.int8_reasons["dense layer (low-bit mode; --lowbit-edges fp32|same to change)"]++;
+          continue;
+        }
         if (!cfg.skip_dense && !nd && !skipped(n, false) && n.inputs.size() == 3) {
-          quantize_conv(n);
+          quantize_conv(n, cfg.weight_bits, cfg.activation_bits, cfg.activation_bits);
           continue;
         }
         sum.kept_fp32++;

@@ -17,6 +17,7 @@ struct QuantizeSummary {
   int lookup_tables = 0;  // functions of one u8 activation (sigmoid, SiLU, ...) run as tables
   int64_t fp32_weight_bytes = 0, quantized_weight_bytes = 0;  // packed size at the chosen bits
   std::map<std::string, int> kept_reasons;  // why layers stayed fp32 -> how many
+  std::map<std::string, int> int8_reasons;  // low-bit modes: why layers run at 8 bits -> how many
 };
 
 // g must have been through fold_batchnorm + fuse_operators (not choose_layout).

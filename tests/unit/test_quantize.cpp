@@ -281,6 +281,60 @@ TEST_F(QuantResnet18, StemDenseAndRoundingVariants) {
   }
 }
 
+// Low-bit modes run the stem and the dense layer at 8 bits by default (--lowbit-edges int8): 8-bit
+// weights and input, while the stem's output takes the model's activation bits (it feeds the
+// low-bit layers) and the dense layer's output (the logits) 8 bits. "fp32" keeps them fp32 as
+// at int8; "same" quantizes them at the model's bits.
+TEST_F(QuantResnet18, LowBitModesRunStemAndDenseAtInt8) {
+  auto node = [](const qnnc::Graph &g, const std::string &name) -> const qnnc::Node * {
+    for (const auto &n : g.nodes)
+      if (n.name == name) return &n;
+    return nullptr;
+  };
+  for (const char *edges : {"int8", "fp32", "same"}) {
+    SCOPED_TRACE(edges);
+    qnnc::CompileOptions opt;
+    opt.quantize = true;
+    opt.qconfig = qnnc::QConfig::parse_precision("w2a2");
+    opt.qconfig.lowbit_edges = edges;
+    qnnc::QuantizeSummary qs;
+    qnnc::Graph g = qnnc::prepare_for_codegen(*graph, opt, &qs);
+    const qnnc::Node *stem = node(g, "conv1"), *fc = node(g, "fc");
+    ASSERT_TRUE(stem && fc);
+    if (std::string(edges) == "fp32") {
+      EXPECT_EQ(stem->op, "conv2d");
+      EXPECT_EQ(qs.quantized, 19);
+      EXPECT_TRUE(qs.int8_reasons.empty());
+      continue;
+    }
+    const int bits = std::string(edges) == "int8" ? 8 : 2;
+    EXPECT_EQ(qs.quantized, 21);
+    EXPECT_EQ(qs.kept_fp32, 0);
+    EXPECT_EQ(qs.int8_reasons.size(), bits == 8 ? 2u : 0u);
+    ASSERT_EQ(stem->op, "conv2d_q");
+    EXPECT_EQ(stem->i("weight_bits", -1), bits);
+    EXPECT_EQ(stem->i("activation_bits", -1), bits);
+    EXPECT_EQ(stem->i("qmax", -1), 3);  // its output feeds 2-bit layers
+    ASSERT_EQ(fc->op, "conv2d_q");
+    EXPECT_EQ(fc->i("weight_bits", -1), bits);
+    EXPECT_EQ(fc->i("activation_bits", -1), bits);
+    EXPECT_EQ(fc->i("qmax", -1), 255);  // 8-bit logits
+    // The 8-bit input quantize step feeds the stem with 255 levels.
+    if (bits == 8) {
+      int quant8 = 0;
+      for (const auto &n : g.nodes) quant8 += n.op == "quantize" && n.i("qmax", -1) == 255;
+      EXPECT_GE(quant8, 2);  // the image and the pooled features
+    }
+  }
+  // And the module runs: finite logits.
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("w2a2");
+  qnnc::Module q = qnnc::compile(*graph, opt);
+  auto y = q.run({qnnc::random_tensor({1, 3, 64, 64}, 5)});
+  for (float v : y.at(0).data) ASSERT_TRUE(std::isfinite(v));
+}
+
 TEST_F(QuantResnet18, Int4RunsAndIsWorseThanInt8) {
   const qnnc::AccuracyReport &r8 = report("int8");
   const qnnc::AccuracyReport &r4 = report("int4");
