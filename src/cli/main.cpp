@@ -361,7 +361,7 @@ double parse_duration_s(const std::string &text) {
 int cmd_tune(const std::string &model, const std::string &records, const std::string &target, const std::string &shape,
              uint64_t seed, int trials, double budget_s, bool resume, int threads, int repeat, double timeout,
              const std::vector<std::string> &knobs, const QuantFlags &qf, bool quiet, bool use_model,
-             const std::vector<std::string> &history, const std::string &runner, int jobs) {
+             const std::vector<std::string> &history, const std::string &runner, int jobs, bool confirm) {
   auto log = [&](const std::string &s) {
     if (!quiet) say("qnnc: " + s);
   };
@@ -387,6 +387,7 @@ int cmd_tune(const std::string &model, const std::string &records, const std::st
   to.history = history;
   to.runner = runner;
   to.jobs = jobs;
+  to.confirm = confirm;
   to.qnnc_version = "qnnc-0.1.0";
   to.qnnc_exe = self_exe();
   if (to.qnnc_exe.empty()) throw Error("cannot find this program's path (/proc/self/exe) to run measurements");
@@ -586,6 +587,10 @@ int main(int argc, char **argv) {
                  "measurement build is copied there; the ssh command is $QNNC_SSH, default 'ssh -o BatchMode=yes');\n"
                  "qemu (ARM targets under qemu-aarch64: checks outputs only, emulated times are not used)")
       ->capture_default_str();
+  bool no_confirm = false;
+  tn->add_flag("--no-confirm", no_confirm,
+               "skip the final re-measurement of each task's best candidate (3x the runs, against the default),\n"
+               "which otherwise decides whether the task counts as tuned");
   tn->add_option("-j,--jobs", tune_jobs, "candidates compiled in parallel (default: one per core); they are measured one at a time");
   tn->add_option("--input-shape", shape, "input shape N,C,H,W");
   tn->add_option("--seed", seed, "seed of built-in weights, calibration and the search")->capture_default_str();
@@ -656,7 +661,7 @@ int main(int argc, char **argv) {
     if (*b) return cmd_bench(out, repeat, warmup, threads, json, seed, profile, profile_json);
     if (*in) return cmd_inspect(out, ir, stmt, asm_, layer);
     if (*tn) return cmd_tune(model, records, target, shape, seed, (int)trials, parse_duration_s(budget_text), resume, threads,
-                             tune_repeat, tune_timeout, knobs, qf, quiet, search == "model", history, runner, tune_jobs);
+                             tune_repeat, tune_timeout, knobs, qf, quiet, search == "model", history, runner, tune_jobs, !no_confirm);
     if (*ms) return cmd_measure(out, reference, steps_list, repeat, threads, json);
     if (*kn) {
       std::printf("%s", describe_knob_spaces(knob_family).c_str());

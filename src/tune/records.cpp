@@ -13,11 +13,13 @@
 namespace qnnc {
 
 nlohmann::json TuningRecord::to_json() const {
-  return {{"schema", schema},       {"qnnc_version", qnnc_version}, {"target", target},
+  nlohmann::json j{{"schema", schema},       {"qnnc_version", qnnc_version}, {"target", target},
           {"family", family},       {"task", task},                 {"describe", describe},
           {"knobs", knobs},         {"default", is_default},        {"median_ms", median_ms},
           {"min_ms", min_ms},       {"runs", runs},                 {"status", status},
           {"runner", runner},       {"timestamp", timestamp}};
+  if (confirmation) j["confirmation"] = true, j["vs_default"] = vs_default;
+  return j;
 }
 
 TuningRecord TuningRecord::from_json(const nlohmann::json &j) {
@@ -48,6 +50,8 @@ TuningRecord TuningRecord::from_json(const nlohmann::json &j) {
   if (j.contains("runs")) get("runs", r.runs);
   if (j.contains("timestamp")) get("timestamp", r.timestamp);
   if (j.contains("runner")) get("runner", r.runner);
+  if (j.contains("confirmation")) get("confirmation", r.confirmation);
+  if (j.contains("vs_default")) get("vs_default", r.vs_default);
   return r;
 }
 
@@ -133,11 +137,21 @@ std::map<std::string, Knobs> best_knobs(const std::vector<TuningRecord> &records
     auto it = best.find(r.task);
     if (it == best.end() || r.median_ms < it->second->median_ms) best[r.task] = &r;
   }
+  // Confirmations overrule the search's measurements of their task.
+  std::map<std::string, const TuningRecord *> confirmed;
+  for (const auto &r : records) {
+    if (r.target != target || r.status != "ok" || !r.confirmation || r.vs_default <= 0) continue;
+    auto it = confirmed.find(r.task);
+    if (it == confirmed.end() || r.vs_default < it->second->vs_default) confirmed[r.task] = &r;
+  }
   std::map<std::string, Knobs> out;
   for (const auto &[task, r] : best) {
+    if (confirmed.count(task)) continue;
     auto d = default_ms.find(task);
     if (d != default_ms.end() && r->median_ms < d->second) out[task] = r->knobs;
   }
+  for (const auto &[task, r] : confirmed)
+    if (r->vs_default < 1.0) out[task] = r->knobs;
   return out;
 }
 

@@ -34,6 +34,11 @@ struct TuningRecord {
   int runs = 0;
   std::string status = "ok";    // ok; kEmulatedStatus; or "failed: " and why (compile error, wrong output, timeout)
   std::string runner = "local"; // where it was measured: local, qemu, ssh://user@host
+  // A confirmation: the task's best candidate measured again at the end of a run, with more
+  // runs, against the default in the same process. The best of many noisy measurements is
+  // optimistic; this one is not, and where a task has one, compile decides by it alone.
+  bool confirmation = false;
+  double vs_default = 0;        // confirmation: candidate time / default time (< 1: faster)
   std::string timestamp;        // UTC, ISO 8601
 
   nlohmann::json to_json() const;
@@ -55,6 +60,8 @@ std::vector<TuningRecord> read_records(const std::string &path, int *skipped = n
 
 // Per task, the knobs of the fastest record on `target` with status ok that beat the default
 // record of its task (same file, same target). Tasks without a default record are left out.
+// Where a task has confirmation records, only they count: the one with the lowest vs_default,
+// if that is below 1.
 std::map<std::string, Knobs> best_knobs(const std::vector<TuningRecord> &records, const std::string &target);
 
 // Tasks with at least one valid measurement on `target` (tuned, or whose default stayed fastest).

@@ -66,13 +66,13 @@ class LocalRunner : public Runner {
   explicit LocalRunner(RunnerOptions o) : o_(std::move(o)) {}
   std::string name() const override { return "local"; }
   void set_reference(const std::string &ref) override { ref_ = ref; }
-  nlohmann::json measure(const std::string &cand, const std::vector<int> &steps) override {
+  nlohmann::json measure(const std::string &cand, const std::vector<int> &steps, int repeat) override {
     std::string json = o_.workdir + "/measure.json";
     std::remove(json.c_str());
     std::string t = seconds(o_.timeout_s);
     std::string cmd = "timeout -k 5 " + t + " " + shell_quote(o_.qnnc_exe) + " measure " + shell_quote(cand) +
                       " --reference " + shell_quote(ref_) + " --steps " + steps_list(steps) + " --repeat " +
-                      std::to_string(o_.repeat) + " --threads " + std::to_string(o_.threads) + " --json " +
+                      std::to_string(repeat > 0 ? repeat : o_.repeat) + " --threads " + std::to_string(o_.threads) + " --json " +
                       shell_quote(json);
     int code = shell(cmd, json + ".out");
     if (code != 0) return failure(code, t, json + ".out.log", "measurement process");
@@ -124,7 +124,7 @@ class BundleRunner : public Runner {
     if (!remote_.empty()) std::system((ssh("rm -rf " + remote_) + " > /dev/null 2>&1").c_str());
   }
 
-  nlohmann::json measure(const std::string &cand_in, const std::vector<int> &steps) override {
+  nlohmann::json measure(const std::string &cand_in, const std::vector<int> &steps, int repeat) override {
     std::string cand = fs::absolute(cand_in).string();
     std::string mb = cand + "/measure";
     try {
@@ -135,7 +135,7 @@ class BundleRunner : public Runner {
       return {{"ok", false}, {"why", std::string("measurement build: ") + printable(e.what(), 300)}};
     }
     std::string t = seconds(o_.timeout_s);
-    std::string args = " --steps " + steps_list(steps) + " --repeat " + std::to_string(o_.repeat) + " --threads " +
+    std::string args = " --steps " + steps_list(steps) + " --repeat " + std::to_string(repeat > 0 ? repeat : o_.repeat) + " --threads " +
                        std::to_string(o_.threads) + " --json -";
     std::string out = mb + "/result.json";
     int code;

@@ -37,8 +37,9 @@ class Runner {
   virtual bool times_count() const { return true; }
   // The default module, once, before any measure(); copies it where candidates will run.
   virtual void set_reference(const std::string &ref_dir) = 0;
-  // The candidate module (compiled for the same target as the reference) at these steps.
-  virtual nlohmann::json measure(const std::string &cand_dir, const std::vector<int> &steps) = 0;
+  // The candidate module (compiled for the same target as the reference) at these steps;
+  // repeat > 0 overrides the options' timed runs.
+  virtual nlohmann::json measure(const std::string &cand_dir, const std::vector<int> &steps, int repeat = 0) = 0;
 };
 
 // spec: "local", "qemu" or "ssh://[user@]host[:port]"; a qnnc::Error explains a bad one, or a

@@ -40,6 +40,7 @@ struct TuneOptions {
   uint64_t seed = 0;
   bool use_cost_model = true;   // rank a pool of proposals with the learned model (false: the
                                 // random / mutation search alone, one proposal per trial)
+  bool confirm = true;          // re-measure each task's best at the end (3x the runs); it decides
   int cost_model_pool = 32;     // proposals ranked per trial
   int cost_model_retrain = 8;   // measurements between retrainings
   std::vector<std::string> history;  // more records files the model trains on (this target's)
@@ -57,6 +58,7 @@ struct TuneTask {
   double best_ms = 0;           // per call, best measured (default_ms when nothing beat it)
   int trials = 0, failed = 0;
   bool exhausted = false;
+  bool confirmed = false;       // best_ms comes from the confirmation measurement
 };
 
 struct TuneResult {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`qnnc tune` end to end on the builtin ResNet-18 (int8 and fp32, 32x32): records are written
-(one default record per task, one line per candidate), a run killed mid-line and resumed
+(one default record per task, one line per candidate, a confirmation of each task's best), a run killed mid-line and resumed
 continues the file without retrying measured knobs, `qnnc compile --tuning-records` takes the
 records (tuned kernels marked in graph.json), kernels without records (another input size) named in a warning with their share of the MACs,
 and the tuned module computes what the default one does (bit for bit in int8, within 1e-4 in
@@ -48,7 +48,14 @@ def main():
             continue
         rs = read(rec)
         defaults = [r for r in rs if r["default"]]
-        cands = [r for r in rs if not r["default"]]
+        cands = [r for r in rs if not r["default"] and not r.get("confirmation")]
+        confs = [r for r in rs if r.get("confirmation")]
+        measured = {(r["task"], json.dumps(r["knobs"], sort_keys=True)) for r in cands if r["status"] == "ok"}
+        check(f"{prec}: confirmations re-measure measured candidates, at most one per task, with a ratio to the default",
+              len({r["task"] for r in confs}) == len(confs) and
+              all((r["task"], json.dumps(r["knobs"], sort_keys=True)) in measured and
+                  (r["vs_default"] > 0 or r["status"] != "ok") for r in confs),
+              f"{len(confs)} confirmations")
         check(f"{prec}: a default record per task, one per candidate",
               len(defaults) >= 5 and len(cands) == 4 and len({r["task"] for r in defaults}) == len(defaults),
               f"{len(defaults)} defaults, {len(cands)} candidates")
@@ -65,7 +72,7 @@ def main():
         p = qnnc("tune", *model, *quant, "-o", rec, "--trials", "4", "-t", "1", "-n", "3", "--seed", "1", "--resume")
         check(f"{prec}: --resume continues the file", p.returncode == 0, (p.stderr + p.stdout)[-400:])
         rs = read(rec)  # the torn line was cut off before appending
-        cands = [r for r in rs if not r["default"]]
+        cands = [r for r in rs if not r["default"] and not r.get("confirmation")]
         keys = [(r["task"], json.dumps(r["knobs"], sort_keys=True)) for r in cands]
         check(f"{prec}: resumed run adds 4 candidates, none measured before", len(cands) == 8 and len(set(keys)) == 8,
               f"{len(cands)} candidates, {len(set(keys))} distinct")

@@ -102,6 +102,32 @@ TEST_F(TuningRecords, BestValidRecordFasterThanTheDefault) {
   EXPECT_EQ(qnnc::best_knobs(rs, "arm-64-linux").size(), 0u);  // its only record has no default there
 }
 
+// A confirmation (the best candidate re-measured against the default at the end of a run)
+// decides for its task: a lucky search measurement it contradicts is not used.
+TEST_F(TuningRecords, ConfirmationsDecide) {
+  auto conf = [](const std::string &task, qnnc::Knobs k, double ratio) {
+    qnnc::TuningRecord r = rec(task, std::move(k), ratio);
+    r.confirmation = true;
+    r.vs_default = ratio;
+    return r;
+  };
+  std::vector<qnnc::TuningRecord> rs{
+      rec("A", {{"x_tile", 4}}, 1.0, true), rec("A", {{"x_tile", 7}}, 0.5),   // lucky draw
+      conf("A", {{"x_tile", 7}}, 1.02),                                        // not faster after all
+      rec("B", {{"x_tile", 4}}, 1.0, true), rec("B", {{"x_tile", 6}}, 0.6), rec("B", {{"x_tile", 5}}, 0.7),
+      conf("B", {{"x_tile", 6}}, 1.1), conf("B", {{"x_tile", 5}}, 0.8),       // the second one holds
+      rec("C", {{"x_tile", 4}}, 1.0, true), rec("C", {{"x_tile", 2}}, 0.9),   // no confirmation: search rule
+  };
+  auto best = qnnc::best_knobs(rs, "x86-64-linux-avx2");
+  EXPECT_EQ(best.count("A"), 0u);
+  EXPECT_EQ(best.at("B"), (qnnc::Knobs{{"x_tile", 5}}));
+  EXPECT_EQ(best.at("C"), (qnnc::Knobs{{"x_tile", 2}}));
+  auto back = qnnc::TuningRecord::from_json(rs[2].to_json());
+  EXPECT_TRUE(back.confirmation);
+  EXPECT_DOUBLE_EQ(back.vs_default, 1.02);
+  EXPECT_FALSE(qnnc::TuningRecord::from_json(rs[1].to_json()).confirmation);
+}
+
 TEST_F(TuningRecords, EmulatedRecordsAreNeverChosen) {
   std::vector<qnnc::TuningRecord> rs{
       rec("A", {{"x_tile", 4}}, 1.0, true, qnnc::kEmulatedStatus),
