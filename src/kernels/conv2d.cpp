@@ -78,6 +78,12 @@ KnobSpace conv2d_knob_space() {
   KnobSpace s{"conv2d", "fp32 convolution (NHWC, register tile over output channels x columns)",
               register_tile_knob_decls()};
   s.knobs.push_back({"unroll_ci", "input channels unrolled in the reduction (when it divides them)", {1, 2, 4}, {}});
+  s.normalize = [](const KernelSpec &s, Knobs k) {
+    k = register_tile_normalize(s, std::move(k), 8);
+    if (k.count("unroll_ci") && s.in_shape.size() == 4 && (k["unroll_ci"] < 1 || s.in_shape[1] % k["unroll_ci"] != 0))
+      k["unroll_ci"] = 1;  // the schedule ignores a factor that does not divide the channels
+    return k;
+  };
   return s;
 }
 

@@ -115,6 +115,7 @@ std::vector<KnobSpace> conv2d_bitserial_knob_spaces() {
   KnobSpace bs{"conv2d_bs", "bit-serial convolution: bit planes, AND + popcount", register_tile_knob_decls()};
   bs.knobs.push_back({"weight_bits", "weight bit planes", {}, {1, 2, 3, 4}, true, true});
   bs.knobs.push_back({"activation_bits", "activation bit planes", {}, {1, 2, 3, 4}, true, true});
+  bs.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
   KnobSpace pack{"bitpack", "u8 activations to bit planes of 32 channels per word",
                  {{"bits", "bit planes written", {}, {1, 2, 3, 4}, false, true}}};
   return {bs, pack};

@@ -138,6 +138,7 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"weights_per_byte", "weights stored per byte (2 or 4 for 4- or 2-bit weights)", {}, {1, 2, 4}, true});
   s.knobs.push_back({"signed_input", "activations shifted to i8 (ARM sdot)", {}, {0, 1}, false, true});
   s.knobs.push_back({"bitserial", "run 1-4 bit layers on the bit-serial kernel instead", {}, {0, 1}, true, true});
+  s.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
   return s;
 }
 

@@ -44,6 +44,11 @@ const std::map<std::string, KnobSpace> &knob_spaces() {
   return spaces;
 }
 
+Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k) {
+  auto it = knob_spaces().find(spec.kind);
+  return it == knob_spaces().end() || !it->second.normalize ? k : it->second.normalize(spec, k);
+}
+
 void validate_knobs(const std::string &family, const Knobs &k) {
   const auto &spaces = knob_spaces();
   auto names = [](const auto &items, auto get) {

@@ -3,6 +3,7 @@
 // lowering packs the kernel's constants. The schedules read knobs by these names, `--knob`
 // validation and `qnnc knobs` read the declarations, and so will the tuner.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,10 +26,17 @@ struct KnobSpace {
   std::string family;
   std::string help;           // what the family's kernels compute
   std::vector<KnobDecl> knobs;
+  // Optional: the canonical form of a knob set for a kernel, where the schedule clamps knobs
+  // (x_tile beyond the width, more channel vectors than the layer has). Knob sets with equal
+  // canonical forms compile to the same schedule, so a tuner measures only one of them.
+  std::function<Knobs(const KernelSpec &, Knobs)> normalize;
   const KnobDecl *find(const std::string &name) const;
   // Names of the knobs a tuner searches, in declaration order.
   std::vector<std::string> tunable() const;
 };
+
+// spec's knobs k in canonical form (k unchanged for a family without a normalize).
+Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k);
 
 // Every kernel family's space, by family (kernel kind) name.
 const std::map<std::string, KnobSpace> &knob_spaces();

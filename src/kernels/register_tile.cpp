@@ -49,6 +49,17 @@ void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, const Kno
   acc.compute_at(out, x_o).vectorize(acc.args()[0], vw).unroll(acc.args()[0]).unroll(acc.args()[1]);
 }
 
+Knobs register_tile_normalize(const KernelSpec &s, Knobs k, int default_vec) {
+  if (s.out_shape.size() != 4) return k;
+  const int64_t M = s.out_shape[1], OW = s.out_shape[3];
+  if (k.count("x_tile")) k["x_tile"] = (int)std::min<int64_t>(std::max(1, k["x_tile"]), OW);
+  if (k.count("co_vectors")) {
+    int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
+    k["co_vectors"] = std::max(1, register_tile_channels(M, k, default_vec) / vw);
+  }
+  return k;
+}
+
 std::vector<KnobDecl> register_tile_knob_decls() {
   return {{"vec", "lanes per vector of output channels (capped at the channel count)", {8, 16, 32}, {}, true},
           {"co_vectors", "vectors of output channels per register tile (the weights' block)", {1, 2, 3, 4, 6}, {}, true},

@@ -24,4 +24,8 @@ void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64
 // The register tile's knobs (vec, co_vectors, x_tile), shared by the families that use it.
 std::vector<KnobDecl> register_tile_knob_decls();
 
+// Their canonical form (KnobSpace::normalize): x_tile clamped to the width, co_vectors to the
+// vectors the tile really holds; vec as given.
+Knobs register_tile_normalize(const KernelSpec &s, Knobs k, int default_vec);
+
 }  // namespace qnnc

@@ -200,6 +200,7 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     append_record(to.records, r);
     if (to.use_cost_model) known.push_back(r);
     tried[t.task].insert(knob_key(t.default_knobs));
+    tried[t.task].insert(knob_key(normalized_knobs(KernelSpec::from_json(nlohmann::json::parse(t.task)), t.default_knobs)));
     if (auto pb = prior_best.find(t.task); pb != prior_best.end() && pb->second.first < t.best_ms)
       t.best_ms = pb->second.first, t.best_knobs = pb->second.second;
   }
@@ -236,6 +237,11 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   };
   if (use_model) retrain();
   std::map<std::string, KernelSpec> task_specs;
+  auto task_spec = [&](const TuneTask &t) -> const KernelSpec & {
+    auto sp = task_specs.find(t.task);
+    if (sp == task_specs.end()) sp = task_specs.emplace(t.task, KernelSpec::from_json(nlohmann::json::parse(t.task))).first;
+    return sp->second;
+  };
   std::mt19937_64 rng(to.seed);
   TuneResult res;
   int budget_trials = to.trials > 0 ? to.trials : INT32_MAX;
@@ -314,6 +320,8 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
             k[name] = vals[rng() % vals.size()];
           }
         }
+        // Knob sets the schedule clamps to the same thing are one candidate.
+        k = normalized_knobs(task_spec(*t), k);
         std::string key = knob_key(k);
         if (!tried[t->task].count(key) && in_pool.insert(key).second) pool.push_back(k);
       }
@@ -325,10 +333,7 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
       size_t pick = 0;
       if (use_model && pool.size() > 1 && model.trained() && std::uniform_real_distribution<>(0, 1)(rng) >= 0.2) {
         try {
-          auto sp = task_specs.find(t->task);
-          if (sp == task_specs.end())
-            sp = task_specs.emplace(t->task, KernelSpec::from_json(nlohmann::json::parse(t->task))).first;
-          std::vector<float> pred = model.predict(sp->second, pool);
+          std::vector<float> pred = model.predict(task_spec(*t), pool);
           pick = (size_t)(std::min_element(pred.begin(), pred.end()) - pred.begin());
         } catch (const Error &e) {
           log(std::string("cost model: ") + e.what() + "; searching without it");

@@ -76,3 +76,29 @@ TEST(KnobSpace, SearchValuesBuild) {
 }
 
 }  // namespace
+
+// Knob sets the schedule clamps to the same thing normalize to one form (so the tuner measures
+// one of them), and knob sets that differ in the schedule stay apart.
+TEST(KnobSpace, NormalizedFormsOfClampedKnobs) {
+  qnnc::KernelSpec s;
+  s.kind = "conv2d_q";
+  s.in_shape = {1, 64, 7, 7};
+  s.out_shape = {1, 64, 7, 7};
+  // x_tile beyond the width of 7; 6 vectors of 32 channels when the layer has 64 (two vectors).
+  auto a = qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 6}, {"x_tile", 8}});
+  auto b = qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}});
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.at("x_tile"), 7);
+  EXPECT_EQ(a.at("co_vectors"), 2);
+  EXPECT_NE(qnnc::normalized_knobs(s, {{"vec", 16}, {"co_vectors", 2}, {"x_tile", 7}}), a);
+  EXPECT_NE(qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 1}, {"x_tile", 7}}), a);
+  // fp32: an unroll factor that does not divide the input channels is no unroll.
+  s.kind = "conv2d";
+  s.in_shape = {1, 3, 7, 7};
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 2}, {"x_tile", 4}, {"unroll_ci", 2}}).at("unroll_ci"), 1);
+  s.in_shape = {1, 4, 7, 7};
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 2}, {"x_tile", 4}, {"unroll_ci", 2}}).at("unroll_ci"), 2);
+  // Families without a normalize keep their knobs.
+  s.kind = "maxpool";
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 64}}), (qnnc::Knobs{{"vec", 64}}));
+}
