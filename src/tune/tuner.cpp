@@ -85,9 +85,10 @@ std::string TuneResult::table() const {
     double calls = (double)t.steps.size();
     d_total += t.default_ms * calls;
     b_total += t.best_ms * calls;
+    std::string notes = t.confirmed ? " confirmed" : "";
+    if (t.failed) notes += " (" + std::to_string(t.failed) + " failed)";
     std::snprintf(buf, sizeof buf, "%-52.52s %5zu %10.4f %10.4f %7.2fx %7d%s\n", t.describe.c_str(), t.steps.size(),
-                  t.default_ms, t.best_ms, t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0, t.trials,
-                  t.failed ? (" (" + std::to_string(t.failed) + " failed)").c_str() : "");
+                  t.default_ms, t.best_ms, t.best_ms > 0 ? t.default_ms / t.best_ms : 1.0, t.trials, notes.c_str());
     o << buf;
   }
   std::snprintf(buf, sizeof buf, "all tuned tasks: %.3f ms -> %.3f ms per run (%.2fx), %d trials in %.0f s\n", d_total,
