@@ -408,11 +408,7 @@ int cmd_measure(const std::string &cand, const std::string &ref, const std::stri
                 const std::string &json) {
   Module c = Module::load(cand), r = Module::load(ref);
   c.set_threads(threads);
-  std::vector<int> steps;
-  std::stringstream ss(steps_list);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) steps.push_back(std::stoi(tok));
-  nlohmann::json j = measure_against_reference(c, r, steps, repeat, 0);
+  nlohmann::json j = measure_against_reference(c, r, parse_step_list(steps_list), repeat, 0);
   std::ofstream f(json);
   f << j.dump() << "\n";
   if (!f) throw Error("cannot write '" + json + "'");

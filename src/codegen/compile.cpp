@@ -137,8 +137,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
       if (st.alias) continue;
       double m = spec_macs(st.spec);
       macs += m;
-      auto sp = knob_spaces().find(st.spec.kind);
-      bool tunable = sp != knob_spaces().end() && !sp->second.tunable().empty();
+      bool tunable = has_tunable_knobs(st.spec.kind);
       if (st.tuned) {
         tuned_fns.insert(st.fn);
       } else if (tunable && m > 0 && measured.count(task_signature(st.spec))) {

@@ -44,6 +44,11 @@ const std::map<std::string, KnobSpace> &knob_spaces() {
   return spaces;
 }
 
+bool has_tunable_knobs(const std::string &family) {
+  auto it = knob_spaces().find(family);
+  return it != knob_spaces().end() && !it->second.tunable().empty();
+}
+
 Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k) {
   auto it = knob_spaces().find(spec.kind);
   return it == knob_spaces().end() || !it->second.normalize ? k : it->second.normalize(spec, k);

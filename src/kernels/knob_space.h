@@ -35,6 +35,9 @@ struct KnobSpace {
   std::vector<std::string> tunable() const;
 };
 
+// Whether `family` has knobs a tuner searches (false for unknown families).
+bool has_tunable_knobs(const std::string &family);
+
 // spec's knobs k in canonical form (k unchanged for a family without a normalize).
 Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k);
 

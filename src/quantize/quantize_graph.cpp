@@ -291,6 +291,14 @@ struct Rewriter {
     sum.quantized_weight_bytes += ((int64_t)w.size() * wb + 7) / 8 + M * 12;
   }
 
+  // The first convolution or a dense layer in a low-bit mode: at 8 bits (lowbit_edges "int8")
+  // or at the model's bits ("same"); its output at out_bits.
+  void quantize_edge(const Node &n, int out_bits, const std::string &what) {
+    const bool int8 = cfg.lowbit_edges == "int8";
+    quantize_conv(n, int8 ? 8 : cfg.weight_bits, int8 ? 8 : cfg.activation_bits, out_bits);
+    if (int8) sum.int8_reasons[what + " (low-bit mode; --lowbit-edges fp32|same to change)"]++;
+  }
+
   void run() {
     group_concats();
     bool seen_conv = false;
@@ -298,12 +306,9 @@ struct Rewriter {
       if (n.op == "conv2d") {
         bool first = !seen_conv;
         seen_conv = true;
-        const bool listed = std::find(cfg.skip_layers.begin(), cfg.skip_layers.end(), n.name) != cfg.skip_layers.end();
-        if (first && lowbit() && cfg.lowbit_edges != "fp32" && !listed) {
+        if (first && lowbit() && cfg.lowbit_edges != "fp32" && !skipped(n, false)) {
           // Its output feeds the low-bit layers: the output takes the model's activation bits.
-          const bool int8 = cfg.lowbit_edges == "int8";
-          quantize_conv(n, int8 ? 8 : cfg.weight_bits, int8 ? 8 : cfg.activation_bits, cfg.activation_bits);
-          if (int8) sum.int8_reasons["first convolution (low-bit mode; --lowbit-edges fp32|same to change)"]++;
+          quantize_edge(n, cfg.activation_bits, "first convolution");
           continue;
         }
         if (!skipped(n, first)) {
@@ -347,9 +352,7 @@ struct Rewriter {
         const bool nd = g.values[n.inputs[0]].type.shape.size() > 2;
         if (lowbit() && cfg.lowbit_edges != "fp32" && !nd && !skipped(n, false) && n.inputs.size() == 3) {
           // A dense layer's output is mostly a network's logits: 8 bits out in both cases.
-          const bool int8 = cfg.lowbit_edges == "int8";
-          quantize_conv(n, int8 ? 8 : cfg.weight_bits, int8 ? 8 : cfg.activation_bits, 8);
-          if (int8) sum.int8_reasons["dense layer (low-bit mode; --lowbit-edges fp32|same to change)"]++;
+          quantize_edge(n, 8, "dense layer");
           continue;
         }
         if (!cfg.skip_dense && !nd && !skipped(n, false) && n.inputs.size() == 3) {

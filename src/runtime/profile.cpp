@@ -108,10 +108,7 @@ Profile profile_module(Module &m, const std::vector<Tensor> &in, int repeat, int
     r.macs = step_macs(st);
     KernelSpec s = KernelSpec::from_json(st["spec"]);
     r.kind = s.kind;
-    auto space = knob_spaces().find(s.kind);
-    r.schedule = st.value("tuned", false)                                           ? "tuned"
-                 : space != knob_spaces().end() && !space->second.tunable().empty() ? "default"
-                                                                                    : "";
+    r.schedule = st.value("tuned", false) ? "tuned" : has_tunable_knobs(s.kind) ? "default" : "";
     bool integer = s.kind == "conv2d_q" || s.kind == "dwconv2d_q" || s.kind == "conv2d_bs" || s.kind == "bitpack" ||
                    s.kind == "global_avgpool_q" || s.kind == "lut" || s.dtype == "u8";
     r.precision = s.kind == "quantize" ? "fp32 -> " + precision

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <sstream>
 
 #include "ir/graph.h"
 
@@ -17,6 +18,14 @@ double median(std::vector<double> v) {
 }
 
 }  // namespace
+
+std::vector<int> parse_step_list(const std::string &list) {
+  std::vector<int> steps;
+  std::stringstream ss(list);
+  for (std::string tok; std::getline(ss, tok, ',');)
+    if (!tok.empty()) steps.push_back(std::stoi(tok));
+  return steps;
+}
 
 nlohmann::json measure_against_reference(Module &cand, Module &ref, const std::vector<int> &steps, int repeat,
                                          uint64_t seed) {

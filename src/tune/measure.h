@@ -17,6 +17,9 @@ namespace qnnc {
 // Returns {"ok": bool, "why": "...", "steps": [{"step", "ms", "ref_ms", "max_abs_diff",
 // "rel_l2", "exact"}], "candidate_ms", "reference_ms" (mean per call over the steps, of the
 // per-step medians), "candidate_min_ms" (the same of the per-step minima)}.
+// "3,4,7" -> {3, 4, 7} (empty items skipped); std::invalid_argument on a non-number.
+std::vector<int> parse_step_list(const std::string &list);
+
 nlohmann::json measure_against_reference(Module &candidate, Module &reference, const std::vector<int> &steps,
                                          int repeat, uint64_t seed);
 

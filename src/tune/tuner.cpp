@@ -54,8 +54,7 @@ std::vector<TuneTask> extract_tasks(const nlohmann::json &manifest) {
     const auto &st = steps[k];
     if (st.value("alias", false) || !st.contains("spec")) continue;
     KernelSpec s = KernelSpec::from_json(st["spec"]);
-    auto sp = knob_spaces().find(s.kind);
-    if (sp == knob_spaces().end() || sp->second.tunable().empty()) continue;
+    if (!has_tunable_knobs(s.kind)) continue;
     std::string t = task_signature(s);
     auto [it, fresh] = by.try_emplace(t);
     if (fresh) {
@@ -176,6 +175,25 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
   if (!dm.value("ok", false)) throw Error("measuring the default module failed: " + dm.value("why", std::string()));
   std::map<int, double> step_ms;
   for (const auto &s : dm["steps"]) step_ms[s["step"].get<int>()] = s["ms"].get<double>();
+  std::map<std::string, KernelSpec> task_specs;
+  auto task_spec = [&](const TuneTask &t) -> const KernelSpec & {
+    auto sp = task_specs.find(t.task);
+    if (sp == task_specs.end()) sp = task_specs.emplace(t.task, KernelSpec::from_json(nlohmann::json::parse(t.task))).first;
+    return sp->second;
+  };
+  // A record of task t with knobs k measured over `runs` timed runs; status and times to fill.
+  auto new_record = [&](const TuneTask &t, const Knobs &k, int runs) {
+    TuningRecord r;
+    r.qnnc_version = to.qnnc_version;
+    r.target = target;
+    r.family = t.family;
+    r.task = t.task;
+    r.describe = t.describe;
+    r.knobs = k;
+    r.runs = runs;
+    r.runner = runner->name();
+    return r;
+  };
   double total = 0;
   for (auto &t : tasks) {
     double sum = 0;
@@ -184,24 +202,16 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     t.best_ms = t.default_ms;
     t.best_knobs = t.default_knobs;
     total += sum;
-    TuningRecord r;
-    r.qnnc_version = to.qnnc_version;
-    r.target = target;
-    r.family = t.family;
-    r.task = t.task;
-    r.describe = t.describe;
-    r.knobs = t.default_knobs;
+    TuningRecord r = new_record(t, t.default_knobs, to.repeat);
     r.is_default = true;
     r.median_ms = t.default_ms;
     r.min_ms = t.default_ms;
-    r.runs = to.repeat;
-    r.runner = runner->name();
     r.status = ok_status;
     r.timestamp = utc_now();
     append_record(to.records, r);
     if (to.use_cost_model) known.push_back(r);
     tried[t.task].insert(knob_key(t.default_knobs));
-    tried[t.task].insert(knob_key(normalized_knobs(KernelSpec::from_json(nlohmann::json::parse(t.task)), t.default_knobs)));
+    tried[t.task].insert(knob_key(normalized_knobs(task_spec(t), t.default_knobs)));
     if (auto pb = prior_best.find(t.task); pb != prior_best.end() && pb->second.first < t.best_ms)
       t.best_ms = pb->second.first, t.best_knobs = pb->second.second;
   }
@@ -237,12 +247,6 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     }
   };
   if (use_model) retrain();
-  std::map<std::string, KernelSpec> task_specs;
-  auto task_spec = [&](const TuneTask &t) -> const KernelSpec & {
-    auto sp = task_specs.find(t.task);
-    if (sp == task_specs.end()) sp = task_specs.emplace(t.task, KernelSpec::from_json(nlohmann::json::parse(t.task))).first;
-    return sp->second;
-  };
   std::mt19937_64 rng(to.seed);
   TuneResult res;
   int budget_trials = to.trials > 0 ? to.trials : INT32_MAX;
@@ -350,15 +354,7 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
     for (auto &c : batch) {
       TuneTask *t = c.task;
       res.trials++;
-      TuningRecord r;
-      r.qnnc_version = to.qnnc_version;
-      r.target = target;
-      r.family = t->family;
-      r.task = t->task;
-      r.describe = t->describe;
-      r.knobs = c.knobs;
-      r.runs = to.repeat;
-      r.runner = runner->name();
+      TuningRecord r = new_record(*t, c.knobs, to.repeat);
       if (!c.compile_error.empty()) {
         r.status = c.compile_error;
       } else {
@@ -413,15 +409,7 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
       build_all(batch);
       for (auto &c : batch) {
         TuneTask *t = c.task;
-        TuningRecord r;
-        r.qnnc_version = to.qnnc_version;
-        r.target = target;
-        r.family = t->family;
-        r.task = t->task;
-        r.describe = t->describe;
-        r.knobs = c.knobs;
-        r.runs = 3 * to.repeat;
-        r.runner = runner->name();
+        TuningRecord r = new_record(*t, c.knobs, 3 * to.repeat);
         r.confirmation = true;
         double ratio = 0;
         if (!c.compile_error.empty()) {

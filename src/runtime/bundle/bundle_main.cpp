@@ -11,7 +11,6 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 
 #include "ir/graph.h"
@@ -91,10 +90,7 @@ int main(int argc, char **argv) {
       if (ref_dir.empty() || ref_dir[0] != '/') ref_dir = self_dir + "/" + ref_dir;
       qnnc::Module ref = qnnc::Module::load(ref_dir, resolve);
       ref.set_threads(m.threads());
-      std::vector<int> steps;
-      std::stringstream ss(opt.count("steps") ? opt["steps"] : "");
-      for (std::string tok; std::getline(ss, tok, ',');)
-        if (!tok.empty()) steps.push_back(std::stoi(tok));
+      std::vector<int> steps = qnnc::parse_step_list(opt.count("steps") ? opt["steps"] : "");
       if (steps.empty()) throw qnnc::Error("--measure needs --steps (comma-separated step indices)");
       nlohmann::json j = qnnc::measure_against_reference(m, ref, steps, std::max(1, std::stoi(opt["repeat"])),
                                                          std::stoull(opt["seed"]));
