@@ -155,24 +155,30 @@ struct Lowering {
                             (int32_t)n.i("res_shift", 0), lo, hi, 0};
     return new_const(n.name + ".qparams", {8}, qp, DType::i32);
   }
-  void lower_conv2d_q(const Node &n, PlanStep &st, int out) {
-    KernelSpec &s = st.spec;
+  // The spec every step starts from (lower_node), before the op's own lowering fills it.
+  KernelSpec base_spec(const Node &n) const {
+    KernelSpec s;
+    s.kind = n.op;
+    s.in_shape = g.values[n.inputs[0]].type.shape;
+    s.out_shape = g.values[n.outputs[0]].type.shape;
+    s.relu = n.i("relu", 0) != 0;
+    s.relu_max = n.f("relu_max", 0.f);
+    return s;
+  }
+  // Fills a conv2d_q node's spec up to the choice of kernel; true when the layer runs
+  // bit-serially (conv2d_bs). Grouped convolutions stop early (dwconv2d_q).
+  bool prepare_conv2d_q(const Node &n, KernelSpec &s) {
     const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
     if (dense) {
       s.in_shape = {s.in_shape[0], s.in_shape[1], 1, 1};
       s.out_shape = {s.out_shape[0], s.out_shape[1], 1, 1};
     }
-    const Value &w = g.values[n.inputs[1]];
-    int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
-    set_conv_window(s, n, w);
+    set_conv_window(s, n, g.values[n.inputs[1]]);
     s.residual = n.inputs.size() > 5;
     s.dtype = "u8";
     s.qmax = (int)n.i("qmax", 255);
     s.rounding = rounding_of(n);
-    if (n.i("group", 1) != 1) {
-      lower_dwconv2d_q(n, st, out);
-      return;
-    }
+    if (n.i("group", 1) != 1) return false;
     int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
     // Weights of 1-2 bits are stored four per byte, of 3-4 bits two per byte, unless a --knob
     // says otherwise.
@@ -184,8 +190,72 @@ struct Lowering {
     // 3-4 bit layers run it only when the knob asks (it lost to the nibble kernel on x86).
     bool bitserial_default = target.halide.arch == Halide::Target::ARM || wbits * abits <= 2;
     bitserial_default = bitserial_default && wbits <= 2 && abits <= 2;
-    if (!dense && wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default)) {
-      lower_conv2d_bitserial(n, st, out, wbits, abits);
+    return !dense && wbits <= 4 && abits <= 4 && n.i("in_zp", 0) == 0 && knob(s.knobs, "bitserial", bitserial_default);
+  }
+  // Bit planes between bit-serial layers: a value written by a bit-serial convolution whose
+  // every reader is a bit-serial convolution (as its input with as many activation bits, or as
+  // its residual) is written as bit planes by its producer, and no bitpack step runs for it.
+  // Needs a multiple of 32 channels (whole words per tile); `--knob conv2d_bs.output_bits=0`
+  // turns it off.
+  void plan_bit_planes() {
+    if (auto ov = overrides.find("conv2d_bs"); ov != overrides.end() && knob(ov->second, "output_bits", 1) == 0) return;
+    std::map<int, int> abits;  // node index -> activation bits, for nodes that run bit-serially
+    for (size_t i = 0; i < g.nodes.size(); i++) {
+      const Node &n = g.nodes[i];
+      KernelSpec s = base_spec(n);
+      if (n.op == "conv2d_q" && prepare_conv2d_q(n, s)) abits[(int)i] = (int)n.i("activation_bits", 8);
+    }
+    std::map<int, std::vector<std::pair<int, size_t>>> readers;  // value -> (node, input index)
+    for (size_t i = 0; i < g.nodes.size(); i++)
+      for (size_t k = 0; k < g.nodes[i].inputs.size(); k++) readers[g.nodes[i].inputs[k]].push_back({(int)i, k});
+    for (const auto &[i, ab] : abits) {
+      const Node &n = g.nodes[i];
+      const int v = n.outputs[0];
+      const auto &t = g.values[v].type;
+      int bits = 0;
+      while ((1 << bits) - 1 < n.i("qmax", 255)) bits++;
+      bool ok = t.shape.size() == 4 && t.shape[1] % 32 == 0 && bits <= 4 && readers.count(v) &&
+                std::find(g.outputs.begin(), g.outputs.end(), v) == g.outputs.end();
+      for (const auto &[r, k] : ok ? readers[v] : std::vector<std::pair<int, size_t>>{})
+        ok = ok && abits.count(r) && ((k == 0 && abits[r] == bits) || k == 5);
+      if (ok) plane_bits[v] = bits;
+    }
+  }
+  std::map<int, int> plane_bits;  // graph value -> bit planes its producer writes
+  std::map<std::pair<int, int>, int> planes_of;  // (graph value, bits) -> plan value of its bit planes
+  // The plan value of v's bit planes (N, words, planes, H, W), made once.
+  int planes_value(int v, int bits) {
+    if (auto it = planes_of.find({v, bits}); it != planes_of.end()) return it->second;
+    const auto &x = g.values[v].type;
+    PlanValue pv;
+    pv.name = g.values[v].name + ".planes";
+    pv.kind = "act";
+    pv.dtype = DType::u32;
+    pv.shape = {x.shape[0], (x.shape[1] + 31) / 32, bits, x.shape[2], x.shape[3]};
+    pv.layout = "bitplanes";
+    lm.values.push_back(pv);
+    return planes_of[{v, bits}] = (int)lm.values.size() - 1;
+  }
+  PlanArg planes_arg(int v, int bits) {
+    const auto &x = g.values[v].type;
+    return {planes_value(v, bits), packed({(x.shape[1] + 31) / 32, bits, x.shape[3], x.shape[2], x.shape[0]})};
+  }
+  // The plan value a step reads or writes for graph value v: its bit planes where it has only
+  // those.
+  int stored(int v) { return plane_bits.count(v) ? planes_value(v, plane_bits[v]) : value(v); }
+
+  void lower_conv2d_q(const Node &n, PlanStep &st, int out) {
+    KernelSpec &s = st.spec;
+    const bool bitserial = prepare_conv2d_q(n, s);
+    const Value &w = g.values[n.inputs[1]];
+    int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
+    if (n.i("group", 1) != 1) {
+      lower_dwconv2d_q(n, st, out);
+      return;
+    }
+    int wbits = (int)n.i("weight_bits", 8);
+    if (bitserial) {
+      lower_conv2d_bitserial(n, st, out, wbits, (int)n.i("activation_bits", 8));
       return;
     }
     const int per = conv2d_q_weights_per_byte(s.knobs);
@@ -248,37 +318,42 @@ struct Lowering {
   // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
   void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits) {
     const Value &w = g.values[n.inputs[1]];
-    const auto &x = g.values[n.inputs[0]].type;
+    const int xin = n.inputs[0];
+    const auto &x = g.values[xin].type;
     int64_t M = w.type.shape[0], C = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3];
     int64_t CW = (C + 31) / 32;
-    PlanStep pack;
-    pack.name = n.name + ".bitpack";
-    pack.op = "bitpack";
-    pack.spec.kind = "bitpack";
-    pack.spec.in_shape = x.shape;
-    pack.spec.out_shape = x.shape;
-    pack.spec.dtype = "u8";
-    pack.spec.knobs["bits"] = abits;
-    resolve_knobs(pack.spec);
-    PlanValue pv;
-    pv.name = g.values[n.inputs[0]].name + ".planes";
-    pv.kind = "act";
-    pv.dtype = DType::u32;
-    pv.shape = {x.shape[0], CW, abits, x.shape[2], x.shape[3]};
-    pv.layout = "bitplanes";
-    lm.values.push_back(pv);
-    int planes = (int)lm.values.size() - 1;
-    pack.args = {act(n.inputs[0]), {planes, packed({CW, abits, x.shape[3], x.shape[2], x.shape[0]})}};
-    pack.reads = {value(n.inputs[0])};
-    pack.writes = {planes};
-    lm.steps.push_back(pack);
+    if (!planes_of.count({xin, abits})) {
+      // The input is u8: one bitpack step packs it, shared by every bit-serial reader.
+      PlanStep pack;
+      pack.name = n.name + ".bitpack";
+      pack.op = "bitpack";
+      pack.spec.kind = "bitpack";
+      pack.spec.in_shape = x.shape;
+      pack.spec.out_shape = x.shape;
+      pack.spec.dtype = "u8";
+      pack.spec.knobs["bits"] = abits;
+      resolve_knobs(pack.spec);
+      pack.args = {act(xin), planes_arg(xin, abits)};
+      pack.reads = {value(xin)};
+      pack.writes = {planes_of[{xin, abits}]};
+      lm.steps.push_back(pack);
+    }
+    const int planes = planes_of[{xin, abits}];
+    const int ob = plane_bits.count(out) ? plane_bits[out] : 0;
+    const int rb = n.inputs.size() > 5 && plane_bits.count(n.inputs[5]) ? plane_bits[n.inputs[5]] : 0;
 
     KernelSpec &s = st.spec;
     s.kind = "conv2d_bs";
     s.knobs.clear();
     s.knobs["weight_bits"] = wbits;
     s.knobs["activation_bits"] = abits;
+    if (ob) s.knobs["output_bits"] = ob;
     resolve_knobs(s);
+    // Data formats are lowering's to set, whatever a --knob or record says.
+    s.knobs.erase("output_bits");
+    s.knobs.erase("residual_bits");
+    if (ob) s.knobs["output_bits"] = ob;
+    if (rb) s.knobs["residual_bits"] = rb;
     std::vector<int> coef = bitserial_plane_coefficients(wbits);
     int64_t P = (int64_t)coef.size(), cb = conv2d_bitserial_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
     // Weight bit planes, 32 input channels per word: (co % cb, word, plane, kx, ky, co / cb).
@@ -297,15 +372,15 @@ struct Lowering {
           }
     int wv = new_const(w.name + ".bitplanes", {nb, KH, KW, P, CW, cb}, pk, DType::u32);
     int qv = epilogue_qparams(n, s, out, 0);
-    st.args = {{planes, packed({CW, abits, x.shape[3], x.shape[2], x.shape[0]})},
+    st.args = {planes_arg(xin, abits),
                {wv, packed({cb, CW, P, KW, KH, nb})},
                {value(n.inputs[2]), packed({M})},
                {value(n.inputs[3]), packed({M})},
                {value(n.inputs[4]), packed({M})}};
-    if (s.residual) st.args.push_back(act(n.inputs[5]));
+    if (s.residual) st.args.push_back(rb ? planes_arg(n.inputs[5], rb) : act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});
-    st.args.push_back(act(out));
-    st.extra_reads.push_back(planes);
+    st.args.push_back(ob ? planes_arg(out, ob) : act(out));
+    if (!plane_bits.count(xin)) st.extra_reads.push_back(planes);
   }
   PlanArg act(int v) { return {value(v), view(v)}; }
   PlanArg flat(int v) { return {value(v), packed({g.values[v].type.numel()})}; }
@@ -698,20 +773,15 @@ struct Lowering {
     PlanStep st;
     st.name = n.name;
     st.op = n.op;
-    KernelSpec &s = st.spec;
-    s.kind = n.op;
-    s.in_shape = g.values[n.inputs[0]].type.shape;
-    s.out_shape = g.values[n.outputs[0]].type.shape;
-    s.relu = n.i("relu", 0) != 0;
-    s.relu_max = n.f("relu_max", 0.f);
+    st.spec = base_spec(n);
     int out = n.outputs[0];
     auto it = lowerings().find(n.op);
     if (it == lowerings().end()) throw Error("node '" + n.name + "': no code generator for op '" + n.op + "'");
     (this->*(it->second))(n, st, out);
     for (int v : n.inputs)
-      if (!g.values[v].is_const()) st.reads.push_back(value(v));
+      if (!g.values[v].is_const()) st.reads.push_back(stored(v));
     for (int v : st.extra_reads) st.reads.push_back(v);
-    st.writes.push_back(value(out));
+    st.writes.push_back(stored(out));
     lm.steps.push_back(std::move(st));
   }
 };
@@ -726,6 +796,7 @@ LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::m
     L.lm.values[p].kind = "input";
     L.lm.inputs.push_back(p);
   }
+  L.plan_bit_planes();
   for (const auto &n : g.nodes) L.lower_node(n);
   for (int v : g.outputs) L.lm.outputs.push_back(L.value(v));
   // A step is tuned when its knobs are those of its task's record (an explicit --knob may have

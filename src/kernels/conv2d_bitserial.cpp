@@ -37,7 +37,12 @@ HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Target &t)
 }
 
 int conv2d_bitserial_channel_block(const KernelSpec &s, const Knobs &k) {
-  return register_tile_channels(s.out_shape[1], k, 16);
+  const int64_t M = s.out_shape[1];
+  int cb = register_tile_channels(M, k, 16);
+  if (knob(k, "output_bits", 0) == 0) return cb;
+  // Bit-plane outputs: whole words of 32 channels per tile, dividing the channels.
+  cb = std::max(32, cb / 32 * 32);
+  return M % cb == 0 ? cb : 32;
 }
 
 HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const Target &t) {
@@ -54,8 +59,14 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   ImageParam bias = fixed_param(Int(32), "bias", {M});
   ImageParam mult = fixed_param(Int(32), "mult", {M});
   ImageParam shift = fixed_param(Int(32), "shift", {M});
+  // Bit planes out (output_bits > 0) and residual in (residual_bits > 0): u32 (word, plane, x,
+  // y, n) words of 32 channels, as bitpack writes them; else u8 levels (c, x, y, n).
+  const int ob = knob(k, "output_bits", 0), rb = knob(k, "residual_bits", 0);
+  const int64_t OCW = (M + 31) / 32;
+  if (ob && M % 32 != 0) throw Error("conv2d_bs: bit-plane outputs need a multiple of 32 output channels");
   ImageParam residual;
-  if (s.residual) residual = fixed_param(UInt(8), "residual", {M, OW, OH, N});
+  if (s.residual && rb) residual = fixed_param(UInt(32), "residual", {OCW, rb, OW, OH, N});
+  else if (s.residual) residual = fixed_param(UInt(8), "residual", {M, OW, OH, N});
   ImageParam qp = fixed_param(Int(32), "qparams", {8});
 
   // Taps outside the image read zero bits (the input zero point is 0 on this path).
@@ -90,15 +101,48 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   }
 
   Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
-  if (s.residual)
-    v += requantize_fixed_point_narrow(i32(residual(co, x, y, n)) - qp(2), qp(3), qp(4), s.rounding);
+  if (s.residual) {
+    Expr res = 0;
+    if (rb)
+      for (int j = 0; j < rb; j++) res += i32((residual(co / 32, j, x, y, n) >> u32(co % 32)) & u32(1)) << j;
+    else
+      res = i32(residual(co, x, y, n));
+    v += requantize_fixed_point_narrow(res - qp(2), qp(3), qp(4), s.rounding);
+  }
+  Expr level = clamp(v + qp(1), qp(5), qp(6));
   Func out("output");
-  out(co, x, y, n) = u8(clamp(v + qp(1), qp(5), qp(6)));
-  fix_output(out, {M, OW, OH, N});
-
-  // Schedule: the fp32/int8 register tile over (output channels, columns).
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
-  schedule_register_tile(out, acc, M, OW, k, 16);
+  if (ob == 0) {
+    out(co, x, y, n) = u8(level);
+    fix_output(out, {M, OW, OH, N});
+    // Schedule: the fp32/int8 register tile over (output channels, columns).
+    schedule_register_tile(out, acc, M, OW, k, 16);
+  } else {
+    // The epilogue packs: bit j of each output level goes to plane j, 32 channels per word
+    // (bitpack fused into the producer). The tile's levels stay in a small buffer; each word is
+    // a sum of 32 lanes of (level >> j & 1) << lane, reduced across the vector.
+    Func lv("level");
+    lv(co, x, y, n) = level;
+    Var w("w"), j("j");
+    RDom b(0, 32, "b");
+    Func words("words");
+    words(w, j, x, y, n) = u32(0);
+    words(w, j, x, y, n) += ((u32(lv(w * 32 + b, x, y, n)) >> u32(j)) & u32(1)) << u32(b);
+    out(w, j, x, y, n) = words(w, j, x, y, n);
+    fix_output(out, {OCW, ob, OW, OH, N});
+    const int cb = conv2d_bitserial_channel_block(s, k), wb = cb / 32;
+    const int xt = (int)std::min<int64_t>(std::max(1, knob(k, "x_tile", 4)), OW);
+    Var w_o("w_o"), w_i("w_i"), x_o("x_o"), x_i("x_i"), t_("tile");
+    out.split(w, w_o, w_i, wb, TailStrategy::ShiftInwards)
+        .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
+        .reorder(w_i, j, x_i, x_o, y, w_o, n)
+        .fuse(y, w_o, t_)
+        .parallel(t_);
+    words.compute_at(out, x_o).unroll(w).unroll(j).unroll(x);
+    words.update().reorder(b, w, j, x, y, n).atomic().vectorize(b).unroll(w).unroll(j).unroll(x);
+    lv.compute_at(out, x_o).vectorize(co, vw).unroll(co).unroll(x);
+    acc.compute_at(out, x_o).vectorize(co, vw).unroll(co).unroll(x);
+  }
   acc.update().reorder(co, x, r.x, r.y, r.z, y, n).vectorize(co, vw).unroll(co).unroll(x);
   if (wb == 1) {
     xsum.compute_root().parallel(y);
@@ -115,6 +159,10 @@ std::vector<KnobSpace> conv2d_bitserial_knob_spaces() {
   KnobSpace bs{"conv2d_bs", "bit-serial convolution: bit planes, AND + popcount", register_tile_knob_decls()};
   bs.knobs.push_back({"weight_bits", "weight bit planes", {}, {1, 2, 3, 4}, true, true});
   bs.knobs.push_back({"activation_bits", "activation bit planes", {}, {1, 2, 3, 4}, true, true});
+  bs.knobs.push_back({"output_bits", "bit planes written (0: u8 levels); set by lowering where every reader is bit-serial",
+                      {}, {0, 1, 2, 3, 4}, false, true});
+  bs.knobs.push_back({"residual_bits", "bit planes of the residual read (0: u8 levels); set by lowering", {}, {0, 1, 2, 3, 4},
+                      false, true});
   bs.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
   KnobSpace pack{"bitpack", "u8 activations to bit planes of 32 channels per word",
                  {{"bits", "bit planes written", {}, {1, 2, 3, 4}, false, true}}};
