@@ -145,15 +145,58 @@ struct Lowering {
   // The qparams constant of the integer convolutions' epilogue: input and output zero points,
   // residual zero point and rescale, and the clamp [lo, hi]: ReLU clamps at the output zero
   // point, a bounded ReLU (ReLU6) also at the level of its bound.
-  int epilogue_qparams(const Node &n, const KernelSpec &s, int out, int in_zp) {
+  std::vector<int32_t> qparams(const Node &n, const KernelSpec &s, int out, int in_zp) const {
     const int out_zp = (int)n.i("out_zp", 0);
     const int lo = n.i("relu", 0) ? out_zp : 0;
     int hi = s.qmax;
     if (s.relu && s.relu_max > 0 && g.values[out].scale > 0)
       hi = (int)std::min<double>(s.qmax, std::max<double>(lo, out_zp + std::nearbyint(s.relu_max / g.values[out].scale)));
-    std::vector<int32_t> qp{in_zp, out_zp, (int32_t)n.i("res_zp", 0), (int32_t)n.i("res_mult", 0),
-                            (int32_t)n.i("res_shift", 0), lo, hi, 0};
-    return new_const(n.name + ".qparams", {8}, qp, DType::i32);
+    return {in_zp, out_zp, (int32_t)n.i("res_zp", 0), (int32_t)n.i("res_mult", 0), (int32_t)n.i("res_shift", 0), lo, hi, 0};
+  }
+  int epilogue_qparams(const Node &n, const KernelSpec &s, int out, int in_zp) {
+    return new_const(n.name + ".qparams", {8}, qparams(n, s, out, in_zp), DType::i32);
+  }
+  // The largest level of an integer value: its producer's qmax, looking through max pooling.
+  int value_qmax(int v) const {
+    for (const auto &n : g.nodes)
+      if (!n.outputs.empty() && n.outputs[0] == v) {
+        if (n.has("qmax")) return (int)n.i("qmax", 255);
+        if (n.op == "maxpool") return value_qmax(n.inputs[0]);
+        break;
+      }
+    return 255;
+  }
+  // The threshold epilogue of a bit-serial layer (kernels/conv2d_bitserial.h), when its output
+  // has at most 3 levels above 0 and its residual (if any) at most 4 levels: the thresholds
+  // constant and the number of residual levels R; {-1, 0} to keep the multiplier epilogue.
+  std::pair<int, int> bitserial_thresholds_const(const Node &n, const KernelSpec &s, int out, int rb,
+                                                 const std::vector<int32_t> &wq, int64_t taps) {
+    if (auto ov = overrides.find("conv2d_bs"); ov != overrides.end() && knob(ov->second, "thresholds", 1) == 0) return {-1, 0};
+    const int R = !s.residual ? 1 : rb ? 1 << rb : value_qmax(n.inputs[5]) + 1;
+    if (s.qmax < 1 || s.qmax > 3 || R > 4) return {-1, 0};
+    const auto q = qparams(n, s, out, 0);
+    BitserialEpilogue e;
+    e.bias = *g.values[n.inputs[2]].idata;
+    e.mult = *g.values[n.inputs[3]].idata;
+    e.shift = *g.values[n.inputs[4]].idata;
+    e.out_zp = q[1], e.res_zp = q[2], e.res_mult = s.residual ? q[3] : 0, e.res_shift = q[4], e.lo = q[5], e.hi = q[6];
+    e.qmax = s.qmax;
+    e.rounding = s.rounding;
+    // The dot product's range: every input level in [0, 2^a - 1] times each weight.
+    const int64_t M = (int64_t)e.bias.size(), xmax = (1 << knob(s.knobs, "activation_bits", 1)) - 1;
+    const int wbits = knob(s.knobs, "weight_bits", 1);
+    std::vector<int64_t> lo(M, 0), hi(M, 0);
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t i = 0; i < taps; i++) {
+        // The weight the kernel's planes hold: 1 bit is +-1, more bits are two's complement.
+        int64_t w = wq[m * taps + i];
+        if (wbits == 1) w = w > 0 ? 1 : -1;
+        else if ((w &= (1 << wbits) - 1) >= (1 << (wbits - 1))) w -= 1 << wbits;
+        (w < 0 ? lo : hi)[m] += w * xmax;
+      }
+    auto t = bitserial_thresholds(e, lo, hi, R);
+    if (t.empty()) return {-1, 0};
+    return {new_const(n.name + ".thresholds", {s.qmax, R, M}, t, DType::i32), R};
   }
   // The spec every step starts from (lower_node), before the op's own lowering fills it.
   KernelSpec base_spec(const Node &n) const {
@@ -354,6 +397,9 @@ struct Lowering {
     s.knobs.erase("residual_bits");
     if (ob) s.knobs["output_bits"] = ob;
     if (rb) s.knobs["residual_bits"] = rb;
+    s.knobs.erase("thresholds");
+    const auto [tv, R] = bitserial_thresholds_const(n, s, out, rb, *w.idata, C * KH * KW);
+    if (R) s.knobs["thresholds"] = R;
     std::vector<int> coef = bitserial_plane_coefficients(wbits);
     int64_t P = (int64_t)coef.size(), cb = conv2d_bitserial_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
     // Weight bit planes, 32 input channels per word: (co % cb, word, plane, kx, ky, co / cb).
@@ -371,14 +417,16 @@ struct Lowering {
             }
           }
     int wv = new_const(w.name + ".bitplanes", {nb, KH, KW, P, CW, cb}, pk, DType::u32);
-    int qv = epilogue_qparams(n, s, out, 0);
-    st.args = {planes_arg(xin, abits),
-               {wv, packed({cb, CW, P, KW, KH, nb})},
-               {value(n.inputs[2]), packed({M})},
-               {value(n.inputs[3]), packed({M})},
-               {value(n.inputs[4]), packed({M})}};
+    st.args = {planes_arg(xin, abits), {wv, packed({cb, CW, P, KW, KH, nb})}};
+    if (R) {
+      st.args.push_back({tv, packed({M, R, s.qmax})});
+    } else {
+      st.args.push_back({value(n.inputs[2]), packed({M})});
+      st.args.push_back({value(n.inputs[3]), packed({M})});
+      st.args.push_back({value(n.inputs[4]), packed({M})});
+    }
     if (s.residual) st.args.push_back(rb ? planes_arg(n.inputs[5], rb) : act(n.inputs[5]));
-    st.args.push_back({qv, packed({8})});
+    if (!R) st.args.push_back({epilogue_qparams(n, s, out, 0), packed({8})});
     st.args.push_back(ob ? planes_arg(out, ob) : act(out));
     if (!plane_bits.count(xin)) st.extra_reads.push_back(planes);
   }

@@ -19,6 +19,48 @@ std::vector<int> bitserial_plane_coefficients(int weight_bits) {
   return c;
 }
 
+namespace {
+// The kernel's integer arithmetic (kernels/requantize.cpp), in plain C++. Halide's shifts by a
+// negative amount shift the other way, so (1 << (q - 1)) is 0 for q = 0.
+int64_t shift_right_rounded(int64_t p, int q, bool even) {
+  if (q <= 0) return p << -q;
+  int64_t fl = p >> q;
+  if (!even) return (p + (int64_t(1) << (q - 1))) >> q;
+  int64_t rem2 = (p - (fl << q)) * 2, unit = int64_t(1) << q;
+  return fl + ((rem2 > unit || (rem2 == unit && (fl & 1))) ? 1 : 0);
+}
+}  // namespace
+
+std::vector<int32_t> bitserial_thresholds(const BitserialEpilogue &e, const std::vector<int64_t> &s_lo,
+                                          const std::vector<int64_t> &s_hi, int R) {
+  const size_t M = e.bias.size();
+  const bool even = e.rounding == "tonearest";
+  const int L = e.qmax;
+  std::vector<int32_t> t(M * R * L);
+  for (size_t m = 0; m < M; m++) {
+    if (e.mult[m] <= 0) return {};
+    // The main term over the whole range must stay inside int32 (no saturation): then the
+    // level is non-decreasing in s and a binary search finds each threshold.
+    auto main = [&](int64_t s) { return shift_right_rounded((e.bias[m] + s) * e.mult[m], e.shift[m], even); };
+    const int64_t a = main(s_lo[m]), b = main(s_hi[m]);
+    if (a <= INT32_MIN || b >= INT32_MAX || s_hi[m] + 1 > INT32_MAX || s_lo[m] < INT32_MIN) return {};
+    for (int r = 0; r < R; r++) {
+      const int64_t res = shift_right_rounded((int64_t)(r - e.res_zp) * e.res_mult, e.res_shift, even);  // 0 without one
+      auto level = [&](int64_t s) { return std::clamp<int64_t>(main(s) + res + e.out_zp, e.lo, e.hi); };
+      for (int l = 1; l <= L; l++) {
+        int64_t lo = s_lo[m], hi = s_hi[m] + 1;  // the answer is in [lo, hi]
+        while (lo < hi) {
+          int64_t mid = lo + (hi - lo) / 2;
+          if (level(mid) >= l) hi = mid;
+          else lo = mid + 1;
+        }
+        t[((size_t)(l - 1) * R + r) * M + m] = (int32_t)lo;
+      }
+    }
+  }
+  return t;
+}
+
 HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int bits = knob(k, "bits", 1);
@@ -56,9 +98,21 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
 
   ImageParam planes = fixed_param(UInt(32), "planes", {CW, ab, W, H, N});
   ImageParam weights = fixed_param(UInt(32), "weights", {cb, CW, P, KW, KH, nb});
-  ImageParam bias = fixed_param(Int(32), "bias", {M});
-  ImageParam mult = fixed_param(Int(32), "mult", {M});
-  ImageParam shift = fixed_param(Int(32), "shift", {M});
+  // Threshold epilogue (thresholds = R > 0, lowering's choice for outputs of at most 3 levels
+  // and residuals of at most R levels): the output level is the number of per-channel
+  // thresholds the dot product reaches, T (channel, residual level, output level - 1), with the
+  // bias, the requantization, the residual and the clamp folded into them. Else bias, multiplier
+  // and shift, and the requantization.
+  const int R = knob(k, "thresholds", 0), L = s.qmax;
+  if (R && (L < 1 || L > 3)) throw Error("conv2d_bs: thresholds need 1 to 3 output levels above 0");
+  ImageParam bias, mult, shift, thr, qp;
+  if (R) {
+    thr = fixed_param(Int(32), "thresholds", {M, R, L});
+  } else {
+    bias = fixed_param(Int(32), "bias", {M});
+    mult = fixed_param(Int(32), "mult", {M});
+    shift = fixed_param(Int(32), "shift", {M});
+  }
   // Bit planes out (output_bits > 0) and residual in (residual_bits > 0): u32 (word, plane, x,
   // y, n) words of 32 channels, as bitpack writes them; else u8 levels (c, x, y, n).
   const int ob = knob(k, "output_bits", 0), rb = knob(k, "residual_bits", 0);
@@ -67,7 +121,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   ImageParam residual;
   if (s.residual && rb) residual = fixed_param(UInt(32), "residual", {OCW, rb, OW, OH, N});
   else if (s.residual) residual = fixed_param(UInt(8), "residual", {M, OW, OH, N});
-  ImageParam qp = fixed_param(Int(32), "qparams", {8});
+  if (!R) qp = fixed_param(Int(32), "qparams", {8});
 
   // Taps outside the image read zero bits (the input zero point is 0 on this path).
   Func padded = BoundaryConditions::constant_exterior(planes, u32(0),
@@ -86,7 +140,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
       dot = c == 1 ? dot + pc : (c == -1 ? dot - pc : dot + pc * c);
     }
   Func acc("acc");
-  acc(co, x, y, n) = bias(co);
+  acc(co, x, y, n) = R ? Expr(0) : Expr(bias(co));
   acc(co, x, y, n) += dot;
   Expr total = acc(co, x, y, n);
   Func xsum("xsum");
@@ -100,16 +154,24 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     total -= xsum(x, y, n);
   }
 
-  Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
-  if (s.residual) {
-    Expr res = 0;
-    if (rb)
-      for (int j = 0; j < rb; j++) res += i32((residual(co / 32, j, x, y, n) >> u32(co % 32)) & u32(1)) << j;
-    else
-      res = i32(residual(co, x, y, n));
-    v += requantize_fixed_point_narrow(res - qp(2), qp(3), qp(4), s.rounding);
+  Expr res = 0;
+  if (s.residual && rb)
+    for (int j = 0; j < rb; j++) res += i32((residual(co / 32, j, x, y, n) >> u32(co % 32)) & u32(1)) << j;
+  else if (s.residual)
+    res = i32(residual(co, x, y, n));
+  Expr level;
+  if (R) {
+    level = 0;
+    for (int l = 0; l < L; l++) {
+      Expr t = thr(co, 0, l);
+      for (int q = 1; q < R; q++) t = select(res == q, thr(co, q, l), t);
+      level += select(total >= t, 1, 0);
+    }
+  } else {
+    Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
+    if (s.residual) v += requantize_fixed_point_narrow(res - qp(2), qp(3), qp(4), s.rounding);
+    level = clamp(v + qp(1), qp(5), qp(6));
   }
-  Expr level = clamp(v + qp(1), qp(5), qp(6));
   Func out("output");
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
   if (ob == 0) {
@@ -149,9 +211,11 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     xsum.update().reorder(x, r.x, r.y, r.z, y, n).parallel(y);
     if (OW >= 8) xsum.update().vectorize(x, 8, TailStrategy::GuardWithIf);
   }
-  std::vector<Argument> args{planes, weights, bias, mult, shift};
+  std::vector<Argument> args{planes, weights};
+  if (R) args.push_back(thr);
+  else args.insert(args.end(), {bias, mult, shift});
   if (s.residual) args.push_back(residual);
-  args.push_back(qp);
+  if (!R) args.push_back(qp);
   return {Pipeline(out), args};
 }
 
@@ -161,6 +225,8 @@ std::vector<KnobSpace> conv2d_bitserial_knob_spaces() {
   bs.knobs.push_back({"activation_bits", "activation bit planes", {}, {1, 2, 3, 4}, true, true});
   bs.knobs.push_back({"output_bits", "bit planes written (0: u8 levels); set by lowering where every reader is bit-serial",
                       {}, {0, 1, 2, 3, 4}, false, true});
+  bs.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "
+                      "residual level (R of them); set by lowering", {}, {0, 1, 2, 3, 4}, false, true});
   bs.knobs.push_back({"residual_bits", "bit planes of the residual read (0: u8 levels); set by lowering", {}, {0, 1, 2, 3, 4},
                       false, true});
   bs.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };

@@ -1,7 +1,8 @@
 // Bit planes between bit-serial layers: chains of 1-2 bit convolutions whose producers write
 // bit planes straight from their epilogue (no bitpack step, no u8 in between), including a
-// residual read as bit planes, checked bit for bit against a naive integer reference of the
-// whole chain, on the host and on x86-avx2.
+// residual read as bit planes, with threshold epilogues, checked bit for bit against a naive
+// integer reference of the whole chain, on the host and on x86-avx2, and again with u8 levels
+// between the layers and with the multiplier epilogue.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -135,16 +136,18 @@ TEST_P(BitPlanesChain, MatchesIntegerReference) {
   const std::map<std::string, qnnc::Knobs> bitserial{{"conv2d_q", {{"bitserial", 1}}}};
   qnnc::Module mod = qref::compile(g, bitserial);
   // Which values the bit-serial layers write as planes, and how many bitpack steps remain.
-  int bitpacks = 0, plane_writers = 0;
+  int bitpacks = 0, plane_writers = 0, threshold_layers = 0;
   const auto &m = mod.manifest();
   for (const auto &st : m["steps"]) {
     if (st.value("op", "") == "bitpack") bitpacks++;
+    if (st.contains("spec") && st["spec"].value("knobs", nlohmann::json::object()).value("thresholds", 0) > 0) threshold_layers++;
     for (int v : st["writes"])
       if (m["values"][v].value("layout", "") == "bitplanes" && st.value("op", "") == "conv2d_q") plane_writers++;
   }
   const bool words = c.M % 32 == 0;
   EXPECT_EQ(plane_writers, words ? 3 : 0) << "A, B and C write bit planes";
   EXPECT_EQ(bitpacks, words ? 1 : 4) << "with planes out, only the model input is packed by a bitpack step";
+  EXPECT_EQ(threshold_layers, 4) << "every layer has at most 3 output levels: threshold epilogues";
 
   auto out = mod.run({qref::to_float(x)});
   ASSERT_EQ(out.size(), 1u);
@@ -153,11 +156,16 @@ TEST_P(BitPlanesChain, MatchesIntegerReference) {
     auto out2 = qref::compile(g, bitserial, "x86-avx2").run({qref::to_float(x)});
     qref::expect_exact(out2[0], D.ref, c.name() + " on x86-avx2");
   }
-  // The same chain with u8 levels and bitpack steps between the layers gives the same integers.
+  // The same chain with u8 levels and bitpack steps between the layers, and with the
+  // multiplier epilogue instead of thresholds, gives the same integers.
   auto knobs = bitserial;
   knobs["conv2d_bs"]["output_bits"] = 0;
   auto out3 = qref::compile(g, knobs).run({qref::to_float(x)});
   qref::expect_exact(out3[0], D.ref, c.name() + " without bit-plane outputs");
+  knobs = bitserial;
+  knobs["conv2d_bs"]["thresholds"] = 0;
+  auto out4 = qref::compile(g, knobs).run({qref::to_float(x)});
+  qref::expect_exact(out4[0], D.ref, c.name() + " with the multiplier epilogue");
 }
 
 INSTANTIATE_TEST_SUITE_P(Chains, BitPlanesChain,
