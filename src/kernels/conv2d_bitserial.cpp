@@ -4,6 +4,7 @@
 #include "kernels/requantize.h"
 
 #include <algorithm>
+#include <numeric>
 
 using namespace Halide;
 using namespace Halide::ConciseCasts;
@@ -130,19 +131,24 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   RDom r(0, (int)CW, 0, (int)KW, 0, (int)KH, "r");
   Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
   Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
-  // Raw popcounts accumulate per (weight plane, activation plane); the coefficients apply once
-  // after the reduction.
+  // Popcounts accumulate per (weight plane, activation plane) with their coefficients divided
+  // by the coefficients' common factor g, which applies once after the reduction (W1A1: a bare
+  // sum of popcounts, g = 2).
+  int g = 0;
+  for (int i = 0; i < P; i++)
+    for (int j = 0; j < ab; j++) g = std::gcd(g, std::abs(coef[i] << j));
   Expr dot = 0;
   for (int i = 0; i < P; i++)
     for (int j = 0; j < ab; j++) {
       Expr pc = i32(popcount(padded(r.x, j, ix, iy, n) & weights(co % cb, r.x, i, r.y, r.z, co / cb)));
-      int c = coef[i] << j;
+      int c = (coef[i] << j) / g;
       dot = c == 1 ? dot + pc : (c == -1 ? dot - pc : dot + pc * c);
     }
   Func acc("acc");
-  acc(co, x, y, n) = R ? Expr(0) : Expr(bias(co));
+  acc(co, x, y, n) = 0;
   acc(co, x, y, n) += dot;
-  Expr total = acc(co, x, y, n);
+  Expr total = acc(co, x, y, n) * g;
+  if (!R) total += bias(co);
   Func xsum("xsum");
   if (wb == 1) {
     // w = 2u - 1: sum(x * w) = 2 * sum(x * u) - sum(x); sum(x) is the same for every output
