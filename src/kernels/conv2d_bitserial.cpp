@@ -149,14 +149,19 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   acc(co, x, y, n) += dot;
   Expr total = acc(co, x, y, n) * g;
   if (!R) total += bias(co);
-  Func xsum("xsum");
+  Func xsum("xsum"), psum("pixel_sum");
+  RDom words_r(0, (int)CW, "words_r"), taps(0, (int)KW, 0, (int)KH, "taps");
   if (wb == 1) {
     // w = 2u - 1: sum(x * w) = 2 * sum(x * u) - sum(x); sum(x) is the same for every output
-    // channel, so it is counted once per pixel.
-    xsum(x, y, n) = 0;
+    // channel: each input pixel's sum once, then the window's sum of those per output pixel.
+    psum(x, y, n) = 0;
     Expr s1 = 0;
-    for (int j = 0; j < ab; j++) s1 += i32(popcount(padded(r.x, j, ix, iy, n))) << j;
-    xsum(x, y, n) += s1;
+    for (int j = 0; j < ab; j++) s1 += i32(popcount(planes(words_r, j, x, y, n))) << j;
+    psum(x, y, n) += s1;
+    Func ppad = BoundaryConditions::constant_exterior(psum, 0, {Range(0, (int)W), Range(0, (int)H), Range(0, (int)N)});
+    xsum(x, y, n) = 0;
+    xsum(x, y, n) += ppad(x * (int)s.stride[1] + taps.x * (int)s.dilation[1] - (int)s.pads[1],
+                          y * (int)s.stride[0] + taps.y * (int)s.dilation[0] - (int)s.pads[0], n);
     total -= xsum(x, y, n);
   }
 
@@ -203,8 +208,8 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     Var w_o("w_o"), w_i("w_i"), x_o("x_o"), x_i("x_i"), t_("tile");
     out.split(w, w_o, w_i, wb, TailStrategy::ShiftInwards)
         .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
-        .reorder(w_i, j, x_i, x_o, y, w_o, n)
-        .fuse(y, w_o, t_)
+        .reorder(w_i, j, x_i, x_o, w_o, y, n)
+        .fuse(w_o, y, t_)
         .parallel(t_);
     words.compute_at(out, x_o).unroll(w).unroll(j).unroll(x);
     words.update().reorder(b, w, j, x, y, n).atomic().vectorize(b).unroll(w).unroll(j).unroll(x);
@@ -213,8 +218,11 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   }
   acc.update().reorder(co, x, r.x, r.y, r.z, y, n).vectorize(co, vw).unroll(co).unroll(x);
   if (wb == 1) {
-    xsum.compute_root().parallel(y);
-    xsum.update().reorder(x, r.x, r.y, r.z, y, n).parallel(y);
+    // Both small (a few popcounts per pixel) and serial: no second parallel loop per kernel.
+    psum.compute_root();
+    psum.update().reorder(words_r, x, y, n);
+    xsum.compute_root();
+    xsum.update().reorder(x, taps.x, taps.y, y, n);
     if (OW >= 8) xsum.update().vectorize(x, 8, TailStrategy::GuardWithIf);
   }
   std::vector<Argument> args{planes, weights};
