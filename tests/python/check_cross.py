@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Cross-compilation check: builtin ResNet-18 (small input) compiled for the host, rpi4 and rpi5,
-in fp32 and int8; the Pi bundles run under qemu-aarch64.
+in fp32, int8, int1 and int2; the Pi bundles run under qemu-aarch64.
 
-Asserts: int8 outputs of both boards are bit-identical to the host's (also for torchvision's
+Asserts: int8, int1 and int2 outputs of both boards are bit-identical to the host's (int8 also for torchvision's
 MobileNetV2, EfficientNet-B0, DenseNet-121 and ShuffleNetV2 at 64x64); fp32 within 1e-4 relative
 L2; the rpi5 int8 kernels use sdot/udot and the rpi4 ones do not; an rpi5 bundle started on a
 Cortex-A72 stops with a message naming the missing feature. Ends with 'N passed, M failed'.
@@ -43,11 +43,11 @@ def main():
 
     outs = {}
     for target in ("host", "rpi4", "rpi5"):
-        for prec in ("fp32", "int8"):
+        for prec in ("fp32", "int8", "int1", "int2"):
             mod = os.path.join(work, f"{target}_{prec}")
             cmd = [q, "compile", MODEL, "--input-shape", SHAPE, "-o", mod, "-q", "--target", target]
-            if prec == "int8":
-                cmd += ["--quantize", "int8"]
+            if prec != "fp32":
+                cmd += ["--quantize", prec]
             sh(cmd)
             y = os.path.join(work, f"y_{target}_{prec}.npy")
             if target == "host":
@@ -65,8 +65,11 @@ def main():
         print(f"{'PASS' if ok else 'FAIL'}  {name}  {detail}")
 
     for board in ("rpi4", "rpi5"):
-        a, b = outs[("host", "int8")], outs[(board, "int8")]
-        check(f"{board} int8 bit-identical to host", np.array_equal(a, b), f"max |diff| {np.abs(a - b).max():.3g}")
+        # int1: bit-serial layers handing bit planes to each other, threshold epilogues, on
+        # both sides; int2: bit-serial on ARM, the int8 kernel with packed weights on x86.
+        for prec in ("int8", "int1", "int2"):
+            a, b = outs[("host", prec)], outs[(board, prec)]
+            check(f"{board} {prec} bit-identical to host", np.array_equal(a, b), f"max |diff| {np.abs(a - b).max():.3g}")
         a, b = outs[("host", "fp32")], outs[(board, "fp32")]
         rel = float(np.linalg.norm(a - b) / np.linalg.norm(a))
         check(f"{board} fp32 within 1e-4 of host", rel <= 1e-4, f"rel L2 {rel:.3g}")
