@@ -15,6 +15,7 @@
 #include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
 #include "kernels/families.h"
+#include "kernels/requantize.h"
 
 #include <cstring>
 
@@ -166,36 +167,43 @@ struct Lowering {
       }
     return 255;
   }
-  // The threshold epilogue of a bit-serial layer (kernels/conv2d_bitserial.h), when its output
-  // has at most 3 levels above 0 and its residual (if any) at most 4 levels: the thresholds
-  // constant and the number of residual levels R; {-1, 0} to keep the multiplier epilogue.
-  std::pair<int, int> bitserial_thresholds_const(const Node &n, const KernelSpec &s, int out, int rb,
-                                                 const std::vector<int32_t> &wq, int64_t taps) {
-    if (auto ov = overrides.find("conv2d_bs"); ov != overrides.end() && knob(ov->second, "thresholds", 1) == 0) return {-1, 0};
+  // The threshold epilogue (kernels/requantize.h) of an integer convolution whose output has at
+  // most 3 levels above 0 and whose residual (if any) at most 4 levels (rb: residual bit
+  // planes, 0 for u8): the thresholds constant and the number of residual levels R; {-1, 0} to
+  // keep the multiplier epilogue. The thresholds compare with the accumulator, which holds the
+  // bias when `bias_in_acc` (conv2d_q) and not otherwise (conv2d_bs). wbits: how the kernel
+  // reads the weights (1: +-1; else two's complement of wbits bits); xmax: the largest input level.
+  std::pair<int, int> thresholds_const(const Node &n, const KernelSpec &s, int out, int rb, const std::vector<int32_t> &wq,
+                                       int64_t taps, int wbits, int64_t xmax, bool bias_in_acc) {
+    if (auto ov = overrides.find(s.kind); ov != overrides.end() && knob(ov->second, "thresholds", 1) == 0) return {-1, 0};
     const int R = !s.residual ? 1 : rb ? 1 << rb : value_qmax(n.inputs[5]) + 1;
     if (s.qmax < 1 || s.qmax > 3 || R > 4) return {-1, 0};
     const auto q = qparams(n, s, out, 0);
-    BitserialEpilogue e;
+    ThresholdEpilogue e;
     e.bias = *g.values[n.inputs[2]].idata;
     e.mult = *g.values[n.inputs[3]].idata;
     e.shift = *g.values[n.inputs[4]].idata;
     e.out_zp = q[1], e.res_zp = q[2], e.res_mult = s.residual ? q[3] : 0, e.res_shift = q[4], e.lo = q[5], e.hi = q[6];
     e.qmax = s.qmax;
     e.rounding = s.rounding;
-    // The dot product's range: every input level in [0, 2^a - 1] times each weight.
-    const int64_t M = (int64_t)e.bias.size(), xmax = (1 << knob(s.knobs, "activation_bits", 1)) - 1;
-    const int wbits = knob(s.knobs, "weight_bits", 1);
+    // The dot product's range: every input level in [0, xmax] times each weight.
+    const int64_t M = (int64_t)e.bias.size();
     std::vector<int64_t> lo(M, 0), hi(M, 0);
     for (int64_t m = 0; m < M; m++)
       for (int64_t i = 0; i < taps; i++) {
-        // The weight the kernel's planes hold: 1 bit is +-1, more bits are two's complement.
         int64_t w = wq[m * taps + i];
         if (wbits == 1) w = w > 0 ? 1 : -1;
         else if ((w &= (1 << wbits) - 1) >= (1 << (wbits - 1))) w -= 1 << wbits;
         (w < 0 ? lo : hi)[m] += w * xmax;
       }
-    auto t = bitserial_thresholds(e, lo, hi, R);
+    auto t = epilogue_thresholds(e, lo, hi, R);
     if (t.empty()) return {-1, 0};
+    if (bias_in_acc)
+      for (size_t i = 0; i < t.size(); i++) {
+        const int64_t v = (int64_t)t[i] + e.bias[i % M];
+        if (v < INT32_MIN || v > INT32_MAX) return {-1, 0};
+        t[i] = (int32_t)v;
+      }
     return {new_const(n.name + ".thresholds", {s.qmax, R, M}, t, DType::i32), R};
   }
   // The spec every step starts from (lower_node), before the op's own lowering fills it.
@@ -336,8 +344,18 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    st.args = {act4(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})},
-               {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};
+    s.knobs.erase("thresholds");
+    const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
+    const auto [tv, R] = dense ? std::pair<int, int>{-1, 0}
+                               : thresholds_const(n, s, out, 0, wq, C * KH * KW, 8, value_qmax(n.inputs[0]), true);
+    st.args = {act4(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})}};
+    if (R) {
+      s.knobs["thresholds"] = R;
+      st.args.push_back({tv, packed({M, R, s.qmax})});
+    } else {
+      st.args.push_back({value(n.inputs[3]), packed({M})});
+      st.args.push_back({value(n.inputs[4]), packed({M})});
+    }
     if (s.residual) st.args.push_back(act(n.inputs[5]));
     st.args.push_back({qv, packed({8})});
     st.args.push_back(act4(out));
@@ -398,7 +416,7 @@ struct Lowering {
     if (ob) s.knobs["output_bits"] = ob;
     if (rb) s.knobs["residual_bits"] = rb;
     s.knobs.erase("thresholds");
-    const auto [tv, R] = bitserial_thresholds_const(n, s, out, rb, *w.idata, C * KH * KW);
+    const auto [tv, R] = thresholds_const(n, s, out, rb, *w.idata, C * KH * KW, wbits, (1 << abits) - 1, false);
     if (R) s.knobs["thresholds"] = R;
     std::vector<int> coef = bitserial_plane_coefficients(wbits);
     int64_t P = (int64_t)coef.size(), cb = conv2d_bitserial_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;

@@ -20,48 +20,6 @@ std::vector<int> bitserial_plane_coefficients(int weight_bits) {
   return c;
 }
 
-namespace {
-// The kernel's integer arithmetic (kernels/requantize.cpp), in plain C++. Halide's shifts by a
-// negative amount shift the other way, so (1 << (q - 1)) is 0 for q = 0.
-int64_t shift_right_rounded(int64_t p, int q, bool even) {
-  if (q <= 0) return p << -q;
-  int64_t fl = p >> q;
-  if (!even) return (p + (int64_t(1) << (q - 1))) >> q;
-  int64_t rem2 = (p - (fl << q)) * 2, unit = int64_t(1) << q;
-  return fl + ((rem2 > unit || (rem2 == unit && (fl & 1))) ? 1 : 0);
-}
-}  // namespace
-
-std::vector<int32_t> bitserial_thresholds(const BitserialEpilogue &e, const std::vector<int64_t> &s_lo,
-                                          const std::vector<int64_t> &s_hi, int R) {
-  const size_t M = e.bias.size();
-  const bool even = e.rounding == "tonearest";
-  const int L = e.qmax;
-  std::vector<int32_t> t(M * R * L);
-  for (size_t m = 0; m < M; m++) {
-    if (e.mult[m] <= 0) return {};
-    // The main term over the whole range must stay inside int32 (no saturation): then the
-    // level is non-decreasing in s and a binary search finds each threshold.
-    auto main = [&](int64_t s) { return shift_right_rounded((e.bias[m] + s) * e.mult[m], e.shift[m], even); };
-    const int64_t a = main(s_lo[m]), b = main(s_hi[m]);
-    if (a <= INT32_MIN || b >= INT32_MAX || s_hi[m] + 1 > INT32_MAX || s_lo[m] < INT32_MIN) return {};
-    for (int r = 0; r < R; r++) {
-      const int64_t res = shift_right_rounded((int64_t)(r - e.res_zp) * e.res_mult, e.res_shift, even);  // 0 without one
-      auto level = [&](int64_t s) { return std::clamp<int64_t>(main(s) + res + e.out_zp, e.lo, e.hi); };
-      for (int l = 1; l <= L; l++) {
-        int64_t lo = s_lo[m], hi = s_hi[m] + 1;  // the answer is in [lo, hi]
-        while (lo < hi) {
-          int64_t mid = lo + (hi - lo) / 2;
-          if (level(mid) >= l) hi = mid;
-          else lo = mid + 1;
-        }
-        t[((size_t)(l - 1) * R + r) * M + m] = (int32_t)lo;
-      }
-    }
-  }
-  return t;
-}
-
 HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int bits = knob(k, "bits", 1);
@@ -172,12 +130,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     res = i32(residual(co, x, y, n));
   Expr level;
   if (R) {
-    level = 0;
-    for (int l = 0; l < L; l++) {
-      Expr t = thr(co, 0, l);
-      for (int q = 1; q < R; q++) t = select(res == q, thr(co, q, l), t);
-      level += select(total >= t, 1, 0);
-    }
+    level = threshold_level(total, res, thr, co, R, L);
   } else {
     Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
     if (s.residual) v += requantize_fixed_point_narrow(res - qp(2), qp(3), qp(4), s.rounding);

@@ -24,20 +24,6 @@ HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Halide::Ta
 // (M, OW, OH, N) or, with residual_bits, planes u32 (OCW, bits, OW, OH, N); the output u8 levels
 // or, with output_bits, planes. Knobs: weight_bits, activation_bits, output_bits, residual_bits,
 // thresholds (set by lowering), vec, co_vectors, x_tile. Needs an input zero point of 0.
-// The threshold epilogue's constants: for each output channel m, residual level r < R and
-// output level l in 1..qmax, the smallest dot product s (bias excluded) in [s_lo[m], s_hi[m]]
-// whose output level, requantized exactly as the kernel's multiplier epilogue does, is at
-// least l (s_hi[m] + 1 when none is). Laid out (m, r, l - 1), m innermost. Empty when a
-// multiplier is not positive or the requantization could saturate in that range (the
-// multiplier epilogue is then kept).
-struct BitserialEpilogue {
-  std::vector<int32_t> bias, mult, shift;  // per output channel
-  int out_zp = 0, res_zp = 0, res_mult = 0, res_shift = 0, lo = 0, hi = 255, qmax = 1;
-  std::string rounding = "upward";
-};
-std::vector<int32_t> bitserial_thresholds(const BitserialEpilogue &e, const std::vector<int64_t> &s_lo,
-                                          const std::vector<int64_t> &s_hi, int R);
-
 HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 int conv2d_bitserial_channel_block(const KernelSpec &s, const Knobs &k);
 

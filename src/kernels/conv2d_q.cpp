@@ -33,8 +33,14 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   if (per > 1) f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / per, KW, KH, nb});
   else f.weights = fixed_param(Int(8), "weights", {g, cb, C4, KW, KH, nb});
   f.bias = fixed_param(Int(32), "bias", {M});
-  f.mult = fixed_param(Int(32), "mult", {M});
-  f.shift = fixed_param(Int(32), "shift", {M});
+  f.thresholds = knob(s.knobs, "thresholds", 0);
+  if (f.thresholds) {
+    if (s.qmax < 1 || s.qmax > 3) throw Error("conv2d_q: thresholds need 1 to 3 output levels above 0");
+    f.thr = fixed_param(Int(32), "thresholds", {M, f.thresholds, s.qmax});
+  } else {
+    f.mult = fixed_param(Int(32), "mult", {M});
+    f.shift = fixed_param(Int(32), "shift", {M});
+  }
   if (s.residual) f.residual = fixed_param(UInt(8), "residual", {M, OW, OH, N});
   f.qparams = fixed_param(Int(32), "qparams", {8});
 
@@ -75,12 +81,17 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   }
   f.acc(co, x, y, n) += i32(xin) * i32(wv);
 
-  Expr v = requantize_fixed_point(f.acc(co, x, y, n), f.mult(co), f.shift(co), s.rounding);
-  if (s.residual)
-    v += requantize_fixed_point_narrow(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), f.qparams(4),
-                                       s.rounding);
   f.output = Func("output");
-  f.output(co, x, y, n) = u8(clamp(v + f.qparams(1), f.qparams(5), f.qparams(6)));
+  if (f.thresholds) {
+    Expr res = s.residual ? i32(f.residual(co, x, y, n)) : Expr(0);
+    f.output(co, x, y, n) = u8(threshold_level(f.acc(co, x, y, n), res, f.thr, co, f.thresholds, s.qmax));
+  } else {
+    Expr v = requantize_fixed_point(f.acc(co, x, y, n), f.mult(co), f.shift(co), s.rounding);
+    if (s.residual)
+      v += requantize_fixed_point_narrow(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), f.qparams(4),
+                                         s.rounding);
+    f.output(co, x, y, n) = u8(clamp(v + f.qparams(1), f.qparams(5), f.qparams(6)));
+  }
   fix_output(f.output, {M, OW, OH, N});
   f.r = r;
   return f;
@@ -138,6 +149,8 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"weights_per_byte", "weights stored per byte (2 or 4 for 4- or 2-bit weights)", {}, {1, 2, 4}, true});
   s.knobs.push_back({"signed_input", "activations shifted to i8 (ARM sdot)", {}, {0, 1}, false, true});
   s.knobs.push_back({"bitserial", "run 1-4 bit layers on the bit-serial kernel instead", {}, {0, 1}, true, true});
+  s.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "
+                     "residual level (R of them); set by lowering for outputs of 1-2 bits", {}, {0, 1, 2, 3, 4}, false, true});
   s.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
   return s;
 }

@@ -8,7 +8,8 @@
 namespace qnnc {
 
 struct ConvQFuncs {
-  Halide::ImageParam input, weights, bias, mult, shift, residual, qparams;
+  Halide::ImageParam input, weights, bias, mult, shift, thr, residual, qparams;
+  int thresholds = 0;  // R > 0: threshold epilogue with R residual levels (thr replaces mult, shift)
   Halide::Func padded, acc, output;
   Halide::RDom r;
   bool has_padding = false;
@@ -19,7 +20,8 @@ struct ConvQFuncs {
 // is the group (4, or 2 on x86 without VNNI) and Cg = ceil(C/g) -- or, with knob
 // weights_per_byte p = 2 (3-4 bit weights) or 4 (1-2 bit weights), u8 (g, cb, ceil(C/(p g)),
 // kx, ky, M/cb), channel group p j + i in bits [i 8/p, (i+1) 8/p) of its byte; bias i32 (M);
-// mult i32 (M); shift i32 (M); [residual u8 (M,x,y,n)]; qparams i32 (8) = {in_zp, out_zp,
+// mult i32 (M); shift i32 (M) -- or, with knob thresholds = R, thresholds i32 (M, R, qmax)
+// (kernels/requantize.h); [residual u8 (M,x,y,n)]; qparams i32 (8) = {in_zp, out_zp,
 // res_zp, res_mult, res_shift, lo, hi, 0} (res_mult a 22-bit mantissa: the residual rescale runs
 // in 32-bit arithmetic); output u8.
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to

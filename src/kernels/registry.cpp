@@ -79,7 +79,9 @@ HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) 
 HalideKernel build_conv2d_q(const KernelSpec &s, const Knobs &k, const Target &t) {
   ConvQFuncs f = define_conv2d_q(s, conv2d_q_channel_block(s, k));
   schedule_conv2d_q(f, s, k, t);
-  std::vector<Argument> args{f.input, f.weights, f.bias, f.mult, f.shift};
+  std::vector<Argument> args{f.input, f.weights, f.bias};
+  if (f.thresholds) args.push_back(f.thr);
+  else args.insert(args.end(), {f.mult, f.shift});
   if (s.residual) args.push_back(f.residual);
   args.push_back(f.qparams);
   return {Pipeline(f.output), args};

@@ -3,6 +3,7 @@
 // ("upward": ties towards +infinity, TVM's UPWARD; "tonearest": ties to even, TVM's TONEAREST).
 #pragma once
 #include <string>
+#include <vector>
 
 #include <Halide.h>
 
@@ -20,5 +21,30 @@ Halide::Expr requantize_fixed_point_narrow(Halide::Expr x, Halide::Expr multipli
 // f rounded to an integer-valued float. Evaluated with strict float semantics so that the
 // compiler cannot fuse f's multiply into the rounding (tests reproduce it exactly).
 Halide::Expr round_float(Halide::Expr f, const std::string &rounding);
+
+// Threshold epilogues: where an output has at most 3 levels above 0 (1-2 bit activations), its
+// level is the number of per-channel thresholds the accumulator reaches, with bias,
+// requantization, residual and clamp folded into them at compile time; the epilogue becomes
+// compares. thr (channel, residual level, output level - 1) holds R sets (one per residual
+// level `res`, 0 without a residual).
+Halide::Expr threshold_level(Halide::Expr total, Halide::Expr res, const Halide::ImageParam &thr, Halide::Expr co,
+                             int R, int levels);
+
+// The epilogue the thresholds replace: output level = clamp(round(acc * mult / 2^shift) +
+// round((r - res_zp) * res_mult / 2^res_shift) + out_zp, lo, hi), rounded as `rounding` says
+// (res_mult 0 without a residual).
+struct ThresholdEpilogue {
+  std::vector<int32_t> bias, mult, shift;  // per output channel: acc = bias + s
+  int out_zp = 0, res_zp = 0, res_mult = 0, res_shift = 0, lo = 0, hi = 255, qmax = 1;
+  std::string rounding = "upward";
+};
+
+// For each output channel m, residual level r < R and output level l in 1..qmax, the smallest s
+// in [s_lo[m], s_hi[m]] whose output level is at least l (s_hi[m] + 1 when none is), computed
+// with the kernels' own integer arithmetic. Laid out (m, r, l - 1), m innermost. Empty when a
+// multiplier is not positive or the requantization could saturate in that range (the
+// multiplier epilogue is then kept).
+std::vector<int32_t> epilogue_thresholds(const ThresholdEpilogue &e, const std::vector<int64_t> &s_lo,
+                                         const std::vector<int64_t> &s_hi, int R);
 
 }  // namespace qnnc

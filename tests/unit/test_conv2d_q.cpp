@@ -159,6 +159,14 @@ const std::vector<QCase> kCases = [] {
   v.push_back(t3);
   t3.even = true;
   v.push_back(t3);
+  // Outputs of 1-2 bits on the dot-product kernel: threshold epilogues, with a residual of 4
+  // levels, with rounding ties both ways.
+  v.push_back(bits(with_res(mk(1, 33, 9, 9, 33, 3, 1, 1), true, 1), 4, 2));
+  QCase t5 = bits(with_res(mk(1, 33, 9, 9, 17, 3, 1, 1, 0, 1), false, 2), 8, 2);
+  t5.ties = true;
+  v.push_back(t5);
+  t5.even = true;
+  v.push_back(t5);
   // 4-bit weights: two per byte in the dot-product kernel (channel counts around the 8-channel
   // pairs of groups), and the bit-serial kernel with 3-4 planes.
   v.push_back(bits(mk(1, 13, 8, 8, 17, 3, 1, 1, 7), 4, 8));                  // C % 8 != 0, in_zp 7
