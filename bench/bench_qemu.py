@@ -5,12 +5,14 @@ In one run, on a torchvision ResNet (seed 0, batch-norm statistics re-estimated)
 
 1. exports the model to ONNX and saves --calib-samples seeded N(0,1) inputs (seeds 1000, ...)
    as one calib.npz (np.savez), and one timing/check input x (seed 2000) as x.npy;
-2. qnnc: compiles host modules (fp32, int8) and runs them on x (`qnnc run`) as the reference;
-   then for board in rpi4, rpi5 and precision in fp32, int8: `qnnc compile --target BOARD`
-   (int8: `--quantize int8 --calib-data calib.npz`) and `qnnc emulate` at each thread count
-   (qemu-aarch64 -cpu cortex-a72 for rpi4, cortex-a76 for rpi5) with --input x.npy --output;
-   every emulated output is checked against the host module of the same precision: int8
-   must be bit-identical, fp32 within --fp32-tol relative L2. Also checks that an rpi5
+2. qnnc: compiles host modules (fp32, int8, and any --precisions) and runs them on x (`qnnc run`)
+   as the reference; then for board in rpi4, rpi5 and each precision: `qnnc compile --target
+   BOARD` (quantized: `--quantize P --calib-data calib.npz`) and `qnnc emulate` at each thread
+   count (qemu-aarch64 -cpu cortex-a72 for rpi4, cortex-a76 for rpi5) with --input x.npy
+   --output; every emulated output is checked against the host module of the same precision:
+   integer precisions must be bit-identical, fp32 within --fp32-tol relative L2. Low-bit
+   precisions are also compared with the board's own int8 (issue #9: int1 at least 3x
+   faster). Also checks that an rpi5
    bundle refuses to start on a Cortex-A72 (exit status 3);
 3. ONNX Runtime (unless --no-ort): downloads the aarch64 manylinux wheel of the host's
    onnxruntime version (pip download --platform manylinux_2_28_aarch64 ...), takes
@@ -60,7 +62,7 @@ BOARDS = {  # board -> (qemu -cpu, fake /proc/cpuinfo: part, variant, features)
     "rpi5": ("cortex-a76", "0xd0b", "0x4", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp "
                                            "cpuid asimdrdm lrcpc dcpop asimddp"),
 }
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8")  # default; --precisions adds low-bit ones (int4, int2, int1, wXaY)
 AARCH64_SYSROOT = "/usr/aarch64-linux-gnu"  # Debian's cross glibc/libstdc++ (g++-aarch64-linux-gnu)
 CROSS_CXX = "aarch64-linux-gnu-g++"
 DRIVER_SRC = Path(__file__).resolve().parent / "ort_driver" / "ort_bench.cpp"
@@ -80,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="calibration inputs shared by qnnc and ONNX Runtime (default: %(default)s)")
     p.add_argument("--fp32-tol", type=float, default=1e-4,
                    help="largest relative L2 error of emulated fp32 vs host fp32 (default: %(default)g)")
+    p.add_argument("--precisions", default=",".join(PRECISIONS),
+                   help="qnnc precisions, comma-separated; fp32 and int8 are always included "
+                        "(default: %(default)s; e.g. fp32,int8,int2,int1)")
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime under QEMU")
     p.add_argument("--ort-wheel", default=None,
                    help="an onnxruntime manylinux aarch64 wheel to use instead of downloading one")
@@ -98,6 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not boards or bad:
         p.error(f"--boards: expected rpi4 and/or rpi5, got {args.boards!r}")
     args.boards = list(dict.fromkeys(boards))
+    args.precisions = list(dict.fromkeys(list(PRECISIONS) + [q.strip() for q in args.precisions.split(",") if q.strip()]))
     return args
 
 
@@ -303,7 +309,7 @@ def ort_emulate(args, env: dict, board: str, model_path: str, x_raw: str, shape:
 
 # ---------------------------------------------------------------- report
 
-HEADERS = ["board", "system", "precision", "threads", "median ms", "int8/fp32 ratio"]
+HEADERS = ["board", "system", "precision", "threads", "median ms", "ratio to fp32"]
 CHECK_HEADERS = ["board", "system", "precision", "threads", "reference", "bit-identical", "max abs diff",
                  "rel L2", "verdict"]
 
@@ -332,11 +338,12 @@ def ratio_cell(timings: dict, board: str, system: str, precision: str, threads: 
     return f"{q['median_ms'] / fp['median_ms']:.2f}"
 
 
-def table_rows(timings: dict, boards: list[str], systems: list[str], threads_list: list[int]) -> list:
+def table_rows(timings: dict, boards: list[str], systems: list[str], threads_list: list[int],
+               precisions: list[str]) -> list:
     rows = []
     for board in boards:
         for system in systems:
-            for precision in PRECISIONS:
+            for precision in precisions:
                 for threads in threads_list:
                     stats = timings.get((board, system, precision, threads))
                     if stats is None:
@@ -386,7 +393,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
 
     # qnnc host reference outputs
     host_out = {}
-    for precision in PRECISIONS:
+    for precision in args.precisions:
         mdir = os.path.join(workdir, f"{name}_{precision}_host.qnnc")
         common.log(f"qnnc compile {precision} (host reference) -> {mdir}")
         qnnc_compile(args, onnx_path, mdir, precision, calib_path, None)
@@ -398,7 +405,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
     compile_times = []
     modules = {}
     for board in args.boards:
-        for precision in PRECISIONS:
+        for precision in args.precisions:
             mdir = os.path.join(workdir, f"{name}_{precision}_{board}.qnnc")
             common.log(f"qnnc compile {precision} --target {board} -> {mdir}")
             seconds = qnnc_compile(args, onnx_path, mdir, precision, calib_path, board)
@@ -477,13 +484,25 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
             for f in failures:
                 notes.append(f"ONNX Runtime run failed: {f}")
 
-    rows = table_rows(timings, args.boards, systems, args.threads)
+    rows = table_rows(timings, args.boards, systems, args.threads, args.precisions)
     crows = check_rows(checks)
-    notes.append("int8/fp32 ratio = int8 median / fp32 median of the same board, system and threads "
-                 "(< 1: int8 is faster under emulation)")
+    notes.append("ratio to fp32 = the precision's median / the fp32 median of the same board, system and threads "
+                 "(< 1: faster than fp32 under emulation)")
+    # Low-bit precisions against the board's own int8 (issue #9: int1 at least 3x faster).
+    for board in args.boards:
+        for threads in args.threads:
+            q8 = timings.get((board, "qnnc", "int8", threads))
+            for precision in args.precisions:
+                q = timings.get((board, "qnnc", precision, threads))
+                if precision in PRECISIONS or not q or not q8:
+                    continue
+                speedup = q8["median_ms"] / q["median_ms"]
+                goal = f" (goal >= 3x: {'MET' if speedup >= 3 else 'MISSED'})" if precision == "int1" else ""
+                notes.append(f"{board} threads={threads}: qnnc {precision} {speedup:.2f}x faster than its int8 "
+                             f"under emulation{goal}")
     qnnc_checks = [c for c in checks if c["system"] == "qnnc"]
     summary = (f"output checks: {sum(c['ok'] for c in qnnc_checks)}/{len(qnnc_checks)} qnnc emulated outputs "
-               f"match the host module (int8 bit-identical, fp32 rel L2 <= {args.fp32_tol:g})"
+               f"match the host module (integer precisions bit-identical, fp32 rel L2 <= {args.fp32_tol:g})"
                + ("" if refusal_ok else "; rpi5-on-A72 refusal check FAILED"))
 
     title = (f"QEMU-emulated Raspberry Pi, {args.model} {args.size}x{args.size}, batch 1, "
