@@ -61,7 +61,7 @@ void schedule_conv2d(ConvFuncs &f, const KernelSpec &s, const Knobs &k, const Ta
   const int64_t M = s.out_shape[1], OW = s.out_shape[3], C = s.in_shape[1];
   int vec = std::max(1, knob(k, "vec", 8));
   int vw = (int)std::min<int64_t>(vec, M);
-  schedule_register_tile(f.output, f.conv, M, OW, k, 8);
+  schedule_register_tile(f.output, f.conv, M, OW, s.out_shape[2], k, 8);
   Var cv = f.conv.args()[0], xv = f.conv.args()[1], yv = f.conv.args()[2], nv = f.conv.args()[3];
   auto upd = f.conv.update();
   upd.reorder(cv, xv, f.r.x, f.r.y, f.r.z, yv, nv).vectorize(cv, vw).unroll(cv).unroll(xv);

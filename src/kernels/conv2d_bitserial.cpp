@@ -142,7 +142,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     out(co, x, y, n) = u8(level);
     fix_output(out, {M, OW, OH, N});
     // Schedule: the fp32/int8 register tile over (output channels, columns).
-    schedule_register_tile(out, acc, M, OW, k, 16);
+    schedule_register_tile(out, acc, M, OW, OH, k, 16);
   } else {
     // The epilogue packs: bit j of each output level goes to plane j, 32 channels per word
     // (bitpack fused into the producer). The tile's levels stay in a small buffer; each word is
@@ -163,16 +163,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
         .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
         .reorder(w_i, j, x_i, x_o, w_o, y, n)
         .fuse(w_o, y, t_);
-    // Parallel tasks: one per (row, channel block), or about `tasks` of them (fewer claims of
-    // work per kernel where the rows are short).
-    const int64_t units = OH * (OCW / wb);
-    const int tasks = knob(k, "tasks", 0);
-    if (tasks > 0 && units > tasks) {
-      Var t_o("tile_o"), t_i("tile_i");
-      out.split(t_, t_o, t_i, (int)((units + tasks - 1) / tasks), TailStrategy::GuardWithIf).parallel(t_o);
-    } else {
-      out.parallel(t_);
-    }
+    parallel_tasks(out, t_, OH * (OCW / wb), k);
     words.compute_at(out, x_o).unroll(w).unroll(j).unroll(x);
     words.update().reorder(b, w, j, x, y, n).atomic().vectorize(b).unroll(w).unroll(j).unroll(x);
     lv.compute_at(out, x_o).vectorize(co, vw).unroll(co).unroll(x);
@@ -200,8 +191,6 @@ std::vector<KnobSpace> conv2d_bitserial_knob_spaces() {
   KnobSpace bs{"conv2d_bs", "bit-serial convolution: bit planes, AND + popcount", register_tile_knob_decls()};
   bs.knobs.push_back({"weight_bits", "weight bit planes", {}, {1, 2, 3, 4}, true, true});
   bs.knobs.push_back({"activation_bits", "activation bit planes", {}, {1, 2, 3, 4}, true, true});
-  bs.knobs.push_back({"tasks", "parallel tasks per kernel with bit-plane outputs (0: one per row and channel block)",
-                      {0, 8, 16, 32}, {0, 2, 4, 8, 16, 32, 64, 128}, false});
   bs.knobs.push_back({"output_bits", "bit planes written (0: u8 levels); set by lowering where every reader is bit-serial",
                       {}, {0, 1, 2, 3, 4}, false, true});
   bs.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "

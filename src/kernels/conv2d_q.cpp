@@ -116,7 +116,7 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t M = s.out_shape[1], OW = s.out_shape[3];
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
-  schedule_register_tile(f.output, f.acc, M, OW, k, 16);
+  schedule_register_tile(f.output, f.acc, M, OW, s.out_shape[2], k, 16);
   Var cv = f.acc.args()[0], xv = f.acc.args()[1], yv = f.acc.args()[2], nv = f.acc.args()[3];
   // Innermost: the g input channels of one dot product, then the register tile (with packed
   // weights, the `per_byte` groups of one byte unrolled inside it).

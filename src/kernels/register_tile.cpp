@@ -32,7 +32,17 @@ int register_tile_channels(int64_t M, const Knobs &k, int default_vec) {
   return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
 }
 
-void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, const Knobs &k, int default_vec) {
+void parallel_tasks(Func out, Var t, int64_t units, const Knobs &k) {
+  const int tasks = knob(k, "tasks", 0);
+  if (tasks > 0 && units > tasks) {
+    Var t_o(t.name() + "_o"), t_i(t.name() + "_i");
+    out.split(t, t_o, t_i, (int)((units + tasks - 1) / tasks), TailStrategy::GuardWithIf).parallel(t_o);
+  } else {
+    out.parallel(t);
+  }
+}
+
+void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, int64_t OH, const Knobs &k, int default_vec) {
   Var co = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
   int cb = register_tile_channels(M, k, default_vec);
@@ -44,8 +54,8 @@ void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, const Kno
       .vectorize(co_i, vw)
       .unroll(co_i)
       .unroll(x_i)
-      .fuse(y, co_o, t_)
-      .parallel(t_);
+      .fuse(y, co_o, t_);
+  parallel_tasks(out, t_, OH * ((M + cb - 1) / cb), k);
   acc.compute_at(out, x_o).vectorize(acc.args()[0], vw).unroll(acc.args()[0]).unroll(acc.args()[1]);
 }
 
@@ -57,13 +67,19 @@ Knobs register_tile_normalize(const KernelSpec &s, Knobs k, int default_vec) {
     int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
     k["co_vectors"] = std::max(1, register_tile_channels(M, k, default_vec) / vw);
   }
+  // As many tasks as (row, channel block) units, or more, is the default split.
+  const int64_t units = s.out_shape[0] * s.out_shape[2] * ((M + register_tile_channels(M, k, default_vec) - 1) /
+                                                           register_tile_channels(M, k, default_vec));
+  if (k.count("tasks") && k["tasks"] >= units) k["tasks"] = 0;
   return k;
 }
 
 std::vector<KnobDecl> register_tile_knob_decls() {
   return {{"vec", "lanes per vector of output channels (capped at the channel count)", {8, 16, 32}, {}, true},
           {"co_vectors", "vectors of output channels per register tile (the weights' block)", {1, 2, 3, 4, 6}, {}, true},
-          {"x_tile", "output columns per register tile", {1, 2, 3, 4, 5, 6, 7, 8}, {}, false}};
+          {"x_tile", "output columns per register tile", {1, 2, 3, 4, 5, 6, 7, 8}, {}, false},
+          {"tasks", "parallel tasks per kernel (0: one per row and channel block; else about that many)",
+           {0, 8, 16, 32}, {0, 2, 4, 8, 16, 32, 64, 128}, false}};
 }
 
 }  // namespace qnnc

@@ -15,11 +15,16 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Halide::Target &
 // Output channels per tile (also the weight packing block), clamped to the layer.
 int register_tile_channels(int64_t M, const Knobs &k, int default_vec);
 
-// Tiles out(co, x, y, n) over (channels, columns), runs rows x channel blocks in parallel, and
+// Tiles out(co, x, y, n) over (channels, columns), runs rows x channel blocks in parallel (knob
+// tasks: how many parallel tasks), and
 // computes acc per tile with its pure dimensions vectorized and unrolled. The caller orders
 // acc's update (its reduction) inside the tile.
-void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64_t OW, const Knobs &k,
+void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64_t OW, int64_t OH, const Knobs &k,
                             int default_vec);
+
+// Runs out's loop t (`units` iterations) in parallel: one task per iteration, or, with knob
+// tasks = T > 0, about T tasks of consecutive iterations (fewer claims of work per kernel).
+void parallel_tasks(Halide::Func out, Halide::Var t, int64_t units, const Knobs &k);
 
 // The register tile's knobs (vec, co_vectors, x_tile), shared by the families that use it.
 std::vector<KnobDecl> register_tile_knob_decls();

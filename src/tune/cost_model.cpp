@@ -179,6 +179,7 @@ std::vector<float> CostModel::features(const KernelSpec &s, const Knobs &k) {
     tile_ch = std::min<int64_t>(vw * std::max(1, knob_or(k, "co_vectors", 2)), std::max<int64_t>(vw, (M / vw) * vw));
     xt = std::min<int64_t>(std::max(1, knob_or(k, "x_tile", 4)), OW);
     tasks = N * OH * ceil_div(M, tile_ch);
+    if (const int kt = knob_or(k, "tasks", 0); kt > 0 && kt < tasks) tasks = kt;
   } else if (grouped) {
     const int64_t Mg = depthwise ? M : std::max<int64_t>(1, M / group);
     lane_dim = channels = Mg, cols = OW;
