@@ -376,7 +376,8 @@ struct Lowering {
     st.args.push_back({qv, packed({8})});
     st.args.push_back(act(out));
   }
-  // 1-4 bit layers: a bitpack step (u8 -> bit planes) feeding a popcount convolution.
+  // 1-4 bit layers: a popcount convolution reading bit planes, which its producer wrote
+  // (plan_bit_planes) or a bitpack step makes from u8; it writes planes or u8 levels.
   void lower_conv2d_bitserial(const Node &n, PlanStep &st, int out, int wbits, int abits) {
     const Value &w = g.values[n.inputs[1]];
     const int xin = n.inputs[0];
