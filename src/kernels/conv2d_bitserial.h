@@ -23,7 +23,7 @@ HalideKernel build_bitpack(const KernelSpec &s, const Knobs &k, const Halide::Ta
 // knob thresholds = R, thresholds i32 (M, R, qmax), [residual]; output last. The residual is u8
 // (M, OW, OH, N) or, with residual_bits, planes u32 (OCW, bits, OW, OH, N); the output u8 levels
 // or, with output_bits, planes. Knobs: weight_bits, activation_bits, output_bits, residual_bits,
-// thresholds (set by lowering), vec, co_vectors, x_tile. Needs an input zero point of 0.
+// thresholds (set by lowering), vec, co_vectors, x_tile, tasks. Needs an input zero point of 0.
 HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 int conv2d_bitserial_channel_block(const KernelSpec &s, const Knobs &k);
 
