@@ -173,7 +173,8 @@ INSTANTIATE_TEST_SUITE_P(Chains, BitPlanesChain,
                                            ChainCase{2, 33, 10, 7, 32, 2, 1, 2},   // batch 2, stride 2
                                            ChainCase{1, 64, 8, 8, 96, 1, 2, 1},    // three words
                                            ChainCase{1, 40, 11, 11, 64, 2, 2, 2},  // W2A2, odd size
-                                           ChainCase{1, 21, 8, 8, 48, 1, 1, 2}),   // 48: no planes out
+                                           ChainCase{1, 21, 8, 8, 48, 1, 1, 2},    // 48: no planes out
+                                           ChainCase{1, 260, 5, 6, 64, 1, 1, 1}),  // 9 input words: vectorized sums
                          [](const ::testing::TestParamInfo<ChainCase> &i) { return i.param.name(); });
 
 }  // namespace
