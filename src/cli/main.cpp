@@ -208,8 +208,13 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     };
     double bytes8 = 0, nibbles = 0, crumbs = 0, planes = 0;
     int bs = 0, total = 0;  // integer convolutions: bit-serial ones, all
+    int plane_out = 0, thresholds = 0, bitpacks = 0;  // the low-bit pipeline (docs/precision.md)
     for (const auto &st : m["steps"]) {
       std::string d = st.value("describe", "");
+      const auto knobs = st.value("spec", nlohmann::json::object()).value("knobs", nlohmann::json::object());
+      plane_out += knobs.value("output_bits", 0) > 0;
+      thresholds += knobs.value("thresholds", 0) > 0;
+      bitpacks += st.value("op", "") == "bitpack";
       bool serial = d.rfind("conv2d_bs", 0) == 0;
       if (!serial && d.rfind("conv2d_q", 0) != 0) continue;
       bs += serial;
@@ -228,6 +233,10 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount), the others "
                   "on the int8 dot-product kernel with %d/%d-bit values%s (--knob conv2d_q.bitserial=0|1 forces it)\n",
                   bs, total, wb, ab, nibbles + crumbs > 0 ? ", weights unpacked from 2 or 4 per byte in registers" : "");
+    if (plane_out + thresholds + bitpacks > 0)
+      std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "
+                  "%d layers with threshold epilogues (compares instead of requantization)\n",
+                  plane_out, bitpacks, thresholds);
   }
   if (qf.report) {
     log("qnnc: building the fp32 reference for the accuracy report");
