@@ -111,21 +111,32 @@ struct Lowering {
     auto it = n.attrs.find("rounding");
     return it == n.attrs.end() || it->second.s.empty() ? "upward" : it->second.s;
   }
-  void resolve_knobs(KernelSpec &s) {
+  // `formats`: data-format knobs lowering has decided (0: absent). Neither a --knob nor a record
+  // changes them, and they are in place when a record is looked up, because the task a record
+  // names is the final kernel's.
+  void resolve_knobs(KernelSpec &s, const Knobs &formats = {}) {
     // Defaults for the target the kernel is compiled for (integer kernels get extra features).
     Knobs k = default_knobs(s, Halide::Target(kernel_target_string(s, target)));
     for (const auto &[name, v] : s.knobs) k[name] = v;
     s.knobs = k;
+    auto set_formats = [&] {
+      for (const auto &[name, v] : formats) {
+        s.knobs.erase(name);
+        if (v) s.knobs[name] = v;
+      }
+    };
     // --knob overrides first, so that the task is named as `qnnc tune --knob ...` named it; then
     // the tuned knobs; an explicit --knob still wins over a record.
     auto ov = overrides.find(s.kind);
     if (ov != overrides.end())
       for (const auto &[name, v] : ov->second) s.knobs[name] = v;
+    set_formats();
     if (!tuned.empty())
       if (auto it = tuned.find(task_signature(s)); it != tuned.end()) {
         for (const auto &[name, v] : it->second) s.knobs[name] = v;
         if (ov != overrides.end())
           for (const auto &[name, v] : ov->second) s.knobs[name] = v;
+        set_formats();
       }
   }
   // An activation as (c, x, y, n) for the convolution kernels; a 2-D [N, K] value (the input or
@@ -309,6 +320,11 @@ struct Lowering {
       lower_conv2d_bitserial(n, st, out, wbits, (int)n.i("activation_bits", 8));
       return;
     }
+    const auto &wq = *w.idata;
+    const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
+    const auto [tv, R] = dense ? std::pair<int, int>{-1, 0}
+                               : thresholds_const(n, s, out, 0, wq, C * KH * KW, 8, value_qmax(n.inputs[0]), true);
+    resolve_knobs(s, {{"thresholds", R}});  // again, now that the task is known (it may take a record)
     const int per = conv2d_q_weights_per_byte(s.knobs);
     if (wbits > 8 / per)
       throw Error("layer " + n.name + ": " + std::to_string(wbits) + "-bit weights do not fit " + std::to_string(per) +
@@ -320,7 +336,6 @@ struct Lowering {
     int64_t cb = conv2d_q_channel_block(s, s.knobs), nb = (M + cb - 1) / cb, G = conv2d_q_group(s.knobs);
     int64_t CB = (C + per * G - 1) / (per * G);  // bytes per (co, tap) along the channels, over G
     std::vector<int32_t> pk(nb * KH * KW * CB * cb * G, 0);
-    const auto &wq = *w.idata;
     for (int64_t m = 0; m < M; m++)
       for (int64_t c = 0; c < C; c++)
         for (int64_t ky = 0; ky < KH; ky++)
@@ -344,13 +359,8 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    s.knobs.erase("thresholds");
-    const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
-    const auto [tv, R] = dense ? std::pair<int, int>{-1, 0}
-                               : thresholds_const(n, s, out, 0, wq, C * KH * KW, 8, value_qmax(n.inputs[0]), true);
     st.args = {act4(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})}};
     if (R) {
-      s.knobs["thresholds"] = R;
       st.args.push_back({tv, packed({M, R, s.qmax})});
     } else {
       st.args.push_back({value(n.inputs[3]), packed({M})});
@@ -409,16 +419,8 @@ struct Lowering {
     s.knobs.clear();
     s.knobs["weight_bits"] = wbits;
     s.knobs["activation_bits"] = abits;
-    if (ob) s.knobs["output_bits"] = ob;
-    resolve_knobs(s);
-    // Data formats are lowering's to set, whatever a --knob or record says.
-    s.knobs.erase("output_bits");
-    s.knobs.erase("residual_bits");
-    if (ob) s.knobs["output_bits"] = ob;
-    if (rb) s.knobs["residual_bits"] = rb;
-    s.knobs.erase("thresholds");
     const auto [tv, R] = thresholds_const(n, s, out, rb, *w.idata, C * KH * KW, wbits, (1 << abits) - 1, false);
-    if (R) s.knobs["thresholds"] = R;
+    resolve_knobs(s, {{"output_bits", ob}, {"residual_bits", rb}, {"thresholds", R}});
     std::vector<int> coef = bitserial_plane_coefficients(wbits);
     int64_t P = (int64_t)coef.size(), cb = conv2d_bitserial_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
     // Weight bit planes, 32 input channels per word: (co % cb, word, plane, kx, ky, co / cb).

@@ -170,31 +170,35 @@ TEST(TaskSignature, DropsTunableKnobsKeepsSemanticOnes) {
   EXPECT_NE(qnnc::task_signature(a), qnnc::task_signature(b));
 }
 
-TEST_F(TuningRecords, CompileTakesTunedKnobsForTheirKernelsOnly) {
+// Compiles ResNet-18 at `precision`, writes records for the first kernel of `kind` (a faster
+// x_tile, a faster failed one, a faster one of another target), compiles again with them, and
+// checks that exactly that task takes the record, and the integers stay the same.
+void expect_compile_takes_record(const std::string &dir, const std::string &precision, const std::string &kind) {
+  SCOPED_TRACE(precision + " " + kind);
   qnnc::Graph g = qnnc::builtin_model("resnet18", {1, 3, 32, 32});
   qnnc::CompileOptions opt;
   opt.quantize = true;
-  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  opt.qconfig = qnnc::QConfig::parse_precision(precision);
   opt.qconfig.calibration_samples = 2;
   qnnc::CompileSummary s0 = qnnc::compile_to_dir(g, opt, dir + "/default");
   EXPECT_EQ(s0.tuned, 0);
   qnnc::Module m0 = qnnc::Module::load(dir + "/default");
-  // The first integer convolution: a record with another x_tile, faster than its default.
+  // The first convolution of that kind: a record with another x_tile, faster than its default.
   const auto &steps = m0.manifest()["steps"];
   qnnc::KernelSpec spec;
   for (const auto &st : steps)
-    if (st.contains("spec") && st["spec"]["kind"] == "conv2d_q") {
+    if (st.contains("spec") && st["spec"]["kind"] == kind) {
       spec = qnnc::KernelSpec::from_json(st["spec"]);
       break;
     }
-  ASSERT_EQ(spec.kind, "conv2d_q");
+  ASSERT_EQ(spec.kind, kind);
   const std::string task = qnnc::task_signature(spec), target = qnnc::resolve_target("host").halide.to_string();
   int dflt = spec.knobs.at("x_tile"), other = dflt == 2 ? 3 : 2;
   std::string p = dir + "/records.jsonl";
   auto r = [&](int x_tile, double ms, bool is_default, const std::string &tgt, const std::string &status) {
     qnnc::TuningRecord t = rec(task, {{"x_tile", x_tile}, {"vec", spec.knobs.at("vec")},
                                       {"co_vectors", spec.knobs.at("co_vectors")}}, ms, is_default, status, tgt);
-    t.family = "conv2d_q";
+    t.family = kind;
     qnnc::append_record(p, t);
   };
   r(dflt, 1.0, true, target, "ok");
@@ -221,6 +225,15 @@ TEST_F(TuningRecords, CompileTakesTunedKnobsForTheirKernelsOnly) {
   qnnc::Tensor x = qnnc::random_tensor({1, 3, 32, 32}, 3);
   auto y0 = m0.run({x})[0], y1 = m1.run({x})[0];
   EXPECT_EQ(0, std::memcmp(y0.data.data(), y1.data.data(), y0.data.size() * sizeof(float)));
+}
+
+TEST_F(TuningRecords, CompileTakesTunedKnobsForTheirKernelsOnly) { expect_compile_takes_record(dir, "int8", "conv2d_q"); }
+
+// Kernels whose task includes formats lowering decides (bit-plane outputs and residuals,
+// threshold epilogues): the record is looked up by the final kernel's task.
+TEST_F(TuningRecords, CompileTakesTunedKnobsForLowBitKernels) {
+  expect_compile_takes_record(dir + "/bs", "int1", "conv2d_bs");
+  expect_compile_takes_record(dir + "/stem", "int1", "conv2d_q");
 }
 
 // Tasks: the module's tunable kernels grouped by task signature; repeated layers (ResNet-18's
