@@ -98,8 +98,9 @@ TEST(KernelIsa, RequiredFeaturesOfTargetStrings) {
 
 // Kernels of awkward shapes: channel counts that do not fill a vector (narrow vectors are where
 // the VEX/EVEX choice differs), odd channels, 1x1 and 7x7, stride 2, residual, packed 4- and
-// 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise, the bit-serial kernel, and
-// fp32 conv/dense.
+// 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise, the bit-serial kernel (also
+// with bit-plane output and residual and threshold epilogues), a threshold conv2d_q, and fp32
+// conv/dense.
 std::vector<qnnc::KernelSpec> specs() {
   auto conv = [](std::string kind, std::vector<int64_t> in, int64_t M, int64_t k, int64_t stride, int64_t pad) {
     qnnc::KernelSpec s;
@@ -139,6 +140,21 @@ std::vector<qnnc::KernelSpec> specs() {
   auto bs2 = conv("conv2d_bs", {1, 40, 5, 5}, 7, 1, 1, 0);
   bs2.knobs = {{"weight_bits", 2}, {"activation_bits", 2}};
   v.push_back(bs2);
+  // The low-bit pipeline's variants: bit planes out and in (residual), threshold epilogues.
+  auto bs3 = conv("conv2d_bs", {1, 40, 6, 6}, 64, 3, 1, 1);
+  bs3.residual = true;
+  bs3.qmax = 1;
+  bs3.knobs = {{"weight_bits", 1}, {"activation_bits", 1}, {"output_bits", 1}, {"residual_bits", 1}, {"thresholds", 2}};
+  v.push_back(bs3);
+  auto bs4 = conv("conv2d_bs", {1, 33, 5, 5}, 17, 1, 1, 0);
+  bs4.residual = true;
+  bs4.qmax = 3;
+  bs4.knobs = {{"weight_bits", 2}, {"activation_bits", 2}, {"thresholds", 4}};
+  v.push_back(bs4);
+  auto qt = conv("conv2d_q", {1, 3, 16, 16}, 16, 7, 2, 3);  // the int1 stem: 1-bit output
+  qt.qmax = 1;
+  qt.knobs = {{"thresholds", 1}};
+  v.push_back(qt);
   v.push_back(conv("conv2d", {1, 3, 9, 9}, 5, 3, 2, 1));
   qnnc::KernelSpec d;
   d.kind = "dense";
