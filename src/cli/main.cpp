@@ -176,6 +176,14 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 "qnnc: wrote %s: %d steps, %d distinct kernels (%d from cache), weights %.1f MB, %.1f s",
                 out.c_str(), s.steps, s.kernels, s.cached, s.weight_bytes / 1e6, s.seconds);
   std::printf("%s\n", buf);
+  if (s.concats > 0)
+    std::printf("qnnc: concatenations: %d of %d written in place (their inputs' kernels write into one buffer; no "
+                "copy)%s\n",
+                s.concats_in_place, s.concats,
+                s.concats_in_place == 0 && opt.knobs.count("concat") ? " (--knob concat.in_place=0)"
+                : s.concats_in_place < s.concats ? "; the others copy (an input is a model input or output, a view, "
+                                                   "or listed twice)"
+                                                 : "");
   if (!s.tuning_records.empty()) {
     std::printf("qnnc: tuning: %d kernels tuned from %s, %d kept their default schedule (measured fastest)", s.tuned,
                 s.tuning_records.c_str(), s.default_best);

@@ -154,6 +154,8 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
   sum.dir = dir;
   sum.weight_bytes = write_module_files(lm, g, target, dir);
   sum.steps = (int)lm.steps.size();
+  sum.concats = lm.concats;
+  sum.concats_in_place = lm.concats_in_place;
   sum.kernels = (int)specs.size();
   for (const auto &c : compiled) sum.cached += c.from_cache ? 1 : 0;
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

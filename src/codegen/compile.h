@@ -41,6 +41,7 @@ struct CompileSummary {
   int default_best = 0;          // measured, and no candidate beat the default schedule
   std::vector<std::string> untuned;
   double untuned_mac_share = 0;
+  int concats = 0, concats_in_place = 0;  // channel concatenations; those written without a copy
   double seconds = 0;
   int64_t weight_bytes = 0;
   QuantizeSummary quant;

@@ -31,10 +31,10 @@ std::string kernel_code(const nlohmann::json &m, const std::string &layer, const
     std::string fn = s.value("fn", std::string("kernel"));
     try {
       if (what == "stmt")
-        k.pipeline.compile_to_lowered_stmt(tmp, k.args, Halide::StmtOutputFormat::Text,
+        k.pipeline.compile_to_lowered_stmt(tmp, k.arguments(), Halide::StmtOutputFormat::Text,
                                            t.with_feature(Halide::Target::NoRuntime));
       else
-        k.pipeline.compile_to_assembly(tmp, k.args, fn, t.with_feature(Halide::Target::NoRuntime));
+        k.pipeline.compile_to_assembly(tmp, k.arguments(), fn, t.with_feature(Halide::Target::NoRuntime));
     } catch (const Halide::Error &e) {
       throw Error("generating the " + what + " of '" + printable(layer) + "' failed: " + e.what());
     }

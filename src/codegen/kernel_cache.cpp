@@ -60,7 +60,7 @@ CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) 
   std::string tmp = temp_name(ck.object);
   try {
     HalideKernel k = build_kernel(spec, kernel_target(target, spec));
-    k.pipeline.compile_to_object(tmp, k.args, ck.fn, kernel_target(target, spec));
+    k.pipeline.compile_to_object(tmp, k.arguments(), ck.fn, kernel_target(target, spec));
   } catch (const Halide::Error &e) {
     // Halide's errors are not std::exceptions: turn them into qnnc's before they cross a thread.
     throw Error("Halide could not generate the kernel: " + std::string(e.what()));

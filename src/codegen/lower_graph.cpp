@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codegen/concat_slices.h"
 #include "codegen/kernel_cache.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_bitserial.h"
@@ -868,6 +869,11 @@ LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::m
   L.plan_bit_planes();
   for (const auto &n : g.nodes) L.lower_node(n);
   for (int v : g.outputs) L.lm.outputs.push_back(L.value(v));
+  // Concatenations in place unless `--knob concat.in_place=0`.
+  auto co = overrides.find("concat");
+  const ConcatPlacement cp = place_concat_slices(L.lm, co == overrides.end() || knob(co->second, "in_place", 1));
+  L.lm.concats = cp.concats;
+  L.lm.concats_in_place = cp.joined;
   // A step is tuned when its knobs are those of its task's record (an explicit --knob may have
   // replaced them).
   for (auto &st : L.lm.steps) {
@@ -909,6 +915,7 @@ int64_t write_module_files(const LoweredModule &lm, const Graph &g, const Target
     for (auto d : v.shape) n *= d;
     jv["bytes"] = n * dtype_bytes(v.dtype);
     if (v.alias_of >= 0) jv["alias_of"] = v.alias_of;
+    if (v.channel_offset >= 0) jv["channel_offset"] = v.channel_offset;
     if (v.kind == "const") {
       int64_t aligned = (off + 63) / 64 * 64;
       static const char zeros[64] = {};

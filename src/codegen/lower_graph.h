@@ -23,6 +23,7 @@ struct PlanValue {
   float scale = 0;                // integer activations: real = (q - zero_point) * scale
   int zero_point = 0;
   int alias_of = -1;
+  int64_t channel_offset = -1;    // >= 0: a slice, channels [offset, +C) of alias_of (concat_slices.h)
 };
 
 struct PlanArg {
@@ -47,6 +48,7 @@ struct LoweredModule {
   std::vector<PlanValue> values;
   std::vector<PlanStep> steps;
   std::vector<int> inputs, outputs;
+  int concats = 0, concats_in_place = 0;  // channel concatenations; those written without a copy
 };
 
 // Resolves every step's schedule knobs for target (defaults overridden by spec.knobs), since

@@ -179,7 +179,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
     xsum.update().reorder(x, taps.x, taps.y, y, n);
     if (OW >= 8) xsum.update().vectorize(x, 8, TailStrategy::GuardWithIf);
   }
-  std::vector<Argument> args{planes, weights};
+  std::vector<ImageParam> args{planes, weights};
   if (R) args.push_back(thr);
   else args.insert(args.end(), {bias, mult, shift});
   if (s.residual) args.push_back(residual);

@@ -129,7 +129,7 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
 
     schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= vec ? vec : 1) : 0);
   }
-  std::vector<Argument> args{input, weights, bias};
+  std::vector<ImageParam> args{input, weights, bias};
   if (s.residual) args.push_back(residual);
   return {Pipeline(out), args};
 }
@@ -193,7 +193,7 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
   if (dw) schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
   else schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
-  std::vector<Argument> args{input, weights, bias, mult, shift};
+  std::vector<ImageParam> args{input, weights, bias, mult, shift};
   if (s.residual) args.push_back(residual);
   args.push_back(qparams);
   return {Pipeline(out), args};

@@ -182,7 +182,7 @@ HalideKernel build_concat(const KernelSpec &s, const Knobs &k, const Target &t) 
     axis = 0;
   }
   std::vector<ImageParam> ins;
-  std::vector<Argument> args;
+  std::vector<ImageParam> args;
   for (size_t i = 0; i < s.parts.size(); i++) {
     std::vector<int64_t> ext = oext;
     ext[axis] = s.parts[i];
@@ -225,7 +225,11 @@ std::vector<KnobSpace> elementwise_knob_spaces() {
           {"binary", "a op b with broadcasting", {vec}},
           {"scale_shift", "per-channel x * scale + shift", {vec}},
           {"layout", "NCHW <-> NHWC", {vec}},
-          {"concat", "concatenation", {vec}}};
+          {"concat", "concatenation (channels: usually none, its inputs' kernels write into its buffer)",
+           {vec,
+            {"in_place", "1 (default): channel concatenations are written in place where they can be, with no copy; "
+                         "0: every concatenation copies its inputs",
+             {}, {0, 1}, false, true}}}};
 }
 
 }  // namespace qnnc

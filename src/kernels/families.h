@@ -32,6 +32,9 @@ HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Halide
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 // u8 -> fp32.
 HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// Flat elementwise kinds that also run over (channel, pixel) rows with strided pixels, so that
+// they can read or write a slice of a concatenation (codegen/concat_slices.h).
+bool takes_channel_rows(const std::string &kind);
 // Elementwise function of one fp32 tensor, over its flattened elements: spec.fn is sigmoid,
 // hardsigmoid (fparams alpha, beta: clamp(alpha x + beta, 0, 1)), hardswish (x hardsigmoid(x)
 // with 1/6, 1/2), silu (x sigmoid(x)), tanh, erf, gelu (x (1 + erf(x / sqrt 2)) / 2) or sqrt.

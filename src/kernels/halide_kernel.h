@@ -10,7 +10,9 @@ namespace qnnc {
 
 struct HalideKernel {
   Halide::Pipeline pipeline;
-  std::vector<Halide::Argument> args;  // inputs in call order; outputs follow them
+  std::vector<Halide::ImageParam> args;  // buffer inputs in call order; the output follows them
+  // The arguments as Halide compiles them.
+  std::vector<Halide::Argument> arguments() const { return {args.begin(), args.end()}; }
 };
 
 // Algorithm + schedule for spec on target. Knobs missing from spec.knobs take defaults.

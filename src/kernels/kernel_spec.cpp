@@ -32,6 +32,7 @@ nlohmann::json KernelSpec::to_json() const {
   if (axis >= 0) j["axis"] = axis;
   if (!starts.empty()) j["starts"] = starts;
   if (!steps.empty()) j["steps"] = steps;
+  if (!arg_strides.empty()) j["arg_strides"] = arg_strides;
   j["knobs"] = knobs;
   return j;
 }
@@ -63,6 +64,7 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.axis = j.value("axis", (int64_t)-1);
   s.starts = j.value("starts", std::vector<int64_t>());
   s.steps = j.value("steps", std::vector<int64_t>());
+  s.arg_strides = j.value("arg_strides", std::vector<std::vector<int64_t>>());
   s.knobs = j.at("knobs").get<Knobs>();
   return s;
 }

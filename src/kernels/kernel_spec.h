@@ -43,6 +43,10 @@ struct KernelSpec {
   std::vector<int64_t> perm;        // transpose: input dimension of each output dimension
   std::vector<int64_t> starts;      // slice: first element and step along each dimension
   std::vector<int64_t> steps;
+  // Memory strides of the kernel's buffer arguments (inputs in call order, output last), for
+  // those that are not dense: an activation that is a slice of a concatenation's buffer
+  // (codegen/concat_slices.h). Empty (or an empty entry): dense, as fixed_param declares.
+  std::vector<std::vector<int64_t>> arg_strides;
   Knobs knobs;                      // schedule choice; empty = defaults
 
   nlohmann::json to_json() const;

@@ -17,32 +17,47 @@ void schedule_flat(Func out, Var i, int64_t total, const Knobs &k) {
   if (total >= 8192) out.split(i, io, ii, 4096, TailStrategy::GuardWithIf).parallel(io).vectorize(ii, vec);
   else if (total >= vec) out.vectorize(i, vec, TailStrategy::GuardWithIf);
 }
+
+// out = f(in) elementwise. Over the flattened tensor; or, where the spec gives strides (a slice
+// of a concatenation's buffer, whose pixels are not adjacent), over (channel, pixel) rows.
+template <typename F>
+HalideKernel elementwise(const KernelSpec &s, const Knobs &k, Type in_type, F f) {
+  const int64_t total = numel(s.out_shape);
+  Func out("output");
+  if (s.arg_strides.empty()) {
+    ImageParam x = fixed_param(in_type, "input", {total});
+    Var i("i");
+    out(i) = f(x(i));
+    fix_output(out, {total});
+    schedule_flat(out, i, total, k);
+    return {Pipeline(out), {x}};
+  }
+  const int64_t C = s.out_shape.size() == 4 ? s.out_shape[1] : s.out_shape.back(), P = total / C;
+  ImageParam x = fixed_param(in_type, "input", {C, P});
+  Var c("c"), p("p"), po("po");
+  out(c, p) = f(x(c, p));
+  fix_output(out, {C, P});
+  const int vec = knob(k, "vec", 16);
+  if (C >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  const int64_t rows = std::max<int64_t>(1, 4096 / C);
+  if (P > rows) out.split(p, po, p, (int)rows, TailStrategy::GuardWithIf).parallel(po);
+  return {Pipeline(out), {x}};
+}
 }  // namespace
 
-// q = clamp(round(x * (1 / scale)) + zp, 0, qmax), elementwise over a flattened tensor; ties
-// as spec.rounding says.
+bool takes_channel_rows(const std::string &kind) { return kind == "quantize" || kind == "dequantize"; }
+
+// q = clamp(round(x * (1 / scale)) + zp, 0, qmax); ties as spec.rounding says.
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Target &t) {
-  const int64_t total = numel(s.out_shape);
-  ImageParam x = fixed_param(Float(32), "input", {total});
-  Var i("i");
-  Func out("output");
-  Expr q = i32(round_float(x(i) * (1.0f / s.scale), s.rounding)) + s.zero_point;
-  out(i) = u8(clamp(q, 0, s.qmax));
-  fix_output(out, {total});
-  schedule_flat(out, i, total, k);
-  return {Pipeline(out), {x}};
+  return elementwise(s, k, Float(32), [&](Expr x) {
+    Expr q = i32(round_float(x * (1.0f / s.scale), s.rounding)) + s.zero_point;
+    return u8(clamp(q, 0, s.qmax));
+  });
 }
 
 // x = (q - zp) * scale.
 HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Target &t) {
-  const int64_t total = numel(s.out_shape);
-  ImageParam q = fixed_param(UInt(8), "input", {total});
-  Var i("i");
-  Func out("output");
-  out(i) = f32(i32(q(i)) - s.zero_point) * s.scale;
-  fix_output(out, {total});
-  schedule_flat(out, i, total, k);
-  return {Pipeline(out), {q}};
+  return elementwise(s, k, UInt(8), [&](Expr q) { return f32(i32(q) - s.zero_point) * s.scale; });
 }
 
 std::vector<KnobSpace> quant_ops_knob_spaces() {

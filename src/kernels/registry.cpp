@@ -71,7 +71,7 @@ namespace {
 HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) {
   ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k));
   schedule_conv2d(f, s, k, t);
-  std::vector<Argument> args{f.input, f.weights, f.bias};
+  std::vector<ImageParam> args{f.input, f.weights, f.bias};
   if (s.residual) args.push_back(f.residual);
   return {Pipeline(f.output), args};
 }
@@ -79,7 +79,7 @@ HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) 
 HalideKernel build_conv2d_q(const KernelSpec &s, const Knobs &k, const Target &t) {
   ConvQFuncs f = define_conv2d_q(s, conv2d_q_channel_block(s, k));
   schedule_conv2d_q(f, s, k, t);
-  std::vector<Argument> args{f.input, f.weights, f.bias};
+  std::vector<ImageParam> args{f.input, f.weights, f.bias};
   if (f.thresholds) args.push_back(f.thr);
   else args.insert(args.end(), {f.mult, f.shift});
   if (s.residual) args.push_back(f.residual);
@@ -135,7 +135,26 @@ HalideKernel build_kernel(const KernelSpec &s, const Target &t) {
   for (const auto &[name, v] : s.knobs) k[name] = v;
   auto it = builders().find(s.kind);
   if (it == builders().end()) throw Error("no kernel family for '" + s.kind + "'");
-  return it->second(s, k, t);
+  HalideKernel hk = it->second(s, k, t);
+  // Buffers that are slices of a larger one: their strides replace the dense ones the family
+  // declared (the extents stay; only addressing changes).
+  if (s.arg_strides.size() > hk.args.size() + 1)
+    throw Error("kernel spec gives strides of " + std::to_string(s.arg_strides.size()) + " arguments, '" + s.kind +
+                "' takes " + std::to_string(hk.args.size() + 1));
+  for (size_t i = 0; i < s.arg_strides.size(); i++) {
+    const auto &st = s.arg_strides[i];
+    if (st.empty()) continue;
+    const bool out = i == hk.args.size();
+    const int rank = out ? hk.pipeline.outputs()[0].dimensions() : hk.args[i].dimensions();
+    if ((int)st.size() != rank || st[0] != 1)
+      throw Error("kernel spec: strides of argument " + std::to_string(i) + " of '" + s.kind + "' must give its " +
+                  std::to_string(rank) + " dimensions, the innermost dense");
+    for (int d = 1; d < rank; d++) {
+      if (out) hk.pipeline.outputs()[0].output_buffer().dim(d).set_stride((int)st[d]);
+      else hk.args[i].dim(d).set_stride((int)st[d]);
+    }
+  }
+  return hk;
 }
 
 }  // namespace qnnc

@@ -124,6 +124,13 @@ struct ValueInfo {
   int64_t arena_offset = 0;      // activations and inputs: into each context's arena
   int alias_of = -1;
   int root = -1;                 // end of the alias chain (the value owning the storage)
+  // A slice: channels [channel_offset, +C) of alias_of, both N,C,H,W activations in NHWC memory
+  // with the same N, H, W (a concatenation's input written in place); -1: a plain view.
+  int64_t channel_offset = -1;
+  std::string layout;
+  int64_t root_channel = 0;      // first channel within the root (slice offsets summed)
+  int64_t view_bytes = 0;        // bytes from the root's storage to this value's first element
+  bool is_slice() const { return channel_offset >= 0; }
 };
 
 // One argument of one step, bound the same way in every execution context.
@@ -138,6 +145,7 @@ struct Binding {
 // What one run needs for itself: the activation arena and kernel buffers bound to it.
 struct Context {
   Bytes arena;
+  std::map<int, Bytes> dense_copies;  // value_data of slices: gathered copies
   std::vector<halide_dimension_t> dims;
   std::vector<halide_buffer_t> bufs;
   std::vector<void *> argptrs;
@@ -318,7 +326,7 @@ struct Module::Impl {
 
   uint8_t *storage(int id, Context *c) const {
     const ValueInfo &r = values[values[id].root];
-    return r.kind == kConst ? weights.get() + r.offset : c->arena.get() + r.arena_offset;
+    return (r.kind == kConst ? weights.get() + r.offset : c->arena.get() + r.arena_offset) + values[id].view_bytes;
   }
 };
 
@@ -398,7 +406,12 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
       v.alias_of = r.value_index(*a, where, "alias_of");
       if (v.kind != kAct) r.fail(where, "only activations may be aliases (alias_of), this is kind '" + kind + "'");
     }
+    if (r.find(jv, "channel_offset")) {
+      if (v.alias_of < 0) r.fail(where, "has a channel_offset but no alias_of");
+      v.channel_offset = r.integer(jv, "channel_offset", where, 0, kMaxValueBytes);
+    }
     r.optional_type(jv, "layout", where, jv.value("layout", json("")).is_string(), "a string");
+    v.layout = jv.value("layout", json("")).is_string() ? jv.value("layout", std::string()) : std::string();
     r.optional_type(jv, "scale", where, jv.value("scale", json(0)).is_number(), "a number");
     r.optional_type(jv, "zero_point", where, jv.value("zero_point", json(0)).is_number_integer(), "an integer");
   }
@@ -414,11 +427,31 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
       const ValueInfo &a = values[v.alias_of];
       if (values[root].kind == kConst)
         r.fail(named("value", i, v.name), "is an alias of constant value " + std::to_string(root));
+      if (v.is_slice()) {
+        // A channel range of an NHWC activation (itself a slice or the owner of its storage).
+        const bool fits = v.shape.size() == 4 && a.shape.size() == 4 && v.layout == "NHWC" && a.layout == "NHWC" &&
+                          v.shape[0] == a.shape[0] && v.shape[2] == a.shape[2] && v.shape[3] == a.shape[3] &&
+                          v.channel_offset + v.shape[1] <= a.shape[1];
+        if (a.dtype != v.dtype || !fits || (a.alias_of >= 0 && !a.is_slice()))
+          r.fail(named("value", i, v.name), "is a slice (channels " + std::to_string(v.channel_offset) + "+ of value " +
+                                                std::to_string(v.alias_of) +
+                                                ") that is not a channel range of an NHWC activation of its type and size");
+        continue;
+      }
+      if (a.is_slice())
+        r.fail(named("value", i, v.name), "is a view of slice value " + std::to_string(v.alias_of) +
+                                              " (a slice is not dense; only kernels read it)");
       if (a.dtype != v.dtype || a.bytes != v.bytes)
         r.fail(named("value", i, v.name), "is an alias (alias_of " + std::to_string(v.alias_of) + ") of a value with " +
                                               std::string(kDTypes[a.dtype].name) + " " + std::to_string(a.bytes) +
                                               " bytes, it has " + kDTypes[v.dtype].name + " " + std::to_string(v.bytes));
     }
+  }
+
+  for (size_t i = 0; i < nv; i++) {
+    ValueInfo &v = values[i];
+    for (int a = (int)i; values[a].is_slice(); a = values[a].alias_of) v.root_channel += values[a].channel_offset;
+    v.view_bytes = v.root_channel * kDTypes[v.dtype].bytes;
   }
 
   // Model inputs and outputs: float32 (run() copies floats), inputs exactly the 'input' values.
@@ -445,6 +478,7 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
     if (v.kind == kConst || v.dtype != 0)
       r.fail("", "outputs[" + std::to_string(i) + "] is " + named("value", im->outputs[i], v.name) + ", a " +
                      kKindNames[v.kind] + " of " + kDTypes[v.dtype].name + " (outputs are f32 activations)");
+    if (v.is_slice()) r.fail("", "outputs[" + std::to_string(i) + "] is " + named("value", im->outputs[i], v.name) + ", a slice");
   }
 
   // Constants lie inside weights.bin, stored in value order, each 64-byte aligned.
@@ -523,9 +557,14 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
         a.dims.push_back(hd);
       }
       const int64_t numel = v.bytes / kDTypes[v.dtype].bytes;
-      if (furthest >= numel)
+      // A slice's view reaches into its root's storage, from the slice's first element.
+      const ValueInfo &owner = values[v.root];
+      const int64_t room = owner.bytes / kDTypes[v.dtype].bytes - v.view_bytes / kDTypes[v.dtype].bytes;
+      if (furthest >= room)
         r.fail(where, arg + " reaches element " + std::to_string(furthest) + " of " + named("value", a.value, v.name) +
-                          ", which has " + std::to_string(numel) + " elements");
+                          ", which has " + std::to_string(room) + (v.is_slice() ? " elements from its start in value " +
+                                                                                       std::to_string(v.root)
+                                                                                 : " elements"));
       // A kernel argument views its whole value (the compiler never passes part of one): the
       // extents multiply to the value's element count. This also catches an argument pointed
       // at another value that merely happens to be large enough.
@@ -617,20 +656,35 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
       return v;
     };
     if (s.alias) {
-      if (s.reads.size() != 1 || s.writes.size() != 1 || !s.args.empty())
-        r.fail(where, "a view step (alias) must read one value, write one and have no args");
-      if (values[s.writes[0]].alias_of != s.reads[0])
-        r.fail(where, "writes " + named("value", s.writes[0], values[s.writes[0]].name) +
-                          " as a view of value " + std::to_string(s.reads[0]) + ", but its alias_of is " +
-                          std::to_string(values[s.writes[0]].alias_of));
+      if (s.reads.empty() || s.writes.size() != 1 || !s.args.empty())
+        r.fail(where, "a view step (alias) must read values, write one and have no args");
+      const ValueInfo &w = values[s.writes[0]];
+      if (s.reads.size() == 1 && !values[s.reads[0]].is_slice()) {
+        if (w.alias_of != s.reads[0])
+          r.fail(where, "writes " + named("value", s.writes[0], w.name) + " as a view of value " +
+                            std::to_string(s.reads[0]) + ", but its alias_of is " + std::to_string(w.alias_of));
+      } else {
+        // A join: a concatenation whose inputs were written in place, as slices that tile its
+        // output's channels in order.
+        int64_t at = w.root_channel;
+        for (int x : s.reads) {
+          const ValueInfo &p = values[x];
+          if (!p.is_slice() || p.root != w.root || p.root_channel != at)
+            r.fail(where, "joins " + named("value", x, p.name) + ", which is not the slice of value " +
+                              std::to_string(w.root) + " at channel " + std::to_string(at));
+          at += p.shape[1];
+        }
+        if (w.shape.size() != 4 || at != w.root_channel + w.shape[1])
+          r.fail(where, "its slices do not cover the channels of " + named("value", s.writes[0], w.name));
+      }
     } else {
       std::vector<int> in, out;
       for (size_t i = 0; i < s.args.size(); i++) {
         int a = s.args[i].value;
         if (s.is_output[i]) {
-          if (values[a].kind != kAct || values[a].alias_of >= 0)
+          if (values[a].kind != kAct || (values[a].alias_of >= 0 && !values[a].is_slice()))
             r.fail(where, "arg " + std::to_string(i) + " writes " + named("value", a, values[a].name) +
-                              ", which is not a plain activation");
+                              ", which is not a plain activation or a slice");
           out.push_back(a);
         } else if (values[a].kind != kConst) {
           in.push_back(a);
@@ -715,7 +769,7 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
       const ValueInfo &root = values[values[a.value].root];
       Binding b;
       b.is_const = root.kind == kConst;
-      b.offset = b.is_const ? root.offset : root.arena_offset;
+      b.offset = (b.is_const ? root.offset : root.arena_offset) + values[a.value].view_bytes;
       b.type = kDTypes[values[a.value].dtype].type;
       b.rank = (int32_t)a.dims.size();
       b.first_dim = im->dims.size();
@@ -765,7 +819,16 @@ float *Module::value_data(int id) {
   const Impl &im = *impl_;
   check_id(id, im.values.size());
   Context *c = current_run.impl == &im && current_run.ctx ? current_run.ctx : im.primary;
-  return (float *)im.storage(id, c);
+  const ValueInfo &v = im.values[id];
+  if (!v.is_slice()) return (float *)im.storage(id, c);
+  // A slice is strided (its pixels lie the root's channel count apart): gather a dense copy.
+  const int64_t elem = kDTypes[v.dtype].bytes, row = v.shape[1] * elem;
+  const int64_t pitch = im.values[v.root].shape[1] * elem, pixels = v.shape[0] * v.shape[2] * v.shape[3];
+  Bytes &copy = c->dense_copies[id];
+  if (!copy) copy = aligned_bytes(v.bytes);
+  const uint8_t *src = im.storage(id, c);
+  for (int64_t p = 0; p < pixels; p++) std::memcpy(copy.get() + p * row, src + p * pitch, row);
+  return (float *)copy.get();
 }
 std::vector<int64_t> Module::value_shape(int id) const {
   check_id(id, impl_->values.size());

@@ -65,7 +65,8 @@ class Module {
   // shared by all contexts. An activation's storage is that of the run in progress on the
   // calling thread (inside a hook), otherwise that of the primary context, which every run takes
   // when no other run holds it (in a single-threaded program: the previous run's values).
-  // Throws qnnc::Error for an id out of range.
+  // Throws qnnc::Error for an id out of range. A slice of a concatenation (its channels strided
+  // in a larger buffer) is returned as a dense copy made at the call.
   float *value_data(int id);
   std::vector<int64_t> value_shape(int id) const;
   int find_value(const std::string &name) const;   // -1 when absent

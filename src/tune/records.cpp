@@ -57,6 +57,7 @@ TuningRecord TuningRecord::from_json(const nlohmann::json &j) {
 
 std::string task_signature(const KernelSpec &spec) {
   KernelSpec s = spec;
+  s.arg_strides.clear();  // a kernel writing into (or reading) a concatenation's slice is tuned dense
   auto it = knob_spaces().find(s.kind);
   if (it != knob_spaces().end())
     for (const auto &name : it->second.tunable()) s.knobs.erase(name);

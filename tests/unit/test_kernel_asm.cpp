@@ -38,7 +38,7 @@ std::string assembly(qnnc::KernelSpec s, const std::string &target) {
   s.knobs = k;
   qnnc::HalideKernel hk = qnnc::build_kernel(s, ht);
   std::string path = testing::TempDir() + "/qnnc_asm_" + std::to_string(getpid()) + ".s";
-  hk.pipeline.compile_to_assembly(path, hk.args, "k", ht);
+  hk.pipeline.compile_to_assembly(path, hk.arguments(), "k", ht);
   std::ifstream f(path);
   std::stringstream ss;
   ss << f.rdbuf();

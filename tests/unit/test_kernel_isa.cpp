@@ -240,7 +240,7 @@ std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
       qnnc::HalideKernel hk = qnnc::build_kernel(s, t);
       std::string obj = testing::TempDir() + "/qnnc_isa_" + std::to_string(getpid()) + "_" + level.name + "_" +
                         std::to_string(i) + ".o";
-      hk.pipeline.compile_to_object(obj, hk.args, "k" + std::to_string(i), t);
+      hk.pipeline.compile_to_object(obj, hk.arguments(), "k" + std::to_string(i), t);
       out[i] = {s.describe(), disassemble(obj)};
       std::remove(obj.c_str());
     }

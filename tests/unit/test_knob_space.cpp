@@ -68,7 +68,7 @@ TEST(KnobSpace, SearchValuesBuild) {
       s.knobs[name] = v;
       try {
         qnnc::HalideKernel k = qnnc::build_kernel(s, t);
-        k.pipeline.compile_to_module(k.args, "k", t);
+        k.pipeline.compile_to_module(k.arguments(), "k", t);
       } catch (const Halide::Error &e) {
         ADD_FAILURE() << name << "=" << v << ": " << e.what();
       }

@@ -63,9 +63,10 @@ TEST(QuantConcat, ConcatOfIntegerConvsStaysInteger) {
   opt.quantize = true;
   opt.qconfig = qnnc::QConfig::parse_precision("int8");
   qnnc::Module q = qnnc::compile(g, opt);
-  int u8_concats = 0;
-  for (const auto &st : q.manifest()["steps"])
-    if (st["op"] == "concat") u8_concats += st["spec"]["dtype"] == "u8";
+  int u8_concats = 0;  // written in place (a join of u8 slices) or copied as u8
+  const auto &m = q.manifest();
+  for (const auto &st : m["steps"])
+    if (st["op"] == "concat") u8_concats += m["values"][st["writes"][0].get<int>()]["dtype"] == "u8";
   EXPECT_EQ(u8_concats, 1);
   auto ops = ref::step_ops(q);
   EXPECT_EQ(ref::count(ops, "dequantize"), 1);  // only the output
