@@ -586,6 +586,12 @@ struct Lowering {
     st.args = {flat(n.inputs[0]), flat(out)};
   }
   void lower_scale_shift(const Node &n, PlanStep &st, int out) {
+    if (g.values[out].type.dtype == DType::u8) {  // a quantize step folded in (quantize_graph.cpp)
+      st.spec.scale = g.values[out].scale;
+      st.spec.zero_point = g.values[out].zero_point;
+      st.spec.qmax = (int)n.i("qmax", 255);
+      st.spec.rounding = rounding_of(n);
+    }
     resolve_knobs(st.spec);
     int64_t C = g.values[n.inputs[0]].type.shape[1];
     st.args = {act(n.inputs[0]), {value(n.inputs[1]), packed({C})}, {value(n.inputs[2]), packed({C})}, act(out)};

@@ -116,6 +116,8 @@ void infer_shapes(Graph &g) {
         for (size_t k = 1; k < 5; k++)
           if (in(k).numel() != in(0).shape[1]) fail(n, "parameter " + std::to_string(k) + " size does not match channels");
       }
+      // A scale_shift with a quantize step folded in (quantize_graph.cpp) writes u8.
+      if (op == "scale_shift" && n.attrs.count("qmax")) out.dtype = DType::u8;
     } else if (op == "add") {
       if (in(0).shape != in(1).shape)
         fail(n, "operands " + shape_str(in(0).shape) + " and " + shape_str(in(1).shape) + " differ");

@@ -4,8 +4,10 @@
 #include <cmath>
 
 #include "kernels/families.h"
+#include "kernels/requantize.h"
 
 using namespace Halide;
+using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
@@ -45,8 +47,12 @@ HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Target
   ImageParam shift = fixed_param(Float(32), "shift", {C});
   Var c("c"), x("x"), y("y"), n("n");
   Func out("output");
-  Expr v = in(c, x, y, n) * scale(c) + shift(c);
-  out(c, x, y, n) = fused_activation(v, s);
+  // Strict IEEE arithmetic (a multiply, then an add; never a fused multiply-add), so that the
+  // value is the same on every target and the same whether the kernel stores it or quantizes
+  // it (spec.scale: a quantize step folded in, quantize_graph.cpp), which is also strict.
+  Expr v = strict_float(fused_activation(in(c, x, y, n) * scale(c) + shift(c), s));
+  if (s.scale > 0) v = u8(clamp(i32(round_float(v * (1.0f / s.scale), s.rounding)) + s.zero_point, 0, s.qmax));
+  out(c, x, y, n) = v;
   fix_output(out, {C, W, H, N});
   int vec = knob(k, "vec", 8);
   if (C >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);

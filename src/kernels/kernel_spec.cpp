@@ -92,6 +92,8 @@ std::string KernelSpec::describe() const {
   if (residual) os << " +residual";
   if (group != 1) os << (group == in_shape[1] && group == out_shape[1] ? " depthwise" : " groups=" + std::to_string(group));
   if (relu) os << (relu_max > 0 ? " +relu" + std::to_string((int)relu_max) : " +relu");
+  if (kind == "scale_shift" && scale > 0) os << " ->u8";
+  if (!arg_strides.empty()) os << " (slice)";
   return os.str();
 }
 

@@ -369,8 +369,36 @@ struct Rewriter {
       out.push_back(n);
     }
     for (auto &o : g.outputs) o = as_float(o);
+    fold_quantize_into_scale_shift();
     g.nodes = std::move(out);
     compact(g);
+  }
+
+  // A quantize step whose input is an fp32 scale_shift that nothing else reads: the scale_shift
+  // writes the integers itself (DenseNet's batch norm + ReLU before each integer convolution),
+  // so the fp32 tensor is never stored. The arithmetic is the quantize step's, unchanged.
+  void fold_quantize_into_scale_shift() {
+    std::map<int, int> reads, made_by;
+    for (const auto &n : out)
+      for (int v : n.inputs) reads[v]++;
+    for (int o : g.outputs) reads[o]++;
+    for (size_t i = 0; i < out.size(); i++) made_by[out[i].outputs[0]] = (int)i;
+    std::vector<bool> folded(out.size(), false);
+    for (auto &q : out) {
+      auto p = q.op == "quantize" ? made_by.find(q.inputs[0]) : made_by.end();
+      if (p == made_by.end() || out[(size_t)p->second].op != "scale_shift" || reads[q.inputs[0]] != 1) continue;
+      Node &ss = out[(size_t)p->second];
+      ss.outputs = q.outputs;
+      ss.set_i("qmax", q.i("qmax", 255));
+      ss.attrs["rounding"] = q.attrs["rounding"];
+      folded[(size_t)(&q - out.data())] = true;
+      sum.quantize_steps--;
+      sum.quantize_folded++;
+    }
+    std::vector<Node> kept;
+    for (size_t i = 0; i < out.size(); i++)
+      if (!folded[i]) kept.push_back(std::move(out[i]));
+    out = std::move(kept);
   }
 };
 

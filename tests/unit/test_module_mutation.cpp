@@ -74,7 +74,8 @@ bool printable_ascii(const std::string &s) {
 // Fields of graph.json the runtime acts on (the others only describe the module).
 bool structural(const json::json_pointer &p) {
   static const std::set<std::string> keys{"format", "target_is_host", "weights_bytes", "values", "inputs", "outputs",
-                                          "kind", "dtype", "shape", "bytes", "offset", "alias_of", "steps", "reads",
+                                          "kind", "dtype", "shape", "bytes", "offset", "alias_of", "channel_offset",
+                                          "layout", "steps", "reads",
                                           "writes", "fn", "alias", "args", "value", "dims"};
   std::string s = p.to_string(), last;
   std::stringstream ss(s);
@@ -120,6 +121,7 @@ class ModuleMutation {
     reference_module_ = std::make_unique<qnnc::Module>(qnnc::Module::load(dir_.string()));
     reference_ = reference_module_->run(input_);
   }
+  const json &graph() const { return graph_; }
   ~ModuleMutation() {
     reference_module_.reset();
     std::error_code ec;
@@ -316,6 +318,55 @@ TEST(ModuleMutation, Int8ResNet18) {
   opt.qconfig.calibration_samples = 2;
   ModuleMutation mm("int8", resnet18(), opt);
   mm.check(200, 2);
+}
+
+// Concatenations written in place: slices (alias_of + channel_offset), slices of slices, joins,
+// strided kernel arguments, u8 and fp32 slices, quantize / dequantize over strided rows.
+qnnc::Graph dense_block() {
+  ref::Rng rng(5);
+  ref::GraphBuilder gb;
+  auto conv = [&](int x, int64_t cin, int64_t cout, int64_t k) {
+    const int64_t p = k / 2;
+    int c = gb.conv(x, gb.constant("w" + std::to_string(gb.counter), {cout, cin, k, k}, ref::randn(cout * cin * k * k, rng, 0.4f)),
+                    gb.constant("b" + std::to_string(gb.counter), {cout}, ref::randn(cout, rng, 0.1f)), {1, 1}, {p, p, p, p},
+                    {1, 1});
+    return gb.node("Relu", {c});
+  };
+  auto cat = [&](std::vector<int> xs) { return gb.node("Concat", xs, [](qnnc::Node &n) { n.set_i("axis", 1); }); };
+  int x0 = conv(gb.maxpool(gb.input("x", kShape), {2, 2}, {2, 2}, {0, 0, 0, 0}), 3, 8, 3);
+  std::vector<int> feats{x0};
+  int64_t c = 8;
+  for (int i = 0; i < 3; i++) {
+    std::vector<float> g(c, 1.1f), b(c, 0.05f), m(c, 0.1f), v(c, 1.2f);
+    int pre = gb.node("Relu", {gb.batchnorm(cat(feats), g, b, m, v, 1e-5f)});
+    feats.push_back(conv(pre, c, 4, 3));
+    c += 4;
+  }
+  int block = cat(feats);
+  int inner = cat({conv(block, c, 3, 1), conv(block, c, 5, 3)});
+  int outer = cat({inner, gb.maxpool(block, {3, 3}, {1, 1}, {1, 1, 1, 1})});
+  gb.output(gb.gemm(gb.node("Flatten", {gb.node("GlobalAveragePool", {outer})}), gb.constant("fc.w", {10, 8 + c}, ref::randn(10 * (8 + c), rng, 0.2f)),
+                    gb.constant("fc.b", {10}, ref::randn(10, rng, 0.1f))));
+  return gb.finish();
+}
+
+TEST(ModuleMutation, ConcatSlices) {
+  for (bool int8 : {false, true}) {
+    qnnc::CompileOptions opt;
+    if (int8) {
+      opt.quantize = true;
+      opt.qconfig = qnnc::QConfig::parse_precision("int8");
+      opt.qconfig.skip_first_conv = false;
+      opt.qconfig.calibration_samples = 2;
+    }
+    ModuleMutation mm(int8 ? "concat-int8" : "concat-fp32", dense_block(), opt);
+    int slices = 0, joins = 0;
+    for (const auto &v : mm.graph()["values"]) slices += v.contains("channel_offset");
+    for (const auto &st : mm.graph()["steps"]) joins += st["op"] == "concat" && st["alias"].get<bool>();
+    EXPECT_GE(slices, 8);
+    EXPECT_EQ(joins, 6);
+    mm.check(150, int8 ? 5 : 4);
+  }
 }
 
 TEST(ModuleMutation, BitSerialResNet18) {
