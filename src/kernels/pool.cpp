@@ -19,10 +19,21 @@ HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Target &t)
   Expr lowest = q ? Expr((uint8_t)0) : Expr(-std::numeric_limits<float>::infinity());
   Func padded = BoundaryConditions::constant_exterior(in, lowest, {Range(), Range(0, (int)W), Range(0, (int)H), Range()});
   Var c("c"), x("x"), y("y"), n("n");
-  RDom r(0, (int)s.kernel[1], 0, (int)s.kernel[0], "r");
+  const int KH = (int)s.kernel[0], KW = (int)s.kernel[1];
+  auto tap = [&](Expr kx, Expr ky) {
+    return padded(c, x * (int)s.stride[1] + kx - (int)s.pads[1], y * (int)s.stride[0] + ky - (int)s.pads[0], n);
+  };
   Func out("output");
-  out(c, x, y, n) = maximum(padded(c, x * (int)s.stride[1] + r.x - (int)s.pads[1],
-                                   y * (int)s.stride[0] + r.y - (int)s.pads[0], n));
+  if (KH * KW <= 25) {
+    // The window written out: one max per tap, no reduction loop.
+    Expr m;
+    for (int ky = 0; ky < KH; ky++)
+      for (int kx = 0; kx < KW; kx++) m = m.defined() ? max(m, tap(kx, ky)) : tap(kx, ky);
+    out(c, x, y, n) = m;
+  } else {
+    RDom r(0, KW, 0, KH, "r");
+    out(c, x, y, n) = maximum(tap(r.x, r.y));
+  }
   fix_output(out, {C, OW, OH, N});
   int vec = knob(k, "vec", 8);
   if (C >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
@@ -104,7 +115,8 @@ HalideKernel build_avgpool(const KernelSpec &s, const Knobs &k, const Target &t)
 
 std::vector<KnobSpace> pool_knob_spaces() {
   KnobDecl vec{"vec", "lanes per vector of channels", {8, 16, 32}, {}};
-  return {{"maxpool", "windowed max", {vec}},
+  KnobDecl max_vec{"vec", "lanes per vector of channels", {8, 16, 32, 64}, {}};
+  return {{"maxpool", "windowed max", {max_vec}},
           {"avgpool", "windowed mean", {vec}},
           {"global_avgpool", "mean over H and W", {vec}},
           {"global_avgpool_q", "mean over H and W of u8 activations", {vec}}};

@@ -58,6 +58,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
     return k;
   }
   Knobs k{{"vec", t.natural_vector_size<float>()}};
+  if (s.kind == "maxpool" && s.dtype == "u8") k["vec"] = t.natural_vector_size<uint8_t>();
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add" || s.kind == "unary") k["chunk"] = 4096;
   if (s.kind == "layernorm" || s.kind == "softmax") k["rows"] = 16;
