@@ -45,6 +45,23 @@ Knobs tunable_part(const KernelSpec &s) {
 
 }  // namespace
 
+std::string knobs_not_applied(const nlohmann::json &manifest, const std::vector<int> &steps, const Knobs &want) {
+  const auto &all = manifest.at("steps");
+  for (int k : steps) {
+    if (k < 0 || (size_t)k >= all.size() || !all[(size_t)k].contains("spec"))
+      return "step " + std::to_string(k) + " is not a kernel of the candidate module";
+    const Knobs got = all[(size_t)k]["spec"].value("knobs", Knobs{});
+    for (const auto &[name, v] : want) {
+      auto it = got.find(name);
+      if (it == got.end() || it->second != v)
+        return "step " + std::to_string(k) + " was compiled with " + name + "=" +
+               (it == got.end() ? std::string("(none)") : std::to_string(it->second)) + ", the candidate has " +
+               name + "=" + std::to_string(v);
+    }
+  }
+  return "";
+}
+
 std::vector<TuneTask> extract_tasks(const nlohmann::json &manifest) {
   std::map<std::string, TuneTask> by;
   std::map<std::string, double> macs;
@@ -270,6 +287,14 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
       try {
         fs::remove_all(c.dir);
         compile_prepared(prepared, co, c.dir);
+        // Measured only if the knobs are in the kernels: otherwise the default is measured
+        // under the candidate's name (how a lookup bug once went unseen).
+        std::ifstream mf(c.dir + "/graph.json");
+        nlohmann::json m = nlohmann::json::parse(mf);
+        std::string why = knobs_not_applied(m, c.task->steps, c.knobs);
+        if (!why.empty()) c.compile_error = "failed: knobs not applied: " + why;
+      } catch (const nlohmann::json::exception &e) {
+        c.compile_error = std::string("failed: reading the candidate's plan: ") + printable(e.what(), 300);
       } catch (const Error &e) {
         c.compile_error = std::string("failed: compile: ") + printable(e.what(), 300);
       } catch (const Halide::Error &e) {

@@ -74,6 +74,11 @@ struct TuneResult {
 // with tunable knobs, largest total MACs first (times are filled in by tune()).
 std::vector<TuneTask> extract_tasks(const nlohmann::json &manifest);
 
+// Whether a candidate's knobs reached the kernels it was compiled for: "" when every step in
+// `steps` of the candidate module's manifest has each knob of `want` at the wanted value,
+// else what differs (a candidate whose record the compile did not apply measures the default).
+std::string knobs_not_applied(const nlohmann::json &manifest, const std::vector<int> &steps, const Knobs &want);
+
 // prepared: the graph after prepare_for_codegen(g, opt) (calibrated once).
 TuneResult tune(const Graph &prepared, const CompileOptions &opt, const TuneOptions &to);
 

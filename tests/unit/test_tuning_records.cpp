@@ -269,4 +269,28 @@ TEST_F(TuningRecords, TasksDeduplicateRepeatedKernels) {
   EXPECT_EQ(tasks.front().family.rfind("conv2d", 0), 0u);  // largest MACs first
 }
 
+// The tuner measures a candidate only where its knobs are in the compiled kernels: a module
+// compiled with the candidate's record passes the check, the default module does not, and the
+// message names the knob and both values.
+TEST_F(TuningRecords, CandidateKnobsAreCheckedInTheCompiledPlan) {
+  qnnc::Graph g = qnnc::builtin_model("resnet18", {1, 3, 32, 32});
+  qnnc::compile_to_dir(g, qnnc::CompileOptions{}, dir + "/d");
+  qnnc::Module d = qnnc::Module::load(dir + "/d");
+  auto tasks = qnnc::extract_tasks(d.manifest());
+  ASSERT_FALSE(tasks.empty());
+  const qnnc::TuneTask &t = tasks.front();
+  qnnc::Knobs want = t.default_knobs;
+  want["x_tile"] = want["x_tile"] == 3 ? 2 : 3;
+  EXPECT_EQ(qnnc::knobs_not_applied(d.manifest(), t.steps, t.default_knobs), "");
+  std::string why = qnnc::knobs_not_applied(d.manifest(), t.steps, want);
+  EXPECT_CONTAINS(why, "x_tile=" + std::to_string(t.default_knobs.at("x_tile")));
+  EXPECT_CONTAINS(why, "the candidate has x_tile=" + std::to_string(want["x_tile"]));
+  qnnc::CompileOptions co;
+  co.tuned = {{t.task, want}};
+  qnnc::compile_to_dir(g, co, dir + "/c");
+  qnnc::Module c = qnnc::Module::load(dir + "/c");
+  EXPECT_EQ(qnnc::knobs_not_applied(c.manifest(), t.steps, want), "");
+  EXPECT_CONTAINS(qnnc::knobs_not_applied(c.manifest(), {99999}, want), "not a kernel");
+}
+
 }  // namespace
