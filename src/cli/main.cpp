@@ -204,8 +204,9 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                 opt.qconfig.precision().c_str(), q.quantized, q.kept_fp32, q.quantize_steps, q.dequantize_steps,
                 q.fp32_weight_bytes / 1e6, q.quantized_weight_bytes / 1e6, opt.qconfig.weight_bits);
     if (q.quantize_folded)
-      std::printf("qnnc:   %d quantize steps done by the fp32 per-channel scale and shift (batch norm) before them\n",
-                  q.quantize_folded);
+      std::printf("qnnc:   %d quantize steps done by the step before them (%d batch norms, %d gate products that also "
+                  "read integers)\n",
+                  q.quantize_folded, q.quantize_folded - q.gates_folded, q.gates_folded);
     if (q.lookup_tables)
       std::printf("qnnc:   %d activation functions of one integer input run as %d-entry tables\n", q.lookup_tables,
                   1 << opt.qconfig.activation_bits);

@@ -626,9 +626,25 @@ struct Lowering {
     const auto &ot = g.values[out].type;
     const size_t r = ot.shape.size();
     const bool nhwc = r == 4 && ot.layout == Layout::NHWC;
-    for (int v : {n.inputs[0], n.inputs[1]})
+    // An integer product (quantize_graph.cpp: a gate's dequantize and quantize folded in): u8
+    // first operand, fp32 second, u8 output.
+    const bool q = ot.dtype == DType::u8;
+    if (q) {
+      const Value &a = g.values[n.inputs[0]];
+      if (s.fn != "mul" || a.type.dtype != DType::u8 || g.values[n.inputs[1]].type.dtype != DType::f32)
+        throw Error("node '" + n.name + "': an integer product takes u8 x fp32 operands");
+      s.dtype = "u8";
+      s.fparams = {a.scale, (float)a.zero_point};
+      s.scale = g.values[out].scale;
+      s.zero_point = g.values[out].zero_point;
+      s.qmax = (int)n.i("qmax", 255);
+      s.rounding = rounding_of(n);
+    }
+    for (int k = q ? 1 : 0; k < 2; k++) {
+      const int v = n.inputs[(size_t)k];
       if (g.values[v].type.dtype != DType::f32 || (g.values[v].is_const() && !g.values[v].data))
         throw Error("node '" + n.name + "': " + s.fn + " takes fp32 operands");
+    }
     auto [av, ae] = broadcast_operand(n.inputs[0], r, nhwc);
     auto [bv, be] = broadcast_operand(n.inputs[1], r, nhwc);
     s.in_shape = ae;

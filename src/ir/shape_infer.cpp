@@ -135,7 +135,8 @@ void infer_shapes(Graph &g) {
       }
       out = a.size() >= b.size() ? in(0) : in(1);
       out.shape = o;
-      out.dtype = DType::f32;
+      // A product with a quantize step folded in (quantize_graph.cpp) writes u8.
+      out.dtype = op == "binary" && n.attrs.count("qmax") ? DType::u8 : DType::f32;
     } else if (op == "Sigmoid" || op == "Tanh" || op == "HardSwish" || op == "HardSigmoid" || op == "Erf" ||
                op == "Sqrt" || op == "Gelu" || op == "unary" || op == "lut") {
       out = in(0);

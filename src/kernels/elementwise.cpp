@@ -143,7 +143,12 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
   const size_t r = s.out_shape.size();
   if (s.in_shape.size() != r || s.in2_shape.size() != r || r == 0 || r > 6)
     throw Error("binary kernel: operand ranks differ from the output's");
-  ImageParam a = fixed_param(Float(32), "a", s.in_shape);
+  // spec.dtype u8: `a` holds integers (real = (q - fparams[1]) * fparams[0]), and the output is
+  // quantized with spec.scale / zero_point / qmax: the steps dequantize, op, quantize in one.
+  const bool q = s.dtype == "u8";
+  if (q && (s.fn != "mul" || s.fparams.size() != 2 || s.scale <= 0))
+    throw Error("binary kernel: integer operands are for mul with their scale and zero point");
+  ImageParam a = fixed_param(q ? UInt(8) : Float(32), "a", s.in_shape);
   ImageParam b = fixed_param(Float(32), "b", s.in2_shape);
   std::vector<Var> vars = dim_vars(r);
   std::vector<Expr> ia, ib;
@@ -152,14 +157,16 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
     ia.push_back(s.in_shape[d] == 1 ? Expr(0) : Expr(vars[d]));
     ib.push_back(s.in2_shape[d] == 1 ? Expr(0) : Expr(vars[d]));
   }
-  Expr x = a(ia), y = b(ib), v;
+  Expr x = q ? f32(i32(a(ia)) - (int)s.fparams[1]) * s.fparams[0] : Expr(a(ia)), y = b(ib), v;
   if (s.fn == "add") v = x + y;
   else if (s.fn == "sub") v = x - y;
   else if (s.fn == "mul") v = x * y;
   else if (s.fn == "div") v = x / y;
   else throw Error("binary kernel: unknown function '" + s.fn + "'");
   Func out("output");
-  out(args) = fused_activation(v, s);
+  v = fused_activation(v, s);
+  if (q) v = u8(clamp(i32(round_float(v * (1.0f / s.scale), s.rounding)) + s.zero_point, 0, s.qmax));
+  out(args) = v;
   fix_output(out, s.out_shape);
   int vec = knob(k, "vec", 8);
   if (s.out_shape[0] >= vec) out.vectorize(vars[0], vec, TailStrategy::GuardWithIf);

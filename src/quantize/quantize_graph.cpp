@@ -370,8 +370,17 @@ struct Rewriter {
     }
     for (auto &o : g.outputs) o = as_float(o);
     fold_quantize_into_scale_shift();
+    fold_gate_product();
     g.nodes = std::move(out);
     compact(g);
+  }
+
+  // Of the rewritten nodes: how many read each value (graph outputs count), which node makes it.
+  void count_uses(std::map<int, int> &reads, std::map<int, int> &made_by) const {
+    for (const auto &n : out)
+      for (int v : n.inputs) reads[v]++;
+    for (int o : g.outputs) reads[o]++;
+    for (size_t i = 0; i < out.size(); i++) made_by[out[i].outputs[0]] = (int)i;
   }
 
   // A quantize step whose input is an fp32 scale_shift that nothing else reads: the scale_shift
@@ -379,10 +388,7 @@ struct Rewriter {
   // so the fp32 tensor is never stored. The arithmetic is the quantize step's, unchanged.
   void fold_quantize_into_scale_shift() {
     std::map<int, int> reads, made_by;
-    for (const auto &n : out)
-      for (int v : n.inputs) reads[v]++;
-    for (int o : g.outputs) reads[o]++;
-    for (size_t i = 0; i < out.size(); i++) made_by[out[i].outputs[0]] = (int)i;
+    count_uses(reads, made_by);
     std::vector<bool> folded(out.size(), false);
     for (auto &q : out) {
       auto p = q.op == "quantize" ? made_by.find(q.inputs[0]) : made_by.end();
@@ -398,6 +404,51 @@ struct Rewriter {
     std::vector<Node> kept;
     for (size_t i = 0; i < out.size(); i++)
       if (!folded[i]) kept.push_back(std::move(out[i]));
+    out = std::move(kept);
+  }
+
+  // Squeeze-and-excitation's gate product, x * gate with x integer and the gate fp32 per channel,
+  // runs dequantize -> fp32 multiply -> quantize. Where the product is read only by that
+  // quantize step, the multiply reads the integers and writes them (same arithmetic, in the
+  // same order); the dequantize step goes where nothing else reads its output.
+  void fold_gate_product() {
+    std::map<int, int> reads, made_by;
+    count_uses(reads, made_by);
+    std::vector<bool> drop(out.size(), false);
+    for (size_t qi = 0; qi < out.size(); qi++) {
+      const Node &q = out[qi];
+      auto p = q.op == "quantize" ? made_by.find(q.inputs[0]) : made_by.end();
+      if (p == made_by.end() || reads[q.inputs[0]] != 1) continue;
+      Node &mul = out[(size_t)p->second];
+      if (mul.op != "binary" || mul.attrs["fn"].s != "mul" || mul.inputs.size() != 2) continue;
+      // The operand of the product's full shape comes from a dequantize step.
+      const auto &shape = g.values[mul.outputs[0]].type.shape;
+      int side = -1;
+      for (int k = 0; k < 2 && side < 0; k++) {
+        auto d = made_by.find(mul.inputs[(size_t)k]);
+        if (d != made_by.end() && out[(size_t)d->second].op == "dequantize" &&
+            g.values[mul.inputs[(size_t)k]].type.shape == shape && !g.values[mul.inputs[1 - (size_t)k]].is_const())
+          side = k;
+      }
+      if (side < 0) continue;
+      const int dq = mul.inputs[(size_t)side], gate = mul.inputs[1 - (size_t)side];
+      const int dqi = made_by[dq];
+      mul.inputs = {out[(size_t)dqi].inputs[0], gate};  // integers first (the product commutes)
+      mul.outputs = q.outputs;
+      mul.set_i("qmax", q.i("qmax", 255));
+      mul.attrs["rounding"] = q.attrs.at("rounding");
+      drop[qi] = true;
+      sum.quantize_steps--;
+      sum.quantize_folded++;
+      sum.gates_folded++;
+      if (--reads[dq] == 0) {
+        drop[(size_t)dqi] = true;
+        sum.dequantize_steps--;
+      }
+    }
+    std::vector<Node> kept;
+    for (size_t i = 0; i < out.size(); i++)
+      if (!drop[i]) kept.push_back(std::move(out[i]));
     out = std::move(kept);
   }
 };

@@ -15,6 +15,7 @@ namespace qnnc {
 struct QuantizeSummary {
   int quantized = 0, kept_fp32 = 0, quantize_steps = 0, dequantize_steps = 0;
   int quantize_folded = 0;  // quantize steps done by their fp32 producer (scale_shift writes u8)
+  int gates_folded = 0;     // of them, gate products (u8 x fp32 gate -> u8, no dequantize)
   int lookup_tables = 0;  // functions of one u8 activation (sigmoid, SiLU, ...) run as tables
   int64_t fp32_weight_bytes = 0, quantized_weight_bytes = 0;  // packed size at the chosen bits
   std::map<std::string, int> kept_reasons;  // why layers stayed fp32 -> how many

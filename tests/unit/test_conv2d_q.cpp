@@ -532,6 +532,57 @@ TEST(QuantOps, ScaleShiftWritesTheQuantizeStepsIntegers) {
     }
 }
 
+// Squeeze-and-excitation's gate product with its dequantize and quantize steps folded in
+// (quantize_graph: u8 x fp32 gate -> u8) gives the integers of the three steps bit for bit, with
+// the gate first or second, both tie rules, odd channels and batch 2.
+TEST(QuantOps, GateProductOnIntegersMatchesTheThreeSteps) {
+  Rng rng(13);
+  for (std::string rounding : {"upward", "tonearest"})
+    for (bool gate_first : {true, false})
+      for (int64_t channels : {13, 64}) {
+        SCOPED_TRACE(rounding + (gate_first ? " gate first" : " gate second") + " C=" + std::to_string(channels));
+        const Shape s{2, channels, 5, 7}, gs{2, channels, 1, 1};
+        const float in_scale = 0.043f, out_scale = 0.029f;
+        const int in_zp = 7, out_zp = 3, qmax = 255;
+        qnnc::Graph g;
+        int xq = qref::add_quantize(g, qref::add_input(g, "x", s), in_scale, in_zp, qmax);
+        int gate = qref::add_input(g, "gate", gs);
+        auto mul = [&](const std::string &name, std::vector<int> in, int out) {
+          qnnc::Node n;
+          n.name = name, n.op = "binary", n.inputs = std::move(in), n.outputs = {out};
+          n.attrs["fn"].s = "mul";
+          return n;
+        };
+        // The three steps...
+        int dq = qref::add_dequantize(g, xq, in_scale, in_zp);
+        int v = g.add_value("v", qref::ttype(qnnc::DType::f32, {}));
+        g.add_node(mul("mul_f32", gate_first ? std::vector<int>{gate, dq} : std::vector<int>{dq, gate}, v));
+        int three = qref::add_dequantize(g, qref::add_quantize(g, v, out_scale, out_zp, qmax, rounding), 1.f, 0);
+        // ... and the product on integers, as quantize_graph leaves it.
+        int u = g.add_value("u", qref::ttype(qnnc::DType::u8, {}));
+        qref::mark_u8(g, u, out_scale, out_zp);
+        qnnc::Node f = mul("mul_u8", {xq, gate}, u);
+        f.set_i("qmax", qmax);
+        f.attrs["rounding"].s = rounding;
+        g.add_node(f);
+        int one = qref::add_dequantize(g, u, 1.f, 0);
+        qref::finish(g, {three, one});
+        qnnc::Tensor x{s, std::vector<float>((size_t)qref::numel(s))}, gt{gs, std::vector<float>((size_t)qref::numel(gs))};
+        for (auto &e : x.data) e = (float)(rng.normal() * 4);
+        for (auto &e : gt.data) e = (float)(rng.normal() * 1.5);
+        qnnc::Module m = qref::compile(g);
+        int integer_products = 0;
+        for (const auto &st : m.manifest()["steps"])
+          integer_products += st["op"] == "binary" && st["spec"]["dtype"] == "u8";
+        EXPECT_EQ(integer_products, 1);
+        auto ys = m.run({x, gt});
+        int ends = 0;
+        for (float y : ys[0].data) ends += y == 0.f || y == (float)qmax;
+        EXPECT_GT(ends, 0);
+        for (size_t i = 0; i < ys[0].data.size(); i++) ASSERT_EQ(ys[0].data[i], ys[1].data[i]) << "element " << i;
+      }
+}
+
 TEST(QuantOps, Dequantize) {
   Rng rng(8);
   for (auto [scale, zp] : std::vector<std::pair<float, int>>{{0.05f, 3}, {0.0173f, 128}, {2.5f, 0}}) {
