@@ -12,9 +12,11 @@ namespace {
 
 // The depthwise schedule (fp32 and integer): tasks are (row, channel block); inside, xt output
 // columns of one channel vector of vec lanes accumulate in registers over the window's taps (r).
-// pad_vec > 0: the padded input is computed once, rows in parallel, pad_vec lanes at a time.
+// pad_vec > 0: the padded input is computed once, rows in parallel, pad_vec lanes at a time; or,
+// with pad_rows, the rows each task's output row needs, inside the task (an input too large to
+// stay in cache is then read once, not written padded and read back).
 void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int64_t OW, int vec, int xt,
-                        int pad_vec) {
+                        int pad_vec, bool pad_rows) {
   Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
   const int vw = (int)std::min<int64_t>(vec, M);
   Var co("co"), ci("ci"), xo("xo"), xi("xi");
@@ -30,7 +32,8 @@ void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int6
   acc.compute_at(out, xo).vectorize(ac).unroll(ax);
   acc.update().reorder(ac, ax, r.x, r.y).vectorize(ac).unroll(ax).unroll(r.x);
   if (pad_vec > 0) {
-    padded.compute_root().parallel(padded.args()[2]);
+    if (pad_rows) padded.compute_at(out, y);
+    else padded.compute_root().parallel(padded.args()[2]);
     if (pad_vec > 1) padded.vectorize(padded.args()[0], pad_vec, TailStrategy::GuardWithIf);
   }
 }
@@ -74,7 +77,11 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
       break;
     }
   if (xt == 1) xt = (int)std::min<int64_t>(max_x, OW);
-  return {{"vec", vec}, {"x_tile", xt}};
+  // Padded depthwise inputs larger than a core's L2 (2 MB here) are padded row by row.
+  const int64_t padded_bytes = s.in_shape[1] * (s.in_shape[2] + s.pads[0] + s.pads[2]) *
+                               (s.in_shape[3] + s.pads[1] + s.pads[3]) * (s.dtype == "u8" ? 1 : 4);
+  const int pad_rows = conv2d_is_depthwise(s) && padded_bytes > (2 << 20) ? 1 : 0;
+  return {{"vec", vec}, {"x_tile", xt}, {"pad_rows", pad_rows}};
 }
 
 HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Target &t) {
@@ -113,7 +120,7 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
     out(c, x, y, n) = fused_activation(v, s);
     fix_output(out, {M, OW, OH, N});
 
-    schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= vec ? vec : 1) : 0);
+    schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= vec ? vec : 1) : 0, knob(k, "pad_rows", 0));
   } else {
     // acc(m, gi, x, y, n): output channel gi * Mg + m.
     Var m("m"), gi("gi");
@@ -191,7 +198,7 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
 
   const int vec = std::max(1, knob(k, "vec", 8));
   const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
-  if (dw) schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
+  if (dw) schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, knob(k, "pad_rows", 0));
   else schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
   std::vector<ImageParam> args{input, weights, bias, mult, shift};
   if (s.residual) args.push_back(residual);
@@ -201,7 +208,9 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
 
 std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
   std::vector<KnobDecl> k{{"vec", "lanes per vector of channels", {8, 16, 32}, {}},
-                          {"x_tile", "output columns per tile (accumulators)", {1, 2, 4, 7, 8, 14, 16}, {}}};
+                          {"x_tile", "output columns per tile (accumulators)", {1, 2, 4, 7, 8, 14, 16}, {}},
+                          {"pad_rows", "depthwise: 1 pads the input rows each task needs, inside it; 0 pads the "
+                                       "whole input first (default: 1 above 2 MB)", {0, 1}, {0, 1}}};
   return {{"conv2d_grouped", "fp32 grouped and depthwise convolution (channels in the vector lanes)", k},
           {"dwconv2d_q", "integer grouped and depthwise convolution", k}};
 }

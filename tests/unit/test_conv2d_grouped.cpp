@@ -105,6 +105,14 @@ TEST_P(GroupedConv, MatchesReference) {
   std::vector<Tensor> in{x};
   if (c.tail == Tail::Residual) in.push_back(r);
   EXPECT_TRUE(ref::Close(m.run(in)[0], want, 1e-5)) << c.name();
+  // Depthwise with padding: also with the input padded row by row inside each task (the
+  // default above 2 MB of padded input).
+  if (c.G == c.C && c.M == c.C && c.pad > 0) {
+    qnnc::CompileOptions opt;
+    opt.knobs["conv2d_grouped"]["pad_rows"] = 1;
+    qnnc::Module rows = qnnc::compile(gb.g, opt);
+    EXPECT_TRUE(ref::Close(rows.run(in)[0], want, 1e-5)) << c.name() << " (pad_rows=1)";
+  }
 }
 
 const GCase kCases[] = {

@@ -35,7 +35,7 @@ struct DCase {
   }
 };
 
-void run_case(const DCase &c, const std::string &target) {
+void run_case(const DCase &c, const std::string &target, const std::map<std::string, qnnc::Knobs> &knobs = {}) {
   uint64_t seed = 1469598103934665603ull;
   for (unsigned char ch : c.name()) seed = (seed ^ ch) * 1099511628211ull;
   qref::Rng rng(seed);
@@ -127,7 +127,7 @@ void run_case(const DCase &c, const std::string &target) {
   g.add_node(n);
   qref::finish(g, {qref::add_dequantize(g, y, 1.f, 0)});
   qref::mark_u8(g, y, 1.f, 0);
-  qnnc::Module mod = qref::compile(g, {}, target);
+  qnnc::Module mod = qref::compile(g, knobs, target);
   int dw = 0;
   for (const auto &st : mod.manifest()["steps"]) dw += st.value("describe", "").rfind("dwconv2d_q", 0) == 0;
   EXPECT_EQ(dw, 1) << "the depthwise / grouped integer kernel runs";
@@ -139,6 +139,8 @@ void run_case(const DCase &c, const std::string &target) {
 class DwConvQExact : public ::testing::TestWithParam<DCase> {};
 
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnHost) { run_case(GetParam(), "host"); }
+// The input padded row by row inside each task (the default above 2 MB of padded input).
+TEST_P(DwConvQExact, MatchesIntegerReferenceWithRowsPadded) { run_case(GetParam(), "host", {{"dwconv2d_q", {{"pad_rows", 1}}}}); }
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnAvx2) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2";
   run_case(GetParam(), "x86-avx2");
