@@ -7,7 +7,6 @@
 #include "kernels/requantize.h"
 
 using namespace Halide;
-using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
@@ -51,7 +50,7 @@ HalideKernel build_scale_shift(const KernelSpec &s, const Knobs &k, const Target
   // value is the same on every target and the same whether the kernel stores it or quantizes
   // it (spec.scale: a quantize step folded in, quantize_graph.cpp), which is also strict.
   Expr v = strict_float(fused_activation(in(c, x, y, n) * scale(c) + shift(c), s));
-  if (s.scale > 0) v = u8(clamp(i32(round_float(v * (1.0f / s.scale), s.rounding)) + s.zero_point, 0, s.qmax));
+  if (s.scale > 0) v = quantize_level(v, s.scale, s.zero_point, s.qmax, s.rounding);
   out(c, x, y, n) = v;
   fix_output(out, {C, W, H, N});
   int vec = knob(k, "vec", 8);
@@ -157,7 +156,7 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
     ia.push_back(s.in_shape[d] == 1 ? Expr(0) : Expr(vars[d]));
     ib.push_back(s.in2_shape[d] == 1 ? Expr(0) : Expr(vars[d]));
   }
-  Expr x = q ? f32(i32(a(ia)) - (int)s.fparams[1]) * s.fparams[0] : Expr(a(ia)), y = b(ib), v;
+  Expr x = q ? dequantize_level(a(ia), (int)s.fparams[1], s.fparams[0]) : Expr(a(ia)), y = b(ib), v;
   if (s.fn == "add") v = x + y;
   else if (s.fn == "sub") v = x - y;
   else if (s.fn == "mul") v = x * y;
@@ -165,7 +164,7 @@ HalideKernel build_binary(const KernelSpec &s, const Knobs &k, const Target &t) 
   else throw Error("binary kernel: unknown function '" + s.fn + "'");
   Func out("output");
   v = fused_activation(v, s);
-  if (q) v = u8(clamp(i32(round_float(v * (1.0f / s.scale), s.rounding)) + s.zero_point, 0, s.qmax));
+  if (q) v = quantize_level(v, s.scale, s.zero_point, s.qmax, s.rounding);
   out(args) = v;
   fix_output(out, s.out_shape);
   int vec = knob(k, "vec", 8);

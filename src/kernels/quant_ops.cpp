@@ -6,7 +6,6 @@
 #include "kernels/requantize.h"
 
 using namespace Halide;
-using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
@@ -49,15 +48,12 @@ bool takes_channel_rows(const std::string &kind) { return kind == "quantize" || 
 
 // q = clamp(round(x * (1 / scale)) + zp, 0, qmax); ties as spec.rounding says.
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Target &t) {
-  return elementwise(s, k, Float(32), [&](Expr x) {
-    Expr q = i32(round_float(x * (1.0f / s.scale), s.rounding)) + s.zero_point;
-    return u8(clamp(q, 0, s.qmax));
-  });
+  return elementwise(s, k, Float(32), [&](Expr x) { return quantize_level(x, s.scale, s.zero_point, s.qmax, s.rounding); });
 }
 
 // x = (q - zp) * scale.
 HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Target &t) {
-  return elementwise(s, k, UInt(8), [&](Expr q) { return f32(i32(q) - s.zero_point) * s.scale; });
+  return elementwise(s, k, UInt(8), [&](Expr q) { return dequantize_level(q, s.zero_point, s.scale); });
 }
 
 std::vector<KnobSpace> quant_ops_knob_spaces() {

@@ -38,6 +38,14 @@ Expr round_float(Expr f, const std::string &rounding) {
   return strict_float(select(f - fl >= 0.5f, fl + 1.0f, fl));
 }
 
+Expr quantize_level(Expr x, float scale, int zero_point, int qmax, const std::string &rounding) {
+  return u8(clamp(i32(round_float(x * (1.0f / scale), rounding)) + zero_point, 0, qmax));
+}
+
+Expr dequantize_level(Expr q, int zero_point, float scale) {
+  return f32(i32(q) - zero_point) * scale;
+}
+
 Expr threshold_level(Expr total, Expr res, const ImageParam &thr, Expr co, int R, int levels) {
   Expr level = 0;
   for (int l = 0; l < levels; l++) {

@@ -22,6 +22,15 @@ Halide::Expr requantize_fixed_point_narrow(Halide::Expr x, Halide::Expr multipli
 // compiler cannot fuse f's multiply into the rounding (tests reproduce it exactly).
 Halide::Expr round_float(Halide::Expr f, const std::string &rounding);
 
+// An fp32 value as the level of a u8 activation: clamp(round(x * (1 / scale)) + zero_point, 0,
+// qmax). The quantize kernel and every kernel with a quantize step folded into its epilogue
+// (scale_shift, the integer gate product) use this one expression, so they agree bit for bit.
+Halide::Expr quantize_level(Halide::Expr x, float scale, int zero_point, int qmax, const std::string &rounding);
+
+// A u8 level as fp32: (q - zero_point) * scale (the dequantize kernel, and the integer gate
+// product's operand).
+Halide::Expr dequantize_level(Halide::Expr q, int zero_point, float scale);
+
 // Threshold epilogues: where an output has at most 3 levels above 0 (1-2 bit activations), its
 // level is the number of per-channel thresholds the accumulator reaches, with bias,
 // requantization, residual and clamp folded into them at compile time; the epilogue becomes
