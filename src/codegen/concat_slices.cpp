@@ -20,6 +20,12 @@ Dims nhwc_view(const std::vector<int64_t> &s, int64_t pitch) {
 // takes_channel_rows); dense, that is their usual one dimension of N*C*H*W.
 Dims rows_view(const std::vector<int64_t> &s, int64_t pitch) { return {{0, s[1], 1}, {0, s[0] * s[2] * s[3], pitch}}; }
 Dims flat_view(const std::vector<int64_t> &s) { return {{0, s[0] * s[1] * s[2] * s[3], 1}}; }
+// A concat step's inputs: every argument but the last (its output).
+std::vector<int> concat_inputs(const PlanStep &st) {
+  std::vector<int> ins;
+  for (size_t i = 0; i + 1 < st.args.size(); i++) ins.push_back(st.args[i].value);
+  return ins;
+}
 
 struct Placer {
   LoweredModule &lm;
@@ -95,8 +101,7 @@ struct Placer {
   void place(int k) {
     const PlanStep &st = lm.steps[(size_t)k];
     const int out = st.args.back().value;
-    std::vector<int> ins;
-    for (size_t i = 0; i + 1 < st.args.size(); i++) ins.push_back(st.args[i].value);
+    const std::vector<int> ins = concat_inputs(st);
     if (std::set<int>(ins.begin(), ins.end()).size() != ins.size()) return;
     // Inputs already side by side in one buffer, in order: the output is a slice of it.
     if (std::all_of(ins.begin(), ins.end(), [&](int v) { return home.count(v) > 0; })) {
@@ -132,10 +137,8 @@ struct Placer {
     for (size_t k = 0; k < lm.steps.size(); k++) {
       PlanStep &st = lm.steps[k];
       if (joins.count((int)k)) {
-        std::vector<int> ins;
-        for (size_t i = 0; i + 1 < st.args.size(); i++) ins.push_back(st.args[i].value);
         st.alias = true;
-        st.reads = ins;
+        st.reads = concat_inputs(st);
         st.writes = {st.args.back().value};
         st.args.clear();
         continue;

@@ -585,13 +585,16 @@ struct Lowering {
     resolve_knobs(st.spec);
     st.args = {flat(n.inputs[0]), flat(out)};
   }
+  // A kernel with a quantize step folded into its epilogue (quantize_graph.cpp): the u8 output's
+  // encoding, and the step's level count and tie rule, kept on the node.
+  void quantized_output(const Node &n, KernelSpec &s, int out) {
+    s.scale = g.values[out].scale;
+    s.zero_point = g.values[out].zero_point;
+    s.qmax = (int)n.i("qmax", 255);
+    s.rounding = rounding_of(n);
+  }
   void lower_scale_shift(const Node &n, PlanStep &st, int out) {
-    if (g.values[out].type.dtype == DType::u8) {  // a quantize step folded in (quantize_graph.cpp)
-      st.spec.scale = g.values[out].scale;
-      st.spec.zero_point = g.values[out].zero_point;
-      st.spec.qmax = (int)n.i("qmax", 255);
-      st.spec.rounding = rounding_of(n);
-    }
+    if (g.values[out].type.dtype == DType::u8) quantized_output(n, st.spec, out);
     resolve_knobs(st.spec);
     int64_t C = g.values[n.inputs[0]].type.shape[1];
     st.args = {act(n.inputs[0]), {value(n.inputs[1]), packed({C})}, {value(n.inputs[2]), packed({C})}, act(out)};
@@ -635,10 +638,7 @@ struct Lowering {
         throw Error("node '" + n.name + "': an integer product takes u8 x fp32 operands");
       s.dtype = "u8";
       s.fparams = {a.scale, (float)a.zero_point};
-      s.scale = g.values[out].scale;
-      s.zero_point = g.values[out].zero_point;
-      s.qmax = (int)n.i("qmax", 255);
-      s.rounding = rounding_of(n);
+      quantized_output(n, s, out);
     }
     for (int k = q ? 1 : 0; k < 2; k++) {
       const int v = n.inputs[(size_t)k];

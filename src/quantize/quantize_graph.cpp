@@ -383,6 +383,22 @@ struct Rewriter {
     for (size_t i = 0; i < out.size(); i++) made_by[out[i].outputs[0]] = (int)i;
   }
 
+  // Folds quantize step q into `producer`, which then writes q's u8 output itself.
+  void take_over_quantize(Node &producer, const Node &q) {
+    producer.outputs = q.outputs;
+    producer.set_i("qmax", q.i("qmax", 255));
+    producer.attrs["rounding"] = q.attrs.at("rounding");
+    sum.quantize_steps--;
+    sum.quantize_folded++;
+  }
+  // Removes the rewritten nodes marked in `drop`.
+  void drop_nodes(const std::vector<bool> &drop) {
+    std::vector<Node> kept;
+    for (size_t i = 0; i < out.size(); i++)
+      if (!drop[i]) kept.push_back(std::move(out[i]));
+    out = std::move(kept);
+  }
+
   // A quantize step whose input is an fp32 scale_shift that nothing else reads: the scale_shift
   // writes the integers itself (DenseNet's batch norm + ReLU before each integer convolution),
   // so the fp32 tensor is never stored. The arithmetic is the quantize step's, unchanged.
@@ -390,21 +406,14 @@ struct Rewriter {
     std::map<int, int> reads, made_by;
     count_uses(reads, made_by);
     std::vector<bool> folded(out.size(), false);
-    for (auto &q : out) {
+    for (size_t qi = 0; qi < out.size(); qi++) {
+      const Node &q = out[qi];
       auto p = q.op == "quantize" ? made_by.find(q.inputs[0]) : made_by.end();
       if (p == made_by.end() || out[(size_t)p->second].op != "scale_shift" || reads[q.inputs[0]] != 1) continue;
-      Node &ss = out[(size_t)p->second];
-      ss.outputs = q.outputs;
-      ss.set_i("qmax", q.i("qmax", 255));
-      ss.attrs["rounding"] = q.attrs["rounding"];
-      folded[(size_t)(&q - out.data())] = true;
-      sum.quantize_steps--;
-      sum.quantize_folded++;
+      take_over_quantize(out[(size_t)p->second], q);
+      folded[qi] = true;
     }
-    std::vector<Node> kept;
-    for (size_t i = 0; i < out.size(); i++)
-      if (!folded[i]) kept.push_back(std::move(out[i]));
-    out = std::move(kept);
+    drop_nodes(folded);
   }
 
   // Squeeze-and-excitation's gate product, x * gate with x integer and the gate fp32 per channel,
@@ -434,22 +443,15 @@ struct Rewriter {
       const int dq = mul.inputs[(size_t)side], gate = mul.inputs[1 - (size_t)side];
       const int dqi = made_by[dq];
       mul.inputs = {out[(size_t)dqi].inputs[0], gate};  // integers first (the product commutes)
-      mul.outputs = q.outputs;
-      mul.set_i("qmax", q.i("qmax", 255));
-      mul.attrs["rounding"] = q.attrs.at("rounding");
+      take_over_quantize(mul, q);
       drop[qi] = true;
-      sum.quantize_steps--;
-      sum.quantize_folded++;
       sum.gates_folded++;
       if (--reads[dq] == 0) {
         drop[(size_t)dqi] = true;
         sum.dequantize_steps--;
       }
     }
-    std::vector<Node> kept;
-    for (size_t i = 0; i < out.size(); i++)
-      if (!drop[i]) kept.push_back(std::move(out[i]));
-    out = std::move(kept);
+    drop_nodes(drop);
   }
 };
 
