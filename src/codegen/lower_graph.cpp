@@ -11,6 +11,7 @@
 
 #include "codegen/concat_slices.h"
 #include "codegen/kernel_cache.h"
+#include "kernels/knob_space.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_grouped.h"
@@ -901,10 +902,7 @@ LoweredModule lower_graph(const Graph &g, const TargetInfo &target, const std::m
   for (auto &st : L.lm.steps) {
     if (st.alias || tuned.empty()) continue;
     auto it = tuned.find(task_signature(st.spec));
-    st.tuned = it != tuned.end() && std::all_of(it->second.begin(), it->second.end(), [&](const auto &kv) {
-                 auto k = st.spec.knobs.find(kv.first);
-                 return k != st.spec.knobs.end() && k->second == kv.second;
-               });
+    st.tuned = it != tuned.end() && knob_mismatch(st.spec.knobs, it->second).empty();
   }
   return L.lm;
 }

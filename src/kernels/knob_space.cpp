@@ -49,6 +49,14 @@ bool has_tunable_knobs(const std::string &family) {
   return it != knob_spaces().end() && !it->second.tunable().empty();
 }
 
+std::string knob_mismatch(const Knobs &have, const Knobs &want) {
+  for (const auto &[name, v] : want) {
+    auto it = have.find(name);
+    if (it == have.end() || it->second != v) return name;
+  }
+  return "";
+}
+
 Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k) {
   auto it = knob_spaces().find(spec.kind);
   return it == knob_spaces().end() || !it->second.normalize ? k : it->second.normalize(spec, k);

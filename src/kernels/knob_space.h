@@ -38,6 +38,10 @@ struct KnobSpace {
 // Whether `family` has knobs a tuner searches (false for unknown families).
 bool has_tunable_knobs(const std::string &family);
 
+// The first knob of `want` that `have` lacks or sets to another value ("" when `have` carries
+// all of them): whether a kernel's knobs are those a tuning record or candidate asked for.
+std::string knob_mismatch(const Knobs &have, const Knobs &want);
+
 // spec's knobs k in canonical form (k unchanged for a family without a normalize).
 Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k);
 

@@ -51,13 +51,12 @@ std::string knobs_not_applied(const nlohmann::json &manifest, const std::vector<
     if (k < 0 || (size_t)k >= all.size() || !all[(size_t)k].contains("spec"))
       return "step " + std::to_string(k) + " is not a kernel of the candidate module";
     const Knobs got = all[(size_t)k]["spec"].value("knobs", Knobs{});
-    for (const auto &[name, v] : want) {
-      auto it = got.find(name);
-      if (it == got.end() || it->second != v)
-        return "step " + std::to_string(k) + " was compiled with " + name + "=" +
-               (it == got.end() ? std::string("(none)") : std::to_string(it->second)) + ", the candidate has " +
-               name + "=" + std::to_string(v);
-    }
+    const std::string name = knob_mismatch(got, want);
+    if (name.empty()) continue;
+    auto it = got.find(name);
+    return "step " + std::to_string(k) + " was compiled with " + name + "=" +
+           (it == got.end() ? std::string("(none)") : std::to_string(it->second)) + ", the candidate has " + name +
+           "=" + std::to_string(want.at(name));
   }
   return "";
 }
