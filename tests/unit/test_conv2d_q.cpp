@@ -449,6 +449,16 @@ TEST(QuantOps, QuantizeRoundsTiesAsConfiguredAndClamps) {
 }
 }
 
+// Two paths to the same u8 levels (as floats): equal element for element, and clamped at one
+// end or the other somewhere, so that clamping is exercised too.
+void expect_same_levels(const qnnc::Tensor &separate, const qnnc::Tensor &folded, int qmax) {
+  int ends = 0;
+  for (float y : separate.data) ends += y == 0.f || y == (float)qmax;
+  EXPECT_GT(ends, 0);
+  ASSERT_EQ(separate.data.size(), folded.data.size());
+  for (size_t i = 0; i < separate.data.size(); i++) ASSERT_EQ(separate.data[i], folded.data[i]) << "element " << i;
+}
+
 // A quantize step folded into the fp32 scale_shift before it (quantize_graph: DenseNet's batch
 // norm + ReLU ahead of an integer convolution) gives the integers of the two steps, bit for bit,
 // with both tie rules, clamping at both ends, and odd channels over batch 2; also when the
@@ -458,78 +468,74 @@ TEST(QuantOps, ScaleShiftWritesTheQuantizeStepsIntegers) {
   for (std::string rounding : {"upward", "tonearest"})
     for (bool slice : {false, true})
       for (int64_t channels : {13, 64}) {
-      SCOPED_TRACE(rounding + (slice ? " slice" : "") + " C=" + std::to_string(channels));
-      const Shape s{2, channels, 5, 7};
-      const int64_t C = s[1];
-      const float qscale = 0.031f;
-      const int zp = 5, qmax = 255;
-      qnnc::Graph g;
-      int x = qref::add_input(g, "x", s);
-      int joined = -1;
-      if (slice) {
-        // x max-pooled, alone (a prefix) and joined with another block: the scale_shift
-        // reads the prefix, a strided slice of the wider concatenation (DenseNet's pattern).
-        int a = g.add_value("a", qref::ttype(qnnc::DType::f32, {}));
-        int b = g.add_value("b", qref::ttype(qnnc::DType::f32, {}));
-        int small = g.add_value("cat_small", qref::ttype(qnnc::DType::f32, {}));
-        joined = g.add_value("cat_big", qref::ttype(qnnc::DType::f32, {}));
-        qnnc::Node r1, r2, c1, c2;
-        r1.name = "pool_a", r1.op = "MaxPool", r1.inputs = {x}, r1.outputs = {a};
-        r2.name = "pool_b", r2.op = "MaxPool", r2.inputs = {x}, r2.outputs = {b};
-        for (qnnc::Node *p : {&r1, &r2}) {
-          p->set_ints("kernel_shape", {3, 3});
-          p->set_ints("strides", {1, 1});
-          p->set_ints("pads", {1, 1, 1, 1});
+        SCOPED_TRACE(rounding + (slice ? " slice" : "") + " C=" + std::to_string(channels));
+        const Shape s{2, channels, 5, 7};
+        const int64_t C = s[1];
+        const float qscale = 0.031f;
+        const int zp = 5, qmax = 255;
+        qnnc::Graph g;
+        int x = qref::add_input(g, "x", s);
+        int joined = -1;
+        if (slice) {
+          // x max-pooled, alone (a prefix) and joined with another block: the scale_shift
+          // reads the prefix, a strided slice of the wider concatenation (DenseNet's pattern).
+          int a = g.add_value("a", qref::ttype(qnnc::DType::f32, {}));
+          int b = g.add_value("b", qref::ttype(qnnc::DType::f32, {}));
+          int small = g.add_value("cat_small", qref::ttype(qnnc::DType::f32, {}));
+          joined = g.add_value("cat_big", qref::ttype(qnnc::DType::f32, {}));
+          qnnc::Node r1, r2, c1, c2;
+          r1.name = "pool_a", r1.op = "MaxPool", r1.inputs = {x}, r1.outputs = {a};
+          r2.name = "pool_b", r2.op = "MaxPool", r2.inputs = {x}, r2.outputs = {b};
+          for (qnnc::Node *p : {&r1, &r2}) {
+            p->set_ints("kernel_shape", {3, 3});
+            p->set_ints("strides", {1, 1});
+            p->set_ints("pads", {1, 1, 1, 1});
+          }
+          c1.name = "cat_small", c1.op = "Concat", c1.inputs = {a}, c1.outputs = {small};
+          c2.name = "cat_big", c2.op = "Concat", c2.inputs = {a, b}, c2.outputs = {joined};
+          c1.set_i("axis", 1), c2.set_i("axis", 1);
+          g.add_node(r1), g.add_node(r2), g.add_node(c1), g.add_node(c2);
+          x = small;
         }
-        c1.name = "cat_small", c1.op = "Concat", c1.inputs = {a}, c1.outputs = {small};
-        c2.name = "cat_big", c2.op = "Concat", c2.inputs = {a, b}, c2.outputs = {joined};
-        c1.set_i("axis", 1), c2.set_i("axis", 1);
-        g.add_node(r1), g.add_node(r2), g.add_node(c1), g.add_node(c2);
-        x = small;
-      }
-      const int64_t CC = C;
-      std::vector<float> sc((size_t)CC), sh((size_t)CC);
-      for (int64_t c = 0; c < CC; c++) sc[c] = (float)(rng.normal() * 2), sh[c] = (float)(rng.normal() * 3);
-      int scv = g.add_const("ss.scale", {CC}, sc), shv = g.add_const("ss.shift", {CC}, sh);
-      auto scale_shift = [&](const std::string &name, int out) {
-        qnnc::Node n;
-        n.name = name, n.op = "scale_shift", n.inputs = {x, scv, shv}, n.outputs = {out};
-        n.set_i("relu", 1);
-        return n;
-      };
-      // The two steps...
-      int v = g.add_value("v", qref::ttype(qnnc::DType::f32, {}));
-      g.add_node(scale_shift("ss_f32", v));
-      int two = qref::add_dequantize(g, qref::add_quantize(g, v, qscale, zp, qmax, rounding), 1.f, 0);
-      // ... and the scale_shift writing u8 itself, as quantize_graph leaves it.
-      int u = g.add_value("u", qref::ttype(qnnc::DType::u8, {}));
-      qref::mark_u8(g, u, qscale, zp);
-      qnnc::Node f = scale_shift("ss_u8", u);
-      f.set_i("qmax", qmax);
-      f.attrs["rounding"].s = rounding;
-      g.add_node(f);
-      int one = qref::add_dequantize(g, u, 1.f, 0);
-      std::vector<int> outs{two, one};
-      if (slice) outs.push_back(joined);
-      qref::finish(g, outs);
-      qnnc::Tensor in{s, std::vector<float>((size_t)qref::numel(s))};
-      for (auto &e : in.data) e = (float)(rng.normal() * 4);
-      qnnc::Module m = qref::compile(g);
-      auto ys = m.run({in});
-      if (slice) {  // the scale_shifts read a slice: they have strides, and nothing is copied
-        int strided = 0;
-        for (const auto &st : m.manifest()["steps"]) {
-          if (st["op"] == "concat") EXPECT_TRUE(st["alias"].get<bool>());
-          if (st["op"] == "scale_shift") strided += st["spec"].contains("arg_strides");
+        const int64_t CC = C;
+        std::vector<float> sc((size_t)CC), sh((size_t)CC);
+        for (int64_t c = 0; c < CC; c++) sc[c] = (float)(rng.normal() * 2), sh[c] = (float)(rng.normal() * 3);
+        int scv = g.add_const("ss.scale", {CC}, sc), shv = g.add_const("ss.shift", {CC}, sh);
+        auto scale_shift = [&](const std::string &name, int out) {
+          qnnc::Node n;
+          n.name = name, n.op = "scale_shift", n.inputs = {x, scv, shv}, n.outputs = {out};
+          n.set_i("relu", 1);
+          return n;
+        };
+        // The two steps...
+        int v = g.add_value("v", qref::ttype(qnnc::DType::f32, {}));
+        g.add_node(scale_shift("ss_f32", v));
+        int two = qref::add_dequantize(g, qref::add_quantize(g, v, qscale, zp, qmax, rounding), 1.f, 0);
+        // ... and the scale_shift writing u8 itself, as quantize_graph leaves it.
+        int u = g.add_value("u", qref::ttype(qnnc::DType::u8, {}));
+        qref::mark_u8(g, u, qscale, zp);
+        qnnc::Node f = scale_shift("ss_u8", u);
+        f.set_i("qmax", qmax);
+        f.attrs["rounding"].s = rounding;
+        g.add_node(f);
+        int one = qref::add_dequantize(g, u, 1.f, 0);
+        std::vector<int> outs{two, one};
+        if (slice) outs.push_back(joined);
+        qref::finish(g, outs);
+        qnnc::Tensor in{s, std::vector<float>((size_t)qref::numel(s))};
+        for (auto &e : in.data) e = (float)(rng.normal() * 4);
+        qnnc::Module m = qref::compile(g);
+        auto ys = m.run({in});
+        if (slice) {  // the scale_shifts read a slice: they have strides, and nothing is copied
+          int strided = 0;
+          for (const auto &st : m.manifest()["steps"]) {
+            if (st["op"] == "concat") EXPECT_TRUE(st["alias"].get<bool>());
+            if (st["op"] == "scale_shift") strided += st["spec"].contains("arg_strides");
+          }
+          EXPECT_EQ(strided, 2);
         }
-        EXPECT_EQ(strided, 2);
+        expect_same_levels(ys[0], ys[1], qmax);
       }
-      int levels_hit_ends = 0;
-      for (float y : ys[0].data) levels_hit_ends += y == 0.f || y == (float)qmax;
-      EXPECT_GT(levels_hit_ends, 0);
-      ASSERT_EQ(ys[0].data.size(), ys[1].data.size());
-      for (size_t i = 0; i < ys[0].data.size(); i++) ASSERT_EQ(ys[0].data[i], ys[1].data[i]) << "element " << i;
-    }
 }
 
 // Squeeze-and-excitation's gate product with its dequantize and quantize steps folded in
@@ -576,10 +582,7 @@ TEST(QuantOps, GateProductOnIntegersMatchesTheThreeSteps) {
           integer_products += st["op"] == "binary" && st["spec"]["dtype"] == "u8";
         EXPECT_EQ(integer_products, 1);
         auto ys = m.run({x, gt});
-        int ends = 0;
-        for (float y : ys[0].data) ends += y == 0.f || y == (float)qmax;
-        EXPECT_GT(ends, 0);
-        for (size_t i = 0; i < ys[0].data.size(); i++) ASSERT_EQ(ys[0].data[i], ys[1].data[i]) << "element " << i;
+        expect_same_levels(ys[0], ys[1], qmax);
       }
 }
 
