@@ -399,28 +399,11 @@ struct Rewriter {
     out = std::move(kept);
   }
 
-  // A quantize step whose input is an fp32 scale_shift that nothing else reads: the scale_shift
-  // writes the integers itself (DenseNet's batch norm + ReLU before each integer convolution),
-  // so the fp32 tensor is never stored. The arithmetic is the quantize step's, unchanged.
-  void fold_quantize_into_scale_shift() {
-    std::map<int, int> reads, made_by;
-    count_uses(reads, made_by);
-    std::vector<bool> folded(out.size(), false);
-    for (size_t qi = 0; qi < out.size(); qi++) {
-      const Node &q = out[qi];
-      auto p = q.op == "quantize" ? made_by.find(q.inputs[0]) : made_by.end();
-      if (p == made_by.end() || out[(size_t)p->second].op != "scale_shift" || reads[q.inputs[0]] != 1) continue;
-      take_over_quantize(out[(size_t)p->second], q);
-      folded[qi] = true;
-    }
-    drop_nodes(folded);
-  }
-
-  // Squeeze-and-excitation's gate product, x * gate with x integer and the gate fp32 per channel,
-  // runs dequantize -> fp32 multiply -> quantize. Where the product is read only by that
-  // quantize step, the multiply reads the integers and writes them (same arithmetic, in the
-  // same order); the dequantize step goes where nothing else reads its output.
-  void fold_gate_product() {
+  // Offers each quantize step q whose fp32 input only q reads to `fold(producer, q, reads,
+  // made_by, drop)`; where fold returns true, the producer takes the step over and q goes (fold
+  // may mark other nodes in `drop`, and update `reads`).
+  template <typename F>
+  void fold_quantize_steps(F fold) {
     std::map<int, int> reads, made_by;
     count_uses(reads, made_by);
     std::vector<bool> drop(out.size(), false);
@@ -428,8 +411,30 @@ struct Rewriter {
       const Node &q = out[qi];
       auto p = q.op == "quantize" ? made_by.find(q.inputs[0]) : made_by.end();
       if (p == made_by.end() || reads[q.inputs[0]] != 1) continue;
-      Node &mul = out[(size_t)p->second];
-      if (mul.op != "binary" || mul.attrs["fn"].s != "mul" || mul.inputs.size() != 2) continue;
+      Node &producer = out[(size_t)p->second];
+      if (!fold(producer, q, reads, made_by, drop)) continue;
+      take_over_quantize(producer, q);
+      drop[qi] = true;
+    }
+    drop_nodes(drop);
+  }
+
+  // A quantize step whose input is an fp32 scale_shift that nothing else reads: the scale_shift
+  // writes the integers itself (DenseNet's batch norm + ReLU before each integer convolution),
+  // so the fp32 tensor is never stored. The arithmetic is the quantize step's, unchanged.
+  void fold_quantize_into_scale_shift() {
+    fold_quantize_steps([](Node &producer, const Node &, std::map<int, int> &, const std::map<int, int> &,
+                           std::vector<bool> &) { return producer.op == "scale_shift"; });
+  }
+
+  // Squeeze-and-excitation's gate product, x * gate with x integer and the gate fp32 per channel,
+  // runs dequantize -> fp32 multiply -> quantize. Where the product is read only by that
+  // quantize step, the multiply reads the integers and writes them (same arithmetic, in the
+  // same order); the dequantize step goes where nothing else reads its output.
+  void fold_gate_product() {
+    fold_quantize_steps([&](Node &mul, const Node &, std::map<int, int> &reads, const std::map<int, int> &made_by,
+                            std::vector<bool> &drop) {
+      if (mul.op != "binary" || mul.attrs["fn"].s != "mul" || mul.inputs.size() != 2) return false;
       // The operand of the product's full shape comes from a dequantize step.
       const auto &shape = g.values[mul.outputs[0]].type.shape;
       int side = -1;
@@ -439,19 +444,17 @@ struct Rewriter {
             g.values[mul.inputs[(size_t)k]].type.shape == shape && !g.values[mul.inputs[1 - (size_t)k]].is_const())
           side = k;
       }
-      if (side < 0) continue;
+      if (side < 0) return false;
       const int dq = mul.inputs[(size_t)side], gate = mul.inputs[1 - (size_t)side];
-      const int dqi = made_by[dq];
+      const int dqi = made_by.at(dq);
       mul.inputs = {out[(size_t)dqi].inputs[0], gate};  // integers first (the product commutes)
-      take_over_quantize(mul, q);
-      drop[qi] = true;
       sum.gates_folded++;
       if (--reads[dq] == 0) {
         drop[(size_t)dqi] = true;
         sum.dequantize_steps--;
       }
-    }
-    drop_nodes(drop);
+      return true;
+    });
   }
 };
 
