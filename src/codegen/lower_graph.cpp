@@ -227,6 +227,10 @@ struct Lowering {
     s.out_shape = g.values[n.outputs[0]].type.shape;
     s.relu = n.i("relu", 0) != 0;
     s.relu_max = n.f("relu_max", 0.f);
+    if (n.has("act")) {
+      s.act = n.attrs.at("act").s;
+      s.act_params = n.attrs.at("act").floats;
+    }
     return s;
   }
   // Fills a conv2d_q node's spec up to the choice of kernel; true when the layer runs

@@ -102,32 +102,27 @@ Expr erf_approx(Expr x) {
   return select(x >= 0.f, 1.f - erfc, erfc - 1.f);
 }
 
+Expr unary_function(const std::string &fn, const std::vector<float> &params, Expr x) {
+  auto sigmoid = [](Expr e) { return 1.f / (1.f + exp(-e)); };
+  if (fn == "sigmoid") return sigmoid(x);
+  if (fn == "hardsigmoid") {
+    float alpha = params.size() > 0 ? params[0] : 0.2f, beta = params.size() > 1 ? params[1] : 0.5f;
+    return clamp(alpha * x + beta, 0.f, 1.f);
+  }
+  if (fn == "hardswish") return x * clamp(x * (1.f / 6.f) + 0.5f, 0.f, 1.f);
+  if (fn == "silu") return x * sigmoid(x);
+  if (fn == "tanh") return tanh(x);
+  if (fn == "erf") return erf_approx(x);
+  if (fn == "gelu") return 0.5f * x * (1.f + erf_approx(x * (float)M_SQRT1_2));
+  if (fn == "sqrt") return sqrt(x);
+  throw Error("unary kernel: unknown function '" + fn + "'");
+}
+
 HalideKernel build_unary(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t total = numel(s.out_shape);
   ImageParam a = fixed_param(Float(32), "input", {total});
   Var i("i");
-  Expr x = a(i), v;
-  auto sigmoid = [](Expr e) { return 1.f / (1.f + exp(-e)); };
-  if (s.fn == "sigmoid") {
-    v = sigmoid(x);
-  } else if (s.fn == "hardsigmoid") {
-    float alpha = s.fparams.size() > 0 ? s.fparams[0] : 0.2f, beta = s.fparams.size() > 1 ? s.fparams[1] : 0.5f;
-    v = clamp(alpha * x + beta, 0.f, 1.f);
-  } else if (s.fn == "hardswish") {
-    v = x * clamp(x * (1.f / 6.f) + 0.5f, 0.f, 1.f);
-  } else if (s.fn == "silu") {
-    v = x * sigmoid(x);
-  } else if (s.fn == "tanh") {
-    v = tanh(x);
-  } else if (s.fn == "erf") {
-    v = erf_approx(x);
-  } else if (s.fn == "gelu") {
-    v = 0.5f * x * (1.f + erf_approx(x * (float)M_SQRT1_2));
-  } else if (s.fn == "sqrt") {
-    v = sqrt(x);
-  } else {
-    throw Error("unary kernel: unknown function '" + s.fn + "'");
-  }
+  Expr v = unary_function(s.fn, s.fparams, a(i));
   Func out("output");
   out(i) = fused_activation(v, s);
   fix_output(out, {total});

@@ -44,8 +44,14 @@ inline std::vector<int64_t> nchw_dims(const std::vector<int64_t> &nchw) {
 
 int knob(const Knobs &k, const std::string &name, int dflt);
 
-// The fused fp32 activation of spec: none, ReLU, or ReLU bounded above (ReLU6).
+// An fp32 function of one value by unary's names (sigmoid, hardsigmoid with params {alpha,
+// beta}, hardswish, silu, tanh, erf, gelu, sqrt); the unary kernel and fused epilogues share it.
+Halide::Expr unary_function(const std::string &fn, const std::vector<float> &params, Halide::Expr x);
+
+// The fused fp32 epilogue of spec after bias (and residual): its function (spec.act), then none,
+// ReLU, or ReLU bounded above (ReLU6).
 inline Halide::Expr fused_activation(Halide::Expr v, const KernelSpec &s) {
+  if (!s.act.empty()) v = unary_function(s.act, s.act_params, v);
   if (!s.relu) return v;
   return s.relu_max > 0 ? Halide::clamp(v, 0.f, s.relu_max) : Halide::max(v, 0.f);
 }

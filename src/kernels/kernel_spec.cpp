@@ -16,6 +16,8 @@ nlohmann::json KernelSpec::to_json() const {
   j["dilation"] = dilation;
   j["relu"] = relu;
   if (relu_max > 0) j["relu_max"] = relu_max;  // absent = the default (keeps older signatures)
+  if (!act.empty()) j["act"] = act;
+  if (!act_params.empty()) j["act_params"] = act_params;
   if (group != 1) j["group"] = group;
   j["residual"] = residual;
   j["to_nhwc"] = to_nhwc;
@@ -48,6 +50,8 @@ KernelSpec KernelSpec::from_json(const nlohmann::json &j) {
   s.dilation = j.at("dilation").get<std::vector<int64_t>>();
   s.relu = j.at("relu").get<bool>();
   s.relu_max = j.value("relu_max", 0.f);
+  s.act = j.value("act", std::string());
+  s.act_params = j.value("act_params", std::vector<float>());
   s.group = j.value("group", (int64_t)1);
   s.residual = j.at("residual").get<bool>();
   s.to_nhwc = j.at("to_nhwc").get<bool>();
@@ -91,6 +95,7 @@ std::string KernelSpec::describe() const {
   if (rounding != "upward") os << " [" << rounding << "]";
   if (residual) os << " +residual";
   if (group != 1) os << (group == in_shape[1] && group == out_shape[1] ? " depthwise" : " groups=" + std::to_string(group));
+  if (!act.empty()) os << " +" << act;
   if (relu) os << (relu_max > 0 ? " +relu" + std::to_string((int)relu_max) : " +relu");
   if (kind == "scale_shift" && scale > 0) os << " ->u8";
   if (!arg_strides.empty()) os << " (slice)";

@@ -25,6 +25,8 @@ struct KernelSpec {
   std::vector<int64_t> dilation{1, 1};
   bool relu = false;
   float relu_max = 0;               // with relu: also min(x, relu_max) when > 0 (ReLU6 = Clip(0, 6))
+  std::string act;                  // fp32 conv2d, conv2d_grouped, dense: a unary function (unary's fn
+  std::vector<float> act_params;    // names, e.g. hardswish) applied after bias and residual; its parameters
   int64_t group = 1;                // convolutions: input and output channels split into `group`
                                     // independent convolutions (group = channels: depthwise)
   bool residual = false;            // conv2d adds a same-shaped tensor before the activation

@@ -23,6 +23,7 @@ void run_graph_passes(Graph &g, const PassOptions &opt) {
 }
 
 void run_layout_passes(Graph &g, const PassOptions &opt) {
+  if (opt.fuse_activations) fuse_activations(g);
   if (opt.nhwc) choose_layout(g);
   infer_shapes(g);
   g.verify();

@@ -162,21 +162,31 @@ void fuse_residual_adds(Graph &g) {
   compact(g);
 }
 
-// binary mul(x, unary sigmoid(x)) -> unary silu(x) (SiLU / Swish as ONNX exports it).
-void fuse_silu(Graph &g) {
+// binary mul(x, f(x)) -> unary g(x) for the gates that ONNX exports as two nodes: SiLU / Swish
+// (x * sigmoid(x)) and, before opset 14, HardSwish (x * HardSigmoid(x) with alpha 1/6, beta 1/2).
+// One node computes the same operations and, in int8, becomes one exact table instead of a table
+// whose rounded output is then multiplied.
+void fuse_self_gates(Graph &g) {
   auto cons = g.consumers();
+  auto gate_of = [](const Node &u) -> std::string {
+    if (u.op != "unary" || u.i("relu", 0)) return "";
+    const std::string &fn = u.attrs.at("fn").s;
+    if (fn == "sigmoid") return "silu";
+    if (fn == "hardsigmoid" && u.f("alpha", 0.2f) == 1.f / 6.f && u.f("beta", 0.5f) == 0.5f) return "hardswish";
+    return "";
+  };
   for (auto &m : g.nodes) {
-    if (m.op != "binary" || m.attrs["fn"].s != "mul") continue;
+    if (m.op != "binary" || m.attrs["fn"].s != "mul" || m.i("relu", 0)) continue;
     for (int side = 0; side < 2; side++) {
       int s = m.inputs[side], x = m.inputs[1 - side];
       int p = g.values[s].producer;
-      if (p < 0 || g.nodes[p].op != "unary" || g.nodes[p].attrs["fn"].s != "sigmoid" || g.nodes[p].inputs[0] != x ||
-          !single_use(g, cons, s))
-        continue;
+      if (p < 0 || g.nodes[p].inputs[0] != x || !single_use(g, cons, s)) continue;
+      std::string fn = gate_of(g.nodes[p]);
+      if (fn.empty()) continue;
       g.nodes[p].op.clear();
       m.op = "unary";
       m.attrs.clear();
-      m.attrs["fn"].s = "silu";
+      m.attrs["fn"].s = fn;
       m.inputs = {x};
       break;
     }
@@ -211,8 +221,28 @@ void fuse_operators(Graph &g) {
   rename_to_families(g);
   compact(g);
   fuse_residual_adds(g);
-  fuse_silu(g);
+  fuse_self_gates(g);
   fuse_relus(g);
+}
+
+
+void fuse_activations(Graph &g) {
+  auto cons = g.consumers();
+  for (auto &u : g.nodes) {
+    if (u.op != "unary" || u.i("relu", 0)) continue;
+    int v = u.inputs[0];
+    int p = g.values[v].producer;
+    if (p < 0 || !single_use(g, cons, v)) continue;
+    Node &prod = g.nodes[p];
+    if ((prod.op != "conv2d" && prod.op != "dense") || prod.i("relu", 0) || prod.has("act")) continue;
+    if (g.values[v].type.dtype != DType::f32 || g.values[u.outputs[0]].type.dtype != DType::f32) continue;
+    prod.attrs["act"].s = u.attrs.at("fn").s;
+    if (u.attrs.at("fn").s == "hardsigmoid") prod.attrs["act"].floats = {u.f("alpha", 0.2f), u.f("beta", 0.5f)};
+    prod.outputs = u.outputs;
+    for (int o : prod.outputs) g.values[o].producer = p;
+    u.op.clear();
+  }
+  compact(g);
 }
 
 }  // namespace qnnc

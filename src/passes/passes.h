@@ -8,6 +8,7 @@ namespace qnnc {
 struct PassOptions {
   bool fold_batchnorm = true;  // false keeps batch norms as scale_shift nodes (for re-estimation)
   bool nhwc = true;            // choose channels-innermost layout for 4-D activations
+  bool fuse_activations = true;  // fp32 convolutions and dense layers apply a following unary function
 };
 
 // Evaluates nodes whose inputs are all constants (Reshape/Flatten/Identity/Add/Relu of weights).
@@ -20,6 +21,9 @@ void fuse_patterns(Graph &g);
 // Rewrites ONNX-level ops into qnnc's fused ops: conv2d (bias, residual add, ReLU), dense,
 // maxpool, global_avgpool, flatten, add, relu, scale_shift.
 void fuse_operators(Graph &g);
+// After quantization: an fp32 convolution or dense layer takes the unary function that alone
+// reads its output (hardswish, SiLU, sigmoid, GELU, ...) into its epilogue (attribute "act").
+void fuse_activations(Graph &g);
 // Removes nodes whose results nobody reads.
 void remove_dead_nodes(Graph &g);
 // Marks 4-D activations NHWC and inserts layout transforms at the graph's borders.

@@ -67,6 +67,7 @@ std::map<std::string, ActivationStats> collect_stats(const Graph &g, const std::
                                                      const ProgressFn &progress) {
   if (log) log("calibrating on " + std::to_string(inputs.size()) + " input(s)");
   CompileOptions co;
+  co.passes.fuse_activations = false;  // every value quantization may read is observed
   co.progress = progress;
   co.progress_task = "calibration kernels";
   Module m = compile(g, co);

@@ -1,11 +1,13 @@
 // Elementwise families beyond ReLU (kernels/families.h build_unary, build_binary) against
 // naive references: Sigmoid, Tanh, HardSigmoid (non-default alpha/beta), HardSwish, SiLU
-// (Mul(x, Sigmoid(x)) fused into one step), and Mul/Sub/Div/Add with numpy broadcasting over
+// (Mul(x, Sigmoid(x)) fused into one step), the functions fused into convolution and dense
+// epilogues, and Mul/Sub/Div/Add with numpy broadcasting over
 // NHWC activations (squeeze-and-excitation's [N,C,1,1] x [N,C,H,W]), constants ([C,1,1],
 // scalars, [1,1,H,W]) and 2-D tensors; ReduceMean over H,W (GlobalAveragePool keepdims=0).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "reference.h"
 
@@ -54,6 +56,98 @@ TEST(Unary, SiluIsOneStep) {
   Tensor want = in;
   for (auto &v : want.data) v = v / (1.f + std::exp(-v));
   EXPECT_TRUE(ref::Close(m.run({in})[0], want, 1e-6));
+}
+
+TEST(Unary, HardSwishFromHardSigmoidIsOneStep) {
+  // HardSwish as opset-13 exporters write it: Mul(x, HardSigmoid(x; alpha 1/6, beta 1/2)), either
+  // operand order. A HardSigmoid with other constants stays a gate of its own.
+  for (float alpha : {1.f / 6.f, 0.2f})
+    for (int side = 0; side < 2; side++) {
+      ref::GraphBuilder gb;
+      int x = gb.input("x", {2, 11, 4, 3});
+      int h = gb.node("HardSigmoid", {x}, [&](qnnc::Node &n) {
+        n.set_f("alpha", alpha);
+        n.set_f("beta", 0.5f);
+      });
+      gb.output(gb.node("Mul", side ? std::vector<int>{h, x} : std::vector<int>{x, h}));
+      qnnc::Module m = ref::compile(gb.finish());
+      auto ops = ref::step_ops(m);
+      const bool fused = alpha == 1.f / 6.f;
+      EXPECT_EQ(ref::count(ops, "unary"), 1);
+      EXPECT_EQ(ref::count(ops, "binary"), fused ? 0 : 1) << "alpha " << alpha;
+      Tensor in = qnnc::random_tensor({2, 11, 4, 3}, 4);
+      for (auto &v : in.data) v *= 5;
+      Tensor want = in;
+      for (auto &v : want.data) v = v * std::min(1.f, std::max(0.f, alpha * v + 0.5f));
+      EXPECT_TRUE(ref::Close(m.run({in})[0], want, 1e-6)) << "alpha " << alpha << " side " << side;
+    }
+}
+
+// A function after an fp32 convolution (plain, depthwise, with a residual) or dense layer runs in
+// that kernel's epilogue: no unary step is left, and the result matches the two steps' reference.
+TEST(Unary, FunctionsFuseIntoConvolutionAndDenseEpilogues) {
+  struct Fn {
+    const char *name;
+    std::function<float(float)> f;
+  };
+  const Fn fns[] = {
+      {"Sigmoid", [](float v) { return 1.f / (1.f + std::exp(-v)); }},
+      {"Tanh", [](float v) { return std::tanh(v); }},
+      {"HardSigmoid", [](float v) { return std::min(1.f, std::max(0.f, 0.3f * v + 0.4f)); }},
+      {"HardSwish", [](float v) { return v * std::min(1.f, std::max(0.f, v / 6.f + 0.5f)); }},
+      {"SiLU", [](float v) { return v / (1.f + std::exp(-v)); }},  // Mul(y, Sigmoid(y))
+  };
+  auto apply_fn = [](ref::GraphBuilder &gb, const std::string &fn, int y) {
+    if (fn == "SiLU") return gb.node("Mul", {y, gb.node("Sigmoid", {y})});
+    return gb.node(fn, {y}, [&](qnnc::Node &n) {
+      if (fn == "HardSigmoid") {
+        n.set_f("alpha", 0.3f);
+        n.set_f("beta", 0.4f);
+      }
+    });
+  };
+  enum Kind { kConv, kDepthwise, kResidual, kDense };
+  ref::Rng rng(11);
+  for (Kind kind : {kConv, kDepthwise, kResidual, kDense})
+    for (const Fn &fn : fns) {
+      const int64_t N = 2, C = 13, M = kind == kDepthwise ? 13 : 19, H = 9, W = 7;
+      const bool dw = kind == kDepthwise;
+      const Shape xs = kind == kDense ? Shape{N, C} : Shape{N, C, H, W};
+      const Shape ws = kind == kDense ? Shape{M, C} : Shape{M, dw ? 1 : C, 3, 3};
+      Tensor x = ref::random_tensor(xs, rng), w = ref::random_tensor(ws, rng, 0.3f), b = ref::random_tensor({M}, rng);
+      ref::GraphBuilder gb;
+      int xi = gb.input("x", xs), wi = gb.constant("w", ws, w.data), bi = gb.constant("b", {M}, b.data);
+      Tensor want;
+      int y;
+      if (kind == kDense) {
+        y = gb.gemm(xi, wi, bi);
+        want = ref::dense(x, w.data, M, &b.data);
+      } else {
+        y = gb.conv(xi, wi, bi, {2, 2}, {1, 1, 1, 0}, {1, 1});
+        if (dw) gb.g.nodes.back().set_i("group", C);
+        std::vector<float> full = w.data;  // depthwise as a dense convolution with zeros off the diagonal
+        if (dw) {
+          full.assign((size_t)(M * C * 9), 0.f);
+          for (int64_t m = 0; m < M; m++)
+            for (int64_t t = 0; t < 9; t++) full[(size_t)((m * C + m) * 9 + t)] = w.data[(size_t)(m * 9 + t)];
+        }
+        want = ref::conv2d(x, full, {M, C, 3, 3}, &b.data, {2, 2}, {1, 1, 1, 0}, {1, 1});
+      }
+      std::vector<Tensor> in{x};
+      if (kind == kResidual) {
+        Tensor r = ref::random_tensor(want.shape, rng);
+        y = gb.node("Add", {y, gb.input("r", r.shape)});
+        want = ref::add(want, r);
+        in.push_back(r);
+      }
+      for (auto &v : want.data) v = fn.f(v);
+      gb.output(apply_fn(gb, fn.name, y));
+      qnnc::Module m = ref::compile(gb.finish());
+      auto ops = ref::step_ops(m);
+      const std::string what = std::string(fn.name) + " after kind " + std::to_string(kind);
+      EXPECT_EQ(ref::count(ops, "unary") + ref::count(ops, "binary"), 0) << what;
+      EXPECT_TRUE(ref::Close(m.run(in)[0], want, 1e-5)) << what;
+    }
 }
 
 // Broadcast a op b over shapes aligned at the end, the reference way.
