@@ -31,6 +31,17 @@ struct QParams {
   int zero_point;
 };
 
+// 8-bit encoding of the range [lo, hi] widened to include 0: every level spans it and the zero
+// point is where 0 falls (asymmetric, as ONNX Runtime's and TFLite's uint8). A range that is
+// mostly on one side of 0 (SiLU's and HardSwish's outputs: about [-0.28, t]) keeps nearly all
+// 256 levels, where a zero point fixed at 128 would waste half of them.
+QParams fit_range(double lo, double hi, int qmax) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  const double scale = std::max((hi - lo) / qmax, 1e-8);
+  return {(float)scale, (int)std::clamp<long>(std::lround(-lo / scale), 0, qmax)};
+}
+
 struct Rewriter {
   Graph &g;
   const std::map<std::string, ActivationStats> &stats;
@@ -90,6 +101,8 @@ struct Rewriter {
       const int qmax = act_qmax();
       if (lh.first >= 0) {
         group_qp[r] = {(float)std::max(lh.second / qmax, 1e-8), 0};
+      } else if (cfg.activation_bits >= 8) {
+        group_qp[r] = fit_range(lh.first, lh.second, qmax);
       } else {
         int zp = (qmax + 1) / 2;
         group_qp[r] = {(float)std::max({lh.second / (qmax - zp), -lh.first / zp, 1e-8}), zp};
@@ -112,7 +125,9 @@ struct Rewriter {
       return {std::max(t, 1e-8f) / qmax, 0};
     }
     int zp = (qmax + 1) / 2;
-    float t = choose_threshold(s, cfg, zp);
+    float t = choose_threshold(s, cfg, zp);  // of |x|; the range is clipped to [-t, t]
+    if (bits >= 8) return fit_range(std::max<double>(s.min, -t), std::min<double>(s.max, t), qmax);
+    // Below 8 bits the zero point stays in the middle (levels symmetric about 0).
     return {std::max(t, 1e-8f) / std::max(1, zp - (bits > 1 ? 1 : 0)), zp};
   }
 

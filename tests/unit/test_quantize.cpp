@@ -14,6 +14,7 @@
 #include "codegen/compile.h"
 #include "frontend/builtin_models.h"
 #include "qreference.h"
+#include "reference.h"
 #include "quantize/calibrate.h"
 #include "quantize/qconfig.h"
 #include "quantize/report.h"
@@ -412,4 +413,50 @@ TEST(QuantCalibration, ThresholdsOfAReluLikeActivation) {
   cfg.calibrate_mode = "global_scale";
   cfg.global_scale = 8.f;
   EXPECT_FLOAT_EQ(qnnc::choose_threshold(s, cfg, 255), 8.f);
+}
+
+// At 8 bits a signed activation's levels span its calibrated range (asymmetric zero point):
+// SiLU's output, about [-0.28, max], gets a zero point near the bottom, not 128. Below 8 bits
+// the zero point stays in the middle.
+TEST(QuantCalibration, SignedRangesAreAsymmetricAtEightBits) {
+  ref::Rng rng(21);
+  ref::GraphBuilder gb;
+  int x = gb.input("x", {1, 3, 12, 12});
+  int y = gb.conv(x, gb.constant("w1", {8, 3, 3, 3}, ref::randn(8 * 27, rng, 0.5f)),
+                  gb.constant("b1", {8}, ref::randn(8, rng)), {1, 1}, {1, 1, 1, 1}, {1, 1});
+  int s = gb.node("Mul", {y, gb.node("Sigmoid", {y})});
+  gb.output(gb.conv(s, gb.constant("w2", {5, 8, 1, 1}, ref::randn(40, rng, 0.5f)), gb.constant("b2", {5}, ref::randn(5, rng)),
+                    {1, 1}, {0, 0, 0, 0}, {1, 1}));
+  qnnc::Graph g = gb.finish();
+  const std::string silu_name = g.values[s].name;
+  for (const char *precision : {"int8", "int4"}) {
+    qnnc::CompileOptions opt;
+    opt.quantize = true;
+    opt.qconfig = qnnc::QConfig::parse_precision(precision);
+    opt.qconfig.skip_first_conv = false;
+    qnnc::Graph fused = g;
+    qnnc::run_graph_passes(fused, opt.passes);
+    auto stats = qnnc::collect_stats(fused, qnnc::calibration_inputs(fused, opt.qconfig), nullptr, nullptr);
+    qnnc::Graph q = qnnc::prepare_for_codegen(g, opt);
+    int checked = 0;
+    for (const auto &v : q.values) {
+      auto it = stats.find(v.name);
+      if (v.type.dtype != qnnc::DType::u8 || it == stats.end() || it->second.min >= 0) continue;
+      const int qmax = opt.qconfig.activation_bits == 8 ? 255 : (1 << opt.qconfig.activation_bits) - 1;
+      const double lo = -v.zero_point * (double)v.scale, hi = (qmax - v.zero_point) * (double)v.scale;
+      if (std::string(precision) == "int8") {
+        // Within a level of the calibrated range at both ends.
+        EXPECT_NEAR(lo, it->second.min, v.scale) << v.name;
+        EXPECT_NEAR(hi, it->second.max, v.scale) << v.name;
+      } else {
+        EXPECT_EQ(v.zero_point, (qmax + 1) / 2) << v.name;
+      }
+      if (v.name == silu_name && std::string(precision) == "int8") {
+        EXPECT_LT(v.zero_point, 40) << "SiLU output " << v.name;
+        checked++;
+      }
+      checked++;
+    }
+    EXPECT_GE(checked, std::string(precision) == "int8" ? 3 : 1) << precision;
+  }
 }
