@@ -107,9 +107,13 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   bool x86_dot = t.has_feature(Target::AVX512_Zen4) || t.has_feature(Target::AVX512_Zen5) ||
                  t.has_feature(Target::AVX512_SapphireRapids);
   k["group"] = t.arch == Target::X86 && !x86_dot ? 2 : 4;
-  // There, 4 vectors of 8 channels lost their dense weight loads (Halide gathered the last
-  // one) and 3 measured fastest on ResNet-50 (131 ms against 213 ms for 2 and 243 ms for 4).
-  if (k["group"] == 2) k["co_vectors"] = std::min(k["co_vectors"], 3);
+  // On x86, 4 vectors lose their dense weight loads: Halide loads the weights of the first
+  // vectors as one wide vector and slices it, and where the 4th would widen it to 4 x 64 bytes
+  // it gathers byte by byte instead. With vpmaddwd (groups of 2), 3 vectors measured fastest on
+  // ResNet-50 (131 ms against 213 ms for 2 and 243 ms for 4); with vpdpbusd, the layers that
+  // took 4 (a row of one column: dense layers, squeeze-and-excitation) ran 4-5x slower than
+  // with 3 (AlexNet int8, 9216 -> 4096: 7.1 -> 1.5 ms, `qnnc bench --profile`).
+  if (t.arch == Target::X86) k["co_vectors"] = std::min(k["co_vectors"], 3);
   return k;
 }
 
