@@ -35,8 +35,12 @@ HalideKernel build_maxpool(const KernelSpec &s, const Knobs &k, const Target &t)
     out(c, x, y, n) = maximum(tap(r.x, r.y));
   }
   fix_output(out, {C, OW, OH, N});
-  int vec = knob(k, "vec", 8);
-  if (C >= vec) out.vectorize(c, vec, TailStrategy::GuardWithIf);
+  // Channels in the vector lanes: the widest power of two up to `vec` that the channels fill
+  // (24 u8 channels: 16 lanes, the second vector shifted inward over lanes 8-23), so that few
+  // channels (ShuffleNet's 24) do not fall back to scalar code.
+  int vw = std::max(1, knob(k, "vec", 8));
+  while (vw > 1 && vw > C) vw /= 2;
+  if (vw > 1) out.vectorize(c, vw, C % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards);
   out.parallel(y);
   return {Pipeline(out), {in}};
 }

@@ -124,3 +124,18 @@ TEST(KernelAsm, DenseRowsLoadWeightsWithoutGathers) {
                 count(assembly(four, target), "vpinsrb"), count(a, "vpinsrb"));
   }
 }
+
+// Max pools over fewer channels than a vector holds (ShuffleNet's 24 u8 channels) still run on
+// vectors (vpmaxub), not byte by byte.
+TEST(KernelAsm, NarrowMaxPoolsAreVectorized) {
+  qnnc::KernelSpec s;
+  s.kind = "maxpool";
+  s.in_shape = {1, 24, 20, 20};
+  s.out_shape = {1, 24, 10, 10};
+  s.kernel = {3, 3};
+  s.stride = {2, 2};
+  s.pads = {1, 1, 1, 1};
+  s.dtype = "u8";
+  for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx2-fma"})
+    EXPECT_GT(count(assembly(s, target), "vpmaxub"), 0) << target;
+}
