@@ -12,10 +12,17 @@ namespace qnnc {
 namespace {
 
 // Vectorizes the innermost output dimension when it is wide enough, parallelizes the outermost
-// non-unit one.
+// non-unit one. An innermost dimension of a few elements (ShuffleNet's channel shuffle writes
+// [58][2] from [2][58]) is unrolled around vectors of the next one instead, whose strided
+// stores Halide interleaves into dense ones.
 void schedule_copy(Func out, const std::vector<Var> &v, const std::vector<int64_t> &ext, const Knobs &k) {
   int vec = knob(k, "vec", 8);
-  if (ext[0] >= vec) out.vectorize(v[0], vec, TailStrategy::GuardWithIf);
+  if (ext[0] >= vec) {
+    out.vectorize(v[0], vec, TailStrategy::GuardWithIf);
+  } else if (ext.size() > 1 && ext[0] <= 4 && ext[1] >= vec) {
+    Var vo(v[1].name() + "_o"), vi(v[1].name() + "_i");
+    out.split(v[1], vo, vi, vec, TailStrategy::GuardWithIf).reorder(vi, v[0], vo).vectorize(vi).unroll(v[0]);
+  }
   for (size_t d = ext.size(); d-- > 1;)
     if (ext[d] > 1) {
       out.parallel(v[d]);
