@@ -1,7 +1,8 @@
 // The integer kernels use each target's dot-product / popcount instructions: generated assembly
 // of a conv2d_q and a conv2d_bs kernel is checked for vpdpbusd / vpopcntd (host with AVX512-VNNI
 // and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
-// with 2- and 4-bit weights stored 4 and 2 per byte.
+// with 2- and 4-bit weights stored 4 and 2 per byte; and two schedules that once fell back to
+// byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -100,6 +101,20 @@ TEST(KernelAsm, PiBitSerialUsesCnt) {
   for (const char *t : {"rpi4", "rpi5"}) EXPECT_GT(count(assembly(conv_spec("conv2d_bs", 2, 2), t), "cnt"), 0) << t;
 }
 
+// A spec over u8 activations with a square window (k x k, stride, padding on every side).
+qnnc::KernelSpec u8_window(const std::string &kind, std::vector<int64_t> in, std::vector<int64_t> out, int64_t k,
+                           int64_t stride, int64_t pad) {
+  qnnc::KernelSpec s;
+  s.kind = kind;
+  s.in_shape = std::move(in);
+  s.out_shape = std::move(out);
+  s.kernel = {k, k};
+  s.stride = {stride, stride};
+  s.pads = {pad, pad, pad, pad};
+  s.dtype = "u8";
+  return s;
+}
+
 }  // namespace
 
 // A row of one column (dense layers, squeeze-and-excitation) streams its weights with dense
@@ -107,13 +122,8 @@ TEST(KernelAsm, PiBitSerialUsesCnt) {
 // vector's weights byte by byte (vpinsrb), 4-5x slower, so x86 defaults stop at 3. Checked for
 // two x86 targets, whatever CPU runs the test.
 TEST(KernelAsm, DenseRowsLoadWeightsWithoutGathers) {
-  qnnc::KernelSpec s;
-  s.kind = "conv2d_q";
-  s.in_shape = {1, 1024, 1, 1};
-  s.out_shape = {1, 512, 1, 1};
-  s.kernel = {1, 1};
+  qnnc::KernelSpec s = u8_window("conv2d_q", {1, 1024, 1, 1}, {1, 512, 1, 1}, 1, 1, 0);
   s.relu = true;
-  s.dtype = "u8";
   for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
     std::string a = assembly(s, target);
     EXPECT_GT(count(a, "vpdpbusd"), 0) << target;
@@ -128,14 +138,7 @@ TEST(KernelAsm, DenseRowsLoadWeightsWithoutGathers) {
 // Max pools over fewer channels than a vector holds (ShuffleNet's 24 u8 channels) still run on
 // vectors (vpmaxub), not byte by byte.
 TEST(KernelAsm, NarrowMaxPoolsAreVectorized) {
-  qnnc::KernelSpec s;
-  s.kind = "maxpool";
-  s.in_shape = {1, 24, 20, 20};
-  s.out_shape = {1, 24, 10, 10};
-  s.kernel = {3, 3};
-  s.stride = {2, 2};
-  s.pads = {1, 1, 1, 1};
-  s.dtype = "u8";
+  qnnc::KernelSpec s = u8_window("maxpool", {1, 24, 20, 20}, {1, 24, 10, 10}, 3, 2, 1);
   for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx2-fma"})
     EXPECT_GT(count(assembly(s, target), "vpmaxub"), 0) << target;
 }
