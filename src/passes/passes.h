@@ -30,7 +30,8 @@ void remove_dead_nodes(Graph &g);
 void choose_layout(Graph &g);
 
 void run_passes(Graph &g, const PassOptions &opt = {});
-// The two halves of run_passes: up to fusion (what quantization rewrites), then layout.
+// The two halves of run_passes: up to fusion (what quantization rewrites), then, after
+// quantization, activations into fp32 epilogues and layout.
 void run_graph_passes(Graph &g, const PassOptions &opt = {});
 void run_layout_passes(Graph &g, const PassOptions &opt = {});
 

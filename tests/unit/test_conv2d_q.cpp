@@ -497,10 +497,9 @@ TEST(QuantOps, ScaleShiftWritesTheQuantizeStepsIntegers) {
           g.add_node(r1), g.add_node(r2), g.add_node(c1), g.add_node(c2);
           x = small;
         }
-        const int64_t CC = C;
-        std::vector<float> sc((size_t)CC), sh((size_t)CC);
-        for (int64_t c = 0; c < CC; c++) sc[c] = (float)(rng.normal() * 2), sh[c] = (float)(rng.normal() * 3);
-        int scv = g.add_const("ss.scale", {CC}, sc), shv = g.add_const("ss.shift", {CC}, sh);
+        std::vector<float> sc((size_t)C), sh((size_t)C);
+        for (int64_t c = 0; c < C; c++) sc[c] = (float)(rng.normal() * 2), sh[c] = (float)(rng.normal() * 3);
+        int scv = g.add_const("ss.scale", {C}, sc), shv = g.add_const("ss.shift", {C}, sh);
         auto scale_shift = [&](const std::string &name, int out) {
           qnnc::Node n;
           n.name = name, n.op = "scale_shift", n.inputs = {x, scv, shv}, n.outputs = {out};
