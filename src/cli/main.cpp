@@ -105,7 +105,7 @@ std::map<std::string, Knobs> parse_knobs(const std::vector<std::string> &items) 
 }
 
 struct QuantFlags {
-  std::string precision, calib_mode = "minmax", calib_data, weight_scale = "channel_max", rounding = "upward";
+  std::string precision, calib_mode = "minmax", calib_data, weight_scale = "channel_max", rounding = "tonearest";
   std::string lowbit_edges = "int8";
   std::vector<std::string> skip;
   int calib_samples = 8, report_inputs = 16;
@@ -499,7 +499,7 @@ void add_quant_flags(CLI::App *c, QuantFlags &qf) {
   c->add_option("--global-scale", qf.global_scale, "with --calib-mode global_scale: the clipping range")->capture_default_str();
   c->add_option("--weight-scale", qf.weight_scale, "per-channel weight scale: channel_max (largest weight exact), power2, or mse (least squared error; pays at 2-4 bits)")->capture_default_str();
   c->add_option("--rounding", qf.rounding,
-                "ties in requantization and quantize: upward (x.5 -> up, as TVM's default) or tonearest (to even)")
+                "ties in requantization and quantize: tonearest (to even, as ONNX Runtime) or upward (x.5 -> up, TVM's default; slower)")
       ->check(CLI::IsMember({"upward", "tonearest"}))
       ->capture_default_str();
   c->add_option("--skip-layer", qf.skip, "keep this layer (node name) in fp32; repeatable");

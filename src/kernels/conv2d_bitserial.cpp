@@ -132,9 +132,7 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   if (R) {
     level = threshold_level(total, res, thr, co, R, L);
   } else {
-    Expr v = requantize_fixed_point(total, mult(co), shift(co), s.rounding);
-    if (s.residual) v += requantize_fixed_point_narrow(res - qp(2), qp(3), qp(4), s.rounding);
-    level = clamp(v + qp(1), qp(5), qp(6));
+    level = requantized_level(total, mult(co), shift(co), s.residual ? res : Expr(), qp, s.rounding);
   }
   Func out("output");
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);

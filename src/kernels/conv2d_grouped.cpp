@@ -189,11 +189,9 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
         i32(i16(padded(gi * (int)Cg + r.x, ix, iy, n)) * i16(weights(gi * (int)Mg + m, r.x, r.y, r.z)));
     sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
   }
-  Expr v = requantize_fixed_point(sum, mult(c), shift(c), s.rounding);
-  if (s.residual)
-    v += requantize_fixed_point_narrow(i32(residual(c, x, y, n)) - qparams(2), qparams(3), qparams(4), s.rounding);
   Func out("output");
-  out(c, x, y, n) = u8(clamp(v + qparams(1), qparams(5), qparams(6)));
+  out(c, x, y, n) = u8(requantized_level(sum, mult(c), shift(c), s.residual ? residual(c, x, y, n) : Expr(), qparams,
+                                         s.rounding));
   fix_output(out, {M, OW, OH, N});
 
   const int vec = std::max(1, knob(k, "vec", 8));

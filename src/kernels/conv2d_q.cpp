@@ -86,11 +86,8 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
     Expr res = s.residual ? i32(f.residual(co, x, y, n)) : Expr(0);
     f.output(co, x, y, n) = u8(threshold_level(f.acc(co, x, y, n), res, f.thr, co, f.thresholds, s.qmax));
   } else {
-    Expr v = requantize_fixed_point(f.acc(co, x, y, n), f.mult(co), f.shift(co), s.rounding);
-    if (s.residual)
-      v += requantize_fixed_point_narrow(i32(f.residual(co, x, y, n)) - f.qparams(2), f.qparams(3), f.qparams(4),
-                                         s.rounding);
-    f.output(co, x, y, n) = u8(clamp(v + f.qparams(1), f.qparams(5), f.qparams(6)));
+    Expr res = s.residual ? f.residual(co, x, y, n) : Expr();
+    f.output(co, x, y, n) = u8(requantized_level(f.acc(co, x, y, n), f.mult(co), f.shift(co), res, f.qparams, s.rounding));
   }
   fix_output(f.output, {M, OW, OH, N});
   f.r = r;

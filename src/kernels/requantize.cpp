@@ -1,6 +1,7 @@
 #include "kernels/requantize.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 using namespace Halide;
@@ -18,12 +19,35 @@ Expr shift_right_ties_to_even(Expr p, Expr q) {
 }
 }  // namespace
 
-Expr requantize_fixed_point(Expr x, Expr multiplier, Expr shift, const std::string &rounding) {
-  Expr p = i64(x) * i64(multiplier), q = i64(shift);
-  // Ties up: (p + 2^(shift-1)) >> shift on the exact 64-bit product, one add and one shift per
-  // lane (|p| < 2^62, so the add cannot overflow; shift 0 adds 1 >> 1 = 0).
-  Expr r = rounding == "tonearest" ? shift_right_ties_to_even(p, q) : (p + (i64(1) << (q - 1))) >> q;
-  return saturating_cast(Int(32), r);
+Expr requantize_scaled(Expr x, Expr multiplier, Expr shift, const std::string &rounding, Expr lo, Expr hi) {
+  Expr pow2 = reinterpret(Float(32), (127 - shift) << 23);  // 2^-shift
+  Expr f = clamp(f32(x) * (f32(multiplier) * pow2), lo, hi);
+  // 1.5 * 2^23 + f (|f| <= 2^22) lies in [2^23, 2^24], where floats are the integers: the
+  // sum is f rounded to nearest, ties to even, and its bits minus the constant's are that
+  // integer. No rounding instruction, no float-to-int conversion.
+  Expr r = reinterpret(Int(32), strict_float(f + 12582912.f)) - 0x4B400000;
+  if (rounding == "tonearest") return r;
+  // Ties up: where f is exactly half-way and went down to the even neighbour, add one.
+  return r + select(strict_float(f - f32(r)) == 0.5f, 1, 0);
+}
+
+Expr requantized_level(Expr acc, Expr multiplier, Expr shift, Expr res, const ImageParam &qp,
+                       const std::string &rounding) {
+  if (!res.defined()) {
+    Expr v = requantize_scaled(acc, multiplier, shift, rounding, f32(qp(5) - qp(1)), f32(qp(6) - qp(1)));
+    return v + qp(1);
+  }
+  Expr v = requantize_scaled(acc, multiplier, shift, rounding) +
+           requantize_fixed_point_narrow(i32(res) - qp(2), qp(3), qp(4), rounding);
+  return clamp(v + qp(1), qp(5), qp(6));
+}
+
+int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, const std::string &rounding) {
+  const float m = (float)multiplier * std::ldexp(1.0f, -shift);
+  const float f = std::clamp((float)x * m, -4194304.f, 4194304.f);
+  float r = std::nearbyint(f);  // the default rounding mode: ties to even
+  if (rounding != "tonearest" && f - r == 0.5f) r += 1;
+  return (int32_t)r;
 }
 
 Expr requantize_fixed_point_narrow(Expr x, Expr multiplier, Expr shift, const std::string &rounding) {
@@ -76,11 +100,12 @@ std::vector<int32_t> epilogue_thresholds(const ThresholdEpilogue &e, const std::
   std::vector<int32_t> t(M * R * L);
   for (size_t m = 0; m < M; m++) {
     if (e.mult[m] <= 0) return {};
-    // The main term over the whole range must stay inside int32 (no saturation): then the
-    // level is non-decreasing in s and a binary search finds each threshold.
-    auto main = [&](int64_t s) { return shift_right_rounded((e.bias[m] + s) * e.mult[m], e.shift[m], even); };
-    const int64_t a = main(s_lo[m]), b = main(s_hi[m]);
-    if (a <= INT32_MIN || b >= INT32_MAX || s_hi[m] + 1 > INT32_MAX || s_lo[m] < INT32_MIN) return {};
+    // The accumulator (bias + s) must stay inside int32 over the whole range: then the level is
+    // non-decreasing in s and a binary search finds each threshold.
+    if (e.bias[m] + s_lo[m] < INT32_MIN || e.bias[m] + s_hi[m] > INT32_MAX || s_hi[m] + 1 > INT32_MAX ||
+        s_lo[m] < INT32_MIN)
+      return {};
+    auto main = [&](int64_t s) { return (int64_t)requantize_scaled_value(e.bias[m] + s, e.mult[m], e.shift[m], e.rounding); };
     for (int r = 0; r < R; r++) {
       const int64_t res = shift_right_rounded((int64_t)(r - e.res_zp) * e.res_mult, e.res_shift, even);  // 0 without one
       auto level = [&](int64_t s) { return std::clamp<int64_t>(main(s) + res + e.out_zp, e.lo, e.hi); };

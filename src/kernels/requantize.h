@@ -1,5 +1,5 @@
-// Rounding shared by the integer kernels: the fixed-point requantization x * m / 2^shift and
-// float-to-level rounding, each with the tie rule the quantization config chose
+// Rounding shared by the integer kernels: the requantization x * m / 2^shift and float-to-level
+// rounding, each with the tie rule the quantization config chose
 // ("upward": ties towards +infinity, TVM's UPWARD; "tonearest": ties to even, TVM's TONEAREST).
 #pragma once
 #include <string>
@@ -9,9 +9,25 @@
 
 namespace qnnc {
 
-// round(x * multiplier / 2^shift) saturated to int32; x, multiplier i32, shift >= 0.
-Halide::Expr requantize_fixed_point(Halide::Expr x, Halide::Expr multiplier, Halide::Expr shift,
-                                    const std::string &rounding);
+// The requantization of an accumulator, as ONNX Runtime and XNNPACK do it: in IEEE single
+// precision, f = f32(x) * M with M = f32(multiplier) * 2^-shift (each step rounded to nearest,
+// ties to even), clamped to [lo, hi] (integers within +-2^22; default +-2^22), then rounded to
+// an int32 with `rounding`'s tie rule. x, multiplier i32, 0 <= shift <= 126. The quantizer
+// gives multipliers 24 bits, so M is exactly multiplier / 2^shift. About half the instructions
+// per output of an exact 64-bit product (x86 has no 32-bit high multiply).
+Halide::Expr requantize_scaled(Halide::Expr x, Halide::Expr multiplier, Halide::Expr shift, const std::string &rounding,
+                               Halide::Expr lo = -4194304.f, Halide::Expr hi = 4194304.f);
+
+// An integer convolution's output level: clamp(requantize_scaled(acc) [+ residual term] +
+// out_zp, lo, hi). qparams: (in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, -). Without a
+// residual the clamp happens on the float, before rounding (the same levels, two instructions
+// fewer). res: the residual's level, or an undefined Expr.
+Halide::Expr requantized_level(Halide::Expr acc, Halide::Expr multiplier, Halide::Expr shift, Halide::Expr res,
+                               const Halide::ImageParam &qparams, const std::string &rounding);
+
+// The same arithmetic in C++ (compile-time thresholds; the tests' references spell it out
+// again on their own).
+int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, const std::string &rounding);
 
 // The same in 32-bit arithmetic, for callers that guarantee |x * multiplier| < 2^31 (the
 // residual rescale: 9-bit differences times a 22-bit mantissa).
@@ -39,7 +55,7 @@ Halide::Expr dequantize_level(Halide::Expr q, int zero_point, float scale);
 Halide::Expr threshold_level(Halide::Expr total, Halide::Expr res, const Halide::ImageParam &thr, Halide::Expr co,
                              int R, int levels);
 
-// The epilogue the thresholds replace: output level = clamp(round(acc * mult / 2^shift) +
+// The epilogue the thresholds replace: output level = clamp(requantize_scaled(acc, mult, shift) +
 // round((r - res_zp) * res_mult / 2^res_shift) + out_zp, lo, hi), rounded as `rounding` says
 // (res_mult 0 without a residual).
 struct ThresholdEpilogue {
@@ -50,8 +66,8 @@ struct ThresholdEpilogue {
 
 // For each output channel m, residual level r < R and output level l in 1..qmax, the smallest s
 // in [s_lo[m], s_hi[m]] whose output level is at least l (s_hi[m] + 1 when none is), computed
-// with the kernels' own integer arithmetic. Laid out (m, r, l - 1), m innermost. Empty when a
-// multiplier is not positive or the requantization could saturate in that range (the
+// with the kernels' own arithmetic. Laid out (m, r, l - 1), m innermost. Empty when a
+// multiplier is not positive or the accumulator could leave int32 in that range (the
 // multiplier epilogue is then kept).
 std::vector<int32_t> epilogue_thresholds(const ThresholdEpilogue &e, const std::vector<int64_t> &s_lo,
                                          const std::vector<int64_t> &s_hi, int R);

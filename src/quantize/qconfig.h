@@ -13,10 +13,11 @@ struct QConfig {
   float global_scale = 8.0f;           // range used by calibrate_mode=global_scale
   float percentile = 99.99f;           // calibrate_mode=percentile
   std::string weight_scale = "channel_max";  // channel_max | power2 | mse (per channel, least squared error)
-  // Tie rule of run-time rounding (requantization, the quantize step): "upward" rounds x.5 up
-  // (TVM's UPWARD), "tonearest" to the even neighbour (TVM's TONEAREST). Weights are rounded
-  // at compile time to nearest, ties away from zero, either way.
-  std::string rounding = "upward";
+  // Tie rule of run-time rounding (requantization, the quantize step): "tonearest" to the even
+  // neighbour (TVM's TONEAREST, ONNX Runtime's), "upward" rounds x.5 up (TVM's UPWARD; a few
+  // more instructions per output in the float requantization). Weights are rounded at compile
+  // time to nearest, ties away from zero, either way.
+  std::string rounding = "tonearest";
   bool skip_first_conv = true;         // as TVM: the first conv stays fp32
   bool skip_dense = true;              // as TVM: dense (fully connected) layers stay fp32; false
                                        // runs them as 1x1 integer convolutions
@@ -44,6 +45,9 @@ struct FixedPoint {
   int32_t shift = 0;
 };
 FixedPoint to_fixed_point(double real, int bits = 31);
+// Convolutions requantize in single precision (kernels/requantize.h, requantize_scaled): a
+// 24-bit mantissa is exactly a float, so multiplier / 2^shift is the scale the kernel uses.
+constexpr int kScaleMantissaBits = 24;
 // The residual rescale multiplies a difference of two u8 levels (|x| < 2^9): a 22-bit mantissa
 // keeps that product inside int32, so kernels requantize the residual with 32-bit multiplies;
 // the relative error of the multiplier stays below 2^-22.

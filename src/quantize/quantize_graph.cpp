@@ -274,7 +274,7 @@ struct Rewriter {
       // Padding and channel padding read the input zero point; subtracting zx * sum(w) makes
       // every tap contribute (x - zx) * w.
       bq[m] = (int32_t)std::llround(b[m] / acc_scale) - (int32_t)(zx * wsum);
-      FixedPoint fp = to_fixed_point(acc_scale / qy.scale);
+      FixedPoint fp = to_fixed_point(acc_scale / qy.scale, kScaleMantissaBits);
       mult[m] = fp.multiplier;
       shift[m] = fp.shift;
     }

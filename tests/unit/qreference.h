@@ -128,8 +128,20 @@ inline std::vector<int64_t> conv_acc(const ITensor &x, const std::vector<int32_t
   return acc;
 }
 
-// Requantization of the accumulator (rmsr_even in place of rmsr with ties_to_even): v = rmsr(acc, mult, shift) [+ rmsr(r - res_zp, res_mult,
-// res_shift)], y = clamp(v + out_zp, relu ? out_zp : 0, qmax).
+// The requantization of an accumulator, from its definition: in single precision, f =
+// float(acc) * (float(mult) * 2^-shift), clamped to [-2^22, 2^22], rounded to an integer (ties
+// to even, or up). The residual term stays in fixed point: rmsr(r - res_zp, res_mult,
+// res_shift) (rmsr_even with ties to even). y = clamp(v + out_zp, relu ? out_zp : 0, qmax).
+inline int64_t requantize_value(int64_t acc, int32_t mult, int32_t shift, bool ties_to_even) {
+  const float scale = (float)mult * std::ldexp(1.0f, -shift);
+  float f = (float)acc * scale;
+  f = std::min(std::max(f, -4194304.0f), 4194304.0f);
+  const float fl = std::floor(f), d = f - fl;
+  if (d > 0.5f) return (int64_t)fl + 1;
+  if (d < 0.5f) return (int64_t)fl;
+  return ties_to_even ? (int64_t)fl + ((int64_t)fl & 1) : (int64_t)fl + 1;
+}
+
 inline ITensor requantize(const std::vector<int64_t> &acc, const Shape &shape, const std::vector<int32_t> &mult,
                           const std::vector<int32_t> &shift, const ITensor *residual, const ConvQParams &p) {
   const int64_t M = shape[1], HW = shape[2] * shape[3];
@@ -137,8 +149,8 @@ inline ITensor requantize(const std::vector<int64_t> &acc, const Shape &shape, c
   const int64_t lo = p.relu ? p.out_zp : 0;
   for (size_t i = 0; i < acc.size(); i++) {
     int64_t m = ((int64_t)i / HW) % M;
+    int64_t v = requantize_value(acc[i], mult[(size_t)m], shift[(size_t)m], p.ties_to_even);
     auto r = p.ties_to_even ? rmsr_even : rmsr;
-    int64_t v = r(acc[i], mult[(size_t)m], shift[(size_t)m]);
     if (residual) v += r((int64_t)residual->data[i] - p.res_zp, p.res_mult, p.res_shift);
     y.data[i] = (int32_t)std::clamp<int64_t>(v + p.out_zp, lo, p.qmax);
   }

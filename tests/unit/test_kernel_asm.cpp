@@ -2,7 +2,8 @@
 // of a conv2d_q and a conv2d_bs kernel is checked for vpdpbusd / vpopcntd (host with AVX512-VNNI
 // and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
 // with 2- and 4-bit weights stored 4 and 2 per byte; and two schedules that once fell back to
-// byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels.
+// byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels; and
+// the float requantization epilogue.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -141,4 +142,32 @@ TEST(KernelAsm, NarrowMaxPoolsAreVectorized) {
   qnnc::KernelSpec s = u8_window("maxpool", {1, 24, 20, 20}, {1, 24, 10, 10}, 3, 2, 1);
   for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx2-fma"})
     EXPECT_GT(count(assembly(s, target), "vpmaxub"), 0) << target;
+}
+
+// The requantization epilogue multiplies in single precision: no 64-bit products (vpmuldq on
+// x86, smull on the Pis) and no saturating 64 -> 32 bit narrowing, in the integer convolution
+// and the depthwise one, on every target.
+TEST(KernelAsm, RequantizationMultipliesInFloat) {
+  qnnc::KernelSpec conv = u8_window("conv2d_q", {1, 24, 14, 14}, {1, 48, 14, 14}, 1, 1, 0);
+  qnnc::KernelSpec dw = u8_window("dwconv2d_q", {1, 48, 14, 14}, {1, 48, 14, 14}, 3, 1, 1);
+  dw.group = 48;
+  for (const qnnc::KernelSpec &s : {conv, dw}) {
+    for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids",
+                               "x86-64-linux-avx2-fma"}) {
+      std::string a = assembly(s, target);
+      EXPECT_GT(count(a, "vmulps"), 0) << s.kind << " " << target;
+      EXPECT_EQ(count(a, "vpmuldq") + count(a, "vpmovsqd") + count(a, "vpmuludq"), 0) << s.kind << " " << target;
+    }
+    for (const char *target : {"rpi4", "rpi5"}) {
+      std::string a = assembly(s, target);
+      EXPECT_GT(count(a, "fmul"), 0) << s.kind << " " << target;
+      // Signed 32 x 32 -> 64-bit products (the 16-bit ones, v.4s from v.4h, are the rpi4's dot
+      // products; unsigned ones divide indices by constants).
+      int wide = 0;
+      std::istringstream is(a);
+      for (std::string line; std::getline(is, line);)
+        wide += line.find("smull") != std::string::npos && line.find(".2d") != std::string::npos;
+      EXPECT_EQ(wide, 0) << s.kind << " " << target;
+    }
+  }
 }

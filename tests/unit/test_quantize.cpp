@@ -17,6 +17,7 @@
 #include "reference.h"
 #include "quantize/calibrate.h"
 #include "quantize/qconfig.h"
+#include "kernels/requantize.h"
 #include "quantize/report.h"
 
 namespace {
@@ -118,6 +119,39 @@ TEST(QuantFixedPoint, RoundingMulShiftRightMatches128BitFormula) {
   EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MIN, INT32_MAX, 0), INT32_MIN);
   EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MIN, INT32_MIN, 31), INT32_MAX);  // 2^31 saturates
   EXPECT_EQ(qnnc::rounding_mul_shift_right(INT32_MIN, INT32_MIN, 32), 1 << 30);
+}
+
+// The kernels' requantization (float multiply, kernels/requantize.h) against its definition
+// in the tests' reference: random accumulators and multipliers, both tie rules, exact ties, the
+// clamp at +-2^22; and 24-bit multipliers are exact floats.
+TEST(QuantFixedPoint, FloatRequantizationMatchesItsDefinition) {
+  Rng rng(4);
+  for (int i = 0; i < 200000; i++) {
+    int64_t x = i % 2 ? rng.integer(-(1 << 24), 1 << 24) : (int64_t)(int32_t)(uint32_t)rng.next();
+    int32_t m = (int32_t)rng.integer(1ll << 23, (1ll << 31) - 1);
+    int32_t q = (int32_t)rng.integer(20, 62);
+    for (bool even : {false, true})
+      ASSERT_EQ(qnnc::requantize_scaled_value(x, m, q, even ? "tonearest" : "upward"),
+                qref::requantize_value(x, m, q, even))
+          << x << " * " << m << " / 2^" << q;
+  }
+  // Multiplier 1/4 (2^22 / 2^24): x = 2, 6, -2, -6 are ties.
+  const int32_t m = 1 << 22, q = 24;
+  EXPECT_EQ(qnnc::requantize_scaled_value(2, m, q, "tonearest"), 0);  // 0.5 -> 0
+  EXPECT_EQ(qnnc::requantize_scaled_value(6, m, q, "tonearest"), 2);  // 1.5 -> 2
+  EXPECT_EQ(qnnc::requantize_scaled_value(-2, m, q, "tonearest"), 0);
+  EXPECT_EQ(qnnc::requantize_scaled_value(-6, m, q, "tonearest"), -2);
+  EXPECT_EQ(qnnc::requantize_scaled_value(2, m, q, "upward"), 1);   // 0.5 -> 1
+  EXPECT_EQ(qnnc::requantize_scaled_value(-2, m, q, "upward"), 0);  // -0.5 -> 0
+  EXPECT_EQ(qnnc::requantize_scaled_value(-6, m, q, "upward"), -1);
+  EXPECT_EQ(qnnc::requantize_scaled_value(INT32_MAX, 1 << 23, 23, "upward"), 1 << 22);  // clamped
+  EXPECT_EQ(qnnc::requantize_scaled_value(INT32_MIN, 1 << 23, 23, "upward"), -(1 << 22));
+  for (int i = 0; i < 20000; i++) {
+    double real = std::exp2(-30.0 + 30.0 * rng.uniform());
+    qnnc::FixedPoint fp = qnnc::to_fixed_point(real, qnnc::kScaleMantissaBits);
+    ASSERT_LT(fp.multiplier, 1 << 24) << real;
+    ASSERT_EQ((double)(float)fp.multiplier, (double)fp.multiplier) << real;
+  }
 }
 
 TEST(QuantFixedPoint, RoundTripOfRealMultipliers) {
