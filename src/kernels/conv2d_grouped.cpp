@@ -208,7 +208,7 @@ std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
   std::vector<KnobDecl> k{{"vec", "lanes per vector of channels", {8, 16, 32}, {}},
                           {"x_tile", "output columns per tile (accumulators)", {1, 2, 4, 7, 8, 14, 16}, {}},
                           {"pad_rows", "depthwise: 1 pads the input rows each task needs, inside it; 0 pads the "
-                                       "whole input first (default: 1 above 2 MB)", {0, 1}, {0, 1}}};
+                                       "whole input first (default: fp32 1 above 2 MB, integer 1)", {0, 1}, {0, 1}}};
   return {{"conv2d_grouped", "fp32 grouped and depthwise convolution (channels in the vector lanes)", k},
           {"dwconv2d_q", "integer grouped and depthwise convolution", k}};
 }
