@@ -6,7 +6,7 @@ using namespace Halide;
 
 namespace qnnc {
 
-Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t) {
+Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64_t weight_bytes) {
   // A few channels that vectors do not divide (squeeze-and-excitation's 6, 10, 20): one block
   // of all of them. Shifting the last vector inward would make it straddle two blocks of the
   // packed weights, which x86 gathers and Halide 21's ARM back end refuses ("Should be dense
@@ -35,7 +35,10 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t) {
       co_vectors = cv;
       break;
     }
-  return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}};
+  // Row by row where the weights are small enough to stay in cache while every block of a row
+  // runs (the row's input is then read once, by the core that wrote it); else block by block.
+  const int row_major = weight_bytes >= 0 && weight_bytes <= kRowMajorWeightBytes ? 1 : 0;
+  return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}, {"row_major", row_major}};
 }
 
 int register_tile_channels(int64_t M, const Knobs &k, int default_vec) {
@@ -61,11 +64,11 @@ void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, int64_t O
   Var co_o("co_o"), co_i("co_i"), x_o("x_o"), x_i("x_i"), t_("tile");
   out.split(co, co_o, co_i, cb, TailStrategy::ShiftInwards)
       .split(x, x_o, x_i, xt, TailStrategy::ShiftInwards)
-      .reorder(co_i, x_i, x_o, y, co_o, n)
       .vectorize(co_i, vw)
       .unroll(co_i)
-      .unroll(x_i)
-      .fuse(y, co_o, t_);
+      .unroll(x_i);
+  if (knob(k, "row_major", 0)) out.reorder(co_i, x_i, x_o, co_o, y, n).fuse(co_o, y, t_);
+  else out.reorder(co_i, x_i, x_o, y, co_o, n).fuse(y, co_o, t_);
   parallel_tasks(out, t_, OH * ((M + cb - 1) / cb), k);
   acc.compute_at(out, x_o).vectorize(acc.args()[0], vw).unroll(acc.args()[0]).unroll(acc.args()[1]);
 }
@@ -90,7 +93,10 @@ std::vector<KnobDecl> register_tile_knob_decls() {
           {"co_vectors", "vectors of output channels per register tile (the weights' block)", {1, 2, 3, 4, 6}, {}, true},
           {"x_tile", "output columns per register tile", {1, 2, 3, 4, 5, 6, 7, 8}, {}, false},
           {"tasks", "parallel tasks per kernel (0: one per row and channel block; else about that many)",
-           {0, 8, 16, 32}, {0, 2, 4, 8, 16, 32, 64, 128}, false}};
+           {0, 8, 16, 32}, {0, 2, 4, 8, 16, 32, 64, 128}, false},
+          {"row_major", "task order: 1 row by row (each row's channel blocks in turn: its input is read once), "
+                        "0 block by block (a block's weights stay in cache); integer default: 1 up to 256 kB of weights",
+           {0, 1}, {0, 1}, false}};
 }
 
 }  // namespace qnnc
