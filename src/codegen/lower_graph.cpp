@@ -376,7 +376,8 @@ struct Lowering {
     st.args.push_back({qv, packed({8})});
     st.args.push_back(act4(out));
   }
-  // Integer depthwise convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c innermost.
+  // Integer depthwise convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c innermost,
+  // or spread over channel quads (knob quads).
   void lower_dwconv2d_q(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
     s.kind = "dwconv2d_q";
@@ -384,7 +385,19 @@ struct Lowering {
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
     const int64_t M = w.type.shape[0];
-    PlanArg wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), DType::i8);
+    PlanArg wa;
+    if (dwconv2d_q_quad_lanes(s, s.knobs) > 0) {
+      // (j, quad, k, kx, ky): channel 4 quad + k's weight where j == k, zeros elsewhere.
+      const int64_t KH = w.type.shape[2], KW = w.type.shape[3], Q = M / 4;
+      std::vector<int32_t> pk((size_t)(16 * Q * KW * KH), 0);
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t ky = 0; ky < KH; ky++)
+          for (int64_t kx = 0; kx < KW; kx++)
+            pk[(size_t)((((ky * KW + kx) * 4 + m % 4) * Q + m / 4) * 4 + m % 4)] = (*w.idata)[(m * KH + ky) * KW + kx];
+      wa = {new_const(w.name + ".quads", {KH, KW, 4, Q, 4}, pk, DType::i8), packed({4, Q, 4, KW, KH})};
+    } else {
+      wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), DType::i8);
+    }
     int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     st.args = {act(n.inputs[0]), wa, {value(n.inputs[2]), packed({M})},
                {value(n.inputs[3]), packed({M})}, {value(n.inputs[4]), packed({M})}};

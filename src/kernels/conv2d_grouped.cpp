@@ -66,6 +66,15 @@ bool conv2d_is_depthwise(const KernelSpec &s) {
   return s.group > 1 && s.group == s.in_shape[1] && s.group == s.out_shape[1];
 }
 
+int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k) {
+  if (!knob(k, "quads", 0) || !conv2d_is_depthwise(s) || s.in_shape[1] % 4 != 0) return 0;
+  const int64_t C = s.in_shape[1];
+  const int vec = std::max(8, knob(k, "vec", 16));
+  for (int L = vec; L >= 8; L /= 2)
+    if (4 * L <= C) return L;
+  return 0;
+}
+
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
   const int64_t OW = s.out_shape[3];
   int vec = t.natural_vector_size<float>();
@@ -169,6 +178,57 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
         input, u8(qparams(0)), {Range(), Range(0, (int)W), Range(0, (int)H), Range()})(c, x, y, n);
   else
     padded(c, x, y, n) = input(c, x, y, n);
+  if (const int L = dwconv2d_q_quad_lanes(s, k)) {
+    // Channel quads: one u8 x i8 dot product (vpdpbusd) takes 4 consecutive channels of one tap,
+    // as the input lies in memory, and weights that are zero but for one of the 4: accumulator
+    // k of channel quad q collects channel 4q + k. Four dot products per tap and 4L channels
+    // replace the widening multiply and add of each 16 channels; the epilogue interleaves the
+    // four accumulators' outputs back into channel order.
+    ImageParam wq = fixed_param(Int(8), "weights", {4, C / 4, 4, KW, KH});
+    Var kq("kq"), cq("cq");
+    RDom r(0, 4, 0, (int)KW, 0, (int)KH, "r");
+    Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
+    Func acc("acc");
+    acc(kq, cq, x, y, n) = bias(4 * cq + kq);
+    acc(kq, cq, x, y, n) += i32(padded(4 * cq + r.x, ix, iy, n)) * i32(wq(r.x, cq, kq, r.y, r.z));
+    Func out("output");
+    out(c, x, y, n) = u8(requantized_level(acc(c % 4, c / 4, x, y, n), mult(c), shift(c),
+                                           s.residual ? residual(c, x, y, n) : Expr(), qparams, s.rounding));
+    fix_output(out, {M, OW, OH, N});
+
+    const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
+    // c = 4 quad + ki, and the quads in vectors of L (the last shifted inward): the simplifier
+    // then sees c % 4 = ki and c / 4 = quad (a vector's base c would hide that).
+    Var cq_all("cq_all"), cb("cb"), cqi("cqi"), ki("ki"), xo("xo"), xi("xi");
+    out.split(c, cq_all, ki, 4)
+        .split(cq_all, cb, cqi, L, TailStrategy::ShiftInwards)
+        .split(x, xo, xi, xt, TailStrategy::ShiftInwards)
+        .reorder(ki, cqi, xi, xo, cb, y, n)
+        .unroll(ki)
+        .vectorize(cqi)
+        .unroll(xi)
+        .fuse(y, n, y)
+        .parallel(y);
+    acc.compute_at(out, xo).reorder_storage(cq, kq, acc.args()[2]).unroll(kq).vectorize(cq).unroll(acc.args()[2]);
+    acc.update()
+        .reorder(r.x, cq, kq, acc.args()[2], r.y, r.z)
+        .atomic()
+        .vectorize(r.x)
+        .vectorize(cq)
+        .unroll(kq)
+        .unroll(acc.args()[2])
+        .unroll(r.y);
+    if (pad) {
+      if (knob(k, "pad_rows", 0)) padded.compute_at(out, y);
+      else padded.compute_root().parallel(padded.args()[2]);
+      padded.vectorize(padded.args()[0], 4 * L, TailStrategy::GuardWithIf);
+    }
+    std::vector<ImageParam> args{input, wq, bias, mult, shift};
+    if (s.residual) args.push_back(residual);
+    args.push_back(qparams);
+    return {Pipeline(out), args};
+  }
   Func acc("acc");
   RDom r = dw ? RDom(0, (int)KW, 0, (int)KH, "r") : RDom(0, (int)Cg, 0, (int)KW, 0, (int)KH, "r");
   Expr sum;
@@ -209,8 +269,12 @@ std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
                           {"x_tile", "output columns per tile (accumulators)", {1, 2, 4, 7, 8, 14, 16}, {}},
                           {"pad_rows", "depthwise: 1 pads the input rows each task needs, inside it; 0 pads the "
                                        "whole input first (default: fp32 1 above 2 MB, integer 1)", {0, 1}, {0, 1}}};
+  std::vector<KnobDecl> kq = k;
+  kq.push_back({"quads", "depthwise, channels a multiple of 4: 1 runs u8 x i8 dot products over 4 channels with "
+                         "one non-zero weight each (vpdpbusd; x86 with VNNI by default), 0 widening multiplies",
+                {}, {0, 1}, true});
   return {{"conv2d_grouped", "fp32 grouped and depthwise convolution (channels in the vector lanes)", k},
-          {"dwconv2d_q", "integer grouped and depthwise convolution", k}};
+          {"dwconv2d_q", "integer grouped and depthwise convolution", kq}};
 }
 
 }  // namespace qnnc

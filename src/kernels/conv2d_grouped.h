@@ -15,6 +15,11 @@ namespace qnnc {
 // True when spec is depthwise (channels = groups on both sides).
 bool conv2d_is_depthwise(const KernelSpec &s);
 
+// The integer depthwise kernel's lanes per channel quad vector (16 or 8: 64 or 32 channels per
+// dot-product vector) when knob quads is on and the layer allows it, else 0. Lowering packs the
+// weights for it: (j, quad, k, kx, ky), w(4 quad + k) where j == k, else 0.
+int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k);
+
 // Knobs: vec (channel lanes), x_tile (output columns per task's register block).
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t);
 

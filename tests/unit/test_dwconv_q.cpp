@@ -141,6 +141,12 @@ class DwConvQExact : public ::testing::TestWithParam<DCase> {};
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnHost) { run_case(GetParam(), "host"); }
 // The input padded row by row inside each task (the default above 2 MB of padded input).
 TEST_P(DwConvQExact, MatchesIntegerReferenceWithRowsPadded) { run_case(GetParam(), "host", {{"dwconv2d_q", {{"pad_rows", 1}}}}); }
+// Channel quads (u8 x i8 dot products over 4 channels, one weight non-zero) forced on every
+// depthwise case with a multiple of 4 channels: 8- and 16-lane vectors, the last one shifted
+// inward where they do not divide the channels (the default takes quads only where they do).
+TEST_P(DwConvQExact, MatchesIntegerReferenceWithChannelQuads) {
+  run_case(GetParam(), "host", {{"dwconv2d_q", {{"quads", 1}}}});
+}
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnAvx2) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2";
   run_case(GetParam(), "x86-avx2");
@@ -158,6 +164,20 @@ const std::vector<DCase> kCases = [] {
                           mk(2, 13, 10, 7, 5, 1, 2, 1, 0, 0),  mk(1, 32, 14, 14, 3, 1, 1, 1, 128, 0),
                           mk(1, 33, 9, 9, 3, 2, 1, 1, 3, 0),   mk(1, 17, 12, 12, 3, 1, 2, 2, 128, 2),
                           mk(1, 40, 9, 9, 7, 1, 3, 1, 128, 0), mk(1, 96, 7, 7, 3, 2, 1, 1, 0, 128)};
+  // Multiples of 64 channels (channel quads by default on x86 with VNNI): 3x3, 5x5 stride 2
+  // with batch 2, dilation, ReLU6, a residual, and 36 / 144 channels (quads shifted inward when forced).
+  v.push_back(mk(1, 64, 9, 7, 3, 1, 1, 1, 128, 3));
+  v.push_back(mk(2, 128, 11, 11, 5, 2, 2, 1, 5, 0));
+  v.push_back(mk(1, 64, 10, 10, 3, 1, 2, 2, 0, 7));
+  v.push_back(mk(1, 36, 7, 9, 3, 1, 1, 1, 128, 0));
+  v.push_back(mk(1, 144, 6, 6, 3, 2, 1, 1, 9, 1));
+  DCase q6 = mk(1, 64, 7, 7, 3, 1, 1, 1, 128, 10);
+  q6.relu = true;
+  q6.hi = 180;
+  v.push_back(q6);
+  DCase qres = mk(1, 192, 5, 5, 3, 1, 1, 1, 7, 3);
+  qres.residual = true;
+  v.push_back(qres);
   DCase relu = mk(1, 24, 8, 8, 3, 1, 1, 1, 128, 10);
   relu.relu = true;
   v.push_back(relu);

@@ -171,3 +171,18 @@ TEST(KernelAsm, RequantizationMultipliesInFloat) {
     }
   }
 }
+
+// Depthwise int8 over a multiple of 64 channels takes channel quads on x86 with VNNI: vpdpbusd,
+// no widening multiply-adds; on AVX2 the widening form stays.
+TEST(KernelAsm, DepthwiseInt8UsesChannelQuads) {
+  qnnc::KernelSpec dw = u8_window("dwconv2d_q", {1, 128, 14, 14}, {1, 128, 14, 14}, 3, 1, 1);
+  dw.group = 128;
+  for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
+    std::string a = assembly(dw, target);
+    EXPECT_GT(count(a, "vpdpbusd"), 0) << target;
+    EXPECT_EQ(count(a, "vpmaddwd") + count(a, "vpdpwssd"), 0) << target;
+  }
+  std::string a = assembly(dw, "x86-64-linux-avx2-fma");
+  EXPECT_EQ(count(a, "vpdpbusd"), 0);
+  EXPECT_GT(count(a, "vpmaddwd"), 0);
+}
