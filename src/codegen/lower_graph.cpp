@@ -568,6 +568,14 @@ struct Lowering {
     s.zero_point = (int)n.i("zero_point", 0);
     s.qmax = (int)n.i("qmax", 255);
     if (n.op == "quantize") s.rounding = rounding_of(n);
+    if (n.i("from_nchw", 0)) {
+      // The model's NCHW input, quantized and transposed to NHWC in one pass.
+      s.in_shape = g.values[n.inputs[0]].type.shape;
+      s.knobs["from_nchw"] = 1;
+      resolve_knobs(s);
+      st.args = {act(n.inputs[0]), act4(out)};
+      return;
+    }
     resolve_knobs(s);
     st.args = {flat(n.inputs[0]), flat(out)};
   }

@@ -48,6 +48,24 @@ bool takes_channel_rows(const std::string &kind) { return kind == "quantize" || 
 
 // q = clamp(round(x * (1 / scale)) + zp, 0, qmax); ties as spec.rounding says.
 HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Target &t) {
+  if (knob(k, "from_nchw", 0)) {
+    // NCHW fp32 in, NHWC u8 out (a model's input): one pass instead of a transpose and a quantize.
+    const auto &sh = s.in_shape;
+    ImageParam in = fixed_param(Float(32), "input", nchw_dims(sh));
+    Var c("c"), x("x"), y("y"), n("n");
+    Func out("output");
+    out(c, x, y, n) = quantize_level(in(x, y, c, n), s.scale, s.zero_point, s.qmax, s.rounding);
+    fix_output(out, nhwc_dims(sh));
+    const int vec = knob(k, "vec", 16);
+    if (sh[1] <= 4 && sh[3] >= vec) {
+      // An image's few channels: each a vector of columns, stored interleaved.
+      out.bound(c, 0, (int)sh[1]).reorder(c, x, y, n).unroll(c).vectorize(x, vec, TailStrategy::GuardWithIf);
+    } else if (sh[1] >= vec) {
+      out.vectorize(c, vec, TailStrategy::GuardWithIf);
+    }
+    out.parallel(y);
+    return {Pipeline(out), {in}};
+  }
   return elementwise(s, k, Float(32), [&](Expr x) { return quantize_level(x, s.scale, s.zero_point, s.qmax, s.rounding); });
 }
 
@@ -58,7 +76,9 @@ HalideKernel build_dequantize(const KernelSpec &s, const Knobs &k, const Target 
 
 std::vector<KnobSpace> quant_ops_knob_spaces() {
   KnobDecl vec{"vec", "lanes per vector", {8, 16, 32, 64}, {}};
-  return {{"quantize", "fp32 -> u8", {vec}}, {"dequantize", "u8 -> fp32", {vec}}};
+  KnobDecl from_nchw{"from_nchw", "1: reads NCHW and writes NHWC (a model's input; set by lowering)", {}, {0, 1},
+                     false, true};
+  return {{"quantize", "fp32 -> u8", {vec, from_nchw}}, {"dequantize", "u8 -> fp32", {vec}}};
 }
 
 }  // namespace qnnc

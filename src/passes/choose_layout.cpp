@@ -7,6 +7,7 @@
 // Transposes (layout ops) are inserted where a value's layout and a reader's need differ, and
 // where the graph meets the outside world (NCHW inputs and outputs).
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "passes/passes.h"
@@ -132,5 +133,33 @@ struct LayoutPass {
 }  // namespace
 
 void choose_layout(Graph &g) { LayoutPass{g, {}, {}}.run(); }
+
+void fold_layout_into_quantize(Graph &g) {
+  std::map<int, int> readers;
+  std::set<int> concatenated;  // written into a concatenation's buffer: keep the strided kernel
+  for (const Node &n : g.nodes)
+    for (int v : n.inputs) {
+      readers[v]++;
+      if (n.op == "concat") concatenated.insert(v);
+    }
+  for (int v : g.outputs) readers[v] += 2;  // a graph output keeps its producer
+  std::map<int, size_t> producer;
+  for (size_t i = 0; i < g.nodes.size(); i++)
+    for (int o : g.nodes[i].outputs) producer[o] = i;
+  bool changed = false;
+  for (Node &q : g.nodes) {
+    if (q.op != "quantize" || q.inputs.empty() || concatenated.count(q.outputs[0])) continue;
+    const int v = q.inputs[0];
+    auto p = producer.find(v);
+    if (p == producer.end() || readers[v] != 1) continue;
+    Node &l = g.nodes[p->second];
+    if (l.op != "layout" || !l.i("to_nhwc", 1) || g.values[v].type.shape.size() != 4) continue;
+    q.inputs[0] = l.inputs[0];
+    q.set_i("from_nchw", 1);
+    l.op.clear();
+    changed = true;
+  }
+  if (changed) compact(g);
+}
 
 }  // namespace qnnc

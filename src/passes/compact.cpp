@@ -24,7 +24,10 @@ void run_graph_passes(Graph &g, const PassOptions &opt) {
 
 void run_layout_passes(Graph &g, const PassOptions &opt) {
   if (opt.fuse_activations) fuse_activations(g);
-  if (opt.nhwc) choose_layout(g);
+  if (opt.nhwc) {
+    choose_layout(g);
+    fold_layout_into_quantize(g);
+  }
   infer_shapes(g);
   g.verify();
 }

@@ -449,6 +449,60 @@ TEST(QuantOps, QuantizeRoundsTiesAsConfiguredAndClamps) {
 }
 }
 
+// A 4-D model input's quantize step reads NCHW itself (the layout transform before it folds in,
+// passes: fold_layout_into_quantize): one step, no layout step, and its levels are the float
+// formula's, for an image's 3 channels (columns in vectors, odd width, batch 2) and for 20.
+TEST(QuantOps, InputQuantizeReadsNchwDirectly) {
+  Rng rng(11);
+  for (Shape s : {Shape{2, 3, 5, 37}, Shape{1, 20, 6, 7}}) {
+    for (std::string rounding : {"upward", "tonearest"}) {
+      SCOPED_TRACE("C " + std::to_string(s[1]) + ", rounding " + rounding);
+      const float scale = 0.05f;
+      const int zp = 100;
+      Tensor x{s, std::vector<float>((size_t)qref::numel(s))};
+      for (auto &v : x.data) v = (float)(rng.normal() * 5.0);
+      qnnc::Graph g;
+      int xin = qref::add_input(g, "x", s);
+      int xq = qref::add_quantize(g, xin, scale, zp, 255, rounding);
+      // A 1x1 depthwise convolution with weight 1 keeps the levels NHWC inside the module.
+      const int64_t C = s[1];
+      qnnc::Node n;
+      n.name = "id";
+      n.op = "conv2d_q";
+      n.inputs = {xq, g.add_iconst("id.w", {C, 1, 1, 1}, DType::i8, std::vector<int32_t>((size_t)C, 1)),
+                  g.add_iconst("id.b", {C}, DType::i32, std::vector<int32_t>((size_t)C, -zp)),
+                  g.add_iconst("id.m", {C}, DType::i32, std::vector<int32_t>((size_t)C, 1 << 23)),
+                  g.add_iconst("id.s", {C}, DType::i32, std::vector<int32_t>((size_t)C, 23))};
+      n.set_i("group", C);
+      n.set_i("in_zp", zp);
+      n.set_i("out_zp", zp);
+      n.set_i("qmax", 255);
+      n.attrs["rounding"].s = rounding;
+      int y = g.add_value("y", qref::ttype(DType::u8, {}));
+      n.outputs = {y};
+      g.add_node(n);
+      qref::mark_u8(g, y, scale, zp);
+      qref::finish(g, {qref::add_dequantize(g, y, 1.f, 0)});
+      qnnc::Module mod = qref::compile(g);
+      int layouts_before = 0, quantizes = 0;
+      for (const auto &st : mod.manifest()["steps"]) {
+        const std::string d = st.value("describe", "");
+        if (d.rfind("quantize", 0) == 0) quantizes++;
+        if (d.rfind("layout", 0) == 0 && quantizes == 0) layouts_before++;
+      }
+      EXPECT_EQ(quantizes, 1);
+      EXPECT_EQ(layouts_before, 0) << "the input's transpose folds into the quantize step";
+      ITensor ref{s, std::vector<int32_t>(x.data.size())};
+      for (size_t i = 0; i < x.data.size(); i++) {
+        double f = (double)(x.data[i] * (1.0f / scale));
+        double r = rounding == "upward" ? std::floor(f + 0.5) : qref::round_half_even(f);
+        ref.data[i] = (int32_t)std::clamp<double>(r + zp, 0, 255);
+      }
+      qref::expect_exact(mod.run({x})[0], ref, "NCHW quantize");
+    }
+  }
+}
+
 // Two paths to the same u8 levels (as floats): equal element for element, and clamped at one
 // end or the other somewhere, so that clamping is exercised too.
 void expect_same_levels(const qnnc::Tensor &separate, const qnnc::Tensor &folded, int qmax) {
