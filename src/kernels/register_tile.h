@@ -10,7 +10,8 @@ namespace qnnc {
 // Default knobs vec / co_vectors / x_tile / row_major for M output channels and width OW: x_tile
 // divides the width when it can (no recomputed columns); co_vectors fills about 16 accumulators
 // on AVX-512 (28 spilled) or 12 elsewhere, preferring a block that divides M; tasks go row by row
-// when the layer's weights (weight_bytes; < 0: unknown) fit in kRowMajorWeightBytes.
+// when the layer's weights (weight_bytes; < 0: unknown) fit in kRowMajorWeightBytes and the
+// blocks divide M.
 constexpr int64_t kRowMajorWeightBytes = 256 << 10;
 Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Halide::Target &t, int64_t weight_bytes = -1);
 
