@@ -29,6 +29,7 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   const int64_t KH = s.kernel[0], KW = s.kernel[1], nb = (M + cb - 1) / cb;
   ConvQFuncs f;
   f.per_byte = per;
+  f.padded_channels = C4 * g;
   f.input = fixed_param(UInt(8), "input", {C, W, H, N});
   if (per > 1) f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / per, KW, KH, nb});
   else f.weights = fixed_param(Int(8), "weights", {g, cb, C4, KW, KH, nb});
@@ -103,10 +104,7 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
   // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
   // vpmaddwd directly; groups of 4 would need horizontal adds after it.
-  // Halide 21 emits vpdpbusd from its Zen 4 feature on (Sapphire Rapids and Zen 5 include it).
-  bool x86_dot = t.has_feature(Target::AVX512_Zen4) || t.has_feature(Target::AVX512_Zen5) ||
-                 t.has_feature(Target::AVX512_SapphireRapids);
-  k["group"] = t.arch == Target::X86 && !x86_dot ? 2 : 4;
+  k["group"] = t.arch == Target::X86 && !x86_has_u8_dot(t) ? 2 : 4;
   // On x86, 4 vectors lose their dense weight loads: Halide loads the weights of the first
   // vectors as one wide vector and slices it, and where the 4th would widen it to 4 x 64 bytes
   // it gathers byte by byte instead. With vpmaddwd (groups of 2), 3 vectors measured fastest on
@@ -147,10 +145,8 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
     } else if (s.in_shape[1] <= 4 && s.in_shape[3] >= 16) {
       // An image's few channels (a stem): the padded group of g channels unrolled, a vector of
       // columns each, stored interleaved (scalar, 229 x 229 x 4 bytes took about 0.1 ms).
-      const int g = conv2d_q_group(s.knobs), per = conv2d_q_weights_per_byte(s.knobs);
-      const int64_t groups = (s.in_shape[1] + per * g - 1) / (per * g) * per;  // C4 of define_conv2d_q
       Var px = f.padded.args()[1];
-      f.padded.bound(pc, 0, (int)(groups * g))
+      f.padded.bound(pc, 0, (int)f.padded_channels)
           .reorder(pc, px, py)
           .unroll(pc)
           .vectorize(px, 16, TailStrategy::GuardWithIf);

@@ -14,6 +14,7 @@ struct ConvQFuncs {
   Halide::RDom r;
   bool has_padding = false;
   int per_byte = 1;  // weights per byte
+  int64_t padded_channels = 0;  // channels the reduction reads (C rounded up to whole groups)
 };
 
 // Arguments, in order: input u8 (c,x,y,n); weights i8 packed (g, cb, Cg, kx, ky, M/cb) where g

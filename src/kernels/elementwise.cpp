@@ -68,14 +68,8 @@ HalideKernel build_layout(const KernelSpec &s, const Knobs &k, const Target &t) 
     ImageParam in = fixed_param(Float(32), "input", nchw_dims(sh));
     out(c, x, y, n) = in(x, y, c, n);
     fix_output(out, nhwc_dims(sh));
-    if (sh[1] >= vec) {
-      out.vectorize(c, vec, TailStrategy::GuardWithIf);
-    } else if (sh[1] <= 4 && sh[3] >= vec) {
-      // An image's few channels: whole channel groups unrolled, a vector of columns each,
-      // stored interleaved (a scalar loop per element cost 1 ns each at 224x224x3).
-      out.reorder(c, x, y, n).unroll(c).vectorize(x, vec, TailStrategy::GuardWithIf);
-    }
-    out.parallel(y);
+    // (A scalar loop per element cost 1 ns each at 224x224x3.)
+    schedule_nchw_to_nhwc(out, sh, vec);
     return {Pipeline(out), {in}};
   }
   ImageParam in = fixed_param(Float(32), "input", nhwc_dims(sh));

@@ -44,6 +44,26 @@ inline std::vector<int64_t> nchw_dims(const std::vector<int64_t> &nchw) {
 
 int knob(const Knobs &k, const std::string &name, int dflt);
 
+// Whether Halide 21 emits the u8 x i8 dot product (vpdpbusd) for t: x86 from its Zen 4 feature
+// level on (Sapphire Rapids and Zen 5 include it).
+inline bool x86_has_u8_dot(const Halide::Target &t) {
+  return t.arch == Halide::Target::X86 &&
+         (t.has_feature(Halide::Target::AVX512_Zen4) || t.has_feature(Halide::Target::AVX512_Zen5) ||
+          t.has_feature(Halide::Target::AVX512_SapphireRapids));
+}
+
+// An NHWC output read from an NCHW input (transposes, the input's quantize step): channels in
+// vectors when they fill one; an image's few channels unrolled, a vector of columns each,
+// stored interleaved; rows in parallel.
+inline void schedule_nchw_to_nhwc(Halide::Func out, const std::vector<int64_t> &nchw, int vec) {
+  Halide::Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
+  if (nchw[1] >= vec)
+    out.vectorize(c, vec, Halide::TailStrategy::GuardWithIf);
+  else if (nchw[1] <= 4 && nchw[3] >= vec)
+    out.reorder(c, x, y, n).unroll(c).vectorize(x, vec, Halide::TailStrategy::GuardWithIf);
+  out.parallel(y);
+}
+
 // An fp32 function of one value by unary's names (sigmoid, hardsigmoid with params {alpha,
 // beta}, hardswish, silu, tanh, erf, gelu, sqrt); the unary kernel and fused epilogues share it.
 Halide::Expr unary_function(const std::string &fn, const std::vector<float> &params, Halide::Expr x);

@@ -56,14 +56,7 @@ HalideKernel build_quantize(const KernelSpec &s, const Knobs &k, const Target &t
     Func out("output");
     out(c, x, y, n) = quantize_level(in(x, y, c, n), s.scale, s.zero_point, s.qmax, s.rounding);
     fix_output(out, nhwc_dims(sh));
-    const int vec = knob(k, "vec", 16);
-    if (sh[1] <= 4 && sh[3] >= vec) {
-      // An image's few channels: each a vector of columns, stored interleaved.
-      out.bound(c, 0, (int)sh[1]).reorder(c, x, y, n).unroll(c).vectorize(x, vec, TailStrategy::GuardWithIf);
-    } else if (sh[1] >= vec) {
-      out.vectorize(c, vec, TailStrategy::GuardWithIf);
-    }
-    out.parallel(y);
+    schedule_nchw_to_nhwc(out, sh, knob(k, "vec", 16));
     return {Pipeline(out), {in}};
   }
   return elementwise(s, k, Float(32), [&](Expr x) { return quantize_level(x, s.scale, s.zero_point, s.qmax, s.rounding); });

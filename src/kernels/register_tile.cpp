@@ -40,7 +40,7 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64
   // Only where the blocks divide the channels: a last block shifted inward sits between every
   // row's others, so Halide cannot split it off the whole blocks' loop, and every task takes the
   // slow path (ShuffleNetV2 int8, 116 -> 116 channels at 28x28: 0.25 -> 1.27 ms).
-  const int64_t cb = std::min<int64_t>((int64_t)vec * co_vectors, (M / vec) * vec);
+  const int64_t cb = register_tile_channels(M, {{"vec", vec}, {"co_vectors", co_vectors}}, vec);
   const int row_major = weight_bytes >= 0 && weight_bytes <= kRowMajorWeightBytes && cb > 0 && M % cb == 0 ? 1 : 0;
   return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}, {"row_major", row_major}};
 }

@@ -55,10 +55,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
     // the layer. MobileNetV2 int8, one thread, `--profile`: 192-960 channels 15-30% faster;
     // 96 and 144 (vectors shifted inward: a third computed twice) 3-5% slower, 32 (8-lane
     // vectors) 40% slower, so those keep the widening multiplies.
-    const bool x86_dot = t.arch == Target::X86 && (t.has_feature(Target::AVX512_Zen4) ||
-                                                   t.has_feature(Target::AVX512_Zen5) ||
-                                                   t.has_feature(Target::AVX512_SapphireRapids));
-    k["quads"] = x86_dot && conv2d_is_depthwise(s) && s.in_shape[1] % (4 * k["vec"]) == 0 ? 1 : 0;
+    k["quads"] = x86_has_u8_dot(t) && conv2d_is_depthwise(s) && s.in_shape[1] % (4 * k["vec"]) == 0 ? 1 : 0;
     // With quads a column takes 4 accumulators: at most 4 columns (16 of the 32 registers).
     if (k["quads"] && k["x_tile"] > 4) {
       const int64_t OW = s.out_shape[3];
