@@ -10,29 +10,39 @@ namespace qnnc {
 
 namespace {
 
-// The depthwise schedule (fp32 and integer): tasks are (row, channel block); inside, xt output
-// columns of one channel vector of vec lanes accumulate in registers over the window's taps (r).
-// pad_vec > 0: the padded input is computed once, rows in parallel, pad_vec lanes at a time; or,
-// with pad_rows, the rows each task's output row needs, inside the task (an input too large to
-// stay in cache is then read once, not written padded and read back).
-void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int64_t OW, int vec, int xt,
-                        int pad_vec, bool pad_rows) {
+// The depthwise schedule (fp32 and integer). Inside a task, xt output columns of one channel
+// vector of vec lanes accumulate in registers over the window's taps (r). Tasks:
+// - strip == 0: one output row each, every channel block in turn. With pad_inline, no padded
+//   input: loads test the borders (Halide splits the loops so that the interior does not);
+//   else (pad_vec > 0) the padded input is computed once, rows in parallel, pad_vec lanes at a
+//   time, or, with pad_rows, the rows each task's output row needs, inside the task.
+// - strip > 0: one channel block over `strip` output rows each. A channel block's input rows
+//   stay in L1 from one output row to the next, instead of every row re-reading its window's
+//   rows from L2 for all channels; the padded input (pad_vec > 0) is the block's own small
+//   buffer, built inside the task, its lines contiguous.
+void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int64_t OW, int64_t OH, int vec, int xt,
+                        int pad_vec, bool pad_rows, bool pad_inline, int strip) {
   Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
   const int vw = (int)std::min<int64_t>(vec, M);
-  Var co("co"), ci("ci"), xo("xo"), xi("xi");
+  Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), task("task");
   TailStrategy ctail = M % vw == 0 ? TailStrategy::RoundUp : TailStrategy::ShiftInwards;
-  out.split(c, co, ci, vw, ctail)
-      .split(x, xo, xi, std::min<int>(xt, (int)OW), TailStrategy::ShiftInwards)
-      .reorder(ci, xi, xo, co, y, n)
-      .vectorize(ci)
-      .unroll(xi)
-      .fuse(y, n, y)
-      .parallel(y);
+  out.split(c, co, ci, vw, ctail).split(x, xo, xi, std::min<int>(xt, (int)OW), TailStrategy::ShiftInwards);
+  if (strip > 0) {
+    const int rows = (int)std::min<int64_t>(strip, OH);
+    out.split(y, yo, yi, rows, TailStrategy::ShiftInwards)
+        .reorder(ci, xi, xo, yi, co, yo, n)
+        .fuse(co, yo, task)
+        .fuse(task, n, task)
+        .parallel(task);
+  } else {
+    out.reorder(ci, xi, xo, co, y, n).fuse(y, n, task).parallel(task);
+  }
+  out.vectorize(ci).unroll(xi);
   Var ac = acc.args()[0], ax = acc.args()[1];
   acc.compute_at(out, xo).vectorize(ac).unroll(ax);
   acc.update().reorder(ac, ax, r.x, r.y).vectorize(ac).unroll(ax).unroll(r.x);
-  if (pad_vec > 0) {
-    if (pad_rows) padded.compute_at(out, y);
+  if (pad_vec > 0 && !(pad_inline && strip == 0)) {
+    if (strip > 0 || pad_rows) padded.compute_at(out, task);
     else padded.compute_root().parallel(padded.args()[2]);
     if (pad_vec > 1) padded.vectorize(padded.args()[0], pad_vec, TailStrategy::GuardWithIf);
   }
@@ -90,7 +100,27 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
   const int64_t padded_bytes = s.in_shape[1] * (s.in_shape[2] + s.pads[0] + s.pads[2]) *
                                (s.in_shape[3] + s.pads[1] + s.pads[3]) * (s.dtype == "u8" ? 1 : 4);
   const int pad_rows = conv2d_is_depthwise(s) && padded_bytes > (2 << 20) ? 1 : 0;
-  return {{"vec", vec}, {"x_tile", xt}, {"pad_rows", pad_rows}};
+  Knobs k{{"vec", vec}, {"x_tile", xt}, {"pad_rows", pad_rows}};
+  if (conv2d_is_depthwise(s)) {
+    // Depthwise tasks (fp32), from MnasNet's 17 depthwise layers at 1 and 2 threads (`bench
+    // --profile`, alternating modules): row tasks that read the input in place took 0.61-0.81
+    // of the time of row tasks over a padded copy; 5x5 windows over outputs of 14 rows or less
+    // (or 28 at stride 2) took 0.46-0.52 as channel-block strips (0.53-0.71 in place), whose
+    // input rows stay in L1 from one output row to the next.
+    const int64_t OH = s.out_shape[2], KK = s.kernel[0] * s.kernel[1];
+    if (KK >= 25 && OH <= 28 && (OH <= 14 || s.stride[0] >= 2)) {
+      // Rows per strip: a divisor of OH leaving at least 32 tasks where the blocks allow.
+      const int64_t blocks = (s.out_shape[1] + vec - 1) / vec;
+      const int64_t bound = std::max<int64_t>(1, OH / ((32 + blocks - 1) / blocks));
+      int64_t rows = 1;
+      for (int64_t d = 1; d <= bound; d++)
+        if (OH % d == 0) rows = d;
+      k["strip"] = (int)rows;
+    } else {
+      k["pad_inline"] = 1;
+    }
+  }
+  return k;
 }
 
 HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Target &t) {
@@ -129,7 +159,8 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
     out(c, x, y, n) = fused_activation(v, s);
     fix_output(out, {M, OW, OH, N});
 
-    schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= vec ? vec : 1) : 0, knob(k, "pad_rows", 0));
+    schedule_depthwise(out, acc, padded, r, M, OW, OH, vec, xt, pad ? (C >= vec ? vec : 1) : 0, knob(k, "pad_rows", 0),
+                       knob(k, "pad_inline", 0), knob(k, "strip", 0));
   } else {
     // acc(m, gi, x, y, n): output channel gi * Mg + m.
     Var m("m"), gi("gi");
@@ -256,7 +287,9 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
 
   const int vec = std::max(1, knob(k, "vec", 8));
   const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
-  if (dw) schedule_depthwise(out, acc, padded, r, M, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, knob(k, "pad_rows", 0));
+  if (dw)
+    schedule_depthwise(out, acc, padded, r, M, OW, OH, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, knob(k, "pad_rows", 0),
+                       knob(k, "pad_inline", 0), knob(k, "strip", 0));
   else schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0);
   std::vector<ImageParam> args{input, weights, bias, mult, shift};
   if (s.residual) args.push_back(residual);
@@ -268,7 +301,13 @@ std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
   std::vector<KnobDecl> k{{"vec", "lanes per vector of channels", {8, 16, 32}, {}},
                           {"x_tile", "output columns per tile (accumulators)", {1, 2, 4, 7, 8, 14, 16}, {}},
                           {"pad_rows", "depthwise: 1 pads the input rows each task needs, inside it; 0 pads the "
-                                       "whole input first (default: fp32 1 above 2 MB, integer 1)", {0, 1}, {0, 1}}};
+                                       "whole input first (default: fp32 1 above 2 MB, integer 1)", {0, 1}, {0, 1}},
+                          {"strip", "depthwise: 0 makes each task one output row over all channel blocks; n > 0 one "
+                                    "channel block over n output rows, its input padded inside the task",
+                           {0, 2, 4, 7, 8, 14, 28}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 28, 32, 56, 112}},
+                          {"pad_inline", "depthwise with strip 0: 1 reads the input where it lies and tests the "
+                                         "borders (no padded copy; fp32 default), 0 pads as pad_rows says",
+                           {0, 1}, {0, 1}}};
   std::vector<KnobDecl> kq = k;
   kq.push_back({"quads", "depthwise, channels a multiple of 4: 1 runs u8 x i8 dot products over 4 channels with "
                          "one non-zero weight each (vpdpbusd; x86 with VNNI by default), 0 widening multiplies",

@@ -105,13 +105,25 @@ TEST_P(GroupedConv, MatchesReference) {
   std::vector<Tensor> in{x};
   if (c.tail == Tail::Residual) in.push_back(r);
   EXPECT_TRUE(ref::Close(m.run(in)[0], want, 1e-5)) << c.name();
-  // Depthwise with padding: also with the input padded row by row inside each task (the
-  // default above 2 MB of padded input).
-  if (c.G == c.C && c.M == c.C && c.pad > 0) {
-    qnnc::CompileOptions opt;
-    opt.knobs["conv2d_grouped"]["pad_rows"] = 1;
-    qnnc::Module rows = qnnc::compile(gb.g, opt);
-    EXPECT_TRUE(ref::Close(rows.run(in)[0], want, 1e-5)) << c.name() << " (pad_rows=1)";
+  // Depthwise: every way of making tasks and padding, whatever the default for this shape is:
+  // row tasks over a padded copy (whole, or each task's rows) or reading the input in place,
+  // and channel-block strips of 1, 3 (not dividing the rows: the last strip shifted inward)
+  // and more rows than the output has.
+  if (c.G == c.C && c.M == c.C) {
+    const std::vector<qnnc::Knobs> variants{{{"strip", 0}, {"pad_inline", 0}, {"pad_rows", 0}},
+                                            {{"strip", 0}, {"pad_inline", 0}, {"pad_rows", 1}},
+                                            {{"strip", 0}, {"pad_inline", 1}},
+                                            {{"strip", 1}},
+                                            {{"strip", 3}, {"x_tile", 4}},
+                                            {{"strip", 112}, {"vec", 8}}};
+    for (const auto &v : variants) {
+      qnnc::CompileOptions opt;
+      opt.knobs["conv2d_grouped"] = v;
+      qnnc::Module alt = qnnc::compile(gb.g, opt);
+      std::string what;
+      for (const auto &[name, value] : v) what += " " + name + "=" + std::to_string(value);
+      EXPECT_TRUE(ref::Close(alt.run(in)[0], want, 1e-5)) << c.name() << what;
+    }
   }
 }
 
@@ -125,6 +137,9 @@ const GCase kCases[] = {
     {1, 17, 12, 12, 17, 17, 3, 1, 2, 2},
     {1, 24, 6, 6, 24, 24, 1, 1, 0, 1, Tail::Residual},
     {1, 40, 7, 7, 40, 40, 7, 1, 3, 1},
+    // 5x5 windows over small outputs (strips by default), at stride 2 and dilation 2
+    {1, 72, 15, 15, 72, 72, 5, 2, 2, 1, Tail::Relu},
+    {2, 20, 11, 9, 20, 20, 5, 1, 4, 2, Tail::Residual},
     // channel multiplier 2 (C = G, M = 2G)
     {1, 8, 7, 7, 16, 8, 3, 1, 1, 1, Tail::Relu},
     // grouped: channels per group 4 (ResNeXt's 32x4d), 3 in / 5 out, 16, and a stride-2 one
