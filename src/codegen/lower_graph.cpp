@@ -485,7 +485,8 @@ struct Lowering {
       lower_conv2d_grouped(n, st, out);
       return;
     }
-    resolve_knobs(s);
+    // A stem that reads the model's NCHW input itself (passes: fold_input_layout).
+    resolve_knobs(s, {{"from_nchw", (int)n.i("from_nchw", 0)}});
     st.args = {act(n.inputs[0]), conv_weights(s, w, M, C, KH, KW), {value(n.inputs[2]), packed({M})}};
     if (s.residual) st.args.push_back(act(n.inputs[3]));
     st.args.push_back(act(out));

@@ -12,9 +12,11 @@ struct ConvFuncs {
 };
 
 // cb: output channels per weight block (weights are packed (co % cb, ci, kx, ky, co / cb)).
-ConvFuncs define_conv2d(const KernelSpec &s, int cb);
+// from_nchw: the input is a model's NCHW image (a stem reading it without a layout step).
+ConvFuncs define_conv2d(const KernelSpec &s, int cb, bool from_nchw = false);
 // Knobs: vec (SIMD lanes), co_vectors (output-channel vectors per register tile),
-// x_tile (output columns per register tile), unroll_ci (input-channel unroll).
+// x_tile (output columns per register tile), unroll_ci (input-channel unroll), pad_inline (no
+// padded copy), from_nchw (the input is NCHW; set by lowering).
 Knobs conv2d_default_knobs(const KernelSpec &s, const Halide::Target &t);
 // Output channels per register tile (the weight packing block) for these knobs.
 int conv2d_channel_block(const KernelSpec &s, const Knobs &k);

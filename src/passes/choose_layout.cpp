@@ -134,7 +134,7 @@ struct LayoutPass {
 
 void choose_layout(Graph &g) { LayoutPass{g, {}, {}}.run(); }
 
-void fold_layout_into_quantize(Graph &g) {
+void fold_input_layout(Graph &g) {
   std::map<int, int> readers;
   std::set<int> concatenated;  // written into a concatenation's buffer: keep the strided kernel
   for (const Node &n : g.nodes)
@@ -146,9 +146,18 @@ void fold_layout_into_quantize(Graph &g) {
   std::map<int, size_t> producer;
   for (size_t i = 0; i < g.nodes.size(); i++)
     for (int o : g.nodes[i].outputs) producer[o] = i;
+  // A quantize step reads any NCHW activation; an fp32 convolution (not grouped) an image of at
+  // most 4 channels, which its padded copy or its loads take a vector of columns at a time.
+  auto folds_into = [&](const Node &n) {
+    if (n.inputs.empty() || n.outputs.empty() || concatenated.count(n.outputs[0])) return false;
+    if (n.op == "quantize") return true;
+    const auto &in = g.values[n.inputs[0]].type.shape;
+    return n.op == "conv2d" && n.i("group", 1) == 1 && in.size() == 4 && in[1] <= 4 &&
+           g.values[n.outputs[0]].type.dtype == DType::f32;
+  };
   bool changed = false;
   for (Node &q : g.nodes) {
-    if (q.op != "quantize" || q.inputs.empty() || concatenated.count(q.outputs[0])) continue;
+    if (!folds_into(q)) continue;
     const int v = q.inputs[0];
     auto p = producer.find(v);
     if (p == producer.end() || readers[v] != 1) continue;

@@ -26,7 +26,7 @@ void run_layout_passes(Graph &g, const PassOptions &opt) {
   if (opt.fuse_activations) fuse_activations(g);
   if (opt.nhwc) {
     choose_layout(g);
-    fold_layout_into_quantize(g);
+    fold_input_layout(g);
   }
   infer_shapes(g);
   g.verify();

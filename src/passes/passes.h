@@ -28,9 +28,10 @@ void fuse_activations(Graph &g);
 void remove_dead_nodes(Graph &g);
 // Marks 4-D activations NHWC and inserts layout transforms at the graph's borders.
 void choose_layout(Graph &g);
-// An NCHW -> NHWC layout transform that only a quantize step reads (a quantized model's input)
-// folds into it: the quantize reads NCHW fp32 and writes NHWC u8 (attribute from_nchw).
-void fold_layout_into_quantize(Graph &g);
+// An NCHW -> NHWC layout transform read only by a quantize step (a quantized model's input) or
+// by an fp32 stem convolution (an image of at most 4 channels) folds into its reader, which
+// then reads NCHW itself and writes NHWC (attribute from_nchw).
+void fold_input_layout(Graph &g);
 
 void run_passes(Graph &g, const PassOptions &opt = {});
 // The two halves of run_passes: up to fusion (what quantization rewrites), then, after

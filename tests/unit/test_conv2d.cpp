@@ -203,6 +203,48 @@ TEST_P(Conv2dTest, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Shapes, Conv2dTest, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<ConvCase> &i) { return i.param.name(); });
 
+// A stem (an image of at most 4 channels) reads the model's NCHW input itself: the layout step
+// before it folds in (passes: fold_input_layout). Against the reference, with the input read in
+// place (borders tested in the loads) and through a padded copy (its columns in vectors from 16
+// wide on), for 1, 3 and 4 channels, 3x3/2, 7x7/2, 1x1 and an asymmetric 5x5, batch 2.
+TEST(Conv2dStem, ReadsNchwInputDirectly) {
+  struct S {
+    Shape x;
+    int64_t M, K, stride;
+    std::array<int64_t, 4> pads;
+  };
+  const S cases[] = {{{2, 3, 9, 37}, 32, 3, 2, {1, 1, 1, 1}},  {{1, 3, 20, 33}, 24, 7, 2, {3, 3, 3, 3}},
+                     {{1, 1, 17, 17}, 16, 3, 1, {1, 1, 1, 1}}, {{1, 4, 16, 19}, 8, 1, 1, {0, 0, 0, 0}},
+                     {{2, 3, 18, 21}, 17, 5, 1, {2, 1, 0, 2}}};
+  for (const S &c : cases) {
+    SCOPED_TRACE("C " + std::to_string(c.x[1]) + " " + std::to_string(c.x[3]) + " wide, " + std::to_string(c.K) +
+                 "x" + std::to_string(c.K) + "/" + std::to_string(c.stride));
+    ref::Rng rng(500 + c.x[1] * 7 + c.K);
+    Shape ws{c.M, c.x[1], c.K, c.K};
+    std::vector<float> w = ref::randn(ref::numel(ws), rng, 0.3f), b = ref::randn(c.M, rng, 0.2f);
+    Tensor x = ref::random_tensor(c.x, rng);
+    ref::GraphBuilder gb;
+    int xi = gb.input("x", c.x);
+    int y = gb.node("Conv", {xi, gb.constant("w", ws, w), gb.constant("b", {c.M}, b)}, [&](qnnc::Node &n) {
+      n.set_ints("strides", {c.stride, c.stride});
+      n.set_ints("pads", {c.pads[0], c.pads[1], c.pads[2], c.pads[3]});
+      n.set_ints("kernel_shape", {c.K, c.K});
+    });
+    gb.output(gb.node("Relu", {y}));
+    Tensor want = ref::relu(ref::conv2d(x, w, ws, &b, {c.stride, c.stride}, c.pads, {1, 1}));
+    for (int inline_pad : {0, 1}) {
+      qnnc::CompileOptions opt;
+      opt.knobs["conv2d"]["pad_inline"] = inline_pad;
+      qnnc::Module m = qnnc::compile(gb.g, opt);
+      auto ops = ref::step_ops(m);
+      ASSERT_FALSE(ops.empty());
+      EXPECT_EQ(ops[0], "conv2d") << "the input's transpose folds into the convolution";
+      EXPECT_EQ(ref::count(ops, "layout"), 1) << "only the output's transpose remains";
+      EXPECT_TRUE(ref::Close(m.run({x})[0], want, 1e-4)) << "pad_inline " << inline_pad;
+    }
+  }
+}
+
 // Names are unique (gtest would reject duplicates, but make the cause obvious).
 TEST(Conv2dCases, NamesAreUnique) {
   std::set<std::string> names;

@@ -450,7 +450,7 @@ TEST(QuantOps, QuantizeRoundsTiesAsConfiguredAndClamps) {
 }
 
 // A 4-D model input's quantize step reads NCHW itself (the layout transform before it folds in,
-// passes: fold_layout_into_quantize): one step, no layout step, and its levels are the float
+// passes: fold_input_layout): one step, no layout step, and its levels are the float
 // formula's, for an image's 3 channels (columns in vectors, odd width, batch 2) and for 20.
 TEST(QuantOps, InputQuantizeReadsNchwDirectly) {
   Rng rng(11);

@@ -42,7 +42,11 @@ TEST(Passes, ResNet18FusesEverythingIntoConvolutions) {
   EXPECT_EQ(count_ops(g, "global_avgpool"), 1);
   EXPECT_EQ(count_ops(g, "flatten"), 1);
   EXPECT_EQ(count_ops(g, "dense"), 1);
-  EXPECT_EQ(count_ops(g, "layout"), 1) << "input transform only; the logits are 2-D";
+  // The input's transform folds into the stem (it reads NCHW); the logits are 2-D.
+  EXPECT_EQ(count_ops(g, "layout"), 0) << "no layout transform left";
+  int from_nchw = 0;
+  for (const auto &n : g.nodes) from_nchw += n.op == "conv2d" && n.i("from_nchw", 0) && n.inputs[0] == g.inputs[0];
+  EXPECT_EQ(from_nchw, 1) << "the stem reads the model's NCHW input";
 
   int residual = 0, relu = 0;
   for (const auto &n : g.nodes)
