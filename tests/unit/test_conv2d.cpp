@@ -115,6 +115,12 @@ const std::vector<ConvCase> kCases = {
     mk(2, 5, 9, 11, 5, 3, 3, 1, P1, E::ResIdentityRelu, false),
     mk(1, 16, 8, 8, 16, 3, 3, 1, P1, E::BNResInputRelu, false),
     mk(2, 17, 7, 9, 17, 3, 3, 1, P1, E::BNResInputRelu, false, 1),
+    // Short reductions (<= 64 per output) with many outputs: on AVX-512, tiles of up to 9
+    // vectors that divide the channels (8 lanes x 9, 16 x 3, 8 x 5, 16 x 4), columns shifted.
+    mk(1, 24, 9, 13, 72, 1, 1, 1, P0, E::Relu),
+    mk(2, 16, 7, 11, 48, 1, 1, 1, P0, E::ResInputRelu),
+    mk(1, 40, 9, 11, 120, 1, 1, 2, P0),
+    mk(1, 7, 9, 9, 64, 3, 3, 1, P1, E::BNRelu),
 };
 
 class Conv2dTest : public ::testing::TestWithParam<ConvCase> {};
