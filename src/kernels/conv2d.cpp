@@ -60,17 +60,22 @@ ConvFuncs define_conv2d(const KernelSpec &s, int cb, bool from_nchw) {
 
 namespace {
 
-// Register tiles for a short reduction (K = C x KH x KW <= 64: the expansion 1x1 layers of
-// MobileNet-class models) on AVX-512: up to 9 vectors of output channels that divide the
-// channels exactly (8-lane vectors where 16 lanes do not divide them), by as many columns as
-// make about 18 accumulators. Measured on single layers at 2 threads (`bench --profile`,
-// alternating), against the general rule (at most 2 vectors by 8 columns, the last block
-// shifted inward): 24 -> 72 channels at 56x56 0.40x the time (8 lanes x 9 vectors x 2 columns),
-// 24 -> 144 0.58x, 16 -> 48 at 112x112 0.61x, 40 -> 120 at 28x28 0.70x, 64 -> 64 0.72x;
-// 64 -> 256 unchanged (one column of 16 vectors took 2x as long, hence at most 9).
-bool short_reduction_tile(const KernelSpec &s, const Target &t, Knobs &k) {
+// Register tiles that divide the output channels (AVX-512): up to 9 vectors of channels that
+// divide them exactly (8-lane vectors where 16 lanes do not divide them), by as many columns
+// as make about 21 accumulators. Taken for a short reduction (K = C x KH x KW <= 64: the
+// expansion 1x1 layers of MobileNet-class models) and wherever the general rule's tile is one
+// vector of a wider layer or leaves a block shifted inward. Measured on single layers at 2
+// threads (`bench --profile`, alternating), against the general rule: 24 -> 72 channels at
+// 56x56 0.40x the time (8 lanes x 9 vectors x 2 columns), 24 -> 144 0.58x, 16 -> 48 at
+// 112x112 0.61x, 40 -> 120 at 28x28 0.70x, 64 -> 64 0.72x, 480 -> 80 at 14x14 0.71x, 480 ->
+// 112 0.76x, 80 -> 200 0.81x; 64 -> 256 unchanged (one column of 16 vectors took 2x as long,
+// hence at most 9 vectors).
+bool channel_dividing_tile(const KernelSpec &s, const Target &t, Knobs &k) {
   const int64_t M = s.out_shape[1], OW = s.out_shape[3], K = s.in_shape[1] * s.kernel[0] * s.kernel[1];
-  if (!t.has_feature(Target::AVX512) || K > 64) return false;
+  if (!t.has_feature(Target::AVX512)) return false;
+  const int64_t general_block = (int64_t)knob(k, "vec", 16) * knob(k, "co_vectors", 1);
+  const bool poor = M % general_block != 0 || (knob(k, "co_vectors", 1) == 1 && M > general_block);
+  if (K > 64 && !poor) return false;
   const int vec = M % 16 == 0 ? 16 : 8;
   if (M % vec != 0 || (M % 16 != 0 && M < 64)) return false;  // few odd channels: the general rule's one block
   const int64_t nv = M / vec;
@@ -80,10 +85,11 @@ bool short_reduction_tile(const KernelSpec &s, const Target &t, Knobs &k) {
       cv = c;
       break;
     }
-  const int most = std::min(8, 30 / cv - 1), want = std::clamp(18 / cv, 2, most);
+  if (cv == 1 && nv > 1) return false;
+  const int most = std::min(8, 30 / cv - 1), want = std::clamp(21 / cv, 2, most);
   int xt = want;
-  for (int c = std::min(most, want + 1); c >= std::max(2, want / 2); c--)
-    if (OW % c == 0) {
+  for (int c : {want, want - 1, want + 1})
+    if (c >= 2 && c <= most && OW % c == 0) {
       xt = c;
       break;
     }
@@ -97,7 +103,7 @@ bool short_reduction_tile(const KernelSpec &s, const Target &t, Knobs &k) {
 
 Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
   Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<float>(), t);
-  short_reduction_tile(s, t, k);
+  channel_dividing_tile(s, t, k);
   k["unroll_ci"] = 1;
   // An image's few channels (a stem) under a 3x3 window are read in place, the borders tested
   // in the loads (MnasNet's 3x3/2 stem, 2 threads: 0.242 -> 0.208 ms against a padded copy;

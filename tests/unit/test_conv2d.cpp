@@ -116,11 +116,16 @@ const std::vector<ConvCase> kCases = {
     mk(1, 16, 8, 8, 16, 3, 3, 1, P1, E::BNResInputRelu, false),
     mk(2, 17, 7, 9, 17, 3, 3, 1, P1, E::BNResInputRelu, false, 1),
     // Short reductions (<= 64 per output) with many outputs: on AVX-512, tiles of up to 9
-    // vectors that divide the channels (8 lanes x 9, 16 x 3, 8 x 5, 16 x 4), columns shifted.
+    // vectors that divide the channels (8 lanes x 9, 16 x 3, 8 x 5, 16 x 4), columns shifted
+    // (kernels/conv2d.cpp: channel_dividing_tile).
     mk(1, 24, 9, 13, 72, 1, 1, 1, P0, E::Relu),
     mk(2, 16, 7, 11, 48, 1, 1, 1, P0, E::ResInputRelu),
     mk(1, 40, 9, 11, 120, 1, 1, 2, P0),
     mk(1, 7, 9, 9, 64, 3, 3, 1, P1, E::BNRelu),
+    // Longer reductions where the general tile would be one vector or leave a block shifted
+    // inward: tiles of 5 and 7 vectors.
+    mk(1, 17, 9, 9, 80, 3, 3, 1, P1, E::ResInputRelu),
+    mk(2, 96, 7, 14, 112, 1, 1, 1, P0),
 };
 
 class Conv2dTest : public ::testing::TestWithParam<ConvCase> {};
