@@ -69,13 +69,23 @@ namespace {
 // 56x56 0.40x the time (8 lanes x 9 vectors x 2 columns), 24 -> 144 0.58x, 16 -> 48 at
 // 112x112 0.61x, 40 -> 120 at 28x28 0.70x, 64 -> 64 0.72x, 480 -> 80 at 14x14 0.71x, 480 ->
 // 112 0.76x, 80 -> 200 0.81x; 64 -> 256 unchanged (one column of 16 vectors took 2x as long,
-// hence at most 9 vectors).
+// hence at most 9 vectors). 8-lane vectors only up to a reduction of 128; longer ones with
+// channels that 16 does not divide take two 16-lane vectors, the last block shifted inward.
 bool channel_dividing_tile(const KernelSpec &s, const Target &t, Knobs &k) {
   const int64_t M = s.out_shape[1], OW = s.out_shape[3], K = s.in_shape[1] * s.kernel[0] * s.kernel[1];
   if (!t.has_feature(Target::AVX512)) return false;
   const int64_t general_block = (int64_t)knob(k, "vec", 16) * knob(k, "co_vectors", 1);
   const bool poor = M % general_block != 0 || (knob(k, "co_vectors", 1) == 1 && M > general_block);
   if (K > 64 && !poor) return false;
+  if (M % 16 != 0 && K > 128) {
+    // 8-lane vectors halve the multiply-adds per instruction, which a long reduction feels:
+    // SqueezeNet's 512 -> 1000 at 13x13, one thread, took 2.39 ms so (8 lanes x 5), 1.49 with
+    // the general rule's single 16-lane vector and 1.14 with two (the last block shifted).
+    if (M < 8 * 16) return false;
+    k["vec"] = 16;
+    k["co_vectors"] = 2;
+    return true;
+  }
   const int vec = M % 16 == 0 ? 16 : 8;
   if (M % vec != 0 || (M % 16 != 0 && M < 64)) return false;  // few odd channels: the general rule's one block
   const int64_t nv = M / vec;

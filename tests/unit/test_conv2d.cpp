@@ -126,6 +126,9 @@ const std::vector<ConvCase> kCases = {
     // inward: tiles of 5 and 7 vectors.
     mk(1, 17, 9, 9, 80, 3, 3, 1, P1, E::ResInputRelu),
     mk(2, 96, 7, 14, 112, 1, 1, 1, P0),
+    // A long reduction over channels 16 does not divide: two 16-lane vectors, the last block
+    // shifted inward.
+    mk(1, 136, 5, 7, 136, 1, 1, 1, P0, E::Relu),
 };
 
 class Conv2dTest : public ::testing::TestWithParam<ConvCase> {};
