@@ -145,10 +145,7 @@ void schedule_conv2d(ConvFuncs &f, const KernelSpec &s, const Knobs &k, const Ta
     if (C >= vec) {
       f.padded.vectorize(pc, vec, TailStrategy::GuardWithIf);
     } else if (C <= 4 && s.in_shape[3] >= 16) {
-      // An image's few channels (a stem): channels unrolled, a vector of columns each, stored
-      // interleaved; from NCHW each channel's columns load as one vector.
-      Var px = f.padded.args()[1];
-      f.padded.bound(pc, 0, (int)C).reorder(pc, px, py).unroll(pc).vectorize(px, 16, TailStrategy::GuardWithIf);
+      schedule_image_columns(f.padded, C);  // from NCHW, each channel's columns load as one vector
     }
   }
 }

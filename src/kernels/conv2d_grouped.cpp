@@ -101,7 +101,7 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
                                (s.in_shape[3] + s.pads[1] + s.pads[3]) * (s.dtype == "u8" ? 1 : 4);
   const int pad_rows = conv2d_is_depthwise(s) && padded_bytes > (2 << 20) ? 1 : 0;
   Knobs k{{"vec", vec}, {"x_tile", xt}, {"pad_rows", pad_rows}};
-  if (conv2d_is_depthwise(s)) {
+  if (s.kind == "conv2d_grouped" && conv2d_is_depthwise(s)) {
     // Depthwise tasks (fp32), from MnasNet's 17 depthwise layers at 1 and 2 threads (`bench
     // --profile`, alternating modules): row tasks that read the input in place took 0.61-0.81
     // of the time of row tasks over a padded copy; 5x5 windows over outputs of 14 rows or less

@@ -20,7 +20,8 @@ bool conv2d_is_depthwise(const KernelSpec &s);
 // weights for it: (j, quad, k, kx, ky), w(4 quad + k) where j == k, else 0.
 int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k);
 
-// Knobs: vec (channel lanes), x_tile (output columns per task's register block).
+// Knobs: vec (channel lanes), x_tile (output columns per task's register block), pad_rows; for
+// fp32 depthwise (spec kind conv2d_grouped) also strip or pad_inline.
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t);
 
 // Arguments: input, weights, bias, [residual]; output last.

@@ -143,13 +143,7 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
     if (s.in_shape[1] >= 64) {
       f.padded.vectorize(pc, 64, TailStrategy::GuardWithIf);
     } else if (s.in_shape[1] <= 4 && s.in_shape[3] >= 16) {
-      // An image's few channels (a stem): the padded group of g channels unrolled, a vector of
-      // columns each, stored interleaved (scalar, 229 x 229 x 4 bytes took about 0.1 ms).
-      Var px = f.padded.args()[1];
-      f.padded.bound(pc, 0, (int)f.padded_channels)
-          .reorder(pc, px, py)
-          .unroll(pc)
-          .vectorize(px, 16, TailStrategy::GuardWithIf);
+      schedule_image_columns(f.padded, f.padded_channels);  // the padded group of g channels
     }
   }
 }

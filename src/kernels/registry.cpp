@@ -50,8 +50,6 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
     // u8 rows are small: padding each task's rows inside it saves the separate parallel pass
     // (MobileNetV2 int8 at 2 threads: 1.88 -> 1.70 ms; 1 thread unchanged).
     k["pad_rows"] = 1;
-    k.erase("strip");
-    k.erase("pad_inline");
     // Channel quads on x86 with a u8 x i8 dot product (the Zen 4 / Sapphire Rapids feature
     // levels of Halide 21, as conv2d_q's group 4), where whole vectors of 4 x 16 channels cover
     // the layer. MobileNetV2 int8, one thread, `--profile`: 192-960 channels 15-30% faster;
