@@ -2,8 +2,8 @@
 // of a conv2d_q and a conv2d_bs kernel is checked for vpdpbusd / vpopcntd (host with AVX512-VNNI
 // and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
 // with 2- and 4-bit weights stored 4 and 2 per byte; and two schedules that once fell back to
-// byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels; and
-// the float requantization epilogue.
+// byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels; the
+// float requantization epilogue; and fp32 tiles that divide the channels.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -185,4 +185,47 @@ TEST(KernelAsm, DepthwiseInt8UsesChannelQuads) {
   std::string a = assembly(dw, "x86-64-linux-avx2-fma");
   EXPECT_EQ(count(a, "vpdpbusd"), 0);
   EXPECT_GT(count(a, "vpmaddwd"), 0);
+}
+
+// fp32 1x1 convolutions with a short reduction (24 -> 72 channels, MobileNet-class expansions)
+// take tiles that divide the channels on AVX-512 targets (kernels/conv2d.cpp:
+// channel_dividing_tile): 8-lane vectors (ymm) x 9, whose weights load as whole vectors. The
+// general rule's 16-lane tile leaves a block shifted inward across two packed blocks, whose
+// weights Halide loads element by element (vinsertps from memory). On AVX2 the general rule
+// stays. Checked on the target strings, whatever CPU runs the test.
+TEST(KernelAsm, Fp32ShortReductionTilesDivideTheChannels) {
+  qnnc::KernelSpec s = u8_window("conv2d", {1, 24, 56, 56}, {1, 72, 56, 56}, 1, 1, 0);
+  s.dtype = "f32";
+  s.relu = true;
+  // Vector elements inserted straight from memory (not stack reloads): a gather written out.
+  auto element_loads = [](const std::string &a) {
+    int n = 0;
+    std::istringstream is(a);
+    for (std::string line; std::getline(is, line);) {
+      size_t i = line.find_first_not_of(" \t");
+      if (i == std::string::npos) continue;
+      bool insert = line.compare(i, 9, "vinsertps") == 0 || line.compare(i, 7, "vpinsrd") == 0;
+      size_t comment = line.find('#');
+      const std::string ops = line.substr(0, comment);
+      n += insert && ops.find("(%") != std::string::npos && ops.find("(%rsp)") == std::string::npos;
+    }
+    return n;
+  };
+  for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
+    Halide::Target ht(qnnc::kernel_target_string(s, qnnc::resolve_target(target)));
+    qnnc::Knobs k = qnnc::default_knobs(s, ht);
+    EXPECT_EQ(k["vec"], 8) << target;
+    EXPECT_EQ(k["co_vectors"], 9) << target;
+    std::string a = assembly(s, target);
+    EXPECT_GT(count(a, "vfmadd231ps"), 0) << target;
+    EXPECT_EQ(element_loads(a), 0) << target;
+    qnnc::KernelSpec general = s;
+    general.knobs = {{"vec", 16}, {"co_vectors", 1}, {"x_tile", 8}};
+    const int general_loads = element_loads(assembly(general, target));
+    EXPECT_GT(general_loads, 0) << target << ": the check would not see a shifted block's element loads";
+    std::printf("%s: element loads with the general 16-lane tile: %d, with the default: %d\n", target,
+                general_loads, element_loads(a));
+  }
+  Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
+  EXPECT_NE(qnnc::default_knobs(s, avx2)["co_vectors"], 9);
 }
