@@ -220,6 +220,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     };
     double bytes8 = 0, nibbles = 0, crumbs = 0, planes = 0;
     int bs = 0, total = 0;  // integer convolutions: bit-serial ones, all
+    int packed_layers = 0, byte_layers = 0;  // dot-product ones by weight storage
     int plane_out = 0, thresholds = 0, bitpacks = 0;  // the low-bit pipeline (docs/precision.md)
     for (const auto &st : m["steps"]) {
       std::string d = st.value("describe", "");
@@ -235,16 +236,25 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       std::string nm = w.value("name", "");
       double b = w.value("bytes", 0.0);
       (ends(nm, ".nibbles") ? nibbles : ends(nm, ".crumbs") ? crumbs : ends(nm, ".bitplanes") ? planes : bytes8) += b;
+      if (!serial) (ends(nm, ".nibbles") || ends(nm, ".crumbs") ? packed_layers : byte_layers)++;
     }
     std::string parts;
     for (auto [b, what] : {std::pair{bytes8, "one per byte"}, {nibbles, "two per byte"}, {crumbs, "four per byte"},
                            {planes, "bit planes"}})
       if (b > 0) parts += (parts.empty() ? "" : ", ") + std::to_string((int)(b / 1e3 + 0.5)) + " kB " + what;
     std::printf("qnnc: stored integer conv weights (packed, padded): %s\n", parts.c_str());
+    // Low-bit weights on the dot-product kernel: packed where that pays, one per byte on wide
+    // outputs (kernels/conv2d_q.h).
+    std::string storage;
+    if (wb < 8 && packed_layers > 0) storage += std::to_string(packed_layers) + " with weights unpacked from 2 or 4 per byte in registers";
+    if (wb < 8 && byte_layers > 0)
+      storage += (storage.empty() ? "" : ", ") + std::to_string(byte_layers) +
+                 " with weights one per byte (8-bit layers, and outputs of 14 or more columns, where unpacking costs more "
+                 "than it saves; --knob conv2d_q.weights_per_byte=2|4 packs them all)";
     if (wb < 8 || ab < 8)
-      std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount), the others "
-                  "on the int8 dot-product kernel with %d/%d-bit values%s (--knob conv2d_q.bitserial=0|1 forces it)\n",
-                  bs, total, wb, ab, nibbles + crumbs > 0 ? ", weights unpacked from 2 or 4 per byte in registers" : "");
+      std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount; --knob "
+                  "conv2d_q.bitserial=0|1 forces it), the others on the int8 dot-product kernel with %d/%d-bit values%s%s\n",
+                  bs, total, wb, ab, storage.empty() ? "" : ": ", storage.c_str());
     if (plane_out + thresholds + bitpacks > 0)
       std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "
                   "%d layers with threshold epilogues (compares instead of requantization)\n",

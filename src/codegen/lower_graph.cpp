@@ -248,9 +248,9 @@ struct Lowering {
     s.rounding = rounding_of(n);
     if (n.i("group", 1) != 1) return false;
     int wbits = (int)n.i("weight_bits", 8), abits = (int)n.i("activation_bits", 8);
-    // Weights of 1-2 bits are stored four per byte, of 3-4 bits two per byte, unless a --knob
-    // says otherwise.
-    s.knobs.emplace("weights_per_byte", wbits <= 2 ? 4 : wbits <= 4 ? 2 : 1);
+    // Weights of 1-2 bits are stored four per byte, of 3-4 bits two per byte, where that pays
+    // (kernels/conv2d_q.h), unless a --knob says otherwise.
+    s.knobs.emplace("weights_per_byte", conv2d_q_default_weights_per_byte(s, wbits, target.halide));
     resolve_knobs(s);
     // Bit-serial needs coef x planes popcounts per 32 channels: measured on AVX512-VNNI, W1A1
     // beats the int8 dot product and W2A2 loses to it (bench/RESULTS.md), so x86 takes it only

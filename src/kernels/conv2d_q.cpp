@@ -16,6 +16,19 @@ int conv2d_q_weights_per_byte(const Knobs &k) {
   return p == 4 ? 4 : p == 2 ? 2 : 1;
 }
 
+int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, const Target &t) {
+  const int packed = weight_bits <= 2 ? 4 : weight_bits <= 4 ? 2 : 1;
+  // On x86 the fields are unpacked in registers (shift, and, sign extension) before each dot
+  // product, and a weight vector serves one tile's columns: where a task's row holds several
+  // tiles (output width >= 14) that work costs more than the weight traffic it saves. Measured
+  // on Sapphire Rapids, ResNet-50 at one thread (`qnnc bench --profile`, alternating modules):
+  // one weight per byte took 0.78-0.92x the time of four per byte (2-bit weights) and 0.81-0.92x
+  // of two per byte (4-bit) on every layer with 56, 28 or 14 output columns; at 7 columns the
+  // packed weights were as fast or faster (2-bit: 0.86-1.0x one per byte's time).
+  if (t.arch == Target::X86 && s.out_shape.size() == 4 && s.out_shape[3] >= 14) return 1;
+  return packed;
+}
+
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) { return register_tile_channels(s.out_shape[1], k, 16); }
 
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {

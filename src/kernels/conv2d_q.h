@@ -33,6 +33,9 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Halide::Target &t);
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k);
 int conv2d_q_group(const Knobs &k);  // input channels per dot-product group: 4, or 2 (knob "group")
 int conv2d_q_weights_per_byte(const Knobs &k);  // 1, 2 or 4 (knob "weights_per_byte")
+// The default for weights of `weight_bits`: packed (4 per byte up to 2 bits, 2 up to 4 bits)
+// where the layer's weight traffic outweighs unpacking them, else one per byte.
+int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, const Halide::Target &t);
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc
