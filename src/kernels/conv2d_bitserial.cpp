@@ -1,5 +1,6 @@
 #include "kernels/knob_space.h"
 #include "kernels/conv2d_bitserial.h"
+#include "kernels/pack_bits.h"
 #include "kernels/register_tile.h"
 #include "kernels/requantize.h"
 
@@ -182,7 +183,9 @@ HalideKernel build_conv2d_bitserial(const KernelSpec &s, const Knobs &k, const T
   else args.insert(args.end(), {bias, mult, shift});
   if (s.residual) args.push_back(residual);
   if (!R) args.push_back(qp);
-  return {Pipeline(out), args};
+  Pipeline p(out);
+  if (ob) pack_bits_as_masks(p, t);  // each word from mask registers instead of a sum over lanes
+  return {p, args};
 }
 
 std::vector<KnobSpace> conv2d_bitserial_knob_spaces() {

@@ -3,7 +3,8 @@
 // and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
 // with 2- and 4-bit weights stored 4 and 2 per byte; and two schedules that once fell back to
 // byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels; the
-// float requantization epilogue; and fp32 tiles that divide the channels.
+// float requantization epilogue; fp32 tiles that divide the channels; and bit-plane outputs
+// packed from compare masks.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -228,4 +229,23 @@ TEST(KernelAsm, Fp32ShortReductionTilesDivideTheChannels) {
   }
   Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
   EXPECT_NE(qnnc::default_knobs(s, avx2)["co_vectors"], 9);
+}
+
+// A bit-serial layer that writes bit planes packs each word of 32 output channels from the two
+// 16-lane compare masks (kunpckwd), not with a horizontal sum over the lanes (the pass in
+// kernels/pack_bits.h; without it these kernels have no kunpckwd at all).
+TEST(KernelAsm, BitPlaneOutputsPackFromMasks) {
+  qnnc::KernelSpec s = conv_spec("conv2d_bs", 1, 1);
+  s.kernel = {1, 1};
+  s.pads = {0, 0, 0, 0};
+  s.qmax = 1;
+  s.residual = true;
+  s.knobs = {{"weight_bits", 1}, {"activation_bits", 1}, {"output_bits", 1}, {"residual_bits", 1}, {"thresholds", 2}};
+  for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
+    std::string a = assembly(s, target);
+    EXPECT_GT(count(a, "vpopcntd"), 0) << target;
+    EXPECT_GT(count(a, "kunpckwd"), 0) << target;
+    std::printf("%s: kunpckwd %d, vextracti64x4 %d, vpshufd %d\n", target, count(a, "kunpckwd"),
+                count(a, "vextracti64x4"), count(a, "vpshufd"));
+  }
 }
