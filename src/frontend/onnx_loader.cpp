@@ -11,6 +11,8 @@
 #include "frontend/onnx_loader.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <climits>
 #include <cstring>
 #include <deque>
@@ -90,8 +92,8 @@ const unsigned char *raw_elements(const onnx::TensorProto &t, const std::string 
                                   size_t elem_bytes, const std::vector<int64_t> &dims) {
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
     throw Error("tensor '" + printable(name) +
-                "' keeps its data in an external file; qnnc needs the weights "
-                "stored inside the model file");
+                "' keeps its data in an external file; load the model from its file (qnnc reads the "
+                "external data beside it), or save it with the weights inside");
   if (!t.has_raw_data()) return nullptr;
   const std::string &raw = t.raw_data();
   if (raw.size() % elem_bytes != 0 ||
@@ -1719,19 +1721,78 @@ void check_opset(const onnx::ModelProto &m, const std::string &what) {
                 std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset));
 }
 
+// Reads the data of a tensor kept in an external file (keys "location", "offset", "length";
+// the location relative to `dir`, inside it) into its raw_data.
+void load_external_tensor(onnx::TensorProto &t, const std::filesystem::path &dir, const std::string &what) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  const std::string name = printable(t.name());
+  auto number = [&](const std::string &key, const std::string &v) {
+    char *end = nullptr;
+    errno = 0;
+    long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno || n < 0)
+      throw Error("tensor '" + name + "': external data " + key + " '" + printable(v) + "' is not a byte count");
+    return (int64_t)n;
+  };
+  for (const auto &e : t.external_data()) {
+    if (e.key() == "location") location = e.value();
+    else if (e.key() == "offset") offset = number("offset", e.value());
+    else if (e.key() == "length") length = number("length", e.value());
+  }
+  const std::filesystem::path rel(location);
+  bool inside = !location.empty() && rel.is_relative();
+  for (const auto &part : rel) inside = inside && part != "..";
+  if (!inside)
+    throw Error("tensor '" + name + "' of " + quote_path(what) + ": external data location '" + printable(location) +
+                "' must be a file name relative to the model's directory");
+  const std::filesystem::path file = dir / rel;
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw Error("tensor '" + name + "': cannot open its external data file '" + file.string() + "'");
+  f.seekg(0, std::ios::end);
+  const int64_t size = (int64_t)f.tellg();
+  if (length < 0) length = size - offset;
+  if (offset > size || length > size - offset)
+    throw Error("tensor '" + name + "': external data [" + std::to_string(offset) + ", " +
+                std::to_string(offset + length) + ") lies beyond the end of '" + file.string() + "' (" +
+                std::to_string(size) + " bytes)");
+  std::string data((size_t)length, '\0');
+  f.seekg(offset);
+  if (length > 0 && !f.read(data.data(), length)) throw Error("cannot read external data file '" + file.string() + "'");
+  t.set_raw_data(std::move(data));
+  t.clear_external_data();
+  t.set_data_location(onnx::TensorProto::DEFAULT);
+}
+
+// Loads every external tensor of the graph: initializers and Constant nodes' tensors.
+void load_external_data(onnx::GraphProto &g, const std::filesystem::path &dir, const std::string &what) {
+  for (auto &t : *g.mutable_initializer())
+    if (t.data_location() == onnx::TensorProto::EXTERNAL) load_external_tensor(t, dir, what);
+  for (auto &n : *g.mutable_node())
+    for (auto &a : *n.mutable_attribute()) {
+      if (a.has_t() && a.t().data_location() == onnx::TensorProto::EXTERNAL)
+        load_external_tensor(*a.mutable_t(), dir, what);
+      for (auto &t : *a.mutable_tensors())
+        if (t.data_location() == onnx::TensorProto::EXTERNAL) load_external_tensor(t, dir, what);
+    }
+}
+
 }  // namespace
 
 Graph load_onnx_bytes(const std::string &bytes, const std::string &what,
-                      const std::vector<int64_t> &input_shape) {
+                      const std::vector<int64_t> &input_shape, const std::string &data_dir) {
   auto invalid = [&](const std::string &why) {
     return Error(quote_path(what) + " is not a valid ONNX model: " + why);
   };
   if (bytes.empty()) throw invalid("the file is empty");
-  if (bytes.size() > static_cast<size_t>(INT_MAX)) throw invalid("it is larger than 2 GiB");
+  if (bytes.size() > static_cast<size_t>(INT_MAX))
+    throw invalid("it is larger than 2 GiB (save the weights as external data: onnx.save_model(..., "
+                  "save_as_external_data=True); qnnc reads them from beside the model)");
   onnx::ModelProto model;
   if (!model.ParseFromString(bytes)) throw invalid("protobuf parsing failed (truncated or not an ONNX file)");
   if (!model.has_graph()) throw invalid("it contains no graph");
   check_opset(model, what);
+  if (!data_dir.empty()) load_external_data(*model.mutable_graph(), data_dir, what);
   return Importer(model.graph(), what, input_shape).run();
 }
 
@@ -1744,7 +1805,8 @@ Graph load_onnx(const std::string &path, const std::vector<int64_t> &input_shape
   std::ostringstream bytes;
   bytes << f.rdbuf();
   if (f.bad()) throw Error("cannot read model file '" + path + "'");
-  return load_onnx_bytes(bytes.str(), path, input_shape);
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  return load_onnx_bytes(bytes.str(), path, input_shape, dir.empty() ? "." : dir.string());
 }
 
 }  // namespace qnnc

@@ -16,7 +16,9 @@ namespace qnnc {
 Graph load_onnx(const std::string &path, const std::vector<int64_t> &input_shape = {});
 
 // Same, from the serialized model in `bytes`; `what` names the model in error messages.
+// `data_dir`: the directory that tensors kept in external files (ONNX external data, as models
+// over 2 GiB are saved) are read from, relative to it; empty: such tensors are an error.
 Graph load_onnx_bytes(const std::string &bytes, const std::string &what,
-                      const std::vector<int64_t> &input_shape = {});
+                      const std::vector<int64_t> &input_shape = {}, const std::string &data_dir = "");
 
 }  // namespace qnnc

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <climits>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <unistd.h>
 
 #include "expect_error.h"
 #include "frontend/onnx_loader.h"
@@ -147,3 +150,80 @@ TEST(OnnxErrors, FlattenAxisOutOfRange) {
 }
 
 }  // namespace
+
+// Weights kept in an external file beside the model (ONNX external data, as models over 2 GiB
+// are saved): read from the file at their offset and length; locations outside the model's
+// directory, missing files and ranges past the file's end are errors that name the tensor.
+namespace {
+
+std::string temp_dir(const std::string &name) {
+  std::string d = testing::TempDir() + "/qnnc_external_" + name + "_" + std::to_string(getpid());
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+// x (1,3,5,5) -> Conv with 4x3x3x3 weights W (external: 8 bytes of padding, then W) -> y.
+onnx::ModelProto external_conv(const std::string &location, int64_t offset,
+                               int64_t length) {
+  onnx::ModelProto m = model({1, 3, 5, 5});
+  add_node(m, "Conv", {"x", "W"}, "y", "conv");
+  onnx::TensorProto *t = m.mutable_graph()->add_initializer();
+  t->set_name("W");
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : {4, 3, 3, 3}) t->add_dims(d);
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto kv = [&](const std::string &k, const std::string &v) {
+    auto *e = t->add_external_data();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  kv("location", location);
+  if (offset >= 0) kv("offset", std::to_string(offset));
+  if (length >= 0) kv("length", std::to_string(length));
+  return m;
+}
+
+void write_file(const std::string &path, const std::string &bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f << bytes;
+}
+
+}  // namespace
+
+TEST(OnnxExternalData, ReadsWeightsBesideTheModel) {
+  const std::string dir = temp_dir("ok");
+  std::vector<float> w(4 * 3 * 3 * 3);
+  for (size_t i = 0; i < w.size(); i++) w[i] = 0.25f * (float)i - 3.f;
+  std::string data(8, '\x7f');  // bytes before the tensor: the offset must be honoured
+  data.append(reinterpret_cast<const char *>(w.data()), w.size() * 4);
+  data.append(4, '\x01');  // and bytes after it: so must the length
+  write_file(dir + "/weights.bin", data);
+  const int64_t bytes = (int64_t)w.size() * 4;
+  write_file(dir + "/model.onnx", external_conv("weights.bin", 8, bytes).SerializeAsString());
+  qnnc::Graph g = qnnc::load_onnx(dir + "/model.onnx");
+  const qnnc::Value *W = nullptr;
+  for (const auto &v : g.values)
+    if (v.name == "W") W = &v;
+  ASSERT_NE(W, nullptr);
+  ASSERT_TRUE(W->data);
+  EXPECT_EQ(*W->data, w);
+  // From bytes, with no directory to read from, the tensor is refused with a hint.
+  EXPECT_CONTAINS(qnnc_error([&] { load(external_conv("weights.bin", 8, bytes)); }), "keeps its data in an external file");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OnnxExternalData, RejectsBadLocationsAndRanges) {
+  const std::string dir = temp_dir("bad");
+  std::vector<float> w(4 * 3 * 3 * 3, 1.f);
+  write_file(dir + "/weights.bin", std::string(reinterpret_cast<const char *>(w.data()), w.size() * 4));
+  auto try_load = [&](const onnx::ModelProto &m) {
+    write_file(dir + "/model.onnx", m.SerializeAsString());
+    return qnnc::load_onnx(dir + "/model.onnx");
+  };
+  EXPECT_CONTAINS(qnnc_error([&] { try_load(external_conv("../weights.bin", 0, -1)); }), "relative to the model's directory");
+  EXPECT_CONTAINS(qnnc_error([&] { try_load(external_conv("/etc/passwd", 0, -1)); }), "relative to the model's directory");
+  EXPECT_CONTAINS(qnnc_error([&] { try_load(external_conv("missing.bin", 0, -1)); }), "cannot open its external data file");
+  EXPECT_CONTAINS(qnnc_error([&] { try_load(external_conv("weights.bin", 4, 432)); }), "lies beyond the end");
+  EXPECT_CONTAINS(qnnc_error([&] { try_load(external_conv("weights.bin", -1, 100)); }), "has 100 bytes of data");
+  std::filesystem::remove_all(dir);
+}
