@@ -7,7 +7,9 @@ batch norms re-estimated, degenerate initialisations redrawn), at --size (224 fo
 VGG, whose adaptive pooling ONNX export only takes where it is the identity; Inception-v3 at
 least 299):
 
-1. export ONNX (opset --opset); PyTorch fp32 logits on --eval-samples seeded inputs;
+1. export ONNX (opset --opset); PyTorch fp32 logits on --eval-samples seeded inputs, and ONNX
+   Runtime's fp32 error on them (deep random-weight networks amplify summation-order
+   differences; ONNX Runtime's error says how much of qnnc's is that);
 2. qnnc fp32 for the host: `qnnc compile` and `qnnc run`; relative L2 error against PyTorch
    (the largest over the inputs);
 3. qnnc int8 for the host (`--quantize int8 --calib-data`, --calib-samples seeded inputs):
@@ -100,7 +102,8 @@ def check_model(args, name: str, index: int, count: int, workdir: str) -> dict:
     tag = f"[{index}/{count}] {name}:"
     mdir = os.path.join(workdir, name)
     os.makedirs(mdir, exist_ok=True)
-    res = {"model": name, "size": size, "errors": {}, "fp32_rel_err": None, "int8": None, "boards": {},
+    res = {"model": name, "size": size, "errors": {}, "fp32_rel_err": None, "ort_fp32_rel_err": None, "int8": None,
+           "boards": {},
            "compile_s": {}, "seconds": None}
     step = bench_zoo.Step(res, tag)
     t0 = time.perf_counter()
@@ -125,6 +128,13 @@ def check_model(args, name: str, index: int, count: int, workdir: str) -> dict:
             res["compile_s"][key] = round(s, 1)
             return True
 
+        def ort_fp32():
+            sess = common.ort_session(onnx_path, 2)
+            name_in = sess.get_inputs()[0].name
+            outs = [sess.run(None, {name_in: x})[0].reshape(1, -1) for x in evals]
+            return max(models.rel_l2(r, o) for r, o in zip(ref, np.concatenate(outs)))
+
+        res["ort_fp32_rel_err"] = step("ort", "ONNX Runtime fp32 (reference for the error)", ort_fp32)
         fp32 = os.path.join(mdir, "fp32")
         if step("fp32", "qnnc fp32: compile", compile_, "fp32", fp32, [], how="unsupported"):
             out = step("fp32", "qnnc fp32: run", lambda: np.concatenate([qnnc_run(args, fp32, x, mdir) for x in evals]))
@@ -159,6 +169,8 @@ def row(res: dict, args) -> list[str]:
     e = res["errors"]
     err = res["fp32_rel_err"]
     fp32 = (f"{err:.1e}" + ("" if err <= args.fp32_tol else " (above bound)")) if err is not None else "-"
+    ort = res.get("ort_fp32_rel_err")
+    ort = f"{ort:.1e}" if ort is not None else "-"
     i8 = res["int8"]
     int8 = f"runs; {i8['centered_sqnr_db']:.1f} dB / {i8['centered_cosine']:.3f}" if i8 else "-"
     boards = []
@@ -171,7 +183,7 @@ def row(res: dict, args) -> list[str]:
         else:
             boards.append("compiles")
     fails = "; ".join(bench_zoo.cell_text(v, 200) for v in e.values())
-    return [res["model"], str(res["size"]), fp32, int8] + boards + [fails or "", f"{res['seconds']:.0f}"]
+    return [res["model"], str(res["size"]), fp32, ort, int8] + boards + [fails or "", f"{res['seconds']:.0f}"]
 
 
 def main(argv=None) -> int:
@@ -190,7 +202,7 @@ def main(argv=None) -> int:
         with open(path, "w") as f:
             json.dump(res, f, indent=1)
         results.append(res)
-    headers = (["model", "size", "fp32 rel. L2 vs PyTorch", "int8 host: centered SQNR / cosine"]
+    headers = (["model", "size", "fp32 rel. L2 vs PyTorch", "ONNX Runtime fp32 rel. L2", "int8 host: centered SQNR / cosine"]
                + [f"int8 {b}" for b in args.boards] + ["failures", "s"])
     table = common.format_markdown_table(headers, [row(r, args) for r in results])
     print(table)
