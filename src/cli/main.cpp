@@ -253,7 +253,8 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                  "than it saves; --knob conv2d_q.weights_per_byte=2|4 packs them all)";
     if (wb < 8 || ab < 8)
       std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount; --knob "
-                  "conv2d_q.bitserial=0|1 forces it), the others on the int8 dot-product kernel with %d/%d-bit values%s%s\n",
+                  "conv2d_q.bitserial=0|1 forces it), the others on the int8 dot-product kernel (layers kept at 8 bits, and "
+                  "%d/%d-bit layers where bit-serial does not pay)%s%s\n",
                   bs, total, wb, ab, storage.empty() ? "" : ": ", storage.c_str());
     if (plane_out + thresholds + bitpacks > 0)
       std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "
