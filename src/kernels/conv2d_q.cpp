@@ -4,6 +4,7 @@
 #include "kernels/requantize.h"
 
 #include <algorithm>
+#include <numeric>
 
 using namespace Halide;
 using namespace Halide::ConciseCasts;
@@ -125,6 +126,16 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // took 4 (a row of one column: dense layers, squeeze-and-excitation) ran 4-5x slower than
   // with 3 (AlexNet int8, 9216 -> 4096: 7.1 -> 1.5 ms, `qnnc bench --profile`).
   if (t.arch == Target::X86) k["co_vectors"] = std::min(k["co_vectors"], 3);
+  // On ARM, output channels that the vectors do not divide (16 or more; fewer take one vector of
+  // all of them) would leave a last vector shifted inward across two blocks of packed weights,
+  // which Halide 21's ARM back end refuses for the dot-product loads ("Should be dense vector
+  // load"; RegNet-Y-3.2GF's 72 -> 18 and 72 -> 30 squeeze-and-excitation layers). Vectors of the
+  // largest width that divides them instead: these are small layers.
+  const int64_t M = s.out_shape[1];
+  if (t.arch == Target::ARM && M % k["vec"] != 0) {
+    k["vec"] = (int)std::gcd<int64_t>(M, k["vec"]);
+    k["co_vectors"] = 1;
+  }
   return k;
 }
 

@@ -249,3 +249,20 @@ TEST(KernelAsm, BitPlaneOutputsPackFromMasks) {
                 count(a, "vextracti64x4"), count(a, "vpshufd"));
   }
 }
+
+// Output channels that the Pis' 4-lane vectors do not divide (17, 18, 30: RegNet-Y's
+// squeeze-and-excitation layers) get vectors of a width that divides them, so no last vector
+// straddles two blocks of packed weights: Halide 21's ARM back end refused those kernels
+// ("Should be dense vector load"). Each compiles, and on rpi5 still uses sdot where the width
+// allows it.
+TEST(KernelAsm, PiInt8TakesChannelsNoVectorDivides) {
+  for (int64_t M : {17, 18, 30, 72})
+    for (const char *target : {"rpi4", "rpi5"}) {
+      qnnc::KernelSpec s = u8_window("conv2d_q", {1, 72, 1, 1}, {1, M, 1, 1}, 1, 1, 0);
+      s.relu = true;
+      std::string a;
+      EXPECT_NO_THROW(a = assembly(s, target)) << "M " << M << " " << target;
+      EXPECT_FALSE(a.empty()) << "M " << M << " " << target;
+      if (std::string(target) == "rpi5" && M % 2 == 0) EXPECT_GT(count(a, "sdot"), 0) << "M " << M;
+    }
+}
