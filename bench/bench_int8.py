@@ -29,9 +29,10 @@ qnnc int8 at least 3x faster than qnnc fp32, and no slower than ORT int8 (median
 commit, command, tables) to that file. Exits 1 if a command fails (and with --strict, also if
 a goal is missed); a missed goal is otherwise only reported.
 
-In qnnc on x86, W1A1 runs bit-serial popcount kernels; 2- and 4-bit weights are stored two per
-byte and unpacked in registers for the int8 dot-product kernel, so int4 and int2 halve the
-weight bytes but show no speed gain over int8 (see docs/precision.md). qnnc keeps the first
+In qnnc on x86, W1A1 runs bit-serial popcount kernels; 2- and 4-bit layers run the int8
+dot-product kernel, with their weights packed two or four per byte where the output is narrow
+and one per byte on outputs of 14 or more columns, where unpacking would cost more than it saves
+(see docs/precision.md). qnnc keeps the first
 convolution in fp32 unless --qnnc-compile-args "--quantize-first-conv" is given; ORT and
 PyTorch quantize it.
 
@@ -448,7 +449,8 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                  "ratio vs ORT int8 = median / ORT int8 median (< 1: faster than ORT int8)")
     notes.append("qnnc on x86: int1 runs bit-serial popcount kernels that hand bit planes to each other, with "
                  "threshold epilogues; int4 and int2 run the int8 dot-product kernel with weights stored two or four "
-                 "per byte (int2 with threshold epilogues); int8-all also quantizes the first convolution and the "
+                 "per byte on outputs under 14 columns, one per byte on wider ones (int2 with threshold epilogues); "
+                 "int8-all also quantizes the first convolution and the "
                  "dense layer; low-bit modes run the first convolution and the dense layer at int8")
 
     title = (f"int8 {args.model} {args.size}x{args.size}, batch 1, repeat {args.repeat}, "
