@@ -1722,8 +1722,9 @@ void check_opset(const onnx::ModelProto &m, const std::string &what) {
 }
 
 // Reads the data of a tensor kept in an external file (keys "location", "offset", "length";
-// the location relative to `dir`, inside it) into its raw_data.
+// the location relative to `dir`, inside it) into its raw_data; other tensors stay as they are.
 void load_external_tensor(onnx::TensorProto &t, const std::filesystem::path &dir, const std::string &what) {
+  if (t.data_location() != onnx::TensorProto::EXTERNAL) return;
   std::string location;
   int64_t offset = 0, length = -1;
   const std::string name = printable(t.name());
@@ -1766,14 +1767,11 @@ void load_external_tensor(onnx::TensorProto &t, const std::filesystem::path &dir
 
 // Loads every external tensor of the graph: initializers and Constant nodes' tensors.
 void load_external_data(onnx::GraphProto &g, const std::filesystem::path &dir, const std::string &what) {
-  for (auto &t : *g.mutable_initializer())
-    if (t.data_location() == onnx::TensorProto::EXTERNAL) load_external_tensor(t, dir, what);
+  for (auto &t : *g.mutable_initializer()) load_external_tensor(t, dir, what);
   for (auto &n : *g.mutable_node())
     for (auto &a : *n.mutable_attribute()) {
-      if (a.has_t() && a.t().data_location() == onnx::TensorProto::EXTERNAL)
-        load_external_tensor(*a.mutable_t(), dir, what);
-      for (auto &t : *a.mutable_tensors())
-        if (t.data_location() == onnx::TensorProto::EXTERNAL) load_external_tensor(t, dir, what);
+      if (a.has_t()) load_external_tensor(*a.mutable_t(), dir, what);
+      for (auto &t : *a.mutable_tensors()) load_external_tensor(t, dir, what);
     }
 }
 

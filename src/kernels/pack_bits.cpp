@@ -10,11 +10,7 @@ using namespace Halide::Internal;
 // e is a vector whose lanes are known to be 0 or 1: (v % 2) or (v & 1) of unsigned lanes, possibly
 // widened; returns the lanes as booleans, or an undefined Expr.
 Expr as_bits(const Expr &e) {
-  auto is_const = [](const Expr &x, int64_t v) {
-    if (const Broadcast *b = x.as<Broadcast>()) return Internal::is_const(b->value, v);
-    return Internal::is_const(x, v);
-  };
-  const Type t = e.type();
+  const Type t = e.type();  // is_const(x, v) below also matches a broadcast of v
   if (const Mod *m = e.as<Mod>(); m && t.is_uint() && is_const(m->b, 2)) return m->a % m->b != make_zero(t);
   if (const Call *c = e.as<Call>(); c && c->is_intrinsic(Call::bitwise_and) && t.is_uint() && is_const(c->args[1], 1))
     return e != make_zero(t);
@@ -35,15 +31,11 @@ class PackBits : public IRMutator {
     const Type t = op->type;
     const int L = op->value.type().lanes();
     if (op->op == VectorReduce::Add && t.is_scalar() && t.is_uint() && t.bits() == L && (L == 8 || L == 16 || L == 32)) {
-      Expr v = op->value, bits, lane;
-      if (const Call *c = v.as<Call>(); c && c->is_intrinsic(Call::shift_left)) {
-        bits = c->args[0];
-        lane = c->args[1];
-      }
-      if (bits.defined()) {
-        if (const Cast *c = lane.as<Cast>()) lane = c->value;
+      if (const Call *c = op->value.as<Call>(); c && c->is_intrinsic(Call::shift_left)) {
+        Expr lane = c->args[1];
+        if (const Cast *w = lane.as<Cast>()) lane = w->value;
         if (is_lane_index(lane))
-          if (Expr b = as_bits(bits); b.defined()) return Reinterpret::make(t, b);
+          if (Expr b = as_bits(c->args[0]); b.defined()) return Reinterpret::make(t, b);
       }
     }
     return IRMutator::visit(op);
