@@ -365,7 +365,10 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    st.args = {act4(n.inputs[0]), {wv, packed({G, cb, CB, KW, KH, nb})}, {bv, packed({M})}};
+    // AMX (one block of all M channels) reads the same bytes as (G, M, CB KW KH).
+    const std::vector<int64_t> wshape = knob(s.knobs, "amx", 0) ? std::vector<int64_t>{G, M, CB * KW * KH}
+                                                                 : std::vector<int64_t>{G, cb, CB, KW, KH, nb};
+    st.args = {act4(n.inputs[0]), {wv, packed(wshape)}, {bv, packed({M})}};
     if (R) {
       st.args.push_back({tv, packed({M, R, s.qmax})});
     } else {

@@ -30,7 +30,10 @@ int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, cons
   return packed;
 }
 
-int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) { return register_tile_channels(s.out_shape[1], k, 16); }
+int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) {
+  if (knob(k, "amx", 0)) return (int)s.out_shape[1];  // one block: the layout AMX reads
+  return register_tile_channels(s.out_shape[1], k, 16);
+}
 
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
@@ -45,8 +48,21 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   f.per_byte = per;
   f.padded_channels = C4 * g;
   f.input = fixed_param(UInt(8), "input", {C, W, H, N});
-  if (per > 1) f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / per, KW, KH, nb});
-  else f.weights = fixed_param(Int(8), "weights", {g, cb, C4, KW, KH, nb});
+  // AMX reads the weights as (g, M, C4 KW KH): the same bytes as one block of all M channels,
+  // with the taps folded into the channel groups. Halide 21 recognizes a tile product only
+  // where the weights' offset along that dimension is (group index) * stride, which a constant
+  // stride would let the simplifier distribute: the stride stays a run-time value.
+  const bool amx = knob(s.knobs, "amx", 0) != 0;
+  if (amx) {
+    f.weights = ImageParam(Int(8), 3, "weights");
+    f.weights.dim(0).set_min(0).set_extent(g).set_stride(1);
+    f.weights.dim(1).set_min(0).set_extent((int)M).set_stride(g);
+    f.weights.dim(2).set_min(0).set_extent((int)(C4 * KW * KH));
+  } else if (per > 1) {
+    f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / per, KW, KH, nb});
+  } else {
+    f.weights = fixed_param(Int(8), "weights", {g, cb, C4, KW, KH, nb});
+  }
   f.bias = fixed_param(Int(32), "bias", {M});
   f.thresholds = knob(s.knobs, "thresholds", 0);
   if (f.thresholds) {
@@ -61,7 +77,8 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
 
   Var c("c"), x("x"), y("y"), n("n");
   bool spatial_pad = s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3];
-  f.has_padding = spatial_pad || C % span != 0;
+  // AMX tiles always compute 16 columns: narrower outputs read past the input's edge.
+  f.has_padding = spatial_pad || C % span != 0 || (amx && OW < 16);
   f.padded = Func("padded");
   if (f.has_padding) {
     // Out-of-range taps read the input zero point (the bias carries the matching correction);
@@ -76,8 +93,11 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
   RDom r(0, g, 0, (int)C4, 0, (int)KW, 0, (int)KH, "r");
   Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
   Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
+  // On AMX the accumulator tile starts from zero (tilezero) and the bias joins in the epilogue.
+  if (amx && (per != 1 || g != 4 || knob(s.knobs, "signed_input", 0)))
+    throw Error("conv2d_q: amx needs one i8 weight per byte in groups of 4 and u8 activations");
   f.acc = Func("acc");
-  f.acc(co, x, y, n) = f.bias(co);
+  f.acc(co, x, y, n) = amx ? Expr(0) : f.bias(co);
   // signed_input: ARM's dot products multiply i8 by i8, so activations enter as x - 128 (a flip
   // of the top bit) and the bias carries + 128 * sum(w); the integers are the same.
   Expr xin = f.padded(r.y * g + r.x, ix, iy, n);
@@ -91,22 +111,49 @@ ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
     Expr b = f.weights(r.x, co % cb, r.y / per, r.z, r.w, co / cb);
     Expr field = (b >> u8((r.y % per) * fb)) & u8((1 << fb) - 1);
     wv = i8(field ^ u8(1 << (fb - 1))) - i8(1 << (fb - 1));
+  } else if (amx) {
+    wv = f.weights(r.x, co, r.y + (int)C4 * (r.z + (int)KW * r.w));
   } else {
     wv = f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb);
   }
   f.acc(co, x, y, n) += i32(xin) * i32(wv);
 
   f.output = Func("output");
+  Expr sum = amx ? f.acc(co, x, y, n) + f.bias(co) : f.acc(co, x, y, n);
   if (f.thresholds) {
     Expr res = s.residual ? i32(f.residual(co, x, y, n)) : Expr(0);
-    f.output(co, x, y, n) = u8(threshold_level(f.acc(co, x, y, n), res, f.thr, co, f.thresholds, s.qmax));
+    f.output(co, x, y, n) = u8(threshold_level(sum, res, f.thr, co, f.thresholds, s.qmax));
   } else {
     Expr res = s.residual ? f.residual(co, x, y, n) : Expr();
-    f.output(co, x, y, n) = u8(requantized_level(f.acc(co, x, y, n), f.mult(co), f.shift(co), res, f.qparams, s.rounding));
+    f.output(co, x, y, n) = u8(requantized_level(sum, f.mult(co), f.shift(co), res, f.qparams, s.rounding));
   }
   fix_output(f.output, {M, OW, OH, N});
   f.r = r;
   return f;
+}
+
+namespace {
+
+// Input channels (a multiple of 4, at most 64: one tile row's bytes) per tile product: the
+// largest that divides the reduction's padded channels.
+int amx_channel_chunk(int64_t padded_channels) {
+  for (int k = 64; k >= 4; k -= 4)
+    if (padded_channels % k == 0) return k;
+  return 4;
+}
+
+}  // namespace
+
+std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Target &t) {
+  if (t.arch != Target::X86 || !t.has_feature(Target::AVX512_SapphireRapids))
+    return "the target has no AMX (x86 with avx512_sapphirerapids)";
+  if (s.out_shape.size() != 4 || s.group != 1) return "not a dense 2-D convolution";
+  if (conv2d_q_weights_per_byte(k) != 1) return "weights stored several per byte";
+  if (conv2d_q_group(k) != 4 || knob(k, "signed_input", 0)) return "not u8 x i8 in groups of 4 channels";
+  if (s.out_shape[1] % 16 != 0) return "output channels not a multiple of 16";
+  const int64_t padded = (s.in_shape[1] + 3) / 4 * 4;
+  if (amx_channel_chunk(padded) < 16) return "fewer than 16 input channels per tile product";
+  return "";
 }
 
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
@@ -136,10 +183,70 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
     k["vec"] = (int)std::gcd<int64_t>(M, k["vec"]);
     k["co_vectors"] = 1;
   }
+  // Sapphire Rapids: AMX tiles where the layer fits them and they pay. Measured on ResNet-50
+  // int8 at one thread (`qnnc bench --profile`, alternating modules, AMX time / vector time):
+  // every 3x3 layer with 14 or more output columns 0.29-0.43; 1x1 layers reducing 256-1024
+  // channels 0.44-0.49 (stride 2: 0.64); 128 -> 512 0.94 and 256 -> 1024 0.78. They lose where a
+  // tile has little to reduce or few columns to fill: 1x1 layers from 64 channels (one tile
+  // product per tile, the epilogue dominates) 1.08-1.15; 7-column outputs (16 columns computed,
+  // 7 kept) 1.16-1.54.
+  if (s.kind == "conv2d_q" && t.arch == Target::X86 && t.has_feature(Target::AVX512_SapphireRapids)) {
+    Knobs probe = k;
+    for (const auto &[name, v] : s.knobs) probe[name] = v;
+    const bool pays = s.out_shape[3] >= 14 && (s.kernel[0] * s.kernel[1] > 1 || s.in_shape[1] >= 128);
+    if (pays && conv2d_q_amx_unfit(s, probe, t).empty()) k["amx"] = 1;
+  }
   return k;
 }
 
-void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Target &t) {
+namespace {
+
+// AMX: each task computes tiles of 16 output channels (a tile's columns, 64 bytes of i32) by
+// 16 output columns (its rows; Halide 21 extracts square tiles only, so narrower outputs
+// compute 16 columns and keep theirs). A tile product (tdpbusd) takes the u8 activations of
+// those columns, `chunk` input channels each (rows of the A tile, strided by the input's pixel
+// stride), and the i8 weights of the same channels in groups of 4 (AMX's layout of B), and the
+// reduction walks channel chunks and kernel taps around it. The tile is then stored to memory,
+// where the vector epilogue adds the bias and requantizes it.
+void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
+  const int64_t M = s.out_shape[1], OW = s.out_shape[3], OH = s.out_shape[2];
+  const int rows = (int)std::min<int64_t>(16, OW);
+  const int chunk = amx_channel_chunk(f.padded_channels);
+  Var co = f.output.args()[0], x = f.output.args()[1], y = f.output.args()[2], n = f.output.args()[3];
+  Var co_o("co_o"), co_i("co_i"), x_o("x_o"), x_i("x_i"), t_("tile");
+  f.output.split(co, co_o, co_i, 16)
+      .split(x, x_o, x_i, rows, TailStrategy::ShiftInwards)
+      .vectorize(co_i)
+      .unroll(x_i);
+  if (knob(k, "row_major", 0)) f.output.reorder(co_i, x_i, x_o, co_o, y, n).fuse(co_o, y, t_);
+  else f.output.reorder(co_i, x_i, x_o, y, co_o, n).fuse(y, co_o, t_);
+  parallel_tasks(f.output, t_, OH * (M / 16), k);
+
+  // The tile leaves the AMX registers only through a whole-tile copy (tilestored), which
+  // Halide 21 recognizes by a two-dimensional store index: the copy's rows are spaced 32 lanes
+  // apart (16 would fuse them into one dense ramp).
+  Func tile = f.acc.in();
+  Var tc = tile.args()[0], tx = tile.args()[1];
+  tile.compute_at(f.output, x_o).bound_extent(tx, 16).align_storage(tc, 32).vectorize(tc, 16).vectorize(tx, 16);
+  Var ac = f.acc.args()[0], ax = f.acc.args()[1];
+  f.acc.compute_at(f.output, x_o).bound_extent(ax, 16).store_in(MemoryType::AMXTile).vectorize(ac, 16).vectorize(ax, 16);
+  RVar rk("rk"), rko("rko"), rki("rki");
+  f.acc.update()
+      .fuse(f.r.x, f.r.y, rk)
+      .split(rk, rko, rki, chunk)
+      .reorder(rki, ac, ax, rko, f.r.z, f.r.w)
+      .atomic()
+      .vectorize(rki)
+      .vectorize(ac, 16)
+      .vectorize(ax, 16);
+}
+
+}  // namespace
+
+namespace {
+
+// The vector path: a register tile of co_vectors x x_tile accumulators (kernels/register_tile.h).
+void schedule_conv2d_q_vector(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
   const int64_t M = s.out_shape[1], OW = s.out_shape[3];
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 16)), M);
   schedule_register_tile(f.output, f.acc, M, OW, s.out_shape[2], k, 16);
@@ -161,6 +268,18 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const
       .vectorize(cv, vw)
       .unroll(cv)
       .unroll(xv);
+}
+
+}  // namespace
+
+void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Target &t) {
+  if (knob(k, "amx", 0)) {
+    std::string why = conv2d_q_amx_unfit(s, k, t);
+    if (!why.empty()) throw Error("conv2d_q: knob amx=1 does not fit this layer: " + why);
+    schedule_conv2d_q_amx(f, s, k);
+  } else {
+    schedule_conv2d_q_vector(f, s, k);
+  }
   if (f.has_padding) {
     Var pc = f.padded.args()[0], py = f.padded.args()[2];
     f.padded.compute_root().parallel(py);
@@ -181,6 +300,8 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"bitserial", "run 1-4 bit layers on the bit-serial kernel instead", {}, {0, 1}, true, true});
   s.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "
                      "residual level (R of them); set by lowering for outputs of 1-2 bits", {}, {0, 1, 2, 3, 4}, false, true});
+  s.knobs.push_back({"amx", "1: AMX tile products (Sapphire Rapids; 16-channel weight blocks, tiles of 16 channels x up "
+                     "to 16 columns); default 1 where the layer fits", {0, 1}, {0, 1}, true});
   s.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
   return s;
 }

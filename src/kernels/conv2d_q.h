@@ -27,7 +27,8 @@ struct ConvQFuncs {
 // in 32-bit arithmetic); output u8.
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
 // use i8 x i8 dot products; the lowering adds 128 * sum(w) to the bias); weights_per_byte
-// (weights stored 2 or 4 per byte and unpacked in registers before the dot product).
+// (weights stored 2 or 4 per byte and unpacked in registers before the dot product); amx
+// (Sapphire Rapids' tile unit: see conv2d_q_amx_unfit).
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb);
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Halide::Target &t);
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k);
@@ -36,6 +37,11 @@ int conv2d_q_weights_per_byte(const Knobs &k);  // 1, 2 or 4 (knob "weights_per_
 // The default for weights of `weight_bits`: packed (4 per byte up to 2 bits, 2 up to 4 bits)
 // where the layer's weight traffic outweighs unpacking them, else one per byte.
 int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, const Halide::Target &t);
+// Whether knob amx = 1 can run this layer on x86 AMX tiles (tdpbusd): a target with
+// AVX512_SapphireRapids, u8 activations, one i8 weight per byte in groups of 4, output channels
+// in whole blocks of 16 (one tile's columns), and a reduction of at least 16 channels per tap.
+// Returns "" when it can, else why not.
+std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc

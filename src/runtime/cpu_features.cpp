@@ -8,6 +8,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -147,10 +151,35 @@ std::vector<std::string> missing_cpu_features(const std::vector<std::string> &re
 
 void require_cpu_features(const std::vector<std::string> &required, const std::string &what, const std::string &hint) {
   auto miss = missing_cpu_features(required, detect_cpu_features());
-  if (miss.empty()) return;
-  std::string list;
-  for (const auto &m : miss) list += (list.empty() ? "" : ", ") + escaped(m);
-  throw Error(what + " needs CPU features this machine lacks: " + list + (hint.empty() ? "" : " (" + hint + ")"));
+  if (!miss.empty()) {
+    std::string list;
+    for (const auto &m : miss) list += (list.empty() ? "" : ", ") + escaped(m);
+    throw Error(what + " needs CPU features this machine lacks: " + list + (hint.empty() ? "" : " (" + hint + ")"));
+  }
+  for (const auto &r : required)
+    if (r == "amx_tile" || r == "amx_int8") {
+      std::string err = enable_amx_tiles();
+      if (!err.empty()) throw Error(what + " uses AMX tiles, but " + err + (hint.empty() ? "" : " (" + hint + ")"));
+      break;
+    }
+}
+
+std::string enable_amx_tiles() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__)
+  // Linux (5.16 and later) hands out the tile registers' 8 kB of state only to processes that
+  // ask for it (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); without it the first tile
+  // instruction faults. The permission is process-wide and holds for threads started later.
+  static const std::string result = [] {
+    const long kReqXcompPerm = 0x1023, kXtileData = 18;
+    if (syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) != 0)
+      return std::string("the operating system refused the tile state (arch_prctl ARCH_REQ_XCOMP_PERM; Linux 5.16 or "
+                         "later is needed)");
+    return std::string();
+  }();
+  return result;
+#else
+  return "this build of qnnc cannot ask the operating system for the tile state";
+#endif
 }
 
 }  // namespace qnnc

@@ -20,7 +20,13 @@ CpuFeatures detect_cpu_features();
 std::vector<std::string> missing_cpu_features(const std::vector<std::string> &required, const CpuFeatures &have);
 
 // Throws qnnc::Error naming the missing features when this CPU lacks any of required. what
-// names the thing being loaded (e.g. "module 'out/r50'"), hint says what to do instead.
+// names the thing being loaded (e.g. "module 'out/r50'"), hint says what to do instead. Where
+// required holds AMX, also asks the OS for the tile state (enable_amx_tiles).
+
 void require_cpu_features(const std::vector<std::string> &required, const std::string &what, const std::string &hint);
+
+// Asks the OS, once per process, for the AMX tile state that kernels compiled for Sapphire
+// Rapids may use. Returns "" when granted, else why not.
+std::string enable_amx_tiles();
 
 }  // namespace qnnc
