@@ -222,6 +222,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     int bs = 0, total = 0;  // integer convolutions: bit-serial ones, all
     int packed_layers = 0, byte_layers = 0;  // dot-product ones by weight storage
     int plane_out = 0, thresholds = 0, bitpacks = 0;  // the low-bit pipeline (docs/precision.md)
+    int amx = 0;  // dot-product ones on AMX tiles
     for (const auto &st : m["steps"]) {
       std::string d = st.value("describe", "");
       const auto knobs = st.value("spec", nlohmann::json::object()).value("knobs", nlohmann::json::object());
@@ -232,6 +233,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       if (!serial && d.rfind("conv2d_q", 0) != 0) continue;
       bs += serial;
       total++;
+      amx += knobs.value("amx", 0) > 0;
       const auto &w = m["values"][st["args"][1]["value"].get<int>()];  // the weights argument
       std::string nm = w.value("name", "");
       double b = w.value("bytes", 0.0);
@@ -256,6 +258,11 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                   "conv2d_q.bitserial=0|1 forces it), the others on the int8 dot-product kernel (layers kept at 8 bits, and "
                   "%d/%d-bit layers where bit-serial does not pay)%s%s\n",
                   bs, total, wb, ab, storage.empty() ? "" : ": ", storage.c_str());
+    if (amx > 0)
+      std::printf("qnnc: AMX: %d of %d integer convolutions on tile products (tdpbusd), the others on vector dot "
+                  "products (1x1 layers from fewer than 128 channels and outputs under 14 columns measured faster "
+                  "there; --knob conv2d_q.amx=0|1 forces it)\n",
+                  amx, total);
     if (plane_out + thresholds + bitpacks > 0)
       std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "
                   "%d layers with threshold epilogues (compares instead of requantization)\n",

@@ -300,8 +300,8 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"bitserial", "run 1-4 bit layers on the bit-serial kernel instead", {}, {0, 1}, true, true});
   s.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "
                      "residual level (R of them); set by lowering for outputs of 1-2 bits", {}, {0, 1, 2, 3, 4}, false, true});
-  s.knobs.push_back({"amx", "1: AMX tile products (Sapphire Rapids; 16-channel weight blocks, tiles of 16 channels x up "
-                     "to 16 columns); default 1 where the layer fits", {0, 1}, {0, 1}, true});
+  s.knobs.push_back({"amx", "1: AMX tile products (x86 with avx512_sapphirerapids; tiles of 16 channels x 16 columns, "
+                     "all output channels in one weight block); default 1 where it measured faster", {}, {0, 1}, true});
   s.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
   return s;
 }

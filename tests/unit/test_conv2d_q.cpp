@@ -14,6 +14,7 @@
 #include <set>
 
 #include "qreference.h"
+#include "runtime/cpu_features.h"
 
 namespace {
 
@@ -39,6 +40,7 @@ struct QCase {
   bool even = false;         // rounding "tonearest" (ties to even) instead of "upward"
   bool force_bs = false;     // ask for the bit-serial kernel where it is not the default
   int per_byte = 0;          // > 0: force this many weights per byte (knob weights_per_byte)
+  int amx = -1;              // 0 / 1: force knob amx (1 needs a host with AMX; skipped elsewhere)
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -57,6 +59,7 @@ struct QCase {
     if (wbits != 8 || abits != 8) s += "_w" + std::to_string(wbits) + "a" + std::to_string(abits);
     if (force_bs) s += "_bs";
     if (per_byte) s += "_per" + std::to_string(per_byte);
+    if (amx >= 0) s += "_amx" + std::to_string(amx);
     return s;
   }
 };
@@ -212,6 +215,28 @@ const std::vector<QCase> kCases = [] {
       v.push_back(m);
       if (wb <= 4 && ab <= 4 && !(wb <= 2 && ab <= 2)) v.push_back(bs(m, wb, ab));
     }
+  // AMX tiles (16 output channels x 16 columns), forced on shapes the default leaves to the
+  // vector kernel too: outputs narrower than a tile (its columns computed past the edge and
+  // dropped), a width that 16 does not divide (last tile shifted inward), input channels that
+  // are not a multiple of 4 or of the 64 a tile product takes (chunks of 20, 36, 48), stride 2,
+  // dilation, batch 2, residual and 4-bit levels; and once forced off on a layer it would take.
+  auto amx = [](QCase c, int on) {
+    c.amx = on;
+    return c;
+  };
+  v.push_back(amx(mk(1, 16, 8, 8, 16, 3, 1, 1), 1));
+  v.push_back(amx(mk(1, 19, 9, 21, 32, 3, 1, 1, 128, 3), 1));
+  v.push_back(amx(with_relu(mk(2, 36, 11, 19, 48, 3, 2, 1, 7)), 1));
+  v.push_back(amx(with_res(mk(1, 72, 5, 18, 32, 1, 1, 0, 0, 5), true, 100), 1));
+  v.push_back(amx(with_res(mk(1, 144, 10, 10, 64, 1, 2, 0, 128), false), 1));
+  v.push_back(amx(mk(1, 256, 6, 6, 16, 1, 1, 0, 128, 9), 1));
+  QCase amx_dil = amx(mk(1, 48, 13, 20, 16, 3, 1, 2, 128), 1);
+  amx_dil.dil = 2;
+  v.push_back(amx_dil);
+  QCase amx_q4 = amx(with_relu(mk(1, 32, 6, 17, 32, 3, 1, 1, 8, 8)), 1);
+  amx_q4.qmax = 15;
+  v.push_back(amx_q4);
+  v.push_back(amx(with_res(mk(1, 64, 28, 28, 64, 3, 1, 1, 128), true), 0));
   return v;
 }();
 
@@ -351,6 +376,8 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   std::map<std::string, qnnc::Knobs> knobs;
   if (want_bitserial) knobs["conv2d_q"]["bitserial"] = 1;
   if (c.per_byte) knobs["conv2d_q"]["weights_per_byte"] = c.per_byte;
+  if (c.amx >= 0) knobs["conv2d_q"]["amx"] = c.amx;
+  if (c.amx == 1 && !qnnc::detect_cpu_features().count("amx_int8")) GTEST_SKIP() << "this CPU has no AMX";
   qnnc::Module mod = qref::compile(g, knobs);
   bool bitserial = false;
   std::string storage = "none";
@@ -362,6 +389,9 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
         storage = suffix;
   }
   EXPECT_EQ(bitserial, want_bitserial) << "kernel choice";
+  if (c.amx >= 0)
+    for (const auto &st : mod.manifest()["steps"])
+      if (st.value("op", "") == "conv2d_q") EXPECT_EQ(st["spec"]["knobs"].value("amx", 0), c.amx) << "knob amx";
   // Packed storage by default except on x86 for outputs of 14 columns or more.
   const int64_t OW = (c.W + c.pads[1] + c.pads[3] - c.dil * (c.KW - 1) - 1) / c.stride + 1;
 #if defined(__x86_64__) || defined(__i386__)
@@ -384,6 +414,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     std::map<std::string, qnnc::Knobs> knobs;
     if (want_bitserial) knobs["conv2d_q"]["bitserial"] = 1;
+    if (c.amx == 1) return;  // no AMX there
     auto out2 = qref::compile(g, knobs, "x86-avx2").run(in);
     ASSERT_EQ(out2.size(), 1u);
     qref::expect_exact(out2[0], ref, c.name() + " on x86-avx2");

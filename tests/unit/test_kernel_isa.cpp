@@ -266,7 +266,8 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
     for (const auto &k : kernels) {
       ASSERT_FALSE(k.insns.empty()) << "objdump gave nothing for " << k.spec;
       int dot = 0;
-      static const std::regex dot_re("^(\\{vex\\} *)?vpdpbusd\\b");
+      // vpdpbusd, or AMX's tile product where the level has it (kernels/conv2d_q.h, knob amx).
+      static const std::regex dot_re("^((\\{vex\\} *)?vpdpbusd|tdpbusd)\\b");
       for (const auto &ins : k.insns) {
         if (std::regex_search(ins, dot_re)) dot++;
         for (const auto &r : rules())
@@ -276,7 +277,7 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
       }
       // Where the level has VNNI, 8-bit convolutions reach the 4-way dot product.
       if (vnni_level && k.spec.rfind("conv2d_q", 0) == 0)
-        EXPECT_GT(dot, 0) << c.name << ": " << k.spec << " has no vpdpbusd";
+        EXPECT_GT(dot, 0) << c.name << ": " << k.spec << " has no vpdpbusd or tdpbusd";
     }
   }
 }
