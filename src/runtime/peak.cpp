@@ -1,5 +1,7 @@
 #include "runtime/peak.h"
 
+#include "runtime/cpu_features.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -97,6 +99,44 @@ __attribute__((target("popcnt"))) double popcnt_scalar(int64_t iters, volatile d
   *sink = (double)s;
   return double(iters) * 12 * 64;
 }
+
+// AMX (Sapphire Rapids): 4 independent 16x16 i32 accumulator tiles, each updated per round by
+// a tile product of two register-resident 16x64 u8 / 64x16 i8 tiles (16 x 16 x 64 multiply-adds).
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+__attribute__((target("amx-tile,amx-int8"))) double amx_tiles(int64_t iters, volatile double *sink) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; t++) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  alignas(64) int8_t ones[16 * 64];
+  for (auto &v : ones) v = 1;
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  for (int64_t n = 0; n < iters; n++) {
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+  alignas(64) int32_t out[16 * 16];
+  _tile_stored(0, out, 64);
+  _tile_release();
+  *sink = (double)out[0];
+  return double(iters) * 4 * 16 * 16 * 64;
+}
 #endif
 
 // Rate of `probe` run on `threads` threads at once: total multiply-accumulates over wall time,
@@ -165,6 +205,8 @@ std::map<std::string, Peak> measure_peaks(int threads) {
     add("int8", vnni_zmm, "int8 vpdpbusd zmm");
   else if (__builtin_cpu_supports("avx2"))
     add("int8", maddubs_ymm, "int8 vpmaddubsw+vpmaddwd ymm");
+  if (detect_cpu_features().count("amx_int8") && enable_amx_tiles().empty())
+    add("amx", amx_tiles, "int8 AMX tdpbusd");
   if (__builtin_cpu_supports("avx512vpopcntdq"))
     add("binary", popcnt_zmm, "1-bit xor+vpopcntq zmm");
   else if (__builtin_cpu_supports("popcnt"))

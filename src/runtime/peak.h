@@ -5,7 +5,7 @@
 //
 // These probes are measurement instruments, not kernels of a model: each is a loop of
 // independent register-resident multiply-adds (x86: AVX-512 or AVX2/FMA; VNNI vpdpbusd or
-// vpmaddubsw+vpmaddwd; VPOPCNTDQ). Other CPUs report no peak.
+// vpmaddubsw+vpmaddwd; VPOPCNTDQ; AMX tile products). Other CPUs report no peak.
 #pragma once
 #include <map>
 #include <string>
@@ -17,7 +17,8 @@ struct Peak {
   std::string what;     // instruction and width, e.g. "fp32 FMA zmm"
 };
 
-// Keys "fp32", "int8", "binary" (those this CPU has); threads <= 0: all cores. Takes about
+// Keys "fp32", "int8", "binary", "amx" (those this CPU has; int8 layers on AMX tiles are
+// measured against "amx"); threads <= 0: all cores. Takes about
 // 0.1 s per key. Results are cached per thread count for the life of the process.
 std::map<std::string, Peak> measure_peaks(int threads);
 

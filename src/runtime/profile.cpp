@@ -116,7 +116,10 @@ Profile profile_module(Module &m, const std::vector<Tensor> &in, int repeat, int
                   : integer ? precision : "fp32";
     if (r.macs > 0) {
       r.gops = 2 * r.macs / (ms * 1e6);
-      r.peak = s.kind == "conv2d_bs" ? "binary" : (s.kind == "conv2d_q" || s.kind == "dwconv2d_q") ? "int8" : "fp32";
+      r.peak = s.kind == "conv2d_bs"                              ? "binary"
+               : s.kind == "conv2d_q" && s.knobs.count("amx") && s.knobs.at("amx") ? "amx"
+               : (s.kind == "conv2d_q" || s.kind == "dwconv2d_q")     ? "int8"
+                                                                      : "fp32";
       auto pk = p.peaks.find(r.peak);
       if (pk != p.peaks.end() && pk->second.gops > 0) {
         // A bit-serial layer does wb x ab binary multiply-accumulates per weight-activation pair.
