@@ -9,19 +9,13 @@ using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
-namespace {
-// round(p / 2^q), ties to the even neighbour: floor, then one more when the remainder is above
-// half of 2^q, or exactly half and the floor is odd. p and q share p's integer type.
-Expr shift_right_ties_to_even(Expr p, Expr q) {
-  Expr one = cast(p.type(), 1), zero = cast(p.type(), 0);
-  Expr fl = p >> q, rem2 = (p - (fl << q)) * 2, unit = one << q;
-  return fl + select(rem2 > unit || (rem2 == unit && (fl & 1) == 1), one, zero);
-}
-}  // namespace
 
-Expr requantize_scaled(Expr x, Expr multiplier, Expr shift, const std::string &rounding, Expr lo, Expr hi) {
+Expr requantize_scaled(Expr x, Expr multiplier, Expr shift, const std::string &rounding, Expr lo, Expr hi, Expr term) {
   Expr pow2 = reinterpret(Float(32), (127 - shift) << 23);  // 2^-shift
-  Expr f = clamp(f32(x) * (f32(multiplier) * pow2), lo, hi);
+  Expr f = f32(x) * (f32(multiplier) * pow2);
+  // The sum stays two rounded products and one rounded add: no fused multiply-add, on any target.
+  if (term.defined()) f = strict_float(f + term);
+  f = clamp(f, lo, hi);
   // 1.5 * 2^23 + f (|f| <= 2^22) lies in [2^23, 2^24], where floats are the integers: the
   // sum is f rounded to nearest, ties to even, and its bits minus the constant's are that
   // integer. No rounding instruction, no float-to-int conversion.
@@ -33,28 +27,24 @@ Expr requantize_scaled(Expr x, Expr multiplier, Expr shift, const std::string &r
 
 Expr requantized_level(Expr acc, Expr multiplier, Expr shift, Expr res, const ImageParam &qp,
                        const std::string &rounding) {
-  if (!res.defined()) {
-    Expr v = requantize_scaled(acc, multiplier, shift, rounding, f32(qp(5) - qp(1)), f32(qp(6) - qp(1)));
-    return v + qp(1);
+  Expr term;
+  if (res.defined()) {
+    Expr res_scale = strict_float(f32(qp(3)) * reinterpret(Float(32), (127 - qp(4)) << 23));  // res_mult 2^-res_shift
+    term = strict_float(f32(i32(res) - qp(2)) * res_scale);
   }
-  Expr v = requantize_scaled(acc, multiplier, shift, rounding) +
-           requantize_fixed_point_narrow(i32(res) - qp(2), qp(3), qp(4), rounding);
-  return clamp(v + qp(1), qp(5), qp(6));
+  return requantize_scaled(acc, multiplier, shift, rounding, f32(qp(5) - qp(1)), f32(qp(6) - qp(1)), term) + qp(1);
 }
 
-int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, const std::string &rounding) {
+int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, const std::string &rounding, float term,
+                                float lo, float hi) {
   const float m = (float)multiplier * std::ldexp(1.0f, -shift);
-  const float f = std::clamp((float)x * m, -4194304.f, 4194304.f);
+  volatile float p = (float)x * m;  // rounded on its own: never fused with the add below
+  const float f = std::clamp(p + term, lo, hi);
   float r = std::nearbyint(f);  // the default rounding mode: ties to even
   if (rounding != "tonearest" && f - r == 0.5f) r += 1;
   return (int32_t)r;
 }
 
-Expr requantize_fixed_point_narrow(Expr x, Expr multiplier, Expr shift, const std::string &rounding) {
-  Expr p = x * multiplier;
-  if (rounding != "tonearest") return rounding_shift_right(p, shift);
-  return shift_right_ties_to_even(p, shift);
-}
 
 Expr round_float(Expr f, const std::string &rounding) {
   if (rounding == "tonearest") return strict_float(round(f));  // Halide's round(): ties to even
@@ -80,22 +70,15 @@ Expr threshold_level(Expr total, Expr res, const ImageParam &thr, Expr co, int R
   return level;
 }
 
-namespace {
-// The kernel's integer arithmetic (kernels/requantize.cpp), in plain C++. Halide's shifts by a
-// negative amount shift the other way, so (1 << (q - 1)) is 0 for q = 0.
-int64_t shift_right_rounded(int64_t p, int q, bool even) {
-  if (q <= 0) return p << -q;
-  int64_t fl = p >> q;
-  if (!even) return (p + (int64_t(1) << (q - 1))) >> q;
-  int64_t rem2 = (p - (fl << q)) * 2, unit = int64_t(1) << q;
-  return fl + ((rem2 > unit || (rem2 == unit && (fl & 1))) ? 1 : 0);
+float residual_term_value(int32_t diff, int32_t res_mult, int32_t res_shift) {
+  volatile float scale = (float)res_mult * std::ldexp(1.0f, -res_shift);
+  return (float)diff * scale;
 }
-}  // namespace
+
 
 std::vector<int32_t> epilogue_thresholds(const ThresholdEpilogue &e, const std::vector<int64_t> &s_lo,
                                           const std::vector<int64_t> &s_hi, int R) {
   const size_t M = e.bias.size();
-  const bool even = e.rounding == "tonearest";
   const int L = e.qmax;
   std::vector<int32_t> t(M * R * L);
   for (size_t m = 0; m < M; m++) {
@@ -105,10 +88,13 @@ std::vector<int32_t> epilogue_thresholds(const ThresholdEpilogue &e, const std::
     if (e.bias[m] + s_lo[m] < INT32_MIN || e.bias[m] + s_hi[m] > INT32_MAX || s_hi[m] + 1 > INT32_MAX ||
         s_lo[m] < INT32_MIN)
       return {};
-    auto main = [&](int64_t s) { return (int64_t)requantize_scaled_value(e.bias[m] + s, e.mult[m], e.shift[m], e.rounding); };
     for (int r = 0; r < R; r++) {
-      const int64_t res = shift_right_rounded((int64_t)(r - e.res_zp) * e.res_mult, e.res_shift, even);  // 0 without one
-      auto level = [&](int64_t s) { return std::clamp<int64_t>(main(s) + res + e.out_zp, e.lo, e.hi); };
+      const float term = e.res_mult ? residual_term_value(r - e.res_zp, e.res_mult, e.res_shift) : 0.f;  // 0 without one
+      auto level = [&](int64_t s) {
+        return (int64_t)requantize_scaled_value(e.bias[m] + s, e.mult[m], e.shift[m], e.rounding, term,
+                                                (float)(e.lo - e.out_zp), (float)(e.hi - e.out_zp)) +
+               e.out_zp;
+      };
       for (int l = 1; l <= L; l++) {
         int64_t lo = s_lo[m], hi = s_hi[m] + 1;  // the answer is in [lo, hi]
         while (lo < hi) {

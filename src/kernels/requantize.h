@@ -15,24 +15,30 @@ namespace qnnc {
 // an int32 with `rounding`'s tie rule. x, multiplier i32, 0 <= shift <= 126. The quantizer
 // gives multipliers 24 bits, so M is exactly multiplier / 2^shift. About half the instructions
 // per output of an exact 64-bit product (x86 has no 32-bit high multiply).
+// term (optional, a float): added to the product before the clamp, as one more rounded step.
 Halide::Expr requantize_scaled(Halide::Expr x, Halide::Expr multiplier, Halide::Expr shift, const std::string &rounding,
-                               Halide::Expr lo = -4194304.f, Halide::Expr hi = 4194304.f);
+                               Halide::Expr lo = -4194304.f, Halide::Expr hi = 4194304.f,
+                               Halide::Expr term = Halide::Expr());
 
-// An integer convolution's output level: clamp(requantize_scaled(acc) [+ residual term] +
-// out_zp, lo, hi). qparams: (in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, -). Without a
-// residual the clamp happens on the float, before rounding (the same levels, two instructions
-// fewer). res: the residual's level, or an undefined Expr.
+// An integer convolution's output level: requantize_scaled(acc) clamped to [lo, hi] - out_zp
+// on the float, before rounding (the same levels as clamping after, two instructions fewer),
+// + out_zp. qparams: (in_zp, out_zp, res_zp, res_mult, res_shift, lo, hi, -). res: the
+// residual's level, or an undefined Expr. A residual joins as a float term before the one
+// rounding: f32(acc) M + f32(res - res_zp) R, R = f32(res_mult) 2^-res_shift, each product and
+// the sum rounded to single precision (no fused multiply-add), so every target gets the same
+// levels. (It was a second rounded fixed-point term: one more rounding, and about twice the
+// epilogue's instructions.)
 Halide::Expr requantized_level(Halide::Expr acc, Halide::Expr multiplier, Halide::Expr shift, Halide::Expr res,
                                const Halide::ImageParam &qparams, const std::string &rounding);
 
 // The same arithmetic in C++ (compile-time thresholds; the tests' references spell it out
-// again on their own).
-int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, const std::string &rounding);
+// again on their own), with term added and the clamp to [lo, hi] before rounding.
+int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, const std::string &rounding,
+                                float term = 0.f, float lo = -4194304.f, float hi = 4194304.f);
 
-// The same in 32-bit arithmetic, for callers that guarantee |x * multiplier| < 2^31 (the
-// residual rescale: 9-bit differences times a 22-bit mantissa).
-Halide::Expr requantize_fixed_point_narrow(Halide::Expr x, Halide::Expr multiplier, Halide::Expr shift,
-                                           const std::string &rounding);
+// A residual's float term: f32(diff) * (f32(res_mult) 2^-res_shift), as requantized_level
+// computes it.
+float residual_term_value(int32_t diff, int32_t res_mult, int32_t res_shift);
 
 // f rounded to an integer-valued float. Evaluated with strict float semantics so that the
 // compiler cannot fuse f's multiply into the rounding (tests reproduce it exactly).
@@ -55,9 +61,7 @@ Halide::Expr dequantize_level(Halide::Expr q, int zero_point, float scale);
 Halide::Expr threshold_level(Halide::Expr total, Halide::Expr res, const Halide::ImageParam &thr, Halide::Expr co,
                              int R, int levels);
 
-// The epilogue the thresholds replace: output level = clamp(requantize_scaled(acc, mult, shift) +
-// round((r - res_zp) * res_mult / 2^res_shift) + out_zp, lo, hi), rounded as `rounding` says
-// (res_mult 0 without a residual).
+// The epilogue the thresholds replace: requantized_level's (res_mult 0 without a residual).
 struct ThresholdEpilogue {
   std::vector<int32_t> bias, mult, shift;  // per output channel: acc = bias + s
   int out_zp = 0, res_zp = 0, res_mult = 0, res_shift = 0, lo = 0, hi = 255, qmax = 1;

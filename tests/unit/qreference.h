@@ -129,12 +129,14 @@ inline std::vector<int64_t> conv_acc(const ITensor &x, const std::vector<int32_t
 }
 
 // The requantization of an accumulator, from its definition: in single precision, f =
-// float(acc) * (float(mult) * 2^-shift), clamped to [-2^22, 2^22], rounded to an integer (ties
-// to even, or up). The residual term stays in fixed point: rmsr(r - res_zp, res_mult,
-// res_shift) (rmsr_even with ties to even). y = clamp(v + out_zp, relu ? out_zp : 0, qmax).
-inline int64_t requantize_value(int64_t acc, int32_t mult, int32_t shift, bool ties_to_even) {
+// float(acc) * (float(mult) * 2^-shift), plus a residual's float(r - res_zp) *
+// (float(res_mult) * 2^-res_shift) (each product and the sum rounded on its own), clamped to
+// [-2^22, 2^22], rounded to an integer (ties to even, or up). y = clamp(v + out_zp, relu ?
+// out_zp : 0, qmax).
+inline int64_t requantize_value(int64_t acc, int32_t mult, int32_t shift, bool ties_to_even, float residual_term = 0.f) {
   const float scale = (float)mult * std::ldexp(1.0f, -shift);
-  float f = (float)acc * scale;
+  volatile float product = (float)acc * scale;
+  float f = product + residual_term;
   f = std::min(std::max(f, -4194304.0f), 4194304.0f);
   const float fl = std::floor(f), d = f - fl;
   if (d > 0.5f) return (int64_t)fl + 1;
@@ -149,9 +151,12 @@ inline ITensor requantize(const std::vector<int64_t> &acc, const Shape &shape, c
   const int64_t lo = p.relu ? p.out_zp : 0;
   for (size_t i = 0; i < acc.size(); i++) {
     int64_t m = ((int64_t)i / HW) % M;
-    int64_t v = requantize_value(acc[i], mult[(size_t)m], shift[(size_t)m], p.ties_to_even);
-    auto r = p.ties_to_even ? rmsr_even : rmsr;
-    if (residual) v += r((int64_t)residual->data[i] - p.res_zp, p.res_mult, p.res_shift);
+    float term = 0.f;
+    if (residual) {
+      volatile float res_scale = (float)p.res_mult * std::ldexp(1.0f, -p.res_shift);
+      term = (float)((int64_t)residual->data[i] - p.res_zp) * res_scale;
+    }
+    int64_t v = requantize_value(acc[i], mult[(size_t)m], shift[(size_t)m], p.ties_to_even, term);
     y.data[i] = (int32_t)std::clamp<int64_t>(v + p.out_zp, lo, p.qmax);
   }
   return y;
