@@ -142,11 +142,8 @@ int amx_channel_chunk(int64_t padded_channels) {
   return 4;
 }
 
-}  // namespace
-
-std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Target &t) {
-  if (t.arch != Target::X86 || !t.has_feature(Target::AVX512_SapphireRapids))
-    return "the target has no AMX (x86 with avx512_sapphirerapids)";
+// The layer's side of conv2d_q_amx_unfit (the target's is not known to KnobSpace::normalize).
+std::string amx_shape_unfit(const KernelSpec &s, const Knobs &k) {
   if (s.out_shape.size() != 4 || s.group != 1) return "not a dense 2-D convolution";
   if (conv2d_q_weights_per_byte(k) != 1) return "weights stored several per byte";
   if (conv2d_q_group(k) != 4 || knob(k, "signed_input", 0)) return "not u8 x i8 in groups of 4 channels";
@@ -154,6 +151,14 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Target
   const int64_t padded = (s.in_shape[1] + 3) / 4 * 4;
   if (amx_channel_chunk(padded) < 16) return "fewer than 16 input channels per tile product";
   return "";
+}
+
+}  // namespace
+
+std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Target &t) {
+  if (t.arch != Target::X86 || !t.has_feature(Target::AVX512_SapphireRapids))
+    return "the target has no AMX (x86 with avx512_sapphirerapids)";
+  return amx_shape_unfit(s, k);
 }
 
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
@@ -300,9 +305,22 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"bitserial", "run 1-4 bit layers on the bit-serial kernel instead", {}, {0, 1}, true, true});
   s.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "
                      "residual level (R of them); set by lowering for outputs of 1-2 bits", {}, {0, 1, 2, 3, 4}, false, true});
-  s.knobs.push_back({"amx", "1: AMX tile products (x86 with avx512_sapphirerapids; tiles of 16 channels x 16 columns, "
-                     "all output channels in one weight block); default 1 where it measured faster", {}, {0, 1}, true});
-  s.normalize = [](const KernelSpec &s, Knobs k) { return register_tile_normalize(s, std::move(k), 16); };
+  s.knobs.push_back({"amx", "1: AMX tile products (x86 with avx512_sapphirerapids, where the layer fits: lowering "
+                     "turns it off elsewhere; tiles of 16 channels x 16 columns, all output channels in one weight "
+                     "block); default 1 where it measured faster", {0, 1}, {0, 1}, true});
+  s.normalize = [](const KernelSpec &s, Knobs k) {
+    k = register_tile_normalize(s, std::move(k), 16);
+    if (knob(k, "amx", 0)) {
+      if (!amx_shape_unfit(s, k).empty()) {
+        k["amx"] = 0;
+      } else {  // the register tile's knobs do not apply: one canonical form
+        k["vec"] = 16;
+        k["co_vectors"] = 1;
+        k["x_tile"] = 1;
+      }
+    }
+    return k;
+  };
   return s;
 }
 

@@ -51,7 +51,7 @@ TEST(KnobSpace, DefaultsAreDeclaredAndSearchValuesAccepted) {
 
 TEST(KnobSpace, TunableKnobsExcludeWhatLoweringDecides) {
   auto t = qnnc::knob_spaces().at("conv2d_q").tunable();
-  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile", "tasks", "row_major"}));
+  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile", "tasks", "row_major", "amx"}));
   EXPECT_TRUE(qnnc::knob_spaces().at("bitpack").tunable().empty());
   EXPECT_CONTAINS(qnnc_error([] { qnnc::validate_knobs("conv2d_bs", {{"weight_bits", 5}}); }), "expected 1|2|3|4");
   EXPECT_CONTAINS(qnnc::describe_knob_spaces("dense"), "o_vectors");
@@ -92,6 +92,15 @@ TEST(KnobSpace, NormalizedFormsOfClampedKnobs) {
   EXPECT_EQ(a.at("co_vectors"), 2);
   EXPECT_NE(qnnc::normalized_knobs(s, {{"vec", 16}, {"co_vectors", 2}, {"x_tile", 7}}), a);
   EXPECT_NE(qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 1}, {"x_tile", 7}}), a);
+  // AMX tiles ignore the register tile: its knobs collapse to one form; a layer that cannot
+  // take tiles (output channels not a multiple of 16) drops amx.
+  auto t1 = qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}, {"amx", 1}});
+  auto t2 = qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 4}, {"x_tile", 3}, {"amx", 1}});
+  EXPECT_EQ(t1, t2);
+  EXPECT_EQ(t1.at("amx"), 1);
+  s.out_shape = {1, 40, 7, 7};
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 4}, {"x_tile", 3}, {"amx", 1}}).at("amx"), 0);
+  s.out_shape = {1, 64, 7, 7};
   // fp32: an unroll factor that does not divide the input channels is no unroll.
   s.kind = "conv2d";
   s.in_shape = {1, 3, 7, 7};
