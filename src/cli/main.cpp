@@ -260,8 +260,8 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                   bs, total, wb, ab, storage.empty() ? "" : ": ", storage.c_str());
     if (amx > 0)
       std::printf("qnnc: AMX: %d of %d integer convolutions on tile products (tdpbusd), the others on vector dot "
-                  "products (1x1 layers from fewer than 128 channels and outputs under 14 columns measured faster "
-                  "there; --knob conv2d_q.amx=0|1 forces it)\n",
+                  "products (where tiles measured slower: small 1x1 layers, strided or padded layers with outputs "
+                  "under 14 columns; --knob conv2d_q.amx=0|1 forces it)\n",
                   amx, total);
     if (plane_out + thresholds + bitpacks > 0)
       std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "

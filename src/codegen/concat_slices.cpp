@@ -20,6 +20,11 @@ Dims nhwc_view(const std::vector<int64_t> &s, int64_t pitch) {
 // takes_channel_rows); dense, that is their usual one dimension of N*C*H*W.
 Dims rows_view(const std::vector<int64_t> &s, int64_t pitch) { return {{0, s[1], 1}, {0, s[0] * s[2] * s[3], pitch}}; }
 Dims flat_view(const std::vector<int64_t> &s) { return {{0, s[0] * s[1] * s[2] * s[3], 1}}; }
+// ... and with its pixels as one row, (c, x + W y, 0, n), as AMX 1x1 convolutions take them
+// (kernels/conv2d_q.h conv2d_q_amx_flat).
+Dims pixel_row_view(const std::vector<int64_t> &s, int64_t pitch) {
+  return {{0, s[1], 1}, {0, s[2] * s[3], pitch}, {0, 1, pitch * s[3] * s[2]}, {0, s[0], pitch * s[3] * s[2]}};
+}
 // A concat step's inputs: every argument but the last (its output).
 std::vector<int> concat_inputs(const PlanStep &st) {
   std::vector<int> ins;
@@ -71,7 +76,8 @@ struct Placer {
   bool viewable(const PlanStep &st, const PlanArg &a) const {
     const auto &s = lm.values[(size_t)a.value].shape;
     if (s.size() != 4) return false;
-    return a.dims == nhwc_view(s, s[1]) || (takes_channel_rows(st.spec.kind) && a.dims == flat_view(s));
+    return a.dims == nhwc_view(s, s[1]) || a.dims == pixel_row_view(s, s[1]) ||
+           (takes_channel_rows(st.spec.kind) && a.dims == flat_view(s));
   }
   // v may be written into a slice: also, one kernel writes it, as its last argument, densely.
   bool sliceable(int v) const {
@@ -153,9 +159,11 @@ struct Placer {
         if (!home.count(v) && !rows) continue;
         const auto &s = lm.values[(size_t)v].shape;
         const int64_t pitch = lm.values[(size_t)resolve(v).first].shape[1];
-        st.args[i].dims = rows ? rows_view(s, pitch) : nhwc_view(s, pitch);
-        st.spec.arg_strides[i] = rows ? std::vector<int64_t>{1, pitch}
-                                      : std::vector<int64_t>{1, pitch, pitch * s[3], pitch * s[3] * s[2]};
+        const bool pixel_row = st.args[i].dims == pixel_row_view(s, s[1]);
+        st.args[i].dims = rows ? rows_view(s, pitch) : pixel_row ? pixel_row_view(s, pitch) : nhwc_view(s, pitch);
+        st.spec.arg_strides[i] = rows        ? std::vector<int64_t>{1, pitch}
+                                 : pixel_row ? std::vector<int64_t>{1, pitch, pitch * s[3] * s[2], pitch * s[3] * s[2]}
+                                             : std::vector<int64_t>{1, pitch, pitch * s[3], pitch * s[3] * s[2]};
       }
     }
   }

@@ -370,16 +370,28 @@ struct Lowering {
     // AMX (one block of all M channels) reads the same bytes as (G, M, CB KW KH).
     const std::vector<int64_t> wshape = knob(s.knobs, "amx", 0) ? std::vector<int64_t>{G, M, CB * KW * KH}
                                                                  : std::vector<int64_t>{G, cb, CB, KW, KH, nb};
-    st.args = {act4(n.inputs[0]), {wv, packed(wshape)}, {bv, packed({M})}};
+    // AMX on a 1x1 layer reads and writes its pixels as one row (kernels/conv2d_q.h).
+    const bool flat = conv2d_q_amx_flat(s, s.knobs);
+    auto pixels = [&](PlanArg a) { return flat ? pixels_as_row(a) : a; };
+    st.args = {pixels(act4(n.inputs[0])), {wv, packed(wshape)}, {bv, packed({M})}};
     if (R) {
       st.args.push_back({tv, packed({M, R, s.qmax})});
     } else {
       st.args.push_back({value(n.inputs[3]), packed({M})});
       st.args.push_back({value(n.inputs[4]), packed({M})});
     }
-    if (s.residual) st.args.push_back(act(n.inputs[5]));
+    if (s.residual) st.args.push_back(pixels(act(n.inputs[5])));
     st.args.push_back({qv, packed({8})});
-    st.args.push_back(act4(out));
+    st.args.push_back(pixels(act4(out)));
+  }
+  // A dense NHWC view (c, x, y, n) as (c, x + W y, 0, n): one row of all the image's pixels.
+  static PlanArg pixels_as_row(PlanArg a) {
+    if (a.dims.size() != 4 || a.dims[2][2] != a.dims[1][2] * a.dims[1][1])
+      throw Error("internal: pixels of a strided view cannot be one row");
+    const int64_t W = a.dims[1][1], H = a.dims[2][1], sp = a.dims[1][2];
+    a.dims[1] = {0, W * H, sp};
+    a.dims[2] = {0, 1, sp * W * H};
+    return a;
   }
   // Integer depthwise convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c innermost,
   // or spread over channel quads (knob quads).

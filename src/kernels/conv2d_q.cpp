@@ -35,7 +35,21 @@ int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) {
   return register_tile_channels(s.out_shape[1], k, 16);
 }
 
-ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb) {
+bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k) {
+  return knob(k, "amx", 0) && s.in_shape.size() == 4 && s.kernel == std::vector<int64_t>{1, 1} &&
+         s.stride == std::vector<int64_t>{1, 1} && s.pads == std::vector<int64_t>{0, 0, 0, 0} && s.in_shape[1] % 4 == 0 &&
+         s.in_shape[2] == s.out_shape[2] && s.in_shape[3] == s.out_shape[3];
+}
+
+KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s) {
+  KernelSpec r = s;
+  r.in_shape = {s.in_shape[0], s.in_shape[1], 1, s.in_shape[2] * s.in_shape[3]};
+  r.out_shape = {s.out_shape[0], s.out_shape[1], 1, s.out_shape[2] * s.out_shape[3]};
+  return r;
+}
+
+ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
+  const KernelSpec s = conv2d_q_amx_flat(spec, spec.knobs) ? conv2d_q_pixels_as_row(spec) : spec;
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
   // Input channels per dot-product group (4 for vpdpbusd/sdot, 2 for vpmaddwd), and weights
@@ -190,15 +204,19 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   }
   // Sapphire Rapids: AMX tiles where the layer fits them and they pay. Measured on ResNet-50
   // int8 at one thread (`qnnc bench --profile`, alternating modules, AMX time / vector time):
-  // every 3x3 layer with 14 or more output columns 0.29-0.43; 1x1 layers reducing 256-1024
-  // channels 0.44-0.49 (stride 2: 0.64); 128 -> 512 0.94 and 256 -> 1024 0.78. They lose where a
-  // tile has little to reduce or few columns to fill: 1x1 layers from 64 channels (one tile
-  // product per tile, the epilogue dominates) 1.08-1.15; 7-column outputs (16 columns computed,
-  // 7 kept) 1.16-1.54.
+  // every 3x3 layer with 14 or more output columns 0.29-0.69 (by the machine's phase); 1x1
+  // layers with image rows as tiles: reducing 256-1024 channels 0.44-0.49, stride 2 0.64-1.02.
+  // 1x1 stride-1 layers with pixels as one row (conv2d_q_amx_flat): 0.59-0.82 from 128 or more
+  // channels, 64 -> 256 0.91-0.93, 512 -> 2048 and 2048 -> 512 at 7x7 0.88-0.95, but 64 -> 64
+  // 1.24 (one tile product per 256 outputs: the epilogue and tile traffic dominate). Outputs of
+  // 7 columns in image rows (16 columns computed, 7 kept) 1.16-2.4.
   if (s.kind == "conv2d_q" && t.arch == Target::X86 && t.has_feature(Target::AVX512_SapphireRapids)) {
     Knobs probe = k;
     for (const auto &[name, v] : s.knobs) probe[name] = v;
-    const bool pays = s.out_shape[3] >= 14 && (s.kernel[0] * s.kernel[1] > 1 || s.in_shape[1] >= 128);
+    probe["amx"] = 1;
+    const bool pays = conv2d_q_amx_flat(s, probe)
+                          ? s.in_shape[1] * s.out_shape[1] >= 64 * 256
+                          : s.out_shape[3] >= 14 && (s.kernel[0] * s.kernel[1] > 1 || s.in_shape[1] >= 128);
     if (pays && conv2d_q_amx_unfit(s, probe, t).empty()) k["amx"] = 1;
   }
   return k;
@@ -223,18 +241,29 @@ void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
       .split(x, x_o, x_i, rows, TailStrategy::ShiftInwards)
       .vectorize(co_i)
       .unroll(x_i);
-  if (knob(k, "row_major", 0)) f.output.reorder(co_i, x_i, x_o, co_o, y, n).fuse(co_o, y, t_);
-  else f.output.reorder(co_i, x_i, x_o, y, co_o, n).fuse(y, co_o, t_);
-  parallel_tasks(f.output, t_, OH * (M / 16), k);
+  Var at = x_o;  // the loop whose iterations are tiles
+  if (OH == 1 && OW > 16) {
+    // One long row (a 1x1 layer's pixels, conv2d_q_amx_flat): a task is a run of pixel tiles,
+    // each through every channel block (its activations stay in L1, the weights in L2).
+    f.output.reorder(co_i, x_i, co_o, x_o, y, n);
+    parallel_tasks(f.output, x_o, (OW + 15) / 16, k);
+    at = co_o;
+  } else if (knob(k, "row_major", 0)) {
+    f.output.reorder(co_i, x_i, x_o, co_o, y, n).fuse(co_o, y, t_);
+    parallel_tasks(f.output, t_, OH * (M / 16), k);
+  } else {
+    f.output.reorder(co_i, x_i, x_o, y, co_o, n).fuse(y, co_o, t_);
+    parallel_tasks(f.output, t_, OH * (M / 16), k);
+  }
 
   // The tile leaves the AMX registers only through a whole-tile copy (tilestored), which
   // Halide 21 recognizes by a two-dimensional store index: the copy's rows are spaced 32 lanes
   // apart (16 would fuse them into one dense ramp).
   Func tile = f.acc.in();
   Var tc = tile.args()[0], tx = tile.args()[1];
-  tile.compute_at(f.output, x_o).bound_extent(tx, 16).align_storage(tc, 32).vectorize(tc, 16).vectorize(tx, 16);
+  tile.compute_at(f.output, at).bound_extent(tx, 16).align_storage(tc, 32).vectorize(tc, 16).vectorize(tx, 16);
   Var ac = f.acc.args()[0], ax = f.acc.args()[1];
-  f.acc.compute_at(f.output, x_o).bound_extent(ax, 16).store_in(MemoryType::AMXTile).vectorize(ac, 16).vectorize(ax, 16);
+  f.acc.compute_at(f.output, at).bound_extent(ax, 16).store_in(MemoryType::AMXTile).vectorize(ac, 16).vectorize(ax, 16);
   RVar rk("rk"), rko("rko"), rki("rki");
   f.acc.update()
       .fuse(f.r.x, f.r.y, rk)
@@ -277,7 +306,8 @@ void schedule_conv2d_q_vector(ConvQFuncs &f, const KernelSpec &s, const Knobs &k
 
 }  // namespace
 
-void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Target &t) {
+void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, const Target &t) {
+  const KernelSpec s = conv2d_q_amx_flat(spec, k) ? conv2d_q_pixels_as_row(spec) : spec;
   if (knob(k, "amx", 0)) {
     std::string why = conv2d_q_amx_unfit(s, k, t);
     if (!why.empty()) throw Error("conv2d_q: knob amx=1 does not fit this layer: " + why);

@@ -42,6 +42,12 @@ int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, cons
 // in whole blocks of 16 (one tile's columns), and a reduction of at least 16 channels per tap.
 // Returns "" when it can, else why not.
 std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+// AMX on a 1x1, stride-1, unpadded layer whose channels fill groups of 4: its pixels are one
+// row of H W (the arguments' dims (C, H W, 1, N), which lowering passes), so tiles take 16
+// consecutive pixels across image rows, with no columns past a row's end.
+bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k);
+// s with its image as that one row.
+KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s);
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc

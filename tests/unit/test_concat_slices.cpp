@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "reference.h"
+#include "runtime/cpu_features.h"
 
 namespace {
 
@@ -145,6 +146,45 @@ TEST(ConcatInPlace, Int8IdenticalToCopies) {
   for (int seed = 0; seed < 2; seed++) {
     Tensor x = qnnc::random_tensor(blk.input.shape, 40 + seed);
     EXPECT_TRUE(ref::Close(in_place.run({x})[0], copies.run({x})[0], 0.0)) << "seed " << seed;
+  }
+}
+
+// AMX 1x1 convolutions take their pixels as one row (kernels/conv2d_q.h conv2d_q_amx_flat):
+// two of them write their slices of a concatenation, a third reads it. The same integers with
+// copies, and without AMX.
+TEST(ConcatInPlace, AmxPixelRowsWriteAndReadSlices) {
+  if (!qnnc::detect_cpu_features().count("amx_int8")) GTEST_SKIP() << "this CPU has no AMX";
+  Block blk;
+  const Shape xs{1, 16, 5, 7};
+  blk.input = ref::random_tensor(xs, blk.rng);
+  Block::V x{blk.gb.input("x", xs), blk.input};
+  Block::V cat = blk.concat({blk.conv(x, 32, 1, true), blk.conv(x, 16, 1, true)});
+  blk.gb.output(blk.conv(cat, 32, 1, false).id);
+  qnnc::Graph g = blk.gb.finish();
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  opt.qconfig.skip_first_conv = false;
+  opt.knobs["conv2d_q"]["amx"] = 1;
+  qnnc::Module in_place = qnnc::compile(g, opt);
+  opt.knobs["concat"]["in_place"] = 0;
+  qnnc::Module copies = qnnc::compile(g, opt);
+  opt.knobs["conv2d_q"]["amx"] = 0;
+  qnnc::Module vectors = qnnc::compile(g, opt);
+  EXPECT_EQ(joins(in_place), 1);
+  int amx = 0, strided = 0;
+  for (const auto &st : in_place.manifest()["steps"])
+    if (st["op"] == "conv2d_q") {
+      amx += st["spec"]["knobs"].value("amx", 0);
+      strided += st["spec"].contains("arg_strides");
+    }
+  EXPECT_EQ(amx, 3);
+  EXPECT_EQ(strided, 2);  // the two that write slices (the third reads the whole buffer)
+  for (int seed = 0; seed < 2; seed++) {
+    Tensor t = qnnc::random_tensor(xs, 60 + seed);
+    Tensor want = vectors.run({t})[0];
+    EXPECT_TRUE(ref::Close(in_place.run({t})[0], want, 0.0)) << "seed " << seed;
+    EXPECT_TRUE(ref::Close(copies.run({t})[0], want, 0.0)) << "seed " << seed;
   }
 }
 

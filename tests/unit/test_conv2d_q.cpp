@@ -236,6 +236,12 @@ const std::vector<QCase> kCases = [] {
   QCase amx_q4 = amx(with_relu(mk(1, 32, 6, 17, 32, 3, 1, 1, 8, 8)), 1);
   amx_q4.qmax = 15;
   v.push_back(amx_q4);
+  // 1x1 stride-1 layers with channels in groups of 4 take their pixels as one row (tiles cross
+  // image rows): batch 2, a last tile shifted inward, fewer pixels than a tile; and a 1x1 whose
+  // channels pad to 20 keeps image rows.
+  v.push_back(amx(with_res(mk(2, 32, 7, 7, 48, 1, 1, 0, 128, 4), true), 1));
+  v.push_back(amx(mk(1, 64, 3, 3, 32, 1, 1, 0, 7), 1));
+  v.push_back(amx(with_relu(mk(1, 18, 9, 17, 16, 1, 1, 0, 128)), 1));
   v.push_back(amx(with_res(mk(1, 64, 28, 28, 64, 3, 1, 1, 128), true), 0));
   return v;
 }();
