@@ -208,14 +208,15 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // layers with image rows as tiles: reducing 256-1024 channels 0.44-0.49, stride 2 0.64-1.02.
   // 1x1 stride-1 layers with pixels as one row (conv2d_q_amx_flat): 0.59-0.82 from 128 or more
   // channels, 64 -> 256 0.91-0.93, 512 -> 2048 and 2048 -> 512 at 7x7 0.88-0.95, but 64 -> 64
-  // 1.24 (one tile product per 256 outputs: the epilogue and tile traffic dominate). Outputs of
+  // 1.24 (one tile product per 256 outputs: the epilogue and tile traffic dominate); fewer
+  // pixels than a tile's 16 rows (dense layers, squeeze-and-excitation) stay on vectors. Outputs of
   // 7 columns in image rows (16 columns computed, 7 kept) 1.16-2.4.
   if (s.kind == "conv2d_q" && t.arch == Target::X86 && t.has_feature(Target::AVX512_SapphireRapids)) {
     Knobs probe = k;
     for (const auto &[name, v] : s.knobs) probe[name] = v;
     probe["amx"] = 1;
     const bool pays = conv2d_q_amx_flat(s, probe)
-                          ? s.in_shape[1] * s.out_shape[1] >= 64 * 256
+                          ? s.in_shape[1] * s.out_shape[1] >= 64 * 256 && s.out_shape[2] * s.out_shape[3] >= 16
                           : s.out_shape[3] >= 14 && (s.kernel[0] * s.kernel[1] > 1 || s.in_shape[1] >= 128);
     if (pays && conv2d_q_amx_unfit(s, probe, t).empty()) k["amx"] = 1;
   }
