@@ -367,8 +367,8 @@ struct Lowering {
       }
       bv = new_const(g.values[n.inputs[2]].name + ".signed", {M}, b, DType::i32);
     }
-    // AMX (one block of all M channels) reads the same bytes as (G, M, CB KW KH).
-    const std::vector<int64_t> wshape = knob(s.knobs, "amx", 0) ? std::vector<int64_t>{G, M, CB * KW * KH}
+    // AMX (blocks of 16 channels) reads the same bytes as (G, 16, CB KW KH nb).
+    const std::vector<int64_t> wshape = knob(s.knobs, "amx", 0) ? std::vector<int64_t>{G, cb, CB * KW * KH * nb}
                                                                  : std::vector<int64_t>{G, cb, CB, KW, KH, nb};
     // AMX on a 1x1 layer reads and writes its pixels as one row (kernels/conv2d_q.h).
     const bool flat = conv2d_q_amx_flat(s, s.knobs);

@@ -31,7 +31,7 @@ int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, cons
 }
 
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) {
-  if (knob(k, "amx", 0)) return (int)s.out_shape[1];  // one block: the layout AMX reads
+  if (knob(k, "amx", 0)) return 16;  // one tile's columns: each B tile is 1 kB in one piece
   return register_tile_channels(s.out_shape[1], k, 16);
 }
 
@@ -48,6 +48,12 @@ KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s) {
   return r;
 }
 
+bool conv2d_q_amx_padded_rows(const KernelSpec &s, const Knobs &k) {
+  return knob(k, "amx", 0) && s.in_shape.size() == 4 && !conv2d_q_amx_flat(s, k) &&
+         s.stride == std::vector<int64_t>{1, 1} && s.out_shape[3] < 14 &&
+         (s.in_shape[3] + s.pads[1] + s.pads[3]) * (s.out_shape[2] - 1) + s.out_shape[3] >= 16;
+}
+
 ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   const KernelSpec s = conv2d_q_amx_flat(spec, spec.knobs) ? conv2d_q_pixels_as_row(spec) : spec;
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
@@ -62,16 +68,16 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   f.per_byte = per;
   f.padded_channels = C4 * g;
   f.input = fixed_param(UInt(8), "input", {C, W, H, N});
-  // AMX reads the weights as (g, M, C4 KW KH): the same bytes as one block of all M channels,
-  // with the taps folded into the channel groups. Halide 21 recognizes a tile product only
-  // where the weights' offset along that dimension is (group index) * stride, which a constant
-  // stride would let the simplifier distribute: the stride stays a run-time value.
+  // AMX reads the weights, packed in blocks of 16 output channels, as (g, 16, C4 KW KH M/16):
+  // the taps and the channel block folded into the channel groups. Halide 21 recognizes a tile
+  // product only where the weights' offset along that dimension is (group index) * stride, which
+  // a constant stride would let the simplifier distribute: the stride stays a run-time value.
   const bool amx = knob(s.knobs, "amx", 0) != 0;
   if (amx) {
     f.weights = ImageParam(Int(8), 3, "weights");
     f.weights.dim(0).set_min(0).set_extent(g).set_stride(1);
-    f.weights.dim(1).set_min(0).set_extent((int)M).set_stride(g);
-    f.weights.dim(2).set_min(0).set_extent((int)(C4 * KW * KH));
+    f.weights.dim(1).set_min(0).set_extent(16).set_stride(g);
+    f.weights.dim(2).set_min(0).set_extent((int)(C4 * KW * KH * (M / 16)));
   } else if (per > 1) {
     f.weights = fixed_param(UInt(8), "weights", {g, cb, C4 / per, KW, KH, nb});
   } else {
@@ -92,7 +98,8 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   Var c("c"), x("x"), y("y"), n("n");
   bool spatial_pad = s.pads[0] || s.pads[1] || s.pads[2] || s.pads[3];
   // AMX tiles always compute 16 columns: narrower outputs read past the input's edge.
-  f.has_padding = spatial_pad || C % span != 0 || (amx && OW < 16);
+  f.padded_rows = conv2d_q_amx_padded_rows(s, s.knobs);
+  f.has_padding = spatial_pad || C % span != 0 || (amx && OW < 16) || f.padded_rows;
   f.padded = Func("padded");
   if (f.has_padding) {
     // Out-of-range taps read the input zero point (the bias carries the matching correction);
@@ -126,14 +133,29 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
     Expr field = (b >> u8((r.y % per) * fb)) & u8((1 << fb) - 1);
     wv = i8(field ^ u8(1 << (fb - 1))) - i8(1 << (fb - 1));
   } else if (amx) {
-    wv = f.weights(r.x, co, r.y + (int)C4 * (r.z + (int)KW * r.w));
+    wv = f.weights(r.x, co % 16, r.y + (int)C4 * (r.z + (int)KW * r.w) + (int)(C4 * KW * KH) * (co / 16));
   } else {
     wv = f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb);
   }
-  f.acc(co, x, y, n) += i32(xin) * i32(wv);
+  Expr sum;
+  if (f.padded_rows) {
+    // The padded image as one row: pixel q is (q % Wp - pad_left, q / Wp - pad_top).
+    const int64_t Wp = W + s.pads[1] + s.pads[3];
+    Var q("q"), p("p");
+    f.row_pitch = Wp;
+    f.padded_row = Func("padded_row");
+    f.padded_row(c, q, n) = f.padded(c, q % (int)Wp - (int)s.pads[1], q / (int)Wp - (int)s.pads[0], n);
+    Expr tap = r.z * (int)s.dilation[1] + (int)Wp * (r.w * (int)s.dilation[0]);
+    f.acc = Func("acc");
+    f.acc(co, p, n) = 0;
+    f.acc(co, p, n) += i32(f.padded_row(r.y * g + r.x, p + tap, n)) * i32(wv);
+    sum = f.acc(co, x + (int)Wp * y, n) + f.bias(co);
+  } else {
+    f.acc(co, x, y, n) += i32(xin) * i32(wv);
+    sum = amx ? f.acc(co, x, y, n) + f.bias(co) : f.acc(co, x, y, n);
+  }
 
   f.output = Func("output");
-  Expr sum = amx ? f.acc(co, x, y, n) + f.bias(co) : f.acc(co, x, y, n);
   if (f.thresholds) {
     Expr res = s.residual ? i32(f.residual(co, x, y, n)) : Expr(0);
     f.output(co, x, y, n) = u8(threshold_level(sum, res, f.thr, co, f.thresholds, s.qmax));
@@ -203,21 +225,21 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
     k["co_vectors"] = 1;
   }
   // Sapphire Rapids: AMX tiles where the layer fits them and they pay. Measured on ResNet-50
-  // int8 at one thread (`qnnc bench --profile`, alternating modules, AMX time / vector time):
-  // every 3x3 layer with 14 or more output columns 0.29-0.69 (by the machine's phase); 1x1
-  // layers with image rows as tiles: reducing 256-1024 channels 0.44-0.49, stride 2 0.64-1.02.
-  // 1x1 stride-1 layers with pixels as one row (conv2d_q_amx_flat): 0.59-0.82 from 128 or more
-  // channels, 64 -> 256 0.91-0.93, 512 -> 2048 and 2048 -> 512 at 7x7 0.88-0.95, but 64 -> 64
-  // 1.24 (one tile product per 256 outputs: the epilogue and tile traffic dominate); fewer
-  // pixels than a tile's 16 rows (dense layers, squeeze-and-excitation) stay on vectors. Outputs of
-  // 7 columns in image rows (16 columns computed, 7 kept) 1.16-2.4.
+  // int8 at one thread (`qnnc bench --profile`, 3 alternating rounds, AMX time / vector time):
+  // 3x3 layers 0.57-0.69 with image rows as tiles (0.91-0.95 for stride 2 into 7 columns) and
+  // 0.47-0.50 through padded rows at 7x7 (conv2d_q_amx_padded_rows); 1x1 layers in image rows
+  // (stride 2) 0.79-0.90 into 28 or 56 columns but 1.20 into 7 (16 columns computed, 7 kept);
+  // 1x1 stride-1 layers with pixels as one row (conv2d_q_amx_flat) reducing 256-2048 channels
+  // 0.62-0.76, expanding 0.85-1.06 (the epilogue dominates), 64 -> 64 1.28 (one tile product
+  // per 256 outputs). Fewer pixels than a tile's 16 rows (dense layers, squeeze-and-excitation)
+  // stay on vectors.
   if (s.kind == "conv2d_q" && t.arch == Target::X86 && t.has_feature(Target::AVX512_SapphireRapids)) {
     Knobs probe = k;
     for (const auto &[name, v] : s.knobs) probe[name] = v;
     probe["amx"] = 1;
-    const bool pays = conv2d_q_amx_flat(s, probe)
-                          ? s.in_shape[1] * s.out_shape[1] >= 64 * 256 && s.out_shape[2] * s.out_shape[3] >= 16
-                          : s.out_shape[3] >= 14 && (s.kernel[0] * s.kernel[1] > 1 || s.in_shape[1] >= 128);
+    const int64_t C = s.in_shape[1], M = s.out_shape[1], OW = s.out_shape[3];
+    const bool pays = conv2d_q_amx_flat(s, probe) ? C * M >= 64 * 256 && s.out_shape[2] * OW >= 16
+                                                  : s.kernel[0] * s.kernel[1] > 1 || (C >= 128 && OW >= 14);
     if (pays && conv2d_q_amx_unfit(s, probe, t).empty()) k["amx"] = 1;
   }
   return k;
@@ -232,7 +254,48 @@ namespace {
 // stride), and the i8 weights of the same channels in groups of 4 (AMX's layout of B), and the
 // reduction walks channel chunks and kernel taps around it. The tile is then stored to memory,
 // where the vector epilogue adds the bias and requantizes it.
+// The reduction of acc (co, pixels, ...) as one tile product per step: its pure dimensions
+// are the tile (16 x 16), the innermost `chunk` channels its depth.
+void schedule_amx_tile(ConvQFuncs &f, int chunk) {
+  Var ac = f.acc.args()[0], ax = f.acc.args()[1];
+  f.acc.store_in(MemoryType::AMXTile).vectorize(ac, 16).vectorize(ax, 16);
+  RVar rk("rk"), rko("rko"), rki("rki");
+  f.acc.update()
+      .fuse(f.r.x, f.r.y, rk)
+      .split(rk, rko, rki, chunk)
+      .reorder(rki, ac, ax, rko, f.r.z, f.r.w)
+      .atomic()
+      .vectorize(rki)
+      .vectorize(ac, 16)
+      .vectorize(ax, 16);
+}
+
+// AMX through padded rows: a task is a block of 16 output channels; its tiles cover the padded
+// image's row (16 pixels each, the last shifted inward) into an i32 buffer that the epilogue
+// reads at x + Wp y.
+void schedule_conv2d_q_amx_padded_rows(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
+  const int64_t M = s.out_shape[1];
+  Var co = f.output.args()[0], x = f.output.args()[1], y = f.output.args()[2], n = f.output.args()[3];
+  Var co_o("co_o"), co_i("co_i");
+  f.output.split(co, co_o, co_i, 16).vectorize(co_i).reorder(co_i, x, y, co_o, n);
+  parallel_tasks(f.output, co_o, M / 16, k);
+  // Tiles leave through tilestored into rows 32 lanes apart (see schedule_conv2d_q_amx).
+  Func tile = f.acc.in();
+  Var tc = tile.args()[0], tp = tile.args()[1], tp_o("tp_o"), tp_i("tp_i");
+  tile.compute_at(f.output, co_o)
+      .align_storage(tc, 32)
+      .split(tp, tp_o, tp_i, 16, TailStrategy::ShiftInwards)
+      .vectorize(tc, 16)
+      .vectorize(tp_i);
+  f.acc.compute_at(tile, tp_o);
+  schedule_amx_tile(f, amx_channel_chunk(f.padded_channels));
+  f.padded_row.compute_root();
+  Var pc = f.padded_row.args()[0];
+  if (s.in_shape[1] >= 64) f.padded_row.vectorize(pc, 64, TailStrategy::GuardWithIf);
+}
+
 void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
+  if (f.padded_rows) return schedule_conv2d_q_amx_padded_rows(f, s, k);
   const int64_t M = s.out_shape[1], OW = s.out_shape[3], OH = s.out_shape[2];
   const int rows = (int)std::min<int64_t>(16, OW);
   const int chunk = amx_channel_chunk(f.padded_channels);
@@ -263,17 +326,8 @@ void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
   Func tile = f.acc.in();
   Var tc = tile.args()[0], tx = tile.args()[1];
   tile.compute_at(f.output, at).bound_extent(tx, 16).align_storage(tc, 32).vectorize(tc, 16).vectorize(tx, 16);
-  Var ac = f.acc.args()[0], ax = f.acc.args()[1];
-  f.acc.compute_at(f.output, at).bound_extent(ax, 16).store_in(MemoryType::AMXTile).vectorize(ac, 16).vectorize(ax, 16);
-  RVar rk("rk"), rko("rko"), rki("rki");
-  f.acc.update()
-      .fuse(f.r.x, f.r.y, rk)
-      .split(rk, rko, rki, chunk)
-      .reorder(rki, ac, ax, rko, f.r.z, f.r.w)
-      .atomic()
-      .vectorize(rki)
-      .vectorize(ac, 16)
-      .vectorize(ax, 16);
+  f.acc.compute_at(f.output, at).bound_extent(f.acc.args()[1], 16);
+  schedule_amx_tile(f, chunk);
 }
 
 }  // namespace
@@ -316,7 +370,7 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
   } else {
     schedule_conv2d_q_vector(f, s, k);
   }
-  if (f.has_padding) {
+  if (f.has_padding && !f.padded_rows) {  // (padded rows materialize padded_row instead)
     Var pc = f.padded.args()[0], py = f.padded.args()[2];
     f.padded.compute_root().parallel(py);
     if (s.in_shape[1] >= 64) {

@@ -15,6 +15,11 @@ struct ConvQFuncs {
   bool has_padding = false;
   int per_byte = 1;  // weights per byte
   int64_t padded_channels = 0;  // channels the reduction reads (C rounded up to whole groups)
+  // AMX through padded rows (conv2d_q_amx_padded_rows): the padded image as one row of pixels,
+  // row_pitch of them per image row; acc is then (co, p, n) over that row.
+  bool padded_rows = false;
+  int64_t row_pitch = 0;
+  Halide::Func padded_row;
 };
 
 // Arguments, in order: input u8 (c,x,y,n); weights i8 packed (g, cb, Cg, kx, ky, M/cb) where g
@@ -48,6 +53,12 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Halide
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k);
 // s with its image as that one row.
 KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s);
+// AMX on a stride-1 layer with a window or padding and outputs narrower than 14 columns: the
+// padded image is materialized as one row of pixels (W + pads per image row), output pixel
+// (x, y) is tile row x + W_padded y, and a tap (kx, ky) reads kx + W_padded ky further along.
+// Each image row computes the padding's columns too (2 of 9 at 7x7 under a 3x3 window),
+// against 9 of 16 when a tile took one image row.
+bool conv2d_q_amx_padded_rows(const KernelSpec &s, const Knobs &k);
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc

@@ -242,6 +242,16 @@ const std::vector<QCase> kCases = [] {
   v.push_back(amx(with_res(mk(2, 32, 7, 7, 48, 1, 1, 0, 128, 4), true), 1));
   v.push_back(amx(mk(1, 64, 3, 3, 32, 1, 1, 0, 7), 1));
   v.push_back(amx(with_relu(mk(1, 18, 9, 17, 16, 1, 1, 0, 128)), 1));
+  // Stride-1 windows on outputs under 14 columns run through padded rows: 3x3 at 7x7 (ResNet's
+  // last stage), with a residual, batch 2, no padding at all, 5x5 on a wide-short image, and
+  // dilation 2.
+  v.push_back(amx(mk(1, 64, 7, 7, 32, 3, 1, 1, 128), 1));
+  v.push_back(amx(with_res(mk(2, 40, 6, 5, 16, 3, 1, 1, 7, 3), true), 1));
+  v.push_back(amx(with_relu(mk(1, 32, 9, 9, 48, 3, 1, 0)), 1));
+  v.push_back(amx(mk(1, 24, 4, 11, 16, 5, 1, 2, 128), 1));
+  QCase amx_pr_dil = amx(mk(1, 16, 9, 10, 32, 3, 1, 2, 128), 1);
+  amx_pr_dil.dil = 2;
+  v.push_back(amx_pr_dil);
   v.push_back(amx(with_res(mk(1, 64, 28, 28, 64, 3, 1, 1, 128), true), 0));
   return v;
 }();

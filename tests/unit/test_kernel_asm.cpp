@@ -69,10 +69,14 @@ TEST(KernelAsm, HostInt8UsesVnni) {
   EXPECT_GT(count(assembly(conv_spec("conv2d_q", 8, 8), "x86-64-linux-avx512_zen4"), "vpdpbusd"), 0);
 }
 
+qnnc::KernelSpec u8_window(const std::string &kind, std::vector<int64_t> in, std::vector<int64_t> out, int64_t k,
+                           int64_t stride, int64_t pad);
+
 // On Sapphire Rapids the int8 convolutions that pay for it run on AMX: tile products
-// (tdpbusd) of tiles loaded from memory, the accumulator stored whole for the epilogue. Zen 4
-// has no AMX; and on Sapphire Rapids a 7-column output (where 16-column tiles measured slower)
-// stays on vpdpbusd. Checked on target strings, whatever CPU runs the test.
+// (tdpbusd) of tiles loaded from memory, the accumulator stored whole for the epilogue, also a
+// 3x3 layer at 7x7 (through padded rows). Zen 4 has no AMX; and on Sapphire Rapids a 1x1 stride-2
+// layer into 7 columns (16-column tiles measured slower) stays on vpdpbusd. Checked on target
+// strings, whatever CPU runs the test.
 TEST(KernelAsm, AmxInt8UsesTileProducts) {
   const std::string spr = "x86-64-linux-avx512_sapphirerapids", zen4 = "x86-64-linux-avx512_zen4";
   qnnc::KernelSpec wide = conv_spec("conv2d_q", 8, 8);
@@ -84,9 +88,11 @@ TEST(KernelAsm, AmxInt8UsesTileProducts) {
   EXPECT_GT(count(a, "tilestored"), 0);
   EXPECT_EQ(count(a, "vpdpbusd"), 0);
   EXPECT_EQ(count(assembly(wide, zen4), "tdpbusd"), 0);
-  qnnc::KernelSpec narrow = conv_spec("conv2d_q", 8, 8);
-  narrow.in_shape = {1, 64, 7, 7};
-  narrow.out_shape = {1, 64, 7, 7};
+  qnnc::KernelSpec small = conv_spec("conv2d_q", 8, 8);
+  small.in_shape = {1, 64, 7, 7};
+  small.out_shape = {1, 64, 7, 7};
+  EXPECT_GT(count(assembly(small, spr), "tdpbusd"), 0);
+  qnnc::KernelSpec narrow = u8_window("conv2d_q", {1, 256, 14, 14}, {1, 512, 7, 7}, 1, 2, 0);
   a = assembly(narrow, spr);
   EXPECT_EQ(count(a, "tdpbusd"), 0);
   EXPECT_GT(count(a, "vpdpbusd"), 0);
