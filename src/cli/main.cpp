@@ -260,8 +260,9 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                   bs, total, wb, ab, storage.empty() ? "" : ": ", storage.c_str());
     if (amx > 0)
       std::printf("qnnc: AMX: %d of %d integer convolutions on tile products (tdpbusd), the others on vector dot "
-                  "products (where tiles measured slower: small 1x1 layers, strided or padded layers with outputs "
-                  "under 14 columns; --knob conv2d_q.amx=0|1 forces it)\n",
+                  "products (where tiles do not fit or measured slower: fewer than 16 input channels or output "
+                  "channels not a multiple of 16, 1x1 layers with few channels or pixels, 1x1 stride-2 layers into "
+                  "fewer than 14 columns; --knob conv2d_q.amx=0|1 forces it)\n",
                   amx, total);
     if (plane_out + thresholds + bitpacks > 0)
       std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "
