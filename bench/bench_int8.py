@@ -451,7 +451,9 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                  "threshold epilogues; int4 and int2 run the int8 dot-product kernel with weights stored two or four "
                  "per byte on outputs under 14 columns, one per byte on wider ones (int2 with threshold epilogues); "
                  "int8-all also quantizes the first convolution and the "
-                 "dense layer; low-bit modes run the first convolution and the dense layer at int8")
+                 "dense layer; low-bit modes run the first convolution and the dense layer at int8; on Sapphire "
+                 "Rapids the int8 convolutions that pay for it (and low-bit ones with one weight per byte) run on AMX "
+                 "tile products")
 
     title = (f"int8 {args.model} {args.size}x{args.size}, batch 1, repeat {args.repeat}, "
              f"warmup {args.warmup}")
