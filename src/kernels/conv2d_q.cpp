@@ -112,17 +112,8 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
 
   Var co("co");
   RDom r(0, g, 0, (int)C4, 0, (int)KW, 0, (int)KH, "r");
-  Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
-  Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
-  // On AMX the accumulator tile starts from zero (tilezero) and the bias joins in the epilogue.
   if (amx && (per != 1 || g != 4 || knob(s.knobs, "signed_input", 0)))
     throw Error("conv2d_q: amx needs one i8 weight per byte in groups of 4 and u8 activations");
-  f.acc = Func("acc");
-  f.acc(co, x, y, n) = amx ? Expr(0) : f.bias(co);
-  // signed_input: ARM's dot products multiply i8 by i8, so activations enter as x - 128 (a flip
-  // of the top bit) and the bias carries + 128 * sum(w); the integers are the same.
-  Expr xin = f.padded(r.y * g + r.x, ix, iy, n);
-  if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
   Expr wv;
   if (per > 1) {
     // Group j of a byte sits in bits [j * fb, (j + 1) * fb), two's complement: ((v ^ h) - h)
@@ -137,20 +128,28 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   } else {
     wv = f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb);
   }
+  // On AMX the accumulator tile starts from zero (tilezero) and the bias joins in the epilogue.
+  f.acc = Func("acc");
   Expr sum;
   if (f.padded_rows) {
-    // The padded image as one row: pixel q is (q % Wp - pad_left, q / Wp - pad_top).
+    // The padded image as one row: pixel q is (q % Wp - pad_left, q / Wp - pad_top); output
+    // pixel (x, y) is p = x + Wp y, and tap (kx, ky) reads p + kx + Wp ky.
     const int64_t Wp = W + s.pads[1] + s.pads[3];
     Var q("q"), p("p");
-    f.row_pitch = Wp;
     f.padded_row = Func("padded_row");
     f.padded_row(c, q, n) = f.padded(c, q % (int)Wp - (int)s.pads[1], q / (int)Wp - (int)s.pads[0], n);
     Expr tap = r.z * (int)s.dilation[1] + (int)Wp * (r.w * (int)s.dilation[0]);
-    f.acc = Func("acc");
     f.acc(co, p, n) = 0;
     f.acc(co, p, n) += i32(f.padded_row(r.y * g + r.x, p + tap, n)) * i32(wv);
     sum = f.acc(co, x + (int)Wp * y, n) + f.bias(co);
   } else {
+    Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
+    // signed_input: ARM's dot products multiply i8 by i8, so activations enter as x - 128 (a
+    // flip of the top bit) and the bias carries + 128 * sum(w); the integers are the same.
+    Expr xin = f.padded(r.y * g + r.x, ix, iy, n);
+    if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
+    f.acc(co, x, y, n) = amx ? Expr(0) : f.bias(co);
     f.acc(co, x, y, n) += i32(xin) * i32(wv);
     sum = amx ? f.acc(co, x, y, n) + f.bias(co) : f.acc(co, x, y, n);
   }
@@ -247,15 +246,11 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
 
 namespace {
 
-// AMX: each task computes tiles of 16 output channels (a tile's columns, 64 bytes of i32) by
-// 16 output columns (its rows; Halide 21 extracts square tiles only, so narrower outputs
-// compute 16 columns and keep theirs). A tile product (tdpbusd) takes the u8 activations of
-// those columns, `chunk` input channels each (rows of the A tile, strided by the input's pixel
-// stride), and the i8 weights of the same channels in groups of 4 (AMX's layout of B), and the
-// reduction walks channel chunks and kernel taps around it. The tile is then stored to memory,
-// where the vector epilogue adds the bias and requantizes it.
-// The reduction of acc (co, pixels, ...) as one tile product per step: its pure dimensions
-// are the tile (16 x 16), the innermost `chunk` channels its depth.
+// The reduction of acc (co, pixels, ...) as one tile product (tdpbusd) per step: its pure
+// dimensions are the tile (16 output channels, 64 bytes of i32, by 16 pixels), the innermost
+// `chunk` input channels its depth (the A tile's rows are the pixels' activations, the B tile
+// the weights of those channels in groups of 4, AMX's layout); channel chunks and kernel taps
+// loop around it.
 void schedule_amx_tile(ConvQFuncs &f, int chunk) {
   Var ac = f.acc.args()[0], ax = f.acc.args()[1];
   f.acc.store_in(MemoryType::AMXTile).vectorize(ac, 16).vectorize(ax, 16);
@@ -294,6 +289,10 @@ void schedule_conv2d_q_amx_padded_rows(ConvQFuncs &f, const KernelSpec &s, const
   if (s.in_shape[1] >= 64) f.padded_row.vectorize(pc, 64, TailStrategy::GuardWithIf);
 }
 
+// AMX in image rows (or, for conv2d_q_amx_flat, the one row of all pixels): each task computes
+// tiles of 16 output channels by 16 columns (Halide 21 extracts square tiles only, so narrower
+// outputs compute 16 columns and keep theirs). Each tile is stored to memory, where the vector
+// epilogue adds the bias and requantizes it.
 void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
   if (f.padded_rows) return schedule_conv2d_q_amx_padded_rows(f, s, k);
   const int64_t M = s.out_shape[1], OW = s.out_shape[3], OH = s.out_shape[2];
@@ -307,7 +306,7 @@ void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
       .unroll(x_i);
   Var at = x_o;  // the loop whose iterations are tiles
   if (OH == 1 && OW > 16) {
-    // One long row (a 1x1 layer's pixels, conv2d_q_amx_flat): a task is a run of pixel tiles,
+    // One long row (as a 1x1 layer's pixels become, conv2d_q_amx_flat): a task is a run of pixel tiles,
     // each through every channel block (its activations stay in L1, the weights in L2).
     f.output.reorder(co_i, x_i, co_o, x_o, y, n);
     parallel_tasks(f.output, x_o, (OW + 15) / 16, k);
@@ -329,10 +328,6 @@ void schedule_conv2d_q_amx(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
   f.acc.compute_at(f.output, at).bound_extent(f.acc.args()[1], 16);
   schedule_amx_tile(f, chunk);
 }
-
-}  // namespace
-
-namespace {
 
 // The vector path: a register tile of co_vectors x x_tile accumulators (kernels/register_tile.h).
 void schedule_conv2d_q_vector(ConvQFuncs &f, const KernelSpec &s, const Knobs &k) {
@@ -391,8 +386,8 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"thresholds", "0: requantize by multiplier; R > 0: compare with per-channel thresholds, one set per "
                      "residual level (R of them); set by lowering for outputs of 1-2 bits", {}, {0, 1, 2, 3, 4}, false, true});
   s.knobs.push_back({"amx", "1: AMX tile products (x86 with avx512_sapphirerapids, where the layer fits: lowering "
-                     "turns it off elsewhere; tiles of 16 channels x 16 columns, all output channels in one weight "
-                     "block); default 1 where it measured faster", {0, 1}, {0, 1}, true});
+                     "turns it off elsewhere; tiles of 16 channels x 16 pixels, weights in blocks of 16 channels); "
+                     "default 1 where it measured faster", {0, 1}, {0, 1}, true});
   s.normalize = [](const KernelSpec &s, Knobs k) {
     k = register_tile_normalize(s, std::move(k), 16);
     if (knob(k, "amx", 0)) {

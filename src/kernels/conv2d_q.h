@@ -15,21 +15,22 @@ struct ConvQFuncs {
   bool has_padding = false;
   int per_byte = 1;  // weights per byte
   int64_t padded_channels = 0;  // channels the reduction reads (C rounded up to whole groups)
-  // AMX through padded rows (conv2d_q_amx_padded_rows): the padded image as one row of pixels,
-  // row_pitch of them per image row; acc is then (co, p, n) over that row.
+  // AMX through padded rows (conv2d_q_amx_padded_rows): padded_row is the padded image as one
+  // row of pixels, and acc is (co, p, n) over that row.
   bool padded_rows = false;
-  int64_t row_pitch = 0;
   Halide::Func padded_row;
 };
 
 // Arguments, in order: input u8 (c,x,y,n); weights i8 packed (g, cb, Cg, kx, ky, M/cb) where g
 // is the group (4, or 2 on x86 without VNNI) and Cg = ceil(C/g) -- or, with knob
 // weights_per_byte p = 2 (3-4 bit weights) or 4 (1-2 bit weights), u8 (g, cb, ceil(C/(p g)),
-// kx, ky, M/cb), channel group p j + i in bits [i 8/p, (i+1) 8/p) of its byte; bias i32 (M);
+// kx, ky, M/cb), channel group p j + i in bits [i 8/p, (i+1) 8/p) of its byte -- or, with knob
+// amx, the same bytes as cb = 16, viewed as (g, 16, Cg kx ky M/16); bias i32 (M);
 // mult i32 (M); shift i32 (M) -- or, with knob thresholds = R, thresholds i32 (M, R, qmax)
 // (kernels/requantize.h); [residual u8 (M,x,y,n)]; qparams i32 (8) = {in_zp, out_zp,
-// res_zp, res_mult, res_shift, lo, hi, 0} (res_mult a 22-bit mantissa: the residual rescale runs
-// in 32-bit arithmetic); output u8.
+// res_zp, res_mult, res_shift, lo, hi, 0} (the residual rescale res_mult 2^-res_shift, applied
+// in the float requantization); output u8. AMX layers that take their pixels as one row
+// (conv2d_q_amx_flat) view input, residual and output as (c, x + W y, 0, n).
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
 // use i8 x i8 dot products; the lowering adds 128 * sum(w) to the bias); weights_per_byte
 // (weights stored 2 or 4 per byte and unpacked in registers before the dot product); amx

@@ -9,7 +9,6 @@ using namespace Halide::ConciseCasts;
 
 namespace qnnc {
 
-
 Expr requantize_scaled(Expr x, Expr multiplier, Expr shift, const std::string &rounding, Expr lo, Expr hi, Expr term) {
   Expr pow2 = reinterpret(Float(32), (127 - shift) << 23);  // 2^-shift
   Expr f = f32(x) * (f32(multiplier) * pow2);
@@ -45,7 +44,6 @@ int32_t requantize_scaled_value(int64_t x, int32_t multiplier, int32_t shift, co
   return (int32_t)r;
 }
 
-
 Expr round_float(Expr f, const std::string &rounding) {
   if (rounding == "tonearest") return strict_float(round(f));  // Halide's round(): ties to even
   Expr fl = floor(f);
@@ -74,7 +72,6 @@ float residual_term_value(int32_t diff, int32_t res_mult, int32_t res_shift) {
   volatile float scale = (float)res_mult * std::ldexp(1.0f, -res_shift);
   return (float)diff * scale;
 }
-
 
 std::vector<int32_t> epilogue_thresholds(const ThresholdEpilogue &e, const std::vector<int64_t> &s_lo,
                                           const std::vector<int64_t> &s_hi, int R) {

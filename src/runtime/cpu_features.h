@@ -22,7 +22,6 @@ std::vector<std::string> missing_cpu_features(const std::vector<std::string> &re
 // Throws qnnc::Error naming the missing features when this CPU lacks any of required. what
 // names the thing being loaded (e.g. "module 'out/r50'"), hint says what to do instead. Where
 // required holds AMX, also asks the OS for the tile state (enable_amx_tiles).
-
 void require_cpu_features(const std::vector<std::string> &required, const std::string &what, const std::string &hint);
 
 // Asks the OS, once per process, for the AMX tile state that kernels compiled for Sapphire
