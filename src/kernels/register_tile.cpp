@@ -50,14 +50,15 @@ int register_tile_channels(int64_t M, const Knobs &k, int default_vec) {
   return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
 }
 
-void parallel_tasks(Func out, Var t, int64_t units, const Knobs &k) {
+Var parallel_tasks(Func out, Var t, int64_t units, const Knobs &k) {
   const int tasks = knob(k, "tasks", 0);
   if (tasks > 0 && units > tasks) {
     Var t_o(t.name() + "_o"), t_i(t.name() + "_i");
     out.split(t, t_o, t_i, (int)((units + tasks - 1) / tasks), TailStrategy::GuardWithIf).parallel(t_o);
-  } else {
-    out.parallel(t);
+    return t_i;
   }
+  out.parallel(t);
+  return t;
 }
 
 void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, int64_t OH, const Knobs &k, int default_vec) {

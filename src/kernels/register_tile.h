@@ -27,7 +27,8 @@ void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64
 
 // Runs out's loop t (`units` iterations) in parallel: one task per iteration, or, with knob
 // tasks = T > 0, about T tasks of consecutive iterations (fewer claims of work per kernel).
-void parallel_tasks(Halide::Func out, Halide::Var t, int64_t units, const Knobs &k);
+// Returns the loop that runs one iteration of t (t itself, or the split's inner loop).
+Halide::Var parallel_tasks(Halide::Func out, Halide::Var t, int64_t units, const Knobs &k);
 
 // The register tile's knobs (vec, co_vectors, x_tile), shared by the families that use it.
 std::vector<KnobDecl> register_tile_knob_decls();

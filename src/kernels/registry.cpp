@@ -84,7 +84,8 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
 namespace {
 
 HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) {
-  ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k), knob(k, "from_nchw", 0));
+  ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k), knob(k, "from_nchw", 0),
+                              conv2d_chunk_fits(s, k) ? knob(k, "k_chunk", 0) : 0);
   schedule_conv2d(f, s, k, t);
   std::vector<ImageParam> args{f.input, f.weights, f.bias};
   if (s.residual) args.push_back(f.residual);

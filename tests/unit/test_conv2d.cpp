@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "kernels/conv2d.h"
 #include "reference.h"
 
 namespace {
@@ -266,3 +267,63 @@ TEST(Conv2dCases, NamesAreUnique) {
 }
 
 }  // namespace
+
+// The chunked reduction (knob k_chunk: each task's rows sum one chunk of input channels at a
+// time into a buffer; kernels/conv2d.cpp) against the reference: chunks of 16 and 32 channels,
+// tiles whose width does not divide the row (whole tiles past the end, reads clamped into
+// unpadded images), several rows per task (one that does not divide the height), tasks in runs,
+// the padding in a copy or tested in the loads, stride 2, dilation, residual, batch 2.
+TEST(Conv2dChunked, MatchesReference) {
+  struct S {
+    ConvCase c;
+    qnnc::Knobs k;
+  };
+  const S cases[] = {
+      {mk(1, 64, 12, 14, 64, 3, 3, 1, P1, E::Relu), {{"k_chunk", 16}, {"co_vectors", 4}, {"x_tile", 6}}},
+      {mk(2, 32, 9, 11, 48, 3, 3, 2, P1, E::ResInputRelu), {{"k_chunk", 16}, {"x_tile", 4}, {"chunk_rows", 2}}},
+      {mk(1, 96, 7, 7, 80, 1, 1, 1, P0, E::ResInputRelu), {{"k_chunk", 32}, {"x_tile", 7}, {"chunk_rows", 7}}},
+      {mk(1, 64, 13, 13, 40, 1, 1, 2, P0), {{"k_chunk", 16}, {"x_tile", 5}, {"chunk_rows", 3}, {"tasks", 4}}},
+      {mk(1, 48, 11, 10, 33, 3, 3, 1, P2, E::BNRelu, true, 2), {{"k_chunk", 16}, {"x_tile", 3}, {"pad_inline", 1}}},
+      {mk(2, 32, 8, 9, 32, 5, 3, 1, {2, 1, 2, 1}), {{"k_chunk", 16}, {"co_vectors", 1}, {"x_tile", 8}, {"chunk_rows", 4}}},
+  };
+  for (const S &s : cases) {
+    const ConvCase &c = s.c;
+    SCOPED_TRACE(c.name());
+    ref::Rng rng(seed_of("chunked" + c.name()));
+    const Shape xs{c.N, c.C, c.H, c.W}, ws{c.M, c.C, c.KH, c.KW};
+    Tensor x = ref::random_tensor(xs, rng);
+    std::vector<float> w = ref::randn(ref::numel(ws), rng, 1.f / std::sqrt((float)(c.C * c.KH * c.KW)));
+    std::vector<float> bias = ref::randn(c.M, rng, 0.5f);
+    ref::GraphBuilder b;
+    int y = b.conv(b.input("x", xs), b.constant("w", ws, w), b.constant("b", {c.M}, bias), c.stride, c.pads, c.dil);
+    Tensor want = ref::conv2d(x, w, ws, &bias, c.stride, c.pads, c.dil);
+    std::vector<Tensor> inputs{x};
+    if (c.epi == E::BNRelu) {
+      std::vector<float> gamma(c.M, 1.2f), beta(c.M, 0.1f), mean(c.M, -0.2f), var(c.M, 0.7f);
+      y = b.batchnorm(y, gamma, beta, mean, var, 1e-5f);
+      want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
+    }
+    if (c.epi == E::ResInputRelu) {
+      Tensor r = ref::random_tensor(want.shape, rng);
+      y = b.node("Add", {y, b.input("residual", r.shape)});
+      want = ref::add(want, r);
+      inputs.push_back(r);
+    }
+    if (c.epi != E::None) {
+      y = b.node("Relu", {y});
+      want = ref::relu(want);
+    }
+    b.output(y);
+    qnnc::CompileOptions opt;
+    opt.knobs["conv2d"] = s.k;
+    qnnc::Module m = qnnc::compile(b.finish(), opt);
+    int chunked = 0;
+    for (const auto &st : m.manifest()["steps"])
+      if (st["op"] == "conv2d") {
+        auto spec = qnnc::KernelSpec::from_json(st["spec"]);
+        chunked += qnnc::conv2d_chunk_fits(spec, spec.knobs);
+      }
+    EXPECT_EQ(chunked, 1) << "the convolution runs its reduction in chunks";
+    EXPECT_TRUE(ref::Close(m.run(inputs)[0], want, 1e-4));
+  }
+}
