@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "ir/graph.h"
 #include "kernels/halide_kernel.h"
@@ -31,6 +33,26 @@ Halide::Target kernel_target(const TargetInfo &t, const KernelSpec &) {
 }
 }  // namespace
 
+std::vector<std::string> banned_instructions_in(const std::string &object, const std::vector<std::string> &banned) {
+  std::set<std::string> want(banned.begin(), banned.end()), found;
+  FILE *p = popen(("objdump -d --no-show-raw-insn '" + object + "' 2>/dev/null").c_str(), "r");
+  if (!p) throw Error("cannot run objdump to check the kernel's instructions");
+  char buf[4096];
+  int lines = 0;
+  while (fgets(buf, sizeof buf, p)) {
+    std::string line(buf);
+    auto tab = line.find(":\t");
+    if (tab == std::string::npos || line.find_first_not_of(" 0123456789abcdef") != tab) continue;
+    lines++;
+    std::string ins = line.substr(tab + 2);
+    std::string mnemonic = ins.substr(0, ins.find_first_of(" \t\n"));
+    if (want.count(mnemonic)) found.insert(mnemonic);
+  }
+  int rc = pclose(p);
+  if (rc != 0 || lines == 0) throw Error("objdump could not disassemble '" + object + "' (binutils is needed)");
+  return {found.begin(), found.end()};
+}
+
 std::string temp_name(const std::string &path) {
   static std::atomic<unsigned> counter{0};
   return path + ".tmp" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
@@ -45,8 +67,13 @@ std::string kernel_target_string(const KernelSpec &spec, const TargetInfo &targe
 }
 
 std::string kernel_function_name(const KernelSpec &spec, const TargetInfo &target) {
+  // Banned instructions are part of the key: the same Halide target with and without them
+  // gives different code (a Zen 4 and an Ice Lake may share a cache directory).
+  std::string banned;
+  for (const auto &b : target.banned_mnemonics) banned += "|-" + b;
   return "qnnc_" + spec.kind + "_" +
-         hash_hex(std::string(kKernelAbiVersion) + "|" + spec.signature() + "|" + kernel_target(target, spec).to_string());
+         hash_hex(std::string(kKernelAbiVersion) + "|" + spec.signature() + "|" + kernel_target(target, spec).to_string() +
+                  banned);
 }
 
 CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) {
@@ -61,6 +88,13 @@ CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) 
   try {
     HalideKernel k = build_kernel(spec, kernel_target(target, spec));
     k.pipeline.compile_to_object(tmp, k.arguments(), ck.fn, kernel_target(target, spec));
+    if (!target.banned_mnemonics.empty() && !banned_instructions_in(tmp, target.banned_mnemonics).empty()) {
+      // Instructions this CPU lacks: the kernel again, for the level below (same name).
+      TargetInfo below = target;
+      below.halide = target.fallback;
+      HalideKernel kb = build_kernel(spec, kernel_target(below, spec));
+      kb.pipeline.compile_to_object(tmp, kb.arguments(), ck.fn, kernel_target(below, spec));
+    }
   } catch (const Halide::Error &e) {
     // Halide's errors are not std::exceptions: turn them into qnnc's before they cross a thread.
     throw Error("Halide could not generate the kernel: " + std::string(e.what()));
@@ -70,10 +104,11 @@ CompiledKernel compile_kernel(const KernelSpec &spec, const TargetInfo &target) 
 }
 
 std::string runtime_object(const TargetInfo &target) {
-  std::string path = cache_dir() + "/halide_runtime_" + hash_hex(target.halide.to_string()) + ".o";
+  const Halide::Target rt = target.banned_mnemonics.empty() ? target.halide : target.fallback;
+  std::string path = cache_dir() + "/halide_runtime_" + hash_hex(rt.to_string()) + ".o";
   if (!fs::exists(path)) {
     std::string tmp = temp_name(path);
-    Halide::compile_standalone_runtime(tmp, target.halide);
+    Halide::compile_standalone_runtime(tmp, rt);
     fs::rename(tmp, path);
   }
   return path;

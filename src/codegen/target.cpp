@@ -149,6 +149,7 @@ const std::vector<X86Level> &x86_levels() {
         {"sapphirerapids", {F::AVX512_SapphireRapids}},
         {"zen5", {F::AVX512_Zen5}},
         {"zen4", {F::AVX512_Zen4}},
+        {"icelake", {F::AVX512_Zen4}},
         {"cannonlake", {F::AVX512_Cannonlake}},
         {"skylake", {F::AVX512_Skylake}},
         {"avx2", {F::AVX2}},
@@ -158,9 +159,17 @@ const std::vector<X86Level> &x86_levels() {
     std::vector<X86Level> v;
     for (const auto &[name, fs] : tops) {
       Halide::Target t = complete_x86_features(Halide::Target(Halide::Target::Linux, Halide::Target::X86, 64, fs));
-      X86Level l{name, {}};
+      X86Level l{name, {}, required_cpu_features(t), {}, ""};
       for (int f = 0; f < (int)F::FeatureEnd; f++)
         if (t.has_feature((F)f)) l.features.push_back((F)f);
+      if (name == "icelake") {
+        // Halide 21 emits vpdpbusd and vpopcnt only for its Zen 4 (or Sapphire Rapids)
+        // features, whose LLVM CPU (znver4) also has AMD's SSE4a and AVX512-BF16. Ice Lake has
+        // the rest of that set; qnnc uses it and bans those two extensions' instructions.
+        l.cpu_features = join({&kHaswell, &kSkylakeAvx512, &kCannonlake, &kIcelake});
+        l.banned_mnemonics = {"extrq", "insertq", "movntss", "movntsd", "vdpbf16ps", "vcvtne2ps2bf16", "vcvtneps2bf16"};
+        l.fallback = "cannonlake";
+      }
       v.push_back(l);
     }
     return v;
@@ -169,10 +178,8 @@ const std::vector<X86Level> &x86_levels() {
 }
 
 const X86Level &x86_level_for_cpu(const CpuFeatures &cpu) {
-  for (const auto &l : x86_levels()) {
-    auto need = required_cpu_features(Halide::Target(Halide::Target::Linux, Halide::Target::X86, 64, l.features));
-    if (missing_cpu_features(need, cpu).empty()) return l;
-  }
+  for (const auto &l : x86_levels())
+    if (missing_cpu_features(l.cpu_features, cpu).empty()) return l;
   return x86_levels().back();
 }
 
@@ -190,11 +197,15 @@ TargetInfo resolve_target(const std::string &name) {
       Halide::Target k(h.os, h.arch, h.bits, h.processor_tune, l.features);
       t.halide = k;
       t.description = "host (x86-64, " + l.name + " level)";
+      t.cpu_features = l.cpu_features;
+      t.banned_mnemonics = l.banned_mnemonics;
+      for (const auto &f : x86_levels())
+        if (f.name == l.fallback) t.fallback = Halide::Target(h.os, h.arch, h.bits, h.processor_tune, f.features);
     } else {
       t.halide = h;
       t.description = "host";
+      t.cpu_features = required_cpu_features(t.halide);
     }
-    t.cpu_features = required_cpu_features(t.halide);
     return t;
   }
   // Raspberry Pi boards, 64-bit Raspberry Pi OS.

@@ -23,6 +23,11 @@ struct TargetInfo {
   unsigned long required_hwcap = 0;  // arm64: AT_HWCAP bits of cpu_features, checked by a bundle
   std::string required_features;     // cpu_features joined, for the bundle's error message
   bool is_host = true;       // kernels are linked into a kernels.so this process can load
+  // For a CPU that no Halide feature set fits (the "icelake" level, see x86_levels): mnemonics
+  // of instructions `halide` allows but the CPU lacks. A kernel whose machine code contains one
+  // is generated again for `fallback` (kernel_cache.cpp); the Halide runtime is built for it.
+  std::vector<std::string> banned_mnemonics;
+  Halide::Target fallback;
 };
 
 // "host", "x86-avx2", "rpi4" (Cortex-A72), "rpi5" (Cortex-A76), or any Halide target string for
@@ -33,16 +38,20 @@ TargetInfo resolve_target(const std::string &name);
 // One rung of the x86 ladder qnnc picks host features from: Halide features, all implied ones
 // spelled out (Halide's Target::has_feature does not infer them).
 struct X86Level {
-  std::string name;  // "sapphirerapids", "zen5", "zen4", "cannonlake", "skylake", "avx2", ...
+  std::string name;  // "sapphirerapids", "zen5", "zen4", "icelake", "cannonlake", "skylake", "avx2", ...
   std::vector<Halide::Target::Feature> features;
+  std::vector<std::string> cpu_features;      // what its code may use (/proc/cpuinfo names)
+  std::vector<std::string> banned_mnemonics;  // see TargetInfo; empty but for "icelake"
+  std::string fallback;                       // the level a kernel with a banned mnemonic takes
 };
 // Best first.
 const std::vector<X86Level> &x86_levels();
 
 // The best level whose code runs on a CPU with features cpu. This is the one place that maps
 // an x86 CPU to Halide features: e.g. Zen 4 -> avx512_zen4, Sapphire Rapids ->
-// avx512_sapphirerapids, Ice Lake / Cascade Lake (AVX512-VNNI, but neither AVX-VNNI nor Zen 4's
-// BF16/SSE4a) -> avx512_cannonlake / avx512_skylake, AVX2 machines -> avx2.
+// avx512_sapphirerapids, Ice Lake (AVX512-VNNI and VPOPCNTDQ, but neither AVX-VNNI nor Zen 4's
+// BF16/SSE4a) -> "icelake" (Halide's Zen 4 features with the instructions Ice Lake lacks
+// banned), Cascade Lake -> avx512_skylake, AVX2 machines -> avx2.
 const X86Level &x86_level_for_cpu(const CpuFeatures &cpu);
 
 // CPU features code generated for t may use, derived as Halide derives LLVM's -mcpu and

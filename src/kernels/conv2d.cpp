@@ -129,9 +129,13 @@ bool channel_dividing_tile(const KernelSpec &s, const Target &t, Knobs &k) {
 // in blocks of 64 and the row is at least 8 wide, instead of the general rule's two vectors by
 // 7-8 columns: each reduction step loads 4 weight vectors and up to 6 broadcasts for up to 24
 // multiply-adds, not 2 and 8 for 16.
+// Not where a block of 64 channels' weights would take more than about half of L2 (640 kB;
+// VGG-11's 3x3 512 -> 512 layers at 28x28 and 14x14 took 1.12-1.19x as long at one thread), nor
+// for a stem read in place (VGG-11's 3x3 stem over 3 channels: 1.2x).
 bool wide_channel_tile(const KernelSpec &s, const Target &t, Knobs &k) {
-  const int64_t M = s.out_shape[1], OW = s.out_shape[3];
+  const int64_t M = s.out_shape[1], OW = s.out_shape[3], C = s.in_shape[1], KK = s.kernel[0] * s.kernel[1];
   if (!t.has_feature(Target::AVX512) || M % 64 != 0 || OW < 8 || knob(k, "vec", 16) != 16) return false;
+  if (C * KK * 64 * 4 > (640 << 10) || (C <= 4 && KK <= 9)) return false;
   // Columns: the most useful work per tile, its rate (measured on register tiles in L1: 4 x 5
   // about 0.95 and 4 x 4 about 0.85 of 4 x 6) times the share of its columns inside the row.
   auto useful = [&](int c, double rate) { return rate * (double)OW / (double)((OW + c - 1) / c * c); };
