@@ -401,6 +401,10 @@ KnobSpace conv2d_q_knob_space() {
     }
     return k;
   };
+  s.for_target = [](const KernelSpec &s, Knobs k, const Target &t) {
+    if (knob(k, "amx", 0) && !conv2d_q_amx_unfit(s, k, t).empty()) k["amx"] = 0;  // as lowering does
+    return k;
+  };
   return s;
 }
 

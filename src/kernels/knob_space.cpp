@@ -62,6 +62,12 @@ Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k) {
   return it == knob_spaces().end() || !it->second.normalize ? k : it->second.normalize(spec, k);
 }
 
+Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k, const Halide::Target &t) {
+  auto it = knob_spaces().find(spec.kind);
+  if (it == knob_spaces().end() || !it->second.for_target) return normalized_knobs(spec, k);
+  return normalized_knobs(spec, it->second.for_target(spec, k, t));
+}
+
 void validate_knobs(const std::string &family, const Knobs &k) {
   const auto &spaces = knob_spaces();
   auto names = [](const auto &items, auto get) {

@@ -10,6 +10,10 @@
 
 #include "kernels/kernel_spec.h"
 
+namespace Halide {
+struct Target;
+}
+
 namespace qnnc {
 
 struct KnobDecl {
@@ -30,6 +34,9 @@ struct KnobSpace {
   // (x_tile beyond the width, more channel vectors than the layer has). Knob sets with equal
   // canonical forms compile to the same schedule, so a tuner measures only one of them.
   std::function<Knobs(const KernelSpec &, Knobs)> normalize;
+  // Optional: what lowering does to knobs on a target before compiling (it turns off what the
+  // target cannot run, like AMX tiles without AMX), so that a tuner does not propose them.
+  std::function<Knobs(const KernelSpec &, Knobs, const Halide::Target &)> for_target;
   const KnobDecl *find(const std::string &name) const;
   // Names of the knobs a tuner searches, in declaration order.
   std::vector<std::string> tunable() const;
@@ -44,6 +51,8 @@ std::string knob_mismatch(const Knobs &have, const Knobs &want);
 
 // spec's knobs k in canonical form (k unchanged for a family without a normalize).
 Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k);
+// The same, first as lowering changes them for target t (KnobSpace::for_target).
+Knobs normalized_knobs(const KernelSpec &spec, const Knobs &k, const Halide::Target &t);
 
 // Every kernel family's space, by family (kernel kind) name.
 const std::map<std::string, KnobSpace> &knob_spaces();

@@ -349,8 +349,9 @@ TuneResult tune(const Graph &prepared, const CompileOptions &opt_in, const TuneO
             k[name] = vals[rng() % vals.size()];
           }
         }
-        // Knob sets the schedule clamps to the same thing are one candidate.
-        k = normalized_knobs(task_spec(*t), k);
+        // Knob sets the schedule clamps to the same thing are one candidate (after what
+        // lowering turns off on this target).
+        k = normalized_knobs(task_spec(*t), k, tinfo.halide);
         std::string key = knob_key(k);
         if (!tried[t->task].count(key) && in_pool.insert(key).second) pool.push_back(k);
       }

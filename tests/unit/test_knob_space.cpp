@@ -98,9 +98,27 @@ TEST(KnobSpace, NormalizedFormsOfClampedKnobs) {
   auto t2 = qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 4}, {"x_tile", 3}, {"amx", 1}});
   EXPECT_EQ(t1, t2);
   EXPECT_EQ(t1.at("amx"), 1);
+  // Where the target has no AMX, amx is off as lowering would turn it off (what the tuner asks
+  // for), and the register tile's knobs count again.
+  const Halide::Target zen4("x86-64-linux-avx512_zen4"), spr("x86-64-linux-avx512_sapphirerapids");
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}, {"amx", 1}}, spr), t1);
+  auto z = qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}, {"amx", 1}}, zen4);
+  EXPECT_EQ(z.at("amx"), 0);
+  EXPECT_EQ(z, qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}, {"amx", 0}}));
   s.out_shape = {1, 40, 7, 7};
   EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 4}, {"x_tile", 3}, {"amx", 1}}).at("amx"), 0);
   s.out_shape = {1, 64, 7, 7};
+  // fp32 reduction chunks: only where they divide the input channels into 2 or more; rows per
+  // task capped at the height; the task order knob does not apply to chunks.
+  s.kind = "conv2d";
+  auto c = qnnc::normalized_knobs(s, {{"vec", 16}, {"co_vectors", 4}, {"x_tile", 7}, {"k_chunk", 16}, {"chunk_rows", 9}, {"row_major", 1}});
+  EXPECT_EQ(c.at("k_chunk"), 16);
+  EXPECT_EQ(c.at("chunk_rows"), 7);
+  EXPECT_EQ(c.count("row_major"), 0u);
+  auto c0 = qnnc::normalized_knobs(s, {{"vec", 16}, {"co_vectors", 4}, {"x_tile", 7}, {"k_chunk", 64}, {"chunk_rows", 2}});
+  EXPECT_EQ(c0.at("k_chunk"), 0);
+  EXPECT_EQ(c0.count("chunk_rows"), 0u);
+  s.kind = "conv2d_q";
   // fp32: an unroll factor that does not divide the input channels is no unroll.
   s.kind = "conv2d";
   s.in_shape = {1, 3, 7, 7};
