@@ -18,7 +18,8 @@ struct ConvFuncs {
 
 // cb: output channels per weight block (weights are packed (co % cb, ci, kx, ky, co / cb)).
 // from_nchw: the input is a model's NCHW image (a stem reading it without a layout step).
-// k_chunk > 0: the reduction runs in chunks of that many input channels (see conv2d.cpp).
+// k_chunk > 0: the reduction runs in chunks of that many input channels (see conv2d.cpp); pass
+// it only where conv2d_chunk_fits.
 ConvFuncs define_conv2d(const KernelSpec &s, int cb, bool from_nchw = false, int k_chunk = 0);
 // Knobs: vec (SIMD lanes), co_vectors (output-channel vectors per register tile),
 // x_tile (output columns per register tile), unroll_ci (input-channel unroll), pad_inline (no
