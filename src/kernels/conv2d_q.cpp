@@ -371,7 +371,8 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
     if (s.in_shape[1] >= 64) {
       f.padded.vectorize(pc, 64, TailStrategy::GuardWithIf);
     } else if (s.in_shape[1] <= 4 && s.in_shape[3] >= 16) {
-      schedule_image_columns(f.padded, f.padded_channels);  // the padded group of g channels
+      Var px = f.padded.args()[1];
+      f.padded.bound(pc, 0, (int)f.padded_channels).reorder(pc, px, py).vectorize(pc).vectorize(px, 16, TailStrategy::GuardWithIf);
     }
   }
 }

@@ -87,7 +87,7 @@ QCase with_relu(QCase c) {
   return c;
 }
 
-// 32 kernels. Channel counts straddle the 4-channel dot-product groups (C % 4 != 0 pads channels
+// Channel counts straddle the 4-channel dot-product groups (C % 4 != 0 pads channels
 // with the zero point) and the 16-lane output-channel vectors (M = 3, 5, 13, 17, 33, ...).
 const std::vector<QCase> kCases = [] {
   std::vector<QCase> v = {
@@ -97,6 +97,9 @@ const std::vector<QCase> kCases = [] {
       mk(1, 17, 7, 9, 33, 1, 1, 0),                     // 1x1
       mk(1, 33, 6, 6, 17, 1, 2, 0, 128),                // 1x1 stride 2 (no spatial padding, C % 4 != 0)
       mk(1, 3, 16, 16, 16, 7, 2, 3, 128, 5),            // ResNet stem shape
+      mk(2, 3, 21, 37, 17, 7, 2, 3, 7),                 // stem: padded copy over 4 channels, tail of 16 columns
+      mk(1, 2, 18, 19, 16, 3, 1, 1, 128),               // 2 channels, padded copy
+      mk(1, 4, 17, 20, 32, 5, 2, 2, 3),                 // 4 channels: the copy only pads the borders
       mk(1, 5, 11, 11, 3, 7, 1, 3, 7),                  // 7x7 with few output channels
       mk(1, 16, 8, 8, 16, 3, 1, 1),                     // exactly one vector
       mk(1, 64, 7, 7, 64, 3, 1, 1, 128, 3),             // C >= 64: vectorized padding

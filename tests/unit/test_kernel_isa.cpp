@@ -291,15 +291,17 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
             ADD_FAILURE() << c.name << " (level " << l.name << "), " << k.spec << ": '" << ins << "' needs "
                           << r.what << " (" << r.feature << ")";
       }
-      // Where the level has VNNI, 8-bit convolutions reach the 4-way dot product (except
-      // kernels that had to fall back to the level below: on Ice Lake, the 3-channel stems,
-      // whose byte shuffles LLVM's Zen 4 code makes with SSE4a's insertq).
+      // Where the level has VNNI, 8-bit convolutions reach the 4-way dot product (a kernel that
+      // fell back to the level below would not: see the count after the loop).
       fell_back += k.fell_back;
       if (vnni_level && k.spec.rfind("conv2d_q", 0) == 0 && !k.fell_back)
         EXPECT_GT(dot, 0) << c.name << ": " << k.spec << " has no vpdpbusd or tdpbusd";
     }
-    if (l.banned_mnemonics.empty()) EXPECT_EQ(fell_back, 0) << c.name;
-    else EXPECT_LE(fell_back, 2) << c.name << ": most kernels keep the level's own code";
+    // No kernel here needs the fallback (BannedInstructionsFallBack tests the mechanism): the
+    // 3-channel int8 stems did on Ice Lake until their padded copy was vectorized over its 4
+    // channels (LLVM's Zen 4 code gathered 3 bytes per pixel with SSE4a's insertq), and the
+    // fallback cost them VNNI (ResNet-50's 3.2 ms against 0.57 ms with it).
+    EXPECT_EQ(fell_back, 0) << c.name << " (level " << l.name << ")";
   }
 }
 
