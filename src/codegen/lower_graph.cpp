@@ -328,8 +328,15 @@ struct Lowering {
     }
     const auto &wq = *w.idata;
     const bool dense = g.values[n.inputs[0]].type.shape.size() == 2;
-    const auto [tv, R] = dense ? std::pair<int, int>{-1, 0}
-                               : thresholds_const(n, s, out, 0, wq, C * KH * KW, 8, value_qmax(n.inputs[0]), true);
+    // With a residual, x86 keeps the multiplier epilogue: one set of thresholds per residual
+    // level costs a select per level and set, more than the float requantization. ResNet-50 W2A2
+    // at one thread on Ice Lake (`qnnc bench --profile`, --knob conv2d_q.thresholds=0 against
+    // the default, two rounds): the residual layers took 0.84-0.87x their time with the
+    // multiplier, the others 0.95-1.01x.
+    const bool keep_multiplier = dense || (s.residual && target.halide.arch == Halide::Target::X86);
+    const auto [tv, R] = keep_multiplier
+                             ? std::pair<int, int>{-1, 0}
+                             : thresholds_const(n, s, out, 0, wq, C * KH * KW, 8, value_qmax(n.inputs[0]), true);
     resolve_knobs(s, {{"thresholds", R}});  // again, now that the task is known (it may take a record)
     // `--knob conv2d_q.amx=1` asks for AMX tiles where the layer and the target allow them.
     if (knob(s.knobs, "amx", 0) && !conv2d_q_amx_unfit(s, s.knobs, target.halide).empty()) s.knobs["amx"] = 0;
