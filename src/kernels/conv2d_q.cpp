@@ -213,6 +213,20 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // took 4 (a row of one column: dense layers, squeeze-and-excitation) ran 4-5x slower than
   // with 3 (AlexNet int8, 9216 -> 4096: 7.1 -> 1.5 ms, `qnnc bench --profile`).
   if (t.arch == Target::X86) k["co_vectors"] = std::min(k["co_vectors"], 3);
+  // With vpdpbusd, 64 output channels per tile as 2 vectors of 32 lanes (their 4 registers of
+  // weights load densely, where 4 vectors of 16 gathered) by 4 or 5 columns, whichever computes
+  // fewer columns past the row's end. Measured on Ice Lake, ResNet-50 int8 at one thread
+  // (`qnnc bench --profile`, per-layer minimum of 4 alternating rounds, against 2 vectors of
+  // 16 x 7-8 columns): 3x3 layers 0.85-0.91x their time at 56 and 28 columns with 4 columns,
+  // 0.87-0.89x at 14 with 5; 1x1 layers 0.88-1.0x; at 7 columns 4 or 5 were slower than 2 x 7
+  // (8 or 10 columns computed), so those keep it. The tuner found the same shape (vec 32).
+  const int64_t OW = s.out_shape.size() == 4 ? s.out_shape[3] : 1;
+  if (x86_has_u8_dot(t) && k["vec"] == 16 && s.out_shape[1] % 64 == 0 && OW >= 8) {
+    k["vec"] = 32;
+    k["co_vectors"] = 2;
+    auto covered = [&](int c) { return (OW + c - 1) / c * c; };
+    k["x_tile"] = covered(5) < covered(4) ? 5 : 4;
+  }
   // On ARM, output channels that the vectors do not divide (16 or more; fewer take one vector of
   // all of them) would leave a last vector shifted inward across two blocks of packed weights,
   // which Halide 21's ARM back end refuses for the dot-product loads ("Should be dense vector

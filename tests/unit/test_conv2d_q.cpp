@@ -41,6 +41,7 @@ struct QCase {
   bool force_bs = false;     // ask for the bit-serial kernel where it is not the default
   int per_byte = 0;          // > 0: force this many weights per byte (knob weights_per_byte)
   int amx = -1;              // 0 / 1: force knob amx (1 needs a host with AMX; skipped elsewhere)
+  int wide_tile = 0;         // > 0: force tiles of 2 vectors of 32 lanes (64 channels) by this many columns
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -56,6 +57,7 @@ struct QCase {
     if (qmax != 255) s += "_qmax" + std::to_string(qmax);
     if (ties) s += "_ties";
     if (even) s += "_even";
+    if (wide_tile) s += "_w64x" + std::to_string(wide_tile);
     if (wbits != 8 || abits != 8) s += "_w" + std::to_string(wbits) + "a" + std::to_string(abits);
     if (force_bs) s += "_bs";
     if (per_byte) s += "_per" + std::to_string(per_byte);
@@ -200,6 +202,18 @@ const std::vector<QCase> kCases = [] {
     wide.per_byte = per;
     v.push_back(wide);
   }
+  // The x86 VNNI default for 64-channel multiples (2 vectors of 32 lanes by 4 or 5 columns),
+  // forced so that every host runs it: 2 channel blocks with the last column tile shifted
+  // inward, stride 2 into 5 columns with batch 2 and a residual, 4-bit weights two per byte.
+  auto wide = [](QCase c, int cols) {
+    c.wide_tile = cols;
+    return c;
+  };
+  v.push_back(wide(mk(1, 40, 14, 14, 128, 3, 1, 1, 7), 5));
+  v.push_back(wide(with_res(mk(2, 64, 11, 9, 64, 3, 2, 1, 128), true), 4));
+  QCase wide_packed = wide(bits(with_relu(mk(1, 33, 8, 16, 64, 3, 1, 1, 8, 8)), 4, 8), 4);
+  wide_packed.per_byte = 2;
+  v.push_back(wide_packed);
   auto bs = [&](QCase c, int wb, int ab) {
     c = bits(c, wb, ab);
     c.force_bs = true;
@@ -396,6 +410,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   if (want_bitserial) knobs["conv2d_q"]["bitserial"] = 1;
   if (c.per_byte) knobs["conv2d_q"]["weights_per_byte"] = c.per_byte;
   if (c.amx >= 0) knobs["conv2d_q"]["amx"] = c.amx;
+  if (c.wide_tile) knobs["conv2d_q"].insert({{"vec", 32}, {"co_vectors", 2}, {"x_tile", c.wide_tile}});
   if (c.amx == 1 && !qnnc::detect_cpu_features().count("amx_int8")) GTEST_SKIP() << "this CPU has no AMX";
   qnnc::Module mod = qref::compile(g, knobs);
   bool bitserial = false;
@@ -411,6 +426,12 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   if (c.amx >= 0)
     for (const auto &st : mod.manifest()["steps"])
       if (st.value("op", "") == "conv2d_q") EXPECT_EQ(st["spec"]["knobs"].value("amx", 0), c.amx) << "knob amx";
+  if (c.wide_tile)
+    for (const auto &st : mod.manifest()["steps"])
+      if (st.value("op", "") == "conv2d_q") {
+        EXPECT_EQ(st["spec"]["knobs"].value("vec", 0), 32) << "knob vec";
+        EXPECT_EQ(st["spec"]["knobs"].value("co_vectors", 0), 2) << "knob co_vectors";
+      }
   // Packed storage by default except on x86 for outputs of 14 columns or more.
   const int64_t OW = (c.W + c.pads[1] + c.pads[3] - c.dil * (c.KW - 1) - 1) / c.stride + 1;
 #if defined(__x86_64__) || defined(__i386__)
