@@ -219,9 +219,12 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // (`qnnc bench --profile`, per-layer minimum of 4 alternating rounds, against 2 vectors of
   // 16 x 7-8 columns): 3x3 layers 0.85-0.91x their time at 56 and 28 columns with 4 columns,
   // 0.87-0.89x at 14 with 5; 1x1 layers 0.88-1.0x; at 7 columns 4 or 5 were slower than 2 x 7
-  // (8 or 10 columns computed), so those keep it. The tuner found the same shape (vec 32).
+  // (8 or 10 columns computed), so those keep it; so do reductions under 128 (MobileNetV2's
+  // 1x1 expansions from 32-96 channels took 1.0-1.08x their time with it: short reductions are
+  // bound by the epilogue). The tuner found the same shape (vec 32).
   const int64_t OW = s.out_shape.size() == 4 ? s.out_shape[3] : 1;
-  if (x86_has_u8_dot(t) && k["vec"] == 16 && s.out_shape[1] % 64 == 0 && OW >= 8) {
+  const int64_t reduction = s.in_shape.size() == 4 ? s.in_shape[1] * s.kernel[0] * s.kernel[1] : 0;
+  if (x86_has_u8_dot(t) && k["vec"] == 16 && s.out_shape[1] % 64 == 0 && OW >= 8 && reduction >= 128) {
     k["vec"] = 32;
     k["co_vectors"] = 2;
     auto covered = [&](int c) { return (OW + c - 1) / c * c; };
