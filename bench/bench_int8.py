@@ -449,7 +449,7 @@ def run_benchmark(args: argparse.Namespace, workdir: str) -> int:
                  "ratio vs ORT int8 = median / ORT int8 median (< 1: faster than ORT int8)")
     notes.append("qnnc on x86: int1 runs bit-serial popcount kernels that hand bit planes to each other, with "
                  "threshold epilogues; int4 and int2 run the int8 dot-product kernel with weights stored two or four "
-                 "per byte on outputs under 14 columns, one per byte on wider ones (int2 with threshold epilogues); "
+                 "per byte on outputs under 14 columns, one per byte on wider ones (int2 with threshold epilogues, except layers with a residual); "
                  "int8-all also quantizes the first convolution and the "
                  "dense layer; low-bit modes run the first convolution and the dense layer at int8; on Sapphire "
                  "Rapids the int8 convolutions that pay for it (and low-bit ones with one weight per byte) run on AMX "
