@@ -388,8 +388,15 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
     if (s.in_shape[1] >= 64) {
       f.padded.vectorize(pc, 64, TailStrategy::GuardWithIf);
     } else if (s.in_shape[1] <= 4 && s.in_shape[3] >= 16) {
+      // An image's few channels (a stem): the padded groups of channels by 16 columns as one
+      // vector, stored in one piece. Vectorized along the columns with the channels unrolled,
+      // the copy gathered 3 bytes per pixel, for which LLVM's Zen 4 code uses SSE4a's insertq
+      // (and Ice Lake then fell back to code without vpdpbusd: codegen/target.h).
       Var px = f.padded.args()[1];
-      f.padded.bound(pc, 0, (int)f.padded_channels).reorder(pc, px, py).vectorize(pc).vectorize(px, 16, TailStrategy::GuardWithIf);
+      f.padded.bound(pc, 0, (int)f.padded_channels)
+          .reorder(pc, px, py)
+          .vectorize(pc)
+          .vectorize(px, 16, TailStrategy::GuardWithIf);
     }
   }
 }

@@ -52,9 +52,10 @@ inline bool x86_has_u8_dot(const Halide::Target &t) {
           t.has_feature(Halide::Target::AVX512_SapphireRapids));
 }
 
-// The padded copy of an image's few channels (a convolution's stem, fp32 or integer): channels
-// unrolled, a vector of 16 columns each, stored interleaved (one element at a time, 229 x 229 x
-// 4 bytes took about 0.1 ms). `channels`: the channels the reduction reads.
+// The padded copy of an image's few channels (an fp32 stem reading the model's NCHW input):
+// channels unrolled, a vector of 16 columns each, stored interleaved (one element at a time).
+// `channels`: the channels the reduction reads. (The integer stem's copy is vectorized over its
+// channel groups instead: kernels/conv2d_q.cpp.)
 inline void schedule_image_columns(Halide::Func padded, int64_t channels) {
   Halide::Var c = padded.args()[0], x = padded.args()[1], y = padded.args()[2];
   padded.bound(c, 0, (int)channels).reorder(c, x, y).unroll(c).vectorize(x, 16, Halide::TailStrategy::GuardWithIf);
