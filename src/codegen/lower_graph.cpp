@@ -338,8 +338,9 @@ struct Lowering {
                              ? std::pair<int, int>{-1, 0}
                              : thresholds_const(n, s, out, 0, wq, C * KH * KW, 8, value_qmax(n.inputs[0]), true);
     resolve_knobs(s, {{"thresholds", R}});  // again, now that the task is known (it may take a record)
-    // `--knob conv2d_q.amx=1` asks for AMX tiles where the layer and the target allow them.
-    if (knob(s.knobs, "amx", 0) && !conv2d_q_amx_unfit(s, s.knobs, target.halide).empty()) s.knobs["amx"] = 0;
+    // `--knob conv2d_q.amx=1` asks for AMX tiles where the layer and the target allow them (the
+    // knob space's rule for the target, which the tuner applies too).
+    s.knobs = knob_spaces().at("conv2d_q").for_target(s, s.knobs, target.halide);
     const int per = conv2d_q_weights_per_byte(s.knobs);
     if (wbits > 8 / per)
       throw Error("layer " + n.name + ": " + std::to_string(wbits) + "-bit weights do not fit " + std::to_string(per) +

@@ -177,6 +177,12 @@ const std::vector<X86Level> &x86_levels() {
   return levels;
 }
 
+const X86Level &x86_level_named(const std::string &name) {
+  for (const auto &l : x86_levels())
+    if (l.name == name) return l;
+  throw Error("no x86 level named '" + name + "'");
+}
+
 const X86Level &x86_level_for_cpu(const CpuFeatures &cpu) {
   for (const auto &l : x86_levels())
     if (missing_cpu_features(l.cpu_features, cpu).empty()) return l;
@@ -199,8 +205,8 @@ TargetInfo resolve_target(const std::string &name) {
       t.description = "host (x86-64, " + l.name + " level)";
       t.cpu_features = l.cpu_features;
       t.banned_mnemonics = l.banned_mnemonics;
-      for (const auto &f : x86_levels())
-        if (f.name == l.fallback) t.fallback = Halide::Target(h.os, h.arch, h.bits, h.processor_tune, f.features);
+      if (!l.fallback.empty())
+        t.fallback = Halide::Target(h.os, h.arch, h.bits, h.processor_tune, x86_level_named(l.fallback).features);
     } else {
       t.halide = h;
       t.description = "host";

@@ -46,6 +46,8 @@ struct X86Level {
 };
 // Best first.
 const std::vector<X86Level> &x86_levels();
+// The level called `name` (e.g. a level's fallback); throws qnnc::Error for an unknown name.
+const X86Level &x86_level_named(const std::string &name);
 
 // The best level whose code runs on a CPU with features cpu. This is the one place that maps
 // an x86 CPU to Halide features: e.g. Zen 4 -> avx512_zen4, Sapphire Rapids ->

@@ -427,7 +427,7 @@ KnobSpace conv2d_q_knob_space() {
     return k;
   };
   s.for_target = [](const KernelSpec &s, Knobs k, const Target &t) {
-    if (knob(k, "amx", 0) && !conv2d_q_amx_unfit(s, k, t).empty()) k["amx"] = 0;  // as lowering does
+    if (knob(k, "amx", 0) && !conv2d_q_amx_unfit(s, k, t).empty()) k["amx"] = 0;  // lowering applies this
     return k;
   };
   return s;

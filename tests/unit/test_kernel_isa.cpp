@@ -248,14 +248,13 @@ std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
       hk.pipeline.compile_to_object(obj, hk.arguments(), "k" + std::to_string(i), t);
       // As compile_kernel does: a banned instruction sends the kernel to the fallback level.
       bool fell_back = !level.banned_mnemonics.empty() && !qnnc::banned_instructions_in(obj, level.banned_mnemonics).empty();
-      if (fell_back)
-        for (const auto &f : qnnc::x86_levels())
-          if (f.name == level.fallback) {
-            Halide::Target ft = Halide::Target(Halide::Target::Linux, Halide::Target::X86, 64, f.features)
-                                    .with_feature(Halide::Target::NoRuntime);
-            qnnc::HalideKernel fk = qnnc::build_kernel(s, ft);
-            fk.pipeline.compile_to_object(obj, fk.arguments(), "k" + std::to_string(i), ft);
-          }
+      if (fell_back) {
+        Halide::Target ft = Halide::Target(Halide::Target::Linux, Halide::Target::X86, 64,
+                                           qnnc::x86_level_named(level.fallback).features)
+                                .with_feature(Halide::Target::NoRuntime);
+        qnnc::HalideKernel fk = qnnc::build_kernel(s, ft);
+        fk.pipeline.compile_to_object(obj, fk.arguments(), "k" + std::to_string(i), ft);
+      }
       out[i] = {s.describe(), disassemble(obj), fell_back};
       std::remove(obj.c_str());
     }
@@ -336,8 +335,7 @@ TEST(KernelIsa, BannedInstructionsFallBack) {
   qnnc::CompiledKernel plain = qnnc::compile_kernel(s, t);
   EXPECT_EQ(qnnc::banned_instructions_in(plain.object, {"vpdpbusd", "extrq"}), std::vector<std::string>{"vpdpbusd"});
   t.banned_mnemonics = {"vpdpbusd"};
-  for (const auto &l : qnnc::x86_levels())
-    if (l.name == "cannonlake") t.fallback = Halide::Target(Halide::Target::Linux, Halide::Target::X86, 64, l.features);
+  t.fallback = Halide::Target(Halide::Target::Linux, Halide::Target::X86, 64, qnnc::x86_level_named("cannonlake").features);
   qnnc::CompiledKernel fell = qnnc::compile_kernel(s, t);
   EXPECT_NE(fell.fn, plain.fn) << "the banned list is part of the kernel's name";
   EXPECT_TRUE(qnnc::banned_instructions_in(fell.object, {"vpdpbusd"}).empty());

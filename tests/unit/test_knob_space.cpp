@@ -118,7 +118,6 @@ TEST(KnobSpace, NormalizedFormsOfClampedKnobs) {
   auto c0 = qnnc::normalized_knobs(s, {{"vec", 16}, {"co_vectors", 4}, {"x_tile", 7}, {"k_chunk", 64}, {"chunk_rows", 2}});
   EXPECT_EQ(c0.at("k_chunk"), 0);
   EXPECT_EQ(c0.count("chunk_rows"), 0u);
-  s.kind = "conv2d_q";
   // fp32: an unroll factor that does not divide the input channels is no unroll.
   s.kind = "conv2d";
   s.in_shape = {1, 3, 7, 7};
