@@ -13,6 +13,7 @@
 #include "codegen/kernel_cache.h"
 #include "kernels/knob_space.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_winograd.h"
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
@@ -534,6 +535,9 @@ struct Lowering {
   // zero-padded, so a register tile streams its weights contiguously.
   PlanArg conv_weights(const KernelSpec &s, const Value &w, int64_t M, int64_t C, int64_t KH, int64_t KW) {
     int64_t cb = conv2d_channel_block(s, s.knobs), nb = (M + cb - 1) / cb;
+    if (conv2d_uses_winograd(s, s.knobs))
+      return {new_const(w.name + ".winograd", {nb, 16, C, cb}, winograd_weights(*w.data, M, C, cb)),
+              packed({cb, C, 16, nb})};
     std::vector<float> pk(nb * cb * C * KH * KW, 0.f);
     for (int64_t m = 0; m < M; m++)
       for (int64_t c = 0; c < C; c++)

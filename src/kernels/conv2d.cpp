@@ -3,6 +3,7 @@
 // broadcast input value by a vector of output channels.
 #include "kernels/knob_space.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_winograd.h"
 #include "kernels/register_tile.h"
 
 #include <algorithm>
@@ -164,6 +165,27 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
   k["chunk_rows"] = (int)std::min<int64_t>(OH, 8);
 }
 
+// Winograd F(2x2, 3x3) for 3x3 stride-1 layers whose transformed weights (16 x C x M floats)
+// take at most 1 MB, so that each task (one row of tiles, every channel block) reads them from
+// L2. ResNet-50 at one and two threads (`bench --profile`, alternating, AVX-512): its 64 -> 64
+// layers at 56x56 0.50x / 0.65x the direct convolution's time, 128 -> 128 at 28x28 0.57x /
+// 0.75x; 256 -> 256 at 14x14 (4 MB) 0.75x at one thread with all 7 tile rows in one task but
+// 1.6x at two (one task), 1.05-1.1x with fewer rows; 512 -> 512 at 7x7 (16 MB) 1.1x-2.3x. So
+// those stay direct by default (a tuner may choose otherwise for its thread count). Only
+// measured on AVX-512; elsewhere it is the tuner's to choose.
+void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
+  if (!t.has_feature(Target::AVX512) || !conv2d_winograd_fits(s) || knob(k, "from_nchw", 0)) return;
+  const int64_t C = s.in_shape[1], M = s.out_shape[1];
+  if (C < 16 || M < 16 || 16 * C * M * 4 > (1 << 20)) return;
+  k["winograd"] = 1;
+  k["vec"] = 16;
+  k["co_vectors"] = M % 64 == 0 ? 4 : M % 48 == 0 ? 3 : 2;
+  k["wino_tiles"] = k["co_vectors"] <= 2 ? 8 : 6;  // 16-24 accumulators
+  k["wino_rows"] = 1;
+  for (const char *name : {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"})
+    k.erase(name);
+}
+
 }  // namespace
 
 Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
@@ -182,6 +204,7 @@ Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
   // in the loads (MnasNet's 3x3/2 stem, 2 threads: 0.242 -> 0.208 ms against a padded copy;
   // ResNet-50's 7x7/2 stem took 1.3-1.4x as long so).
   if (s.in_shape.size() == 4 && s.in_shape[1] <= 4 && s.kernel[0] * s.kernel[1] <= 9) k["pad_inline"] = 1;
+  winograd_default(s, t, k);
   return k;
 }
 
@@ -275,7 +298,27 @@ KnobSpace conv2d_knob_space() {
   s.knobs.push_back({"chunk_rows", "output rows per task with k_chunk", {1, 2, 4, 7}, {}});
   s.knobs.push_back({"from_nchw", "1: reads the model's NCHW input itself (a stem; set by lowering)", {}, {0, 1},
                      false, true});
+  s.knobs.push_back({"winograd", "1: Winograd F(2x2, 3x3) for a 3x3 stride-1 layer (weights transformed at compile "
+                                 "time; 16 multiply-adds per channel and 2x2 outputs instead of 36)",
+                     {0, 1}, {0, 1}, true});
+  s.knobs.push_back({"wino_tiles", "with winograd: 2x2 output tiles per register tile", {2, 3, 4, 6, 8}, {}});
+  s.knobs.push_back({"wino_rows", "with winograd: tile rows per parallel task (its input transformed once for "
+                                  "every channel block)", {1, 2, 4, 7, 14}, {}});
+  s.knobs.push_back({"wino_root", "with winograd: 1 transforms the input in a parallel pass of its own; tasks are "
+                                  "then tile rows x channel blocks", {0, 1}, {0, 1}});
   s.normalize = [](const KernelSpec &s, Knobs k) {
+    if (k.count("winograd") && !conv2d_winograd_fits(s)) k["winograd"] = 0;
+    if (conv2d_uses_winograd(s, k)) {
+      // Winograd's schedule reads only the channel block and its own knobs.
+      for (const char *name : {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"})
+        k.erase(name);
+      k = register_tile_normalize(s, std::move(k), 8);
+      const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
+      if (k.count("wino_tiles")) k["wino_tiles"] = (int)std::min<int64_t>(std::max(1, k["wino_tiles"]), TX);
+      if (k.count("wino_rows")) k["wino_rows"] = (int)std::min<int64_t>(std::max(1, k["wino_rows"]), TY);
+      return k;
+    }
+    for (const char *name : {"wino_tiles", "wino_rows", "wino_root"}) k.erase(name);
     k = register_tile_normalize(s, std::move(k), 8);
     if (k.count("unroll_ci") && s.in_shape.size() == 4 && (k["unroll_ci"] < 1 || s.in_shape[1] % k["unroll_ci"] != 0))
       k["unroll_ci"] = 1;  // the schedule ignores a factor that does not divide the channels

@@ -5,6 +5,7 @@
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
+#include "kernels/conv2d_winograd.h"
 #include "kernels/families.h"
 #include "kernels/knob_space.h"
 #include "ir/graph.h"
@@ -84,6 +85,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
 namespace {
 
 HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) {
+  if (conv2d_uses_winograd(s, k)) return build_conv2d_winograd(s, k);
   ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k), knob(k, "from_nchw", 0),
                               conv2d_chunk_fits(s, k) ? knob(k, "k_chunk", 0) : 0);
   schedule_conv2d(f, s, k, t);

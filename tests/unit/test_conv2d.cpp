@@ -6,6 +6,7 @@
 #include <set>
 
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_winograd.h"
 #include "reference.h"
 
 namespace {
@@ -324,6 +325,74 @@ TEST(Conv2dChunked, MatchesReference) {
         chunked += qnnc::conv2d_chunk_fits(spec, spec.knobs);
       }
     EXPECT_EQ(chunked, 1) << "the convolution runs its reduction in chunks";
+    EXPECT_TRUE(ref::Close(m.run(inputs)[0], want, 1e-4));
+  }
+}
+
+// Winograd F(2x2, 3x3) (knob winograd: kernels/conv2d_winograd.h) against the reference: odd
+// widths and heights (a last tile half outside the output), channels below, at and around the
+// vector width, valid and asymmetric padding, register tiles and task rows that do not divide
+// the tile grid, one channel block or several (the last shifted inward), batch 2, images of one
+// pixel, the input transformed per task or in a pass of its own, and the fused epilogues
+// (residual, ReLU, batch norm).
+TEST(Conv2dWinograd, MatchesReference) {
+  struct S {
+    ConvCase c;
+    qnnc::Knobs k;
+  };
+  const S cases[] = {
+      {mk(1, 64, 14, 14, 64, 3, 3, 1, P1, E::Relu), {}},
+      {mk(1, 17, 9, 11, 33, 3, 3, 1, P1), {{"wino_tiles", 4}}},
+      {mk(2, 16, 7, 7, 48, 3, 3, 1, P1, E::ResInputRelu), {{"wino_tiles", 3}, {"wino_rows", 2}}},
+      {mk(1, 5, 8, 13, 7, 3, 3, 1, P0), {{"wino_tiles", 2}}},
+      {mk(1, 6, 7, 9, 17, 3, 3, 1, {0, 1, 1, 0}), {}},
+      {mk(1, 32, 1, 1, 16, 3, 3, 1, P1), {}},
+      {mk(1, 24, 5, 6, 40, 3, 3, 1, P2, E::BNRelu), {{"wino_tiles", 8}, {"wino_rows", 4}}},
+      {mk(2, 33, 12, 10, 80, 3, 3, 1, P1, E::ResInputRelu, false), {{"co_vectors", 2}, {"wino_tiles", 5}}},
+      // The input transformed in a pass of its own; tasks are rows x channel blocks.
+      {mk(1, 48, 11, 9, 64, 3, 3, 1, P1, E::Relu), {{"wino_root", 1}, {"wino_rows", 2}, {"wino_tiles", 4}}},
+      {mk(2, 20, 6, 7, 24, 3, 3, 1, P1, E::ResInputRelu), {{"wino_root", 1}, {"wino_rows", 4}}},
+  };
+  for (const S &s : cases) {
+    const ConvCase &c = s.c;
+    SCOPED_TRACE(c.name());
+    ref::Rng rng(seed_of("winograd" + c.name()));
+    const Shape xs{c.N, c.C, c.H, c.W}, ws{c.M, c.C, c.KH, c.KW};
+    Tensor x = ref::random_tensor(xs, rng);
+    std::vector<float> w = ref::randn(ref::numel(ws), rng, 1.f / std::sqrt((float)(c.C * c.KH * c.KW)));
+    std::vector<float> bias = ref::randn(c.M, rng, 0.5f);
+    ref::GraphBuilder b;
+    int y = b.conv(b.input("x", xs), b.constant("w", ws, w), c.bias ? b.constant("b", {c.M}, bias) : -1, c.stride,
+                   c.pads, c.dil);
+    Tensor want = ref::conv2d(x, w, ws, c.bias ? &bias : nullptr, c.stride, c.pads, c.dil);
+    std::vector<Tensor> inputs{x};
+    if (c.epi == E::BNRelu) {
+      std::vector<float> gamma(c.M, 1.2f), beta(c.M, 0.1f), mean(c.M, -0.2f), var(c.M, 0.7f);
+      y = b.batchnorm(y, gamma, beta, mean, var, 1e-5f);
+      want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
+    }
+    if (c.epi == E::ResInputRelu) {
+      Tensor r = ref::random_tensor(want.shape, rng);
+      y = b.node("Add", {y, b.input("residual", r.shape)});
+      want = ref::add(want, r);
+      inputs.push_back(r);
+    }
+    if (c.epi != E::None) {
+      y = b.node("Relu", {y});
+      want = ref::relu(want);
+    }
+    b.output(y);
+    qnnc::CompileOptions opt;
+    opt.knobs["conv2d"] = s.k;
+    opt.knobs["conv2d"]["winograd"] = 1;
+    qnnc::Module m = qnnc::compile(b.finish(), opt);
+    int winograd = 0;
+    for (const auto &st : m.manifest()["steps"])
+      if (st["op"] == "conv2d") {
+        auto spec = qnnc::KernelSpec::from_json(st["spec"]);
+        winograd += qnnc::conv2d_uses_winograd(spec, spec.knobs);
+      }
+    EXPECT_EQ(winograd, 1) << "the convolution runs Winograd";
     EXPECT_TRUE(ref::Close(m.run(inputs)[0], want, 1e-4));
   }
 }
