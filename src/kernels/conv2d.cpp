@@ -165,23 +165,47 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
   k["chunk_rows"] = (int)std::min<int64_t>(OH, 8);
 }
 
-// Winograd F(2x2, 3x3) for 3x3 stride-1 layers whose transformed weights (16 x C x M floats)
-// take at most 1 MB, so that each task (one row of tiles, every channel block) reads them from
-// L2. ResNet-50 at one and two threads (`bench --profile`, alternating, AVX-512): its 64 -> 64
-// layers at 56x56 0.50x / 0.65x the direct convolution's time, 128 -> 128 at 28x28 0.57x /
-// 0.75x; 256 -> 256 at 14x14 (4 MB) 0.75x at one thread with all 7 tile rows in one task but
-// 1.6x at two (one task), 1.05-1.1x with fewer rows; 512 -> 512 at 7x7 (16 MB) 1.1x-2.3x. So
-// those stay direct by default (a tuner may choose otherwise for its thread count). Only
-// measured on AVX-512; elsewhere it is the tuner's to choose.
+// Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512). Measured on ResNet-50 at one and two
+// threads (`bench --profile`, alternating), against the direct convolution:
+// - transformed weights (16 x C x M floats) up to 1 MB: each task takes one row of tiles for
+//   every channel block, reading the weights from L2. 64 -> 64 at 56x56 0.50x / 0.65x the
+//   time, 128 -> 128 at 28x28 0.57x / 0.75x.
+// - up to 4 MB, where the whole image's transformed input takes at most 1 MB: that transform in
+//   a pass of its own, then one task per channel block over every tile, so each block's weights
+//   are read once. 256 -> 256 at 14x14 0.80x / 0.75x (one row of tiles per task: 1.05-1.1x;
+//   one task for all rows and blocks: 0.75x / 1.4x).
+// - larger (512 -> 512 at 7x7, 16 MB): 1.1-1.3x in every arrangement tried; direct.
+// Only measured on AVX-512; elsewhere it is the tuner's to choose.
 void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (!t.has_feature(Target::AVX512) || !conv2d_winograd_fits(s) || knob(k, "from_nchw", 0)) return;
-  const int64_t C = s.in_shape[1], M = s.out_shape[1];
-  if (C < 16 || M < 16 || 16 * C * M * 4 > (1 << 20)) return;
+  const int64_t C = s.in_shape[1], M = s.out_shape[1], N = s.out_shape[0];
+  const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
+  const int64_t weight_bytes = 16 * C * M * 4, input_bytes = 16 * C * TX * TY * N * 4;
+  if (C < 16 || M < 16) return;
+  int rows = 1, root = 0;
+  if (weight_bytes > (4 << 20)) return;
+  if (weight_bytes > (1 << 20)) {
+    if (input_bytes > (1 << 20)) return;
+    rows = (int)TY;
+    root = 1;
+  }
   k["winograd"] = 1;
   k["vec"] = 16;
-  k["co_vectors"] = M % 64 == 0 ? 4 : M % 48 == 0 ? 3 : 2;
-  k["wino_tiles"] = k["co_vectors"] <= 2 ? 8 : 6;  // 16-24 accumulators
-  k["wino_rows"] = 1;
+  const int cv = M % 64 == 0 ? 4 : M % 48 == 0 ? 3 : 2;
+  k["co_vectors"] = cv;
+  k["wino_rows"] = rows;
+  k["wino_root"] = root;
+  // Tiles per register tile: at most 24 accumulators (7 x 4 vectors took 1.2x as long per tile
+  // as 6 x 4 on 64 -> 64), the fewest tiles computed past the task's end, narrower tiles
+  // weighed by their lower rate (5 and 4 tiles guessed 5% and 12% slower per tile than 6).
+  const int64_t T = TX * rows;
+  int wt = 0;
+  double best = 0;
+  for (auto [c, w] : {std::pair<int, double>{8, 1.0}, {6, 1.0}, {5, 1.05}, {4, 1.12}}) {
+    const double cost = (double)((T + c - 1) / c * c) * w;
+    if (cv * c <= 24 && (wt == 0 || cost < best)) wt = c, best = cost;
+  }
+  k["wino_tiles"] = wt;
   for (const char *name : {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"})
     k.erase(name);
 }
@@ -314,8 +338,9 @@ KnobSpace conv2d_knob_space() {
         k.erase(name);
       k = register_tile_normalize(s, std::move(k), 8);
       const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
-      if (k.count("wino_tiles")) k["wino_tiles"] = (int)std::min<int64_t>(std::max(1, k["wino_tiles"]), TX);
       if (k.count("wino_rows")) k["wino_rows"] = (int)std::min<int64_t>(std::max(1, k["wino_rows"]), TY);
+      if (k.count("wino_tiles"))
+        k["wino_tiles"] = (int)std::min<int64_t>(std::max(1, k["wino_tiles"]), TX * std::max(1, knob(k, "wino_rows", 1)));
       return k;
     }
     for (const char *name : {"wino_tiles", "wino_rows", "wino_root"}) k.erase(name);

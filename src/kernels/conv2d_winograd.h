@@ -23,9 +23,10 @@ std::vector<float> winograd_weights(const std::vector<float> &oihw, int64_t M, i
 // The stages of the algorithm, for the schedule.
 struct WinogradFuncs {
   Halide::ImageParam input, weights, bias, residual;
-  Halide::Func rows;     // B^T d along x: (c, a, j, tx, ty, n), j the patch row
-  Halide::Func tiles;    // B^T d B: (c, e, tx, ty, n)
-  Halide::Func product;  // sum over ci of U * tiles: (co, e, tx, ty, n)
+  // Tiles are numbered along rows: t = tx + ceil(OW / 2) ty.
+  Halide::Func rows;     // B^T d along x: (c, a, j, t, n), j the patch row
+  Halide::Func tiles;    // B^T d B: (c, e, t, n)
+  Halide::Func product;  // sum over ci of U * tiles: (co, e, t, n)
   Halide::Func output;   // A^T product A, plus bias, residual and activation: (co, x, y, n)
   Halide::RDom r;        // input channels
 };
@@ -34,8 +35,10 @@ struct WinogradFuncs {
 // winograd_weights packs them with cb output channels per block.
 WinogradFuncs define_conv2d_winograd(const KernelSpec &s, int cb);
 HalideKernel build_conv2d_winograd(const KernelSpec &s, const Knobs &k);
-// Knobs: vec, co_vectors (the channel block), wino_tiles (tiles per register tile), wino_rows
-// (tile rows per parallel task: each task transforms its rows' input once for all channel blocks).
+// Knobs: vec, co_vectors (the channel block), wino_tiles (tiles per register tile, consecutive
+// along rows), wino_rows (tile rows per parallel task: each task transforms its rows' input once
+// for all channel blocks), wino_root (the input transformed in a pass of its own; tasks are then
+// rows x channel blocks).
 void schedule_conv2d_winograd(WinogradFuncs &f, const KernelSpec &s, const Knobs &k);
 
 }  // namespace qnnc
