@@ -165,35 +165,39 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
   k["chunk_rows"] = (int)std::min<int64_t>(OH, 8);
 }
 
-// Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512). Measured on ResNet-50 at one and two
-// threads (`bench --profile`, alternating), against the direct convolution:
+// Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512). Measured with `bench --profile`
+// (Ice Lake, alternating) against the direct convolution, at 1 / 2 threads:
 // - transformed weights (16 x C x M floats) up to 1 MB: each task takes one row of tiles for
-//   every channel block, reading the weights from L2. 64 -> 64 at 56x56 0.50x / 0.65x the
-//   time, 128 -> 128 at 28x28 0.57x / 0.75x.
-// - up to 4 MB, where the whole image's transformed input takes at most 1 MB: that transform in
-//   a pass of its own, then one task per channel block over every tile, so each block's weights
-//   are read once. 256 -> 256 at 14x14 0.80x / 0.75x (one row of tiles per task: 1.05-1.1x;
-//   one task for all rows and blocks: 0.75x / 1.4x).
-// - larger (512 -> 512 at 7x7, 16 MB): 1.1-1.3x in every arrangement tried; direct.
+//   every channel block, reading the weights from L2. ResNet-50's 64 -> 64 at 56x56 0.50x /
+//   0.65x the time, 128 -> 128 at 28x28 0.57x / 0.75x; VGG-11's 64 -> 128 at 112x112 0.64x /
+//   0.55x.
+// - more: the input transformed in a pass of its own, then tasks of one channel block over
+//   rows of tiles (about 96 tiles, their transformed input within 2 MB), so each block's
+//   weights serve many tiles. ResNet-50's 256 -> 256 at 14x14 (all 49 tiles per task) 0.80x /
+//   0.75x (one row per task: 1.05-1.1x); VGG-11's 128 -> 256 and 256 -> 256 at 56x56 0.87x /
+//   0.60x and 0.77x / 0.45x, 512 -> 512 at 28x28 0.89x / 0.74x, at 14x14 0.93x / 0.84x.
+// - fewer than 28 tiles per task: direct. ResNet-50's 512 -> 512 at 7x7 (16 tiles) took
+//   1.1-2.6x the direct time in every arrangement tried (each weight serves too few tiles);
+//   VGG-11's 512 at 14x14 with 14 tiles per task 1.2-1.4x.
 // Only measured on AVX-512; elsewhere it is the tuner's to choose.
 void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (!t.has_feature(Target::AVX512) || !conv2d_winograd_fits(s) || knob(k, "from_nchw", 0)) return;
-  const int64_t C = s.in_shape[1], M = s.out_shape[1], N = s.out_shape[0];
+  const int64_t C = s.in_shape[1], M = s.out_shape[1];
   const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
-  const int64_t weight_bytes = 16 * C * M * 4, input_bytes = 16 * C * TX * TY * N * 4;
   if (C < 16 || M < 16) return;
-  int rows = 1, root = 0;
-  if (weight_bytes > (4 << 20)) return;
-  if (weight_bytes > (1 << 20)) {
-    if (input_bytes > (1 << 20)) return;
-    rows = (int)TY;
+  int64_t rows = 1;
+  int root = 0;
+  if (16 * C * M * 4 > (1 << 20)) {
     root = 1;
+    rows = std::min<int64_t>(TY, (96 + TX - 1) / TX);
+    while (rows > 1 && 16 * C * TX * rows * 4 > (2 << 20)) rows--;
+    if (TX * rows < 28) return;
   }
   k["winograd"] = 1;
   k["vec"] = 16;
   const int cv = M % 64 == 0 ? 4 : M % 48 == 0 ? 3 : 2;
   k["co_vectors"] = cv;
-  k["wino_rows"] = rows;
+  k["wino_rows"] = (int)rows;
   k["wino_root"] = root;
   // Tiles per register tile: at most 24 accumulators (7 x 4 vectors took 1.2x as long per tile
   // as 6 x 4 on 64 -> 64), the fewest tiles computed past the task's end, narrower tiles
