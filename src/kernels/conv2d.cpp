@@ -165,8 +165,9 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
   k["chunk_rows"] = (int)std::min<int64_t>(OH, 8);
 }
 
-// Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512). Measured with `bench --profile`
-// (Ice Lake, alternating) against the direct convolution, at 1 / 2 threads:
+// Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512) of at least 32 input and 16 output
+// channels. Measured with `bench --profile` (Ice Lake, alternating) against the direct
+// convolution, at 1 / 2 threads:
 // - transformed weights (16 x C x M floats) up to 1 MB: each task takes one row of tiles for
 //   every channel block, reading the weights from L2. ResNet-50's 64 -> 64 at 56x56 0.50x /
 //   0.65x the time, 128 -> 128 at 28x28 0.57x / 0.75x; VGG-11's 64 -> 128 at 112x112 0.64x /
@@ -176,6 +177,8 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 //   weights serve many tiles. ResNet-50's 256 -> 256 at 14x14 (all 49 tiles per task) 0.80x /
 //   0.75x (one row per task: 1.05-1.1x); VGG-11's 128 -> 256 and 256 -> 256 at 56x56 0.87x /
 //   0.60x and 0.77x / 0.45x, 512 -> 512 at 28x28 0.89x / 0.74x, at 14x14 0.93x / 0.84x.
+// - fewer than 32 input channels: direct. SqueezeNet's 16 -> 64 at 55x55 took 1.1-1.2x the
+//   direct time alone and about 2x inside the model (not understood); 32 -> 64 0.69x.
 // - fewer than 28 tiles per task: direct. ResNet-50's 512 -> 512 at 7x7 (16 tiles) took
 //   1.1-2.6x the direct time in every arrangement tried (each weight serves too few tiles);
 //   VGG-11's 512 at 14x14 with 14 tiles per task 1.2-1.4x.
@@ -184,7 +187,7 @@ void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (!t.has_feature(Target::AVX512) || !conv2d_winograd_fits(s) || knob(k, "from_nchw", 0)) return;
   const int64_t C = s.in_shape[1], M = s.out_shape[1];
   const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
-  if (C < 16 || M < 16) return;
+  if (C < 32 || M < 16) return;
   int64_t rows = 1;
   int root = 0;
   if (16 * C * M * 4 > (1 << 20)) {

@@ -129,7 +129,6 @@ void schedule_conv2d_winograd(WinogradFuncs &f, const KernelSpec &s, const Knobs
   else f.tiles.compute_at(out, task);
   Var rc = f.rows.args()[0];
   f.rows.compute_at(f.tiles, tc_o).vectorize(rc, cvw).unroll(f.rows.args()[1]).unroll(f.rows.args()[2]);
-  (void)C;
 }
 
 HalideKernel build_conv2d_winograd(const KernelSpec &s, const Knobs &k) {
