@@ -269,6 +269,61 @@ TEST(Conv2dCases, NamesAreUnique) {
 
 }  // namespace
 
+namespace {
+
+// One convolution of case c (its bias, then a BNRelu, ResInputRelu or Relu epilogue) compiled
+// with these conv2d knobs, with the reference output and the inputs; `seed` names the test.
+struct KnobCase {
+  qnnc::Module m;
+  Tensor want;
+  std::vector<Tensor> inputs;
+};
+
+KnobCase compile_with_knobs(const ConvCase &c, const qnnc::Knobs &k, const std::string &seed) {
+  ref::Rng rng(seed_of(seed + c.name()));
+  const Shape xs{c.N, c.C, c.H, c.W}, ws{c.M, c.C, c.KH, c.KW};
+  Tensor x = ref::random_tensor(xs, rng);
+  std::vector<float> w = ref::randn(ref::numel(ws), rng, 1.f / std::sqrt((float)(c.C * c.KH * c.KW)));
+  std::vector<float> bias = ref::randn(c.M, rng, 0.5f);
+  ref::GraphBuilder b;
+  int y = b.conv(b.input("x", xs), b.constant("w", ws, w), c.bias ? b.constant("b", {c.M}, bias) : -1, c.stride,
+                 c.pads, c.dil);
+  Tensor want = ref::conv2d(x, w, ws, c.bias ? &bias : nullptr, c.stride, c.pads, c.dil);
+  std::vector<Tensor> inputs{x};
+  if (c.epi == E::BNRelu) {
+    std::vector<float> gamma(c.M, 1.2f), beta(c.M, 0.1f), mean(c.M, -0.2f), var(c.M, 0.7f);
+    y = b.batchnorm(y, gamma, beta, mean, var, 1e-5f);
+    want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
+  }
+  if (c.epi == E::ResInputRelu) {
+    Tensor r = ref::random_tensor(want.shape, rng);
+    y = b.node("Add", {y, b.input("residual", r.shape)});
+    want = ref::add(want, r);
+    inputs.push_back(r);
+  }
+  if (c.epi != E::None) {
+    y = b.node("Relu", {y});
+    want = ref::relu(want);
+  }
+  b.output(y);
+  qnnc::CompileOptions opt;
+  opt.knobs["conv2d"] = k;
+  return {qnnc::compile(b.finish(), opt), want, inputs};
+}
+
+// conv2d steps of m whose spec and knobs satisfy pred.
+int count_conv_steps(const qnnc::Module &m, bool (*pred)(const qnnc::KernelSpec &, const qnnc::Knobs &)) {
+  int count = 0;
+  for (const auto &st : m.manifest()["steps"])
+    if (st["op"] == "conv2d") {
+      auto spec = qnnc::KernelSpec::from_json(st["spec"]);
+      count += pred(spec, spec.knobs);
+    }
+  return count;
+}
+
+}  // namespace
+
 // The chunked reduction (knob k_chunk: each task's rows sum one chunk of input channels at a
 // time into a buffer; kernels/conv2d.cpp) against the reference: chunks of 16 and 32 channels,
 // tiles whose width does not divide the row (whole tiles past the end, reads clamped into
@@ -288,44 +343,10 @@ TEST(Conv2dChunked, MatchesReference) {
       {mk(2, 32, 8, 9, 32, 5, 3, 1, {2, 1, 2, 1}), {{"k_chunk", 16}, {"co_vectors", 1}, {"x_tile", 8}, {"chunk_rows", 4}}},
   };
   for (const S &s : cases) {
-    const ConvCase &c = s.c;
-    SCOPED_TRACE(c.name());
-    ref::Rng rng(seed_of("chunked" + c.name()));
-    const Shape xs{c.N, c.C, c.H, c.W}, ws{c.M, c.C, c.KH, c.KW};
-    Tensor x = ref::random_tensor(xs, rng);
-    std::vector<float> w = ref::randn(ref::numel(ws), rng, 1.f / std::sqrt((float)(c.C * c.KH * c.KW)));
-    std::vector<float> bias = ref::randn(c.M, rng, 0.5f);
-    ref::GraphBuilder b;
-    int y = b.conv(b.input("x", xs), b.constant("w", ws, w), b.constant("b", {c.M}, bias), c.stride, c.pads, c.dil);
-    Tensor want = ref::conv2d(x, w, ws, &bias, c.stride, c.pads, c.dil);
-    std::vector<Tensor> inputs{x};
-    if (c.epi == E::BNRelu) {
-      std::vector<float> gamma(c.M, 1.2f), beta(c.M, 0.1f), mean(c.M, -0.2f), var(c.M, 0.7f);
-      y = b.batchnorm(y, gamma, beta, mean, var, 1e-5f);
-      want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
-    }
-    if (c.epi == E::ResInputRelu) {
-      Tensor r = ref::random_tensor(want.shape, rng);
-      y = b.node("Add", {y, b.input("residual", r.shape)});
-      want = ref::add(want, r);
-      inputs.push_back(r);
-    }
-    if (c.epi != E::None) {
-      y = b.node("Relu", {y});
-      want = ref::relu(want);
-    }
-    b.output(y);
-    qnnc::CompileOptions opt;
-    opt.knobs["conv2d"] = s.k;
-    qnnc::Module m = qnnc::compile(b.finish(), opt);
-    int chunked = 0;
-    for (const auto &st : m.manifest()["steps"])
-      if (st["op"] == "conv2d") {
-        auto spec = qnnc::KernelSpec::from_json(st["spec"]);
-        chunked += qnnc::conv2d_chunk_fits(spec, spec.knobs);
-      }
-    EXPECT_EQ(chunked, 1) << "the convolution runs its reduction in chunks";
-    EXPECT_TRUE(ref::Close(m.run(inputs)[0], want, 1e-4));
+    SCOPED_TRACE(s.c.name());
+    KnobCase kc = compile_with_knobs(s.c, s.k, "chunked");
+    EXPECT_EQ(count_conv_steps(kc.m, qnnc::conv2d_chunk_fits), 1) << "the convolution runs its reduction in chunks";
+    EXPECT_TRUE(ref::Close(kc.m.run(kc.inputs)[0], kc.want, 1e-4));
   }
 }
 
@@ -354,45 +375,11 @@ TEST(Conv2dWinograd, MatchesReference) {
       {mk(2, 20, 6, 7, 24, 3, 3, 1, P1, E::ResInputRelu), {{"wino_root", 1}, {"wino_rows", 4}}},
   };
   for (const S &s : cases) {
-    const ConvCase &c = s.c;
-    SCOPED_TRACE(c.name());
-    ref::Rng rng(seed_of("winograd" + c.name()));
-    const Shape xs{c.N, c.C, c.H, c.W}, ws{c.M, c.C, c.KH, c.KW};
-    Tensor x = ref::random_tensor(xs, rng);
-    std::vector<float> w = ref::randn(ref::numel(ws), rng, 1.f / std::sqrt((float)(c.C * c.KH * c.KW)));
-    std::vector<float> bias = ref::randn(c.M, rng, 0.5f);
-    ref::GraphBuilder b;
-    int y = b.conv(b.input("x", xs), b.constant("w", ws, w), c.bias ? b.constant("b", {c.M}, bias) : -1, c.stride,
-                   c.pads, c.dil);
-    Tensor want = ref::conv2d(x, w, ws, c.bias ? &bias : nullptr, c.stride, c.pads, c.dil);
-    std::vector<Tensor> inputs{x};
-    if (c.epi == E::BNRelu) {
-      std::vector<float> gamma(c.M, 1.2f), beta(c.M, 0.1f), mean(c.M, -0.2f), var(c.M, 0.7f);
-      y = b.batchnorm(y, gamma, beta, mean, var, 1e-5f);
-      want = ref::batchnorm(want, gamma, beta, mean, var, 1e-5f);
-    }
-    if (c.epi == E::ResInputRelu) {
-      Tensor r = ref::random_tensor(want.shape, rng);
-      y = b.node("Add", {y, b.input("residual", r.shape)});
-      want = ref::add(want, r);
-      inputs.push_back(r);
-    }
-    if (c.epi != E::None) {
-      y = b.node("Relu", {y});
-      want = ref::relu(want);
-    }
-    b.output(y);
-    qnnc::CompileOptions opt;
-    opt.knobs["conv2d"] = s.k;
-    opt.knobs["conv2d"]["winograd"] = 1;
-    qnnc::Module m = qnnc::compile(b.finish(), opt);
-    int winograd = 0;
-    for (const auto &st : m.manifest()["steps"])
-      if (st["op"] == "conv2d") {
-        auto spec = qnnc::KernelSpec::from_json(st["spec"]);
-        winograd += qnnc::conv2d_uses_winograd(spec, spec.knobs);
-      }
-    EXPECT_EQ(winograd, 1) << "the convolution runs Winograd";
-    EXPECT_TRUE(ref::Close(m.run(inputs)[0], want, 1e-4));
+    SCOPED_TRACE(s.c.name());
+    qnnc::Knobs k = s.k;
+    k["winograd"] = 1;
+    KnobCase kc = compile_with_knobs(s.c, k, "winograd");
+    EXPECT_EQ(count_conv_steps(kc.m, qnnc::conv2d_uses_winograd), 1) << "the convolution runs Winograd";
+    EXPECT_TRUE(ref::Close(kc.m.run(kc.inputs)[0], kc.want, 1e-4));
   }
 }
