@@ -43,7 +43,7 @@ void run(const std::string &cmd, const std::string &what) {
 // The runtime's sources compiled for the target once, cached by content and flags.
 std::vector<std::string> runtime_objects(const TargetInfo &t) {
   const std::string src = QNNC_SOURCE_DIR;
-  const std::vector<std::string> files = {"runtime/module.cpp", "runtime/memory_plan.cpp", "runtime/npy.cpp", "runtime/thread_pool.cpp",
+  const std::vector<std::string> files = {"runtime/module.cpp", "runtime/memory_plan.cpp", "runtime/npy.cpp", "runtime/thread_pool.cpp", "runtime/scratch.cpp",
                                           "runtime/cpu_features.cpp", "tune/measure.cpp",
                                           "ir/graph.cpp", "runtime/bundle/bundle_main.cpp"};
   std::string inc = cache_dir() + "/include-" + t.name;
@@ -56,7 +56,7 @@ std::vector<std::string> runtime_objects(const TargetInfo &t) {
     std::string text = slurp(src + "/" + f);
     if (text.empty()) throw Error("runtime source " + src + "/" + f + " not found (qnnc needs its source tree to build bundles)");
     // Headers change too: key on all runtime headers' contents as well.
-    for (const auto *h : {"runtime/module.h", "runtime/memory_plan.h", "runtime/npy.h", "runtime/tensor.h", "runtime/thread_pool.h", "runtime/cpu_features.h", "tune/measure.h", "ir/graph.h"})
+    for (const auto *h : {"runtime/module.h", "runtime/memory_plan.h", "runtime/npy.h", "runtime/tensor.h", "runtime/thread_pool.h", "runtime/scratch.h", "runtime/cpu_features.h", "tune/measure.h", "ir/graph.h"})
       text += slurp(src + "/" + h);
     std::string obj = cache_dir() + "/rt_" + t.name + "_" + hash_hex(text + flags) + ".o";
     if (!fs::exists(obj)) {

@@ -177,8 +177,9 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 //   weights serve many tiles. ResNet-50's 256 -> 256 at 14x14 (all 49 tiles per task) 0.80x /
 //   0.75x (one row per task: 1.05-1.1x); VGG-11's 128 -> 256 and 256 -> 256 at 56x56 0.87x /
 //   0.60x and 0.77x / 0.45x, 512 -> 512 at 28x28 0.89x / 0.74x, at 14x14 0.93x / 0.84x.
-// - fewer than 32 input channels: direct. SqueezeNet's 16 -> 64 at 55x55 took 1.1-1.2x the
-//   direct time alone and about 2x inside the model (not understood); 32 -> 64 0.69x.
+// - fewer than 32 input channels: direct. 16 -> 64 at 55x55 took 1.1-1.2x the direct time
+//   alone, 0.9x inside SqueezeNet at one thread and 1.4x at two (before runtime/scratch.h,
+//   about 2x: glibc trimmed and regrew the heap around its buffers on every call); 32 -> 64 0.69x.
 // - fewer than 28 tiles per task: direct. ResNet-50's 512 -> 512 at 7x7 (16 tiles) took
 //   1.1-2.6x the direct time in every arrangement tried (each weight serves too few tiles);
 //   VGG-11's 512 at 14x14 with 14 tiles per task 1.2-1.4x.

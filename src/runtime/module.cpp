@@ -23,6 +23,7 @@
 #include "ir/graph.h"
 #include "runtime/cpu_features.h"
 #include "runtime/memory_plan.h"
+#include "runtime/scratch.h"
 #include "runtime/thread_pool.h"
 
 namespace qnnc {
@@ -598,6 +599,11 @@ Module Module::load(const std::string &dir, SymbolLookup lookup) {
   // Parallel loops run on qnnc's pool (runtime/thread_pool.h) instead of Halide's.
   using ParFor = int (*)(void *, ParallelTask, int, int, uint8_t *);
   if (auto set_par_for = (ParFor(*)(ParFor))lookup("halide_set_custom_do_par_for")) set_par_for(pool_do_par_for);
+  // Kernels' own buffers come from per-thread caches (runtime/scratch.h).
+  using Malloc = void *(*)(void *, size_t);
+  using Free = void (*)(void *, void *);
+  if (auto set_malloc = (Malloc(*)(Malloc))lookup("halide_set_custom_malloc")) set_malloc(scratch_malloc);
+  if (auto set_free = (Free(*)(Free))lookup("halide_set_custom_free")) set_free(scratch_free);
   using ErrorHandler = void (*)(void *, const char *);
   if (auto set_handler = (ErrorHandler(*)(ErrorHandler))lookup("halide_set_error_handler"))
     set_handler(qnnc_halide_error);
