@@ -165,6 +165,9 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
   k["chunk_rows"] = (int)std::min<int64_t>(OH, 8);
 }
 
+// The direct schedule's knobs, which do not apply under winograd (dropped from its normal form).
+const char *const kDirectOnlyKnobs[] = {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"};
+
 // Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512) of at least 32 input and 16 output
 // channels. Measured with `bench --profile` (Ice Lake, alternating) against the direct
 // convolution, at 1 / 2 threads:
@@ -214,8 +217,7 @@ void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
     if (cv * c <= 24 && (wt == 0 || cost < best)) wt = c, best = cost;
   }
   k["wino_tiles"] = wt;
-  for (const char *name : {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"})
-    k.erase(name);
+  for (const char *name : kDirectOnlyKnobs) k.erase(name);
 }
 
 }  // namespace
@@ -342,8 +344,7 @@ KnobSpace conv2d_knob_space() {
     if (k.count("winograd") && !conv2d_winograd_fits(s)) k["winograd"] = 0;
     if (conv2d_uses_winograd(s, k)) {
       // Winograd's schedule reads only the channel block and its own knobs.
-      for (const char *name : {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"})
-        k.erase(name);
+      for (const char *name : kDirectOnlyKnobs) k.erase(name);
       k = register_tile_normalize(s, std::move(k), 8);
       const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
       if (k.count("wino_rows")) k["wino_rows"] = (int)std::min<int64_t>(std::max(1, k["wino_rows"]), TY);
