@@ -183,15 +183,17 @@ const char *const kDirectOnlyKnobs[] = {"x_tile", "unroll_ci", "pad_inline", "k_
 // - fewer than 32 input channels: direct. 16 -> 64 at 55x55 took 1.1-1.2x the direct time
 //   alone, 0.9x inside SqueezeNet at one thread and 1.4x at two (before runtime/scratch.h,
 //   about 2x: glibc trimmed and regrew the heap around its buffers on every call); 32 -> 64 0.69x.
-// - fewer than 28 tiles per task: direct. ResNet-50's 512 -> 512 at 7x7 (16 tiles) took
-//   1.1-2.6x the direct time in every arrangement tried (each weight serves too few tiles);
-//   VGG-11's 512 at 14x14 with 14 tiles per task 1.2-1.4x.
+// - fewer than 28 tiles per task (or in the whole image): direct. ResNet-50's 512 -> 512 at
+//   7x7 (16 tiles) took 1.1-2.6x the direct time in every arrangement tried (each weight
+//   serves too few tiles); VGG-11's 512 at 14x14 with 14 tiles per task 1.2-1.4x. A 60-trial
+//   `qnnc tune` of ResNet-18 at 56x56 found direct schedules 0.86-0.92x the Winograd default's
+//   time on its 128 -> 128 layers at 7x7.
 // Only measured on AVX-512; elsewhere it is the tuner's to choose.
 void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (!t.has_feature(Target::AVX512) || !conv2d_winograd_fits(s) || knob(k, "from_nchw", 0)) return;
   const int64_t C = s.in_shape[1], M = s.out_shape[1];
   const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
-  if (C < 32 || M < 16) return;
+  if (C < 32 || M < 16 || TX * TY < 28) return;
   int64_t rows = 1;
   int root = 0;
   if (16 * C * M * 4 > (1 << 20)) {
