@@ -192,7 +192,7 @@ const char *const kDirectOnlyKnobs[] = {"x_tile", "unroll_ci", "pad_inline", "k_
 void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (!t.has_feature(Target::AVX512) || !conv2d_winograd_fits(s) || knob(k, "from_nchw", 0)) return;
   const int64_t C = s.in_shape[1], M = s.out_shape[1];
-  const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
+  const auto [TX, TY] = winograd_grid(s);
   if (C < 32 || M < 16 || TX * TY < 28) return;
   int64_t rows = 1;
   int root = 0;
@@ -348,7 +348,7 @@ KnobSpace conv2d_knob_space() {
       // Winograd's schedule reads only the channel block and its own knobs.
       for (const char *name : kDirectOnlyKnobs) k.erase(name);
       k = register_tile_normalize(s, std::move(k), 8);
-      const int64_t TX = (s.out_shape[3] + 1) / 2, TY = (s.out_shape[2] + 1) / 2;
+      const auto [TX, TY] = winograd_grid(s);
       if (k.count("wino_rows")) k["wino_rows"] = (int)std::min<int64_t>(std::max(1, k["wino_rows"]), TY);
       if (k.count("wino_tiles"))
         k["wino_tiles"] = (int)std::min<int64_t>(std::max(1, k["wino_tiles"]), TX * std::max(1, knob(k, "wino_rows", 1)));

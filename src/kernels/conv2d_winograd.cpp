@@ -48,7 +48,7 @@ WinogradFuncs define_conv2d_winograd(const KernelSpec &s, int cb) {
   if (s.residual) f.residual = fixed_param(Float(32), "residual", {M, OW, OH, N});
 
   Var c("c"), co("co"), x("x"), y("y"), n("n"), a("a"), j("j"), e("e"), t("t");
-  const int TX = (int)((OW + 1) / 2);
+  const int TX = (int)winograd_grid(s).tx;
   Func padded = BoundaryConditions::constant_exterior(f.input, 0.f, {Range(), Range(0, (int)W), Range(0, (int)H), Range()});
   // Tile t = (tx, ty) = (t % TX, t / TX), numbered along rows, makes outputs (2 tx + i, 2 ty + j)
   // from the 4x4 input patch at (2 tx - pad_left, 2 ty - pad_top).
@@ -79,8 +79,8 @@ WinogradFuncs define_conv2d_winograd(const KernelSpec &s, int cb) {
 }
 
 void schedule_conv2d_winograd(WinogradFuncs &f, const KernelSpec &s, const Knobs &k) {
-  const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3], C = s.in_shape[1];
-  const int64_t TX = (OW + 1) / 2, TY = (OH + 1) / 2;
+  const int64_t M = s.out_shape[1], C = s.in_shape[1];
+  const auto [TX, TY] = winograd_grid(s);
   const int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 8)), M);
   const int cb = conv2d_channel_block(s, k);
   const int wr = (int)std::min<int64_t>(std::max(1, knob(k, "wino_rows", 1)), TY);

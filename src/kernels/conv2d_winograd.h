@@ -15,6 +15,13 @@ bool conv2d_winograd_fits(const KernelSpec &s);
 // (not a stem reading NCHW). Lowering packs the weights by it, the builder builds by it.
 bool conv2d_uses_winograd(const KernelSpec &s, const Knobs &k);
 
+// The layer's grid of 2x2 output tiles: columns (tx) and rows (ty) of tiles, the last of each
+// half outside the output where its extent is odd.
+struct WinogradGrid {
+  int64_t tx, ty;
+};
+inline WinogradGrid winograd_grid(const KernelSpec &s) { return {(s.out_shape[3] + 1) / 2, (s.out_shape[2] + 1) / 2}; }
+
 // Transformed weights, packed for the kernel: OIHW 3x3 weights -> (co % cb, ci, e, co / cb),
 // e = a + 4 b the element of the 4x4 transformed tile (a along x, b along y), zero-padded to
 // whole blocks of cb output channels. Computed in double precision.
