@@ -104,7 +104,7 @@ TEST(KernelIsa, RequiredFeaturesOfTargetStrings) {
 // the VEX/EVEX choice differs), odd channels, 1x1 and 7x7, stride 2, residual, packed 4- and
 // 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise, the bit-serial kernel (also
 // with bit-plane output and residual and threshold epilogues), a threshold conv2d_q, and fp32
-// conv/dense.
+// conv (direct and Winograd) and dense.
 std::vector<qnnc::KernelSpec> specs() {
   auto conv = [](std::string kind, std::vector<int64_t> in, int64_t M, int64_t k, int64_t stride, int64_t pad) {
     qnnc::KernelSpec s;
@@ -160,6 +160,12 @@ std::vector<qnnc::KernelSpec> specs() {
   qt.knobs = {{"thresholds", 1}};
   v.push_back(qt);
   v.push_back(conv("conv2d", {1, 3, 9, 9}, 5, 3, 2, 1));
+  // fp32 Winograd: by default on the AVX-512 levels (32 channels, 49 tiles), and forced with the
+  // input transformed in its own pass and odd channels, so the AVX2 levels compile it too.
+  v.push_back(conv("conv2d", {1, 32, 14, 14}, 32, 3, 1, 1));
+  auto wino = conv("conv2d", {1, 17, 9, 11}, 24, 3, 1, 1);
+  wino.knobs = {{"winograd", 1}, {"wino_root", 1}, {"wino_rows", 2}};
+  v.push_back(wino);
   qnnc::KernelSpec d;
   d.kind = "dense";
   d.in_shape = {2, 37};
