@@ -46,8 +46,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "conv2d") return conv2d_default_knobs(s, t);
   if (s.kind == "conv2d_grouped") return conv2d_grouped_default_knobs(s, t);
   if (s.kind == "dwconv2d_q") {
-    Knobs k = conv2d_grouped_default_knobs(s, t);
-    k["vec"] = t.natural_vector_size<int32_t>();
+    Knobs k = conv2d_grouped_default_knobs(s, t);  // vec: lanes of i32 sums, as of fp32 ones
     // u8 rows are small: padding each task's rows inside it saves the separate parallel pass
     // (MobileNetV2 int8 at 2 threads: 1.88 -> 1.70 ms; 1 thread unchanged).
     k["pad_rows"] = 1;

@@ -147,6 +147,11 @@ const GCase kCases[] = {
     {2, 9, 6, 5, 15, 3, 3, 2, 1, 1},
     {1, 32, 6, 6, 64, 2, 3, 1, 1, 1, Tail::Residual},
     {1, 24, 9, 9, 24, 3, 1, 1, 0, 1},
+    // RegNet's group widths that 16 lanes do not divide: 24 (3 vectors of 8 in one register
+    // block), 40 at stride 2 (5 vectors), 232 (29 vectors, blocks of one)
+    {1, 48, 9, 9, 48, 2, 3, 1, 1, 1, Tail::Relu},
+    {1, 120, 9, 9, 120, 3, 3, 2, 1, 1, Tail::Residual},
+    {1, 464, 5, 5, 464, 2, 3, 1, 1, 1},
 };
 
 INSTANTIATE_TEST_SUITE_P(Grouped, GroupedConv, ::testing::ValuesIn(kCases),

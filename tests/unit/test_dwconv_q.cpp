@@ -204,6 +204,10 @@ const std::vector<DCase> kCases = [] {
   grouped(mk(2, 48, 9, 9, 3, 2, 1, 1, 128, 3), 6, 48);
   grouped(mk(1, 15, 7, 5, 3, 1, 1, 1, 7, 0), 3, 21);
   grouped(mk(1, 12, 8, 8, 1, 1, 0, 1, 0, 0), 4, 8);
+  // RegNet's group widths that 16 lanes do not divide (24, 40 at stride 2, 232).
+  grouped(mk(1, 48, 9, 9, 3, 1, 1, 1, 128, 0), 2, 48);
+  grouped(mk(1, 120, 9, 9, 3, 2, 1, 1, 5, 2), 3, 120);
+  grouped(mk(1, 464, 5, 5, 3, 1, 1, 1, 0, 0), 2, 464);
   DCase gres = mk(1, 20, 6, 6, 3, 1, 1, 1, 7, 3);
   gres.residual = true;
   grouped(gres, 5, 20);
