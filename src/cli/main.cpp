@@ -196,6 +196,14 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       for (size_t i = 0; i < s.untuned.size() && i < 6; i++) std::printf("%s %s", i ? "," : "", s.untuned[i].c_str());
       std::printf("%s\n", s.untuned.size() > 6 ? ", ..." : "");
     }
+    if (!s.stale.empty()) {
+      std::printf("qnnc: warning: %zu of these kernels' records were measured against an older default schedule "
+                  "(this qnnc chooses another default) and are not used:",
+                  s.stale.size());
+      for (size_t i = 0; i < s.stale.size() && i < 6; i++) std::printf("%s %s", i ? "," : "", s.stale[i].c_str());
+      std::printf("%s; `qnnc tune ... --resume` on the same records file measures the new default\n",
+                  s.stale.size() > 6 ? ", ..." : "");
+    }
   }
   if (opt.quantize) {
     const QuantizeSummary &q = s.quant;

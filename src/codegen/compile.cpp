@@ -53,7 +53,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
   TargetInfo target = resolve_target(opt.target);
   validate_knob_overrides(opt.knobs);
   CompileSummary sum;
-  std::map<std::string, Knobs> tuned;
+  std::map<std::string, Knobs> tuned, tuned_defaults;
   std::set<std::string> measured;
   const char *env_records = opt.tuning_records_from_env ? std::getenv("QNNC_TUNING_RECORDS") : nullptr;
   const std::string records_path = !opt.tuning_records.empty() ? opt.tuning_records : env_records ? env_records : "";
@@ -63,6 +63,7 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
     auto records = read_records(records_path, &skipped);
     tuned = best_knobs(records, target.halide.to_string());
     measured = measured_tasks(records, target.halide.to_string());
+    tuned_defaults = measured_default_knobs(records, target.halide.to_string());
     for (const auto &[task, k] : tuned) {
       // A record names its family inside the task's signature; its knobs must still be valid.
       validate_knobs(KernelSpec::from_json(nlohmann::json::parse(task)).kind, k);
@@ -72,7 +73,17 @@ CompileSummary compile_prepared(const Graph &g, const CompileOptions &opt, const
         (skipped ? " (" + std::to_string(skipped) + " torn line skipped)" : ""));
   }
   for (const auto &[task, k] : opt.tuned) tuned[task] = k;
-  LoweredModule lm = lower_graph(g, target, opt.knobs, tuned);
+  LoweredModule lm = lower_graph(g, target, opt.knobs, tuned, tuned_defaults);
+  // Records measured against a default schedule this qnnc no longer chooses: their kernels take
+  // today's default and count as untuned (tuning again with --resume measures the new default).
+  for (const auto &[task, describe] : lm.stale_tuned) {
+    measured.erase(task);
+    sum.stale.push_back(describe);
+  }
+  if (!lm.stale_tuned.empty())
+    log("tuning records: " + std::to_string(lm.stale_tuned.size()) +
+        " kernels' records were measured against another default schedule than this qnnc's; they use the "
+        "default");
   if (opt.quantize) lm.precision = opt.qconfig.precision();
 
   // Unique kernels, compiled in parallel (Halide compiles are independent per pipeline).

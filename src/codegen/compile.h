@@ -41,6 +41,9 @@ struct CompileSummary {
   int default_best = 0;          // measured, and no candidate beat the default schedule
   std::vector<std::string> untuned;
   double untuned_mac_share = 0;
+  // Kernels whose records compared with a default schedule this qnnc no longer chooses (a newer
+  // default since they were tuned): not applied, and counted in `untuned`.
+  std::vector<std::string> stale;
   int concats = 0, concats_in_place = 0;  // channel concatenations; those written without a copy
   double seconds = 0;
   int64_t weight_bytes = 0;

@@ -77,7 +77,7 @@ nlohmann::json compile_model_json(const std::string &model, const std::string &o
                      {"cached", s.cached},   {"seconds", s.seconds}, {"weight_bytes", s.weight_bytes},
                      {"precision", p},       {"target", opt.target}};
     r["tuning"] = {{"records", s.tuning_records}, {"tuned", s.tuned}, {"default_best", s.default_best}, {"untuned", s.untuned},
-                   {"untuned_mac_share", s.untuned_mac_share}};
+                   {"untuned_mac_share", s.untuned_mac_share}, {"stale", s.stale}};
     if (opt.quantize) {
       const QuantizeSummary &q = s.quant;
       r["quantize"] = {{"quantized", q.quantized},

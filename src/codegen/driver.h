@@ -17,7 +17,7 @@ namespace qnnc {
 // report_inputs, tuning_records (path). Unknown keys and values of the wrong type are a qnnc::Error. With report
 // (quantized precisions only), also writes accuracy.json (see write_accuracy_report).
 // Returns the summary as JSON: dir, steps, kernels, cached, seconds, weight_bytes, precision,
-// tuning {records, tuned, untuned [describe...], untuned_mac_share},
+// tuning {records, tuned, untuned [describe...], untuned_mac_share, stale [describe...]},
 // and for quantized modules "quantize" {quantized, kept_fp32, quantize_steps, dequantize_steps,
 // lookup_tables, fp32_weight_bytes, quantized_weight_bytes, kept_reasons {why: count}, int8_reasons
 // {why: count} (low-bit modes)} and

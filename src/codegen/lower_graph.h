@@ -49,15 +49,22 @@ struct LoweredModule {
   std::vector<PlanStep> steps;
   std::vector<int> inputs, outputs;
   int concats = 0, concats_in_place = 0;  // channel concatenations; those written without a copy
+  // Tasks with a tuning record that was measured against another default schedule than this
+  // qnnc's (see lower_graph's tuned_defaults): task signature -> describe. Not applied.
+  std::map<std::string, std::string> stale_tuned;
 };
 
 // Resolves every step's schedule knobs for target (defaults overridden by spec.knobs), since
 // constants are packed in the blocking the schedule chooses.
 // overrides: knobs forced on every kernel of a family, e.g. {"conv2d": {{"x_tile", 7}}}.
 // tuned: knobs per task (tune/records.h task_signature), from tuning records; overrides win.
+// tuned_defaults: per task, the default knobs those records were measured against. Where they
+// are not the default this lowering chooses (in normal form), the record beat a schedule that
+// is no longer the default; it is not applied and the task is listed in stale_tuned.
 LoweredModule lower_graph(const Graph &g, const TargetInfo &target,
                           const std::map<std::string, Knobs> &overrides = {},
-                          const std::map<std::string, Knobs> &tuned = {});
+                          const std::map<std::string, Knobs> &tuned = {},
+                          const std::map<std::string, Knobs> &tuned_defaults = {});
 
 // Writes weights.bin, graph.json and graph.txt; returns the weight bytes.
 int64_t write_module_files(const LoweredModule &lm, const Graph &g, const TargetInfo &t, const std::string &dir);

@@ -156,6 +156,14 @@ std::map<std::string, Knobs> best_knobs(const std::vector<TuningRecord> &records
   return out;
 }
 
+std::map<std::string, Knobs> measured_default_knobs(const std::vector<TuningRecord> &records,
+                                                    const std::string &target) {
+  std::map<std::string, Knobs> out;
+  for (const auto &r : records)
+    if (r.target == target && r.is_default && r.status == "ok") out[r.task] = r.knobs;
+  return out;
+}
+
 std::set<std::string> measured_tasks(const std::vector<TuningRecord> &records, const std::string &target) {
   std::set<std::string> r;
   for (const auto &x : records)

@@ -64,6 +64,12 @@ std::vector<TuningRecord> read_records(const std::string &path, int *skipped = n
 // if that is below 1.
 std::map<std::string, Knobs> best_knobs(const std::vector<TuningRecord> &records, const std::string &target);
 
+// Per task, the default knobs its records on `target` were measured against (the last default
+// record in the file). A task whose default has changed since (a newer qnnc chose another
+// default schedule) has records that compare with a schedule compile no longer uses.
+std::map<std::string, Knobs> measured_default_knobs(const std::vector<TuningRecord> &records,
+                                                    const std::string &target);
+
 // Tasks with at least one valid measurement on `target` (tuned, or whose default stayed fastest).
 std::set<std::string> measured_tasks(const std::vector<TuningRecord> &records, const std::string &target);
 

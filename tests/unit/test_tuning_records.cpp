@@ -172,6 +172,20 @@ TEST(TaskSignature, DropsTunableKnobsKeepsSemanticOnes) {
   EXPECT_NE(qnnc::task_signature(a), qnnc::task_signature(b));
 }
 
+qnnc::Knobs tunable_part(const qnnc::KernelSpec &s) {
+  qnnc::Knobs k;
+  for (const auto &name : qnnc::knob_spaces().at(s.kind).tunable())
+    if (s.knobs.count(name)) k[name] = s.knobs.at(name);
+  return k;
+}
+
+// The first kernel of `kind` in a module's manifest.
+qnnc::KernelSpec first_kernel(const qnnc::Module &m, const std::string &kind) {
+  for (const auto &st : m.manifest()["steps"])
+    if (st.contains("spec") && st["spec"]["kind"] == kind) return qnnc::KernelSpec::from_json(st["spec"]);
+  return {};
+}
+
 // Compiles ResNet-18 at `precision`, writes records for the first kernel of `kind` (a faster
 // x_tile, a faster failed one, a faster one of another target), compiles again with them, and
 // checks that exactly that task takes the record, and the integers stay the same.
@@ -186,20 +200,16 @@ void expect_compile_takes_record(const std::string &dir, const std::string &prec
   EXPECT_EQ(s0.tuned, 0);
   qnnc::Module m0 = qnnc::Module::load(dir + "/default");
   // The first convolution of that kind: a record with another x_tile, faster than its default.
-  const auto &steps = m0.manifest()["steps"];
-  qnnc::KernelSpec spec;
-  for (const auto &st : steps)
-    if (st.contains("spec") && st["spec"]["kind"] == kind) {
-      spec = qnnc::KernelSpec::from_json(st["spec"]);
-      break;
-    }
+  qnnc::KernelSpec spec = first_kernel(m0, kind);
   ASSERT_EQ(spec.kind, kind);
   const std::string task = qnnc::task_signature(spec), target = qnnc::resolve_target("host").halide.to_string();
   int dflt = spec.knobs.at("x_tile"), other = dflt == 2 ? 3 : 2;
   std::string p = dir + "/records.jsonl";
+  // Records carry every tunable knob, as the tuner writes them (the default's are compared with
+  // the default compile chooses).
   auto r = [&](int x_tile, double ms, bool is_default, const std::string &tgt, const std::string &status) {
-    qnnc::TuningRecord t = rec(task, {{"x_tile", x_tile}, {"vec", spec.knobs.at("vec")},
-                                      {"co_vectors", spec.knobs.at("co_vectors")}}, ms, is_default, status, tgt);
+    qnnc::TuningRecord t = rec(task, tunable_part(spec), ms, is_default, status, tgt);
+    t.knobs["x_tile"] = x_tile;
     t.family = kind;
     qnnc::append_record(p, t);
   };
@@ -230,6 +240,48 @@ void expect_compile_takes_record(const std::string &dir, const std::string &prec
 }
 
 TEST_F(TuningRecords, CompileTakesTunedKnobsForTheirKernelsOnly) { expect_compile_takes_record(dir, "int8", "conv2d_q"); }
+
+// Records tuned against another default schedule than today's (qnnc changed the default since,
+// as when 3x3 layers moved to Winograd): a faster candidate there was faster than a schedule
+// compile no longer uses, so it is not applied; the kernel keeps today's default, counts as
+// untuned and is named in the summary's stale list.
+TEST_F(TuningRecords, RecordsAgainstAnOlderDefaultAreNotApplied) {
+  qnnc::Graph g = qnnc::builtin_model("resnet18", {1, 3, 32, 32});
+  qnnc::CompileOptions opt;
+  qnnc::compile_to_dir(g, opt, dir + "/default");
+  qnnc::Module m0 = qnnc::Module::load(dir + "/default");
+  qnnc::KernelSpec spec = first_kernel(m0, "conv2d");
+  ASSERT_EQ(spec.kind, "conv2d");
+  ASSERT_TRUE(spec.knobs.count("x_tile"));
+  const std::string task = qnnc::task_signature(spec), target = qnnc::resolve_target("host").halide.to_string();
+  const int now = spec.knobs.at("x_tile"), then = now == 2 ? 3 : 2, cand = now == 4 ? 5 : 4;
+  const std::string p = dir + "/records.jsonl";
+  auto r = [&](int x_tile, double ms, bool is_default) {
+    qnnc::TuningRecord t = rec(task, tunable_part(spec), ms, is_default, "ok", target);
+    t.knobs["x_tile"] = x_tile;
+    qnnc::append_record(p, t);
+  };
+  r(then, 1.0, true);  // the default when these records were made
+  r(cand, 0.7, false);
+  opt.tuning_records = p;
+  qnnc::CompileSummary s = qnnc::compile_to_dir(g, opt, dir + "/stale");
+  EXPECT_EQ(s.tuned, 0);
+  ASSERT_EQ(s.stale.size(), 1u);
+  EXPECT_EQ(s.stale[0], spec.describe());
+  EXPECT_NE(std::find(s.untuned.begin(), s.untuned.end(), spec.describe()), s.untuned.end());
+  qnnc::Module m1 = qnnc::Module::load(dir + "/stale");
+  EXPECT_EQ(first_kernel(m1, "conv2d").knobs.at("x_tile"), now);
+  // The same records with today's default: the candidate is taken.
+  fs::remove(p);
+  r(now, 1.0, true);
+  r(cand, 0.7, false);
+  s = qnnc::compile_to_dir(g, opt, dir + "/fresh");
+  EXPECT_TRUE(s.stale.empty());
+  EXPECT_EQ(s.tuned, 1);
+  qnnc::Module m2 = qnnc::Module::load(dir + "/fresh");
+  EXPECT_EQ(qnnc::normalized_knobs(spec, first_kernel(m2, "conv2d").knobs).at("x_tile"),
+            qnnc::normalized_knobs(spec, [&] { auto k = spec.knobs; k["x_tile"] = cand; return k; }()).at("x_tile"));
+}
 
 // Kernels whose task includes formats lowering decides (bit-plane outputs and residuals,
 // threshold epilogues): the record is looked up by the final kernel's task.
