@@ -426,8 +426,9 @@ struct Lowering {
     a.dims[2] = {0, 1, sp * W * H};
     return a;
   }
-  // Integer depthwise convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c innermost,
-  // or spread over channel quads (knob quads).
+  // Integer depthwise and grouped convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c
+  // innermost, or spread over channel quads (knob quads); grouped (co, ci % Cg, kx, ky), or with
+  // quads (k, co, quad, kx, ky).
   void lower_dwconv2d_q(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
     s.kind = "dwconv2d_q";
@@ -445,6 +446,17 @@ struct Lowering {
           for (int64_t kx = 0; kx < KW; kx++)
             pk[(size_t)((((ky * KW + kx) * 4 + m % 4) * Q + m / 4) * 4 + m % 4)] = (*w.idata)[(m * KH + ky) * KW + kx];
       wa = {new_const(w.name + ".quads", {KH, KW, 4, Q, 4}, pk, DType::i8), packed({4, Q, 4, KW, KH})};
+    } else if (dwconv2d_q_grouped_quads(s, s.knobs)) {
+      // (k, co, quad, kx, ky): w(co, 4 quad + k), a lane's 4 consecutive input channels together.
+      const int64_t Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3], Q = Cg / 4;
+      std::vector<int32_t> pk((size_t)(M * Cg * KH * KW));
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < Cg; c++)
+          for (int64_t ky = 0; ky < KH; ky++)
+            for (int64_t kx = 0; kx < KW; kx++)
+              pk[(size_t)(((((ky * KW + kx) * Q + c / 4) * M + m) * 4) + c % 4)] =
+                  (*w.idata)[((m * Cg + c) * KH + ky) * KW + kx];
+      wa = {new_const(w.name + ".quads", {KH, KW, Q, M, 4}, pk, DType::i8), packed({4, M, Q, KW, KH})};
     } else {
       wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), DType::i8);
     }

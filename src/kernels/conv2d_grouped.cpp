@@ -53,7 +53,7 @@ void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int6
 // vectors are summed in blocks of up to max_acc / xt vectors, each block's registers over the
 // whole reduction (vectors beyond a register file would go to the stack).
 void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64_t OW, int vec, int xt, int pad_vec,
-                      int max_acc) {
+                      int max_acc, bool quads = false) {
   Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
   Var m = acc.args()[0], ax = acc.args()[2];
   const int vw = (int)std::min<int64_t>(vec, Mg);
@@ -71,13 +71,26 @@ void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64
       .fuse(y, n, y)
       .parallel(y);
   acc.compute_at(out, g).split(m, mo, mv, vw, TailStrategy::GuardWithIf).vectorize(mv).unroll(ax);
-  acc.update()
-      .split(m, mo, mv, vw, TailStrategy::GuardWithIf)
-      .split(mo, mb, mu, bv)
-      .reorder(mv, mu, ax, r.x, r.y, r.z, mb)
-      .vectorize(mv)
-      .unroll(mu)
-      .unroll(ax);
+  if (quads) {
+    // r = (k of the quad, quad, kx, ky): the quad's 4 products summed into each lane.
+    acc.update()
+        .split(m, mo, mv, vw, TailStrategy::GuardWithIf)
+        .split(mo, mb, mu, bv)
+        .reorder(r.x, mv, mu, ax, r.y, r.z, r.w, mb)
+        .atomic()
+        .vectorize(r.x)
+        .vectorize(mv)
+        .unroll(mu)
+        .unroll(ax);
+  } else {
+    acc.update()
+        .split(m, mo, mv, vw, TailStrategy::GuardWithIf)
+        .split(mo, mb, mu, bv)
+        .reorder(mv, mu, ax, r.x, r.y, r.z, mb)
+        .vectorize(mv)
+        .unroll(mu)
+        .unroll(ax);
+  }
   if (pad_vec > 0) {
     padded.compute_root().parallel(padded.args()[2]);
     if (pad_vec > 1) padded.vectorize(padded.args()[0], pad_vec, TailStrategy::GuardWithIf);
@@ -101,6 +114,13 @@ int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k) {
   for (int L = vec; L >= 8; L /= 2)
     if (4 * L <= C) return L;
   return 0;
+}
+
+bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k) {
+  if (!knob(k, "quads", 0) || s.group <= 1 || conv2d_is_depthwise(s)) return false;
+  // Whole vectors of lanes only, as the default lanes give (not tried with a guarded last one).
+  const int64_t Cg = s.in_shape[1] / s.group, Mg = s.out_shape[1] / s.group;
+  return Cg % 4 == 0 && Mg % std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg) == 0;
 }
 
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
@@ -290,6 +310,32 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     args.push_back(qparams);
     return {Pipeline(out), args};
   }
+  const int vec = std::max(1, knob(k, "vec", 8));
+  const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
+  if (dwconv2d_q_grouped_quads(s, k)) {
+    // Channel quads of a group: each reduction step broadcasts 4 consecutive input channels
+    // (4 bytes, as they lie in memory) and takes a u8 x i8 dot product of 4 with each output
+    // lane's 4 weights (vpdpbusd where the target has it), instead of a widening multiply and
+    // add per input channel.
+    ImageParam wq = fixed_param(Int(8), "weights", {4, M, Cg / 4, KW, KH});
+    Var m("m"), gi("gi");
+    RDom r(0, 4, 0, (int)(Cg / 4), 0, (int)KW, 0, (int)KH, "r");
+    Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
+    Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
+    Func acc("acc");
+    acc(m, gi, x, y, n) = bias(gi * (int)Mg + m);
+    acc(m, gi, x, y, n) +=
+        i32(padded(gi * (int)Cg + 4 * r.y + r.x, ix, iy, n)) * i32(wq(r.x, gi * (int)Mg + m, r.y, r.z, r.w));
+    Func out("output");
+    out(c, x, y, n) = u8(requantized_level(acc(c % (int)Mg, c / (int)Mg, x, y, n), mult(c), shift(c),
+                                           s.residual ? residual(c, x, y, n) : Expr(), qparams, s.rounding));
+    fix_output(out, {M, OW, OH, N});
+    schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, grouped_max_acc(t), true);
+    std::vector<ImageParam> args{input, wq, bias, mult, shift};
+    if (s.residual) args.push_back(residual);
+    args.push_back(qparams);
+    return {Pipeline(out), args};
+  }
   Func acc("acc");
   RDom r = dw ? RDom(0, (int)KW, 0, (int)KH, "r") : RDom(0, (int)Cg, 0, (int)KW, 0, (int)KH, "r");
   Expr sum;
@@ -315,8 +361,6 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
                                          s.rounding));
   fix_output(out, {M, OW, OH, N});
 
-  const int vec = std::max(1, knob(k, "vec", 8));
-  const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
   if (dw)
     schedule_depthwise(out, acc, padded, r, M, OW, OH, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, knob(k, "pad_rows", 0),
                        knob(k, "pad_inline", 0), knob(k, "strip", 0));
@@ -339,8 +383,9 @@ std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
                                          "borders (no padded copy; fp32 default), 0 pads as pad_rows says",
                            {0, 1}, {0, 1}}};
   std::vector<KnobDecl> kq = k;
-  kq.push_back({"quads", "depthwise, channels a multiple of 4: 1 runs u8 x i8 dot products over 4 channels with "
-                         "one non-zero weight each (vpdpbusd; x86 with VNNI by default), 0 widening multiplies",
+  kq.push_back({"quads", "channels a multiple of 4: 1 runs u8 x i8 dot products over 4 channels (depthwise: "
+                         "with one non-zero weight each; grouped: 4 input channels of a group; vpdpbusd, x86 "
+                         "with VNNI by default), 0 widening multiplies",
                 {}, {0, 1}, true});
   return {{"conv2d_grouped", "fp32 grouped and depthwise convolution (channels in the vector lanes)", k},
           {"dwconv2d_q", "integer grouped and depthwise convolution", kq}};

@@ -20,6 +20,12 @@ bool conv2d_is_depthwise(const KernelSpec &s);
 // weights for it: (j, quad, k, kx, ky), w(4 quad + k) where j == k, else 0.
 int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k);
 
+// Whether the integer grouped (not depthwise) kernel sums channel quads with u8 x i8 dot
+// products (knob quads; input channels per group a multiple of 4, output channels per group a
+// multiple of the vector lanes). Lowering packs the weights
+// for it: (k, co, quad, kx, ky), w(co, 4 quad + k).
+bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k);
+
 // Knobs: vec (channel lanes), x_tile (output columns per task's register block), pad_rows; for
 // fp32 depthwise (spec kind conv2d_grouped) also strip or pad_inline.
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t);

@@ -56,6 +56,12 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
     // 96 and 144 (vectors shifted inward: a third computed twice) 3-5% slower, 32 (8-lane
     // vectors) 40% slower, so those keep the widening multiplies.
     k["quads"] = x86_has_u8_dot(t) && conv2d_is_depthwise(s) && s.in_shape[1] % (4 * k["vec"]) == 0 ? 1 : 0;
+    // Grouped layers: a group's input channels in quads wherever 4 divides them.
+    if (x86_has_u8_dot(t) && !conv2d_is_depthwise(s)) {
+      Knobs q = k;
+      q["quads"] = 1;
+      if (dwconv2d_q_grouped_quads(s, q)) k["quads"] = 1;
+    }
     // With quads a column takes 4 accumulators: at most 4 columns (16 of the 32 registers).
     if (k["quads"] && k["x_tile"] > 4) {
       const int64_t OW = s.out_shape[3];
