@@ -20,6 +20,7 @@
 
 #include "codegen/kernel_cache.h"
 #include "codegen/target.h"
+#include "kernels/conv2d_grouped.h"
 #include "kernels/halide_kernel.h"
 
 namespace {
@@ -102,7 +103,8 @@ TEST(KernelIsa, RequiredFeaturesOfTargetStrings) {
 
 // Kernels of awkward shapes: channel counts that do not fill a vector (narrow vectors are where
 // the VEX/EVEX choice differs), odd channels, 1x1 and 7x7, stride 2, residual, packed 4- and
-// 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise, the bit-serial kernel (also
+// 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise and grouped (groups of 24:
+// channel quads on dot-product levels), the bit-serial kernel (also
 // with bit-plane output and residual and threshold epilogues), a threshold conv2d_q, and fp32
 // conv (direct and Winograd) and dense.
 std::vector<qnnc::KernelSpec> specs() {
@@ -138,6 +140,9 @@ std::vector<qnnc::KernelSpec> specs() {
   auto dw = conv("dwconv2d_q", {1, 19, 9, 9}, 19, 3, 2, 1);  // depthwise, odd channels
   dw.group = 19;
   v.push_back(dw);
+  auto grouped = conv("dwconv2d_q", {1, 48, 9, 9}, 48, 3, 1, 1);  // 2 groups of 24 (RegNet's width)
+  grouped.group = 2;
+  v.push_back(grouped);
   auto bs = conv("conv2d_bs", {1, 64, 8, 8}, 20, 3, 1, 1);
   bs.knobs = {{"weight_bits", 1}, {"activation_bits", 1}};
   v.push_back(bs);
@@ -227,6 +232,7 @@ struct Compiled {
   std::string spec;
   std::vector<std::string> insns;
   bool fell_back = false;  // generated again for the level's fallback (a banned instruction)
+  bool dot = false;        // its default sums u8 x i8 products in 4s (conv2d_q, grouped quads)
 };
 
 std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
@@ -261,7 +267,8 @@ std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
         qnnc::HalideKernel fk = qnnc::build_kernel(s, ft);
         fk.pipeline.compile_to_object(obj, fk.arguments(), "k" + std::to_string(i), ft);
       }
-      out[i] = {s.describe(), disassemble(obj), fell_back};
+      out[i] = {s.describe(), disassemble(obj), fell_back,
+                s.kind == "conv2d_q" || (s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_quads(s, s.knobs))};
       std::remove(obj.c_str());
     }
   };
@@ -299,7 +306,7 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
       // Where the level has VNNI, 8-bit convolutions reach the 4-way dot product (a kernel that
       // fell back to the level below would not: see the count after the loop).
       fell_back += k.fell_back;
-      if (vnni_level && k.spec.rfind("conv2d_q", 0) == 0 && !k.fell_back)
+      if (vnni_level && k.dot && !k.fell_back)
         EXPECT_GT(dot, 0) << c.name << ": " << k.spec << " has no vpdpbusd or tdpbusd";
     }
     // No kernel here needs the fallback (BannedInstructionsFallBack tests the mechanism): the
