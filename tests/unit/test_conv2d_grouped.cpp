@@ -152,6 +152,10 @@ const GCase kCases[] = {
     {1, 48, 9, 9, 48, 2, 3, 1, 1, 1, Tail::Relu},
     {1, 120, 9, 9, 120, 3, 3, 2, 1, 1, Tail::Residual},
     {1, 464, 5, 5, 464, 2, 3, 1, 1, 1},
+    // 4 groups of 16 into 7 rows (a task per group by default), with a residual, and 5 of 24 at
+    // stride 2
+    {1, 64, 7, 7, 64, 4, 3, 1, 1, 1, Tail::Residual},
+    {2, 120, 11, 9, 120, 5, 3, 2, 1, 1, Tail::Relu},
 };
 
 INSTANTIATE_TEST_SUITE_P(Grouped, GroupedConv, ::testing::ValuesIn(kCases),

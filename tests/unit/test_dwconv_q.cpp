@@ -147,6 +147,10 @@ TEST_P(DwConvQExact, MatchesIntegerReferenceWithRowsPadded) { run_case(GetParam(
 TEST_P(DwConvQExact, MatchesIntegerReferenceWithChannelQuads) {
   run_case(GetParam(), "host", {{"dwconv2d_q", {{"quads", 1}}}});
 }
+// Grouped layers with a task per group over every row (knob group_tasks; depthwise ignores it).
+TEST_P(DwConvQExact, MatchesIntegerReferenceWithGroupTasks) {
+  run_case(GetParam(), "host", {{"dwconv2d_q", {{"group_tasks", 1}}}});
+}
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnAvx2) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2";
   run_case(GetParam(), "x86-avx2");
