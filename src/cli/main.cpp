@@ -185,6 +185,11 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                                                    "or listed twice)"
                                                  : "");
   if (!s.tuning_records.empty()) {
+    // Kernel names, comma-separated: the first six, then ", ..." if there are more.
+    auto print_first_six = [](const std::vector<std::string> &names) {
+      for (size_t i = 0; i < names.size() && i < 6; i++) std::printf("%s %s", i ? "," : "", names[i].c_str());
+      std::printf("%s", names.size() > 6 ? ", ..." : "");
+    };
     std::printf("qnnc: tuning: %d kernels tuned from %s, %d kept their default schedule (measured fastest)", s.tuned,
                 s.tuning_records.c_str(), s.default_best);
     if (s.untuned.empty()) {
@@ -193,16 +198,15 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       std::printf("\nqnnc: warning: %zu kernels have no tuning record for this target (%.0f%% of the module's "
                   "multiply-accumulates) and use default schedules:",
                   s.untuned.size(), 100 * s.untuned_mac_share);
-      for (size_t i = 0; i < s.untuned.size() && i < 6; i++) std::printf("%s %s", i ? "," : "", s.untuned[i].c_str());
-      std::printf("%s\n", s.untuned.size() > 6 ? ", ..." : "");
+      print_first_six(s.untuned);
+      std::printf("\n");
     }
     if (!s.stale.empty()) {
       std::printf("qnnc: warning: %zu of these kernels' records were measured against an older default schedule "
                   "(this qnnc chooses another default) and are not used:",
                   s.stale.size());
-      for (size_t i = 0; i < s.stale.size() && i < 6; i++) std::printf("%s %s", i ? "," : "", s.stale[i].c_str());
-      std::printf("%s; `qnnc tune ... --resume` on the same records file measures the new default\n",
-                  s.stale.size() > 6 ? ", ..." : "");
+      print_first_six(s.stale);
+      std::printf("; `qnnc tune ... --resume` on the same records file measures the new default\n");
     }
   }
   if (opt.quantize) {

@@ -72,26 +72,15 @@ void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64
   }
   out.vectorize(mi, vw, TailStrategy::GuardWithIf).unroll(xi);
   acc.compute_at(out, group_tasks ? xo : g).split(m, mo, mv, vw, TailStrategy::GuardWithIf).vectorize(mv).unroll(ax);
+  Stage update = acc.update();
+  update.split(m, mo, mv, vw, TailStrategy::GuardWithIf).split(mo, mb, mu, bv);
   if (quads) {
     // r = (k of the quad, quad, kx, ky): the quad's 4 products summed into each lane.
-    acc.update()
-        .split(m, mo, mv, vw, TailStrategy::GuardWithIf)
-        .split(mo, mb, mu, bv)
-        .reorder(r.x, mv, mu, ax, r.y, r.z, r.w, mb)
-        .atomic()
-        .vectorize(r.x)
-        .vectorize(mv)
-        .unroll(mu)
-        .unroll(ax);
+    update.reorder(r.x, mv, mu, ax, r.y, r.z, r.w, mb).atomic().vectorize(r.x);
   } else {
-    acc.update()
-        .split(m, mo, mv, vw, TailStrategy::GuardWithIf)
-        .split(mo, mb, mu, bv)
-        .reorder(mv, mu, ax, r.x, r.y, r.z, mb)
-        .vectorize(mv)
-        .unroll(mu)
-        .unroll(ax);
+    update.reorder(mv, mu, ax, r.x, r.y, r.z, mb);
   }
+  update.vectorize(mv).unroll(mu).unroll(ax);
   if (pad_vec > 0) {
     padded.compute_root().parallel(padded.args()[2]);
     if (pad_vec > 1) padded.vectorize(padded.args()[0], pad_vec, TailStrategy::GuardWithIf);
