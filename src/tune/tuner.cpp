@@ -34,6 +34,8 @@ std::string utc_now() {
 
 std::string knob_key(const Knobs &k) { return nlohmann::json(k).dump(); }
 
+}  // namespace
+
 Knobs tunable_part(const KernelSpec &s) {
   Knobs k;
   auto sp = knob_spaces().find(s.kind);
@@ -42,8 +44,6 @@ Knobs tunable_part(const KernelSpec &s) {
     if (auto it = s.knobs.find(name); it != s.knobs.end()) k[name] = it->second;
   return k;
 }
-
-}  // namespace
 
 std::string knobs_not_applied(const nlohmann::json &manifest, const std::vector<int> &steps, const Knobs &want) {
   const auto &all = manifest.at("steps");

@@ -74,6 +74,9 @@ struct TuneResult {
 // with tunable knobs, largest total MACs first (times are filled in by tune()).
 std::vector<TuneTask> extract_tasks(const nlohmann::json &manifest);
 
+// The knobs of s that its family's tuner searches (what a task's records carry).
+Knobs tunable_part(const KernelSpec &s);
+
 // Whether a candidate's knobs reached the kernels it was compiled for: "" when every step in
 // `steps` of the candidate module's manifest has each knob of `want` at the wanted value,
 // else what differs (a candidate whose record the compile did not apply measures the default).

@@ -172,13 +172,6 @@ TEST(TaskSignature, DropsTunableKnobsKeepsSemanticOnes) {
   EXPECT_NE(qnnc::task_signature(a), qnnc::task_signature(b));
 }
 
-qnnc::Knobs tunable_part(const qnnc::KernelSpec &s) {
-  qnnc::Knobs k;
-  for (const auto &name : qnnc::knob_spaces().at(s.kind).tunable())
-    if (s.knobs.count(name)) k[name] = s.knobs.at(name);
-  return k;
-}
-
 // The first kernel of `kind` in a module's manifest.
 qnnc::KernelSpec first_kernel(const qnnc::Module &m, const std::string &kind) {
   for (const auto &st : m.manifest()["steps"])
@@ -208,7 +201,7 @@ void expect_compile_takes_record(const std::string &dir, const std::string &prec
   // Records carry every tunable knob, as the tuner writes them (the default's are compared with
   // the default compile chooses).
   auto r = [&](int x_tile, double ms, bool is_default, const std::string &tgt, const std::string &status) {
-    qnnc::TuningRecord t = rec(task, tunable_part(spec), ms, is_default, status, tgt);
+    qnnc::TuningRecord t = rec(task, qnnc::tunable_part(spec), ms, is_default, status, tgt);
     t.knobs["x_tile"] = x_tile;
     t.family = kind;
     qnnc::append_record(p, t);
@@ -257,7 +250,7 @@ TEST_F(TuningRecords, RecordsAgainstAnOlderDefaultAreNotApplied) {
   const int now = spec.knobs.at("x_tile"), then = now == 2 ? 3 : 2, cand = now == 4 ? 5 : 4;
   const std::string p = dir + "/records.jsonl";
   auto r = [&](int x_tile, double ms, bool is_default) {
-    qnnc::TuningRecord t = rec(task, tunable_part(spec), ms, is_default, "ok", target);
+    qnnc::TuningRecord t = rec(task, qnnc::tunable_part(spec), ms, is_default, "ok", target);
     t.knobs["x_tile"] = x_tile;
     qnnc::append_record(p, t);
   };
