@@ -32,6 +32,7 @@ int conv2d_q_default_weights_per_byte(const KernelSpec &s, int weight_bits, cons
 
 int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) {
   if (knob(k, "amx", 0)) return 16;  // one tile's columns: each B tile is 1 kB in one piece
+  if (knob(k, "flat_weights", 0)) return (int)s.out_shape[1];
   return register_tile_channels(s.out_shape[1], k, 16);
 }
 
@@ -114,19 +115,22 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   RDom r(0, g, 0, (int)C4, 0, (int)KW, 0, (int)KH, "r");
   if (amx && (per != 1 || g != 4 || knob(s.knobs, "signed_input", 0)))
     throw Error("conv2d_q: amx needs one i8 weight per byte in groups of 4 and u8 activations");
+  // An output channel's place in the packed weights; one block of all channels (cb >= M)
+  // needs no division, so a vector at any channel offset reads them densely.
+  const Expr wco = nb == 1 ? Expr(co) : co % cb, wblk = nb == 1 ? Expr(0) : co / cb;
   Expr wv;
   if (per > 1) {
     // Group j of a byte sits in bits [j * fb, (j + 1) * fb), two's complement: ((v ^ h) - h)
     // with h = 2^(fb-1) sign-extends a field v. The schedule unrolls r.y by `per`, so each
     // field's shift is a constant.
     const int fb = 8 / per;
-    Expr b = f.weights(r.x, co % cb, r.y / per, r.z, r.w, co / cb);
+    Expr b = f.weights(r.x, wco, r.y / per, r.z, r.w, wblk);
     Expr field = (b >> u8((r.y % per) * fb)) & u8((1 << fb) - 1);
     wv = i8(field ^ u8(1 << (fb - 1))) - i8(1 << (fb - 1));
   } else if (amx) {
     wv = f.weights(r.x, co % 16, r.y + (int)C4 * (r.z + (int)KW * r.w) + (int)(C4 * KW * KH) * (co / 16));
   } else {
-    wv = f.weights(r.x, co % cb, r.y, r.z, r.w, co / cb);
+    wv = f.weights(r.x, wco, r.y, r.z, r.w, wblk);
   }
   // On AMX the accumulator tile starts from zero (tilezero) and the bias joins in the epilogue.
   f.acc = Func("acc");
@@ -196,6 +200,37 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Target
   return amx_shape_unfit(s, k);
 }
 
+namespace {
+
+// Output channels that 16 does not divide (RegNet's 168, 216, 408, 1512; 64 or more) on VNNI
+// x86: the general rule takes one vector by 7-8 columns there (its larger tiles would leave a
+// shifted last block whose weights straddle two packed blocks and are gathered), so each
+// multiply-add step loads a weight vector and up to 8 broadcasts for 7-8 dot products. Instead,
+// a tile of 3 or 2 vectors (whichever computes fewer channels past the end) by 7 or 8 columns,
+// the last block shifted inward, over weights packed as one block of all channels
+// (flat_weights): a tile at any channel offset loads its weights densely.
+void odd_channel_tile(const KernelSpec &s, const Target &t, Knobs &k) {
+  const int64_t M = s.out_shape[1];
+  if (!x86_has_u8_dot(t) || s.in_shape.size() != 4 || M % 16 == 0 || M < 64 || k["vec"] != 16) return;
+  const int64_t OW = s.out_shape[3];
+  if (OW < 4) return;
+  auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
+  const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3;
+  const int want = cv == 3 ? 7 : 8;
+  int xt = want;
+  for (int c : {want, want - 1, want - 2})
+    if (OW % c == 0) {
+      xt = c;
+      break;
+    }
+  k["co_vectors"] = cv;
+  k["x_tile"] = (int)std::min<int64_t>(xt, OW);
+  k["flat_weights"] = 1;
+  k["row_major"] = 0;
+}
+
+}  // namespace
+
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // i32 lanes per vector; the same register tile as the fp32 convolution. Row by row when the
   // weights are small: MobileNetV2 int8 at 2 threads 2.33 -> 1.98 ms (1 thread unchanged). The
@@ -230,6 +265,7 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
     auto covered = [&](int c) { return (OW + c - 1) / c * c; };
     k["x_tile"] = covered(5) < covered(4) ? 5 : 4;
   }
+  odd_channel_tile(s, t, k);
   // On ARM, output channels that the vectors do not divide (16 or more; fewer take one vector of
   // all of them) would leave a last vector shifted inward across two blocks of packed weights,
   // which Halide 21's ARM back end refuses for the dot-product loads ("Should be dense vector
@@ -413,8 +449,15 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"amx", "1: AMX tile products (x86 with avx512_sapphirerapids, where the layer fits: lowering "
                      "turns it off elsewhere; tiles of 16 channels x 16 pixels, weights in blocks of 16 channels); "
                      "default 1 where it measured faster", {0, 1}, {0, 1}, true});
+  s.knobs.push_back({"flat_weights", "1: weights packed as one block of all output channels, so that a register tile at "
+                     "any channel offset (a last block shifted inward) loads them densely; 0: in blocks of the tile's "
+                     "channels (a shifted last block gathers). Default 1 for channels 16 does not divide on VNNI x86",
+                     {0, 1}, {0, 1}, true});
   s.normalize = [](const KernelSpec &s, Knobs k) {
     k = register_tile_normalize(s, std::move(k), 16);
+    // One block holds every channel anyway: both layouts are the same.
+    if (k.count("flat_weights") && (knob(k, "amx", 0) || register_tile_channels(s.out_shape[1], k, 16) >= s.out_shape[1]))
+      k["flat_weights"] = 0;
     if (knob(k, "amx", 0)) {
       if (!amx_shape_unfit(s, k).empty()) {
         k["amx"] = 0;

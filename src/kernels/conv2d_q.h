@@ -33,7 +33,9 @@ struct ConvQFuncs {
 // (conv2d_q_amx_flat) view input, residual and output as (c, x + W y, 0, n).
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
 // use i8 x i8 dot products; the lowering adds 128 * sum(w) to the bias); weights_per_byte
-// (weights stored 2 or 4 per byte and unpacked in registers before the dot product); amx
+// (weights stored 2 or 4 per byte and unpacked in registers before the dot product);
+// flat_weights (the weights packed as one block of all M channels, cb = M, so that a register
+// tile at any channel offset, such as a last block shifted inward, loads them densely); amx
 // (Sapphire Rapids' tile unit: see conv2d_q_amx_unfit).
 ConvQFuncs define_conv2d_q(const KernelSpec &s, int cb);
 Knobs conv2d_q_default_knobs(const KernelSpec &s, const Halide::Target &t);

@@ -42,6 +42,7 @@ struct QCase {
   int per_byte = 0;          // > 0: force this many weights per byte (knob weights_per_byte)
   int amx = -1;              // 0 / 1: force knob amx (1 needs a host with AMX; skipped elsewhere)
   int wide_tile = 0;         // > 0: force tiles of 2 vectors of 32 lanes (64 channels) by this many columns
+  int flat = 0;              // > 0: force weights packed as one block, tiles of this many 16-lane vectors
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -58,6 +59,7 @@ struct QCase {
     if (ties) s += "_ties";
     if (even) s += "_even";
     if (wide_tile) s += "_w64x" + std::to_string(wide_tile);
+    if (flat) s += "_flat" + std::to_string(flat);
     if (wbits != 8 || abits != 8) s += "_w" + std::to_string(wbits) + "a" + std::to_string(abits);
     if (force_bs) s += "_bs";
     if (per_byte) s += "_per" + std::to_string(per_byte);
@@ -214,6 +216,22 @@ const std::vector<QCase> kCases = [] {
   QCase wide_packed = wide(bits(with_relu(mk(1, 33, 8, 16, 64, 3, 1, 1, 8, 8)), 4, 8), 4);
   wide_packed.per_byte = 2;
   v.push_back(wide_packed);
+  // The VNNI default for output channels that 16 does not divide (3 or 2 vectors of 16 lanes,
+  // the last block shifted inward, weights packed as one block), forced so that every host runs
+  // it: 72 at stride 2 with batch 2, 168 in a 1x1 with a residual (7-column tiles), 116 (the last
+  // block shifted by 12) with 4-bit weights two per byte, 40 (2 vectors, the last block shifted
+  // by 8) and 13 (fewer than a vector: one block of all of them either way).
+  auto flat = [](QCase c, int vectors) {
+    c.flat = vectors;
+    return c;
+  };
+  v.push_back(flat(with_relu(mk(2, 24, 13, 13, 72, 3, 2, 1, 7)), 3));
+  v.push_back(flat(with_res(mk(1, 40, 14, 14, 168, 1, 1, 0, 128, 3), true), 3));
+  QCase flat_packed = flat(bits(with_relu(mk(1, 33, 8, 19, 116, 3, 1, 1, 8, 8)), 4, 8), 2);
+  flat_packed.per_byte = 2;
+  v.push_back(flat_packed);
+  v.push_back(flat(mk(1, 17, 9, 9, 40, 1, 1, 0), 3));
+  v.push_back(flat(mk(1, 20, 6, 11, 13, 3, 1, 1, 128), 2));
   auto bs = [&](QCase c, int wb, int ab) {
     c = bits(c, wb, ab);
     c.force_bs = true;
@@ -411,6 +429,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   if (c.per_byte) knobs["conv2d_q"]["weights_per_byte"] = c.per_byte;
   if (c.amx >= 0) knobs["conv2d_q"]["amx"] = c.amx;
   if (c.wide_tile) knobs["conv2d_q"].insert({{"vec", 32}, {"co_vectors", 2}, {"x_tile", c.wide_tile}});
+  if (c.flat) knobs["conv2d_q"].insert({{"vec", 16}, {"co_vectors", c.flat}, {"x_tile", 7}, {"flat_weights", 1}});
   if (c.amx == 1 && !qnnc::detect_cpu_features().count("amx_int8")) GTEST_SKIP() << "this CPU has no AMX";
   qnnc::Module mod = qref::compile(g, knobs);
   bool bitserial = false;
@@ -431,6 +450,12 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
       if (st.value("op", "") == "conv2d_q") {
         EXPECT_EQ(st["spec"]["knobs"].value("vec", 0), 32) << "knob vec";
         EXPECT_EQ(st["spec"]["knobs"].value("co_vectors", 0), 2) << "knob co_vectors";
+      }
+  if (c.flat)
+    for (const auto &st : mod.manifest()["steps"])
+      if (st.value("op", "") == "conv2d_q") {
+        EXPECT_EQ(st["spec"]["knobs"].value("flat_weights", 0), 1) << "knob flat_weights";
+        EXPECT_EQ(st["spec"]["knobs"].value("co_vectors", 0), c.flat) << "knob co_vectors";
       }
   // Packed storage by default except on x86 for outputs of 14 columns or more.
   const int64_t OW = (c.W + c.pads[1] + c.pads[3] - c.dil * (c.KW - 1) - 1) / c.stride + 1;

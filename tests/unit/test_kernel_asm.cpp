@@ -3,7 +3,8 @@
 // and VPOPCNTDQ), sdot (rpi5), widening multiplies without sdot (rpi4) and cnt (both Pis), also
 // with 2- and 4-bit weights stored 4 and 2 per byte; and two schedules that once fell back to
 // byte-by-byte code: dense rows of int8 weights (gathers) and max pools over few channels; the
-// float requantization epilogue; fp32 tiles that divide the channels; and bit-plane outputs
+// float requantization epilogue; fp32 tiles that divide the channels; int8 tiles over odd channel
+// counts with dense weight loads; and bit-plane outputs
 // packed from compare masks; AMX tile products on Sapphire Rapids.
 #include <gtest/gtest.h>
 
@@ -261,6 +262,51 @@ TEST(KernelAsm, Fp32ShortReductionTilesDivideTheChannels) {
   }
   Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
   EXPECT_NE(qnnc::default_knobs(s, avx2)["co_vectors"], 9);
+}
+
+// int8 layers whose output channels 16 does not divide (RegNet's 168) take tiles of 3 vectors
+// with the last block shifted inward on VNNI x86, over weights packed as one block of all
+// channels (knob flat_weights; kernels/conv2d_q.cpp: odd_channel_tile): every tile's weights
+// load as whole vectors. Packed in blocks of the tile's 48 channels instead, the shifted block's
+// weights straddle two blocks and load byte by byte. Checked on the target strings, whatever
+// CPU runs the test.
+TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
+  qnnc::KernelSpec s = u8_window("conv2d_q", {1, 168, 28, 28}, {1, 168, 28, 28}, 1, 1, 0);
+  s.relu = true;
+  // Vector elements inserted straight from memory (not stack reloads): a gather written out.
+  auto element_loads = [](const std::string &a) {
+    int n = 0;
+    std::istringstream is(a);
+    for (std::string line; std::getline(is, line);) {
+      size_t i = line.find_first_not_of(" \t");
+      if (i == std::string::npos || line.compare(i, 6, "vpinsr") != 0) continue;
+      const std::string ops = line.substr(0, line.find('#'));
+      n += ops.find("(%") != std::string::npos && ops.find("(%rsp)") == std::string::npos;
+    }
+    return n;
+  };
+  for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
+    Halide::Target ht(qnnc::kernel_target_string(s, qnnc::resolve_target(target)));
+    qnnc::Knobs k = qnnc::default_knobs(s, ht);
+    EXPECT_EQ(k["flat_weights"], 1) << target;
+    EXPECT_EQ(k["co_vectors"], 3) << target;
+    EXPECT_EQ(k["x_tile"], 7) << target;
+    EXPECT_EQ(qnnc::knob(k, "amx", 0), 0) << target;
+    std::string a = assembly(s, target);
+    EXPECT_GT(count(a, "vpdpbusd"), 0) << target;
+    EXPECT_EQ(element_loads(a), 0) << target;
+    qnnc::KernelSpec blocked = s;
+    blocked.knobs = {{"flat_weights", 0}};
+    const int blocked_loads = element_loads(assembly(blocked, target));
+    EXPECT_GT(blocked_loads, 0) << target << ": the check would not see a shifted block's element loads";
+    std::printf("%s: element loads with weights in blocks of 48 channels: %d, one block: %d\n", target,
+                blocked_loads, element_loads(a));
+  }
+  // Channels that 16 divides, and x86 without VNNI, keep the general rule.
+  qnnc::KernelSpec even = u8_window("conv2d_q", {1, 160, 28, 28}, {1, 160, 28, 28}, 1, 1, 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(even, Halide::Target("x86-64-linux-avx512_zen4")), "flat_weights", 0), 0);
+  Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s, avx2), "flat_weights", 0), 0);
 }
 
 // A bit-serial layer that writes bit planes packs each word of 32 output channels from the two

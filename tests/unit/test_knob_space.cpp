@@ -51,7 +51,7 @@ TEST(KnobSpace, DefaultsAreDeclaredAndSearchValuesAccepted) {
 
 TEST(KnobSpace, TunableKnobsExcludeWhatLoweringDecides) {
   auto t = qnnc::knob_spaces().at("conv2d_q").tunable();
-  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile", "tasks", "row_major", "amx"}));
+  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile", "tasks", "row_major", "amx", "flat_weights"}));
   EXPECT_TRUE(qnnc::knob_spaces().at("bitpack").tunable().empty());
   EXPECT_CONTAINS(qnnc_error([] { qnnc::validate_knobs("conv2d_bs", {{"weight_bits", 5}}); }), "expected 1|2|3|4");
   EXPECT_CONTAINS(qnnc::describe_knob_spaces("dense"), "o_vectors");
@@ -107,6 +107,15 @@ TEST(KnobSpace, NormalizedFormsOfClampedKnobs) {
   EXPECT_EQ(z, qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}, {"amx", 0}}));
   s.out_shape = {1, 40, 7, 7};
   EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 8}, {"co_vectors", 4}, {"x_tile", 3}, {"amx", 1}}).at("amx"), 0);
+  // Weights packed as one block: the same layout where one tile block holds every channel (two
+  // vectors of 32 here; 40 channels in one vector of 40), a different one where blocks of 32 do
+  // not (40 channels in 16-lane vectors: a block of 32 and one shifted inward).
+  s.out_shape = {1, 64, 7, 7};
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 2}, {"x_tile", 7}, {"flat_weights", 1}}),
+            qnnc::normalized_knobs(s, {{"vec", 32}, {"co_vectors", 6}, {"x_tile", 8}, {"flat_weights", 0}}));
+  s.out_shape = {1, 40, 7, 7};
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 64}, {"co_vectors", 1}, {"x_tile", 7}, {"flat_weights", 1}}).at("flat_weights"), 0);
+  EXPECT_EQ(qnnc::normalized_knobs(s, {{"vec", 16}, {"co_vectors", 3}, {"x_tile", 7}, {"flat_weights", 1}}).at("flat_weights"), 1);
   s.out_shape = {1, 64, 7, 7};
   // fp32 reduction chunks: only where they divide the input channels into 2 or more; rows per
   // task capped at the height; the task order knob does not apply to chunks.
