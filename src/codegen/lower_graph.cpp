@@ -448,17 +448,19 @@ struct Lowering {
       wa = {new_const(w.name + ".quads", {KH, KW, 4, Q, 4}, pk, DType::i8), packed({4, Q, 4, KW, KH})};
     } else if (dwconv2d_q_grouped_quads(s, s.knobs)) {
       // (k, co, quad, kx, ky): w(co, 4 quad + k), a lane's 4 consecutive input channels together.
+      // co runs over grouped_weight_channels: zeros past M.
       const int64_t Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3], Q = Cg / 4;
-      std::vector<int32_t> pk((size_t)(M * Cg * KH * KW));
+      const int64_t Mp = grouped_weight_channels(s, s.knobs);
+      std::vector<int32_t> pk((size_t)(Mp * Cg * KH * KW), 0);
       for (int64_t m = 0; m < M; m++)
         for (int64_t c = 0; c < Cg; c++)
           for (int64_t ky = 0; ky < KH; ky++)
             for (int64_t kx = 0; kx < KW; kx++)
-              pk[(size_t)(((((ky * KW + kx) * Q + c / 4) * M + m) * 4) + c % 4)] =
+              pk[(size_t)(((((ky * KW + kx) * Q + c / 4) * Mp + m) * 4) + c % 4)] =
                   (*w.idata)[((m * Cg + c) * KH + ky) * KW + kx];
-      wa = {new_const(w.name + ".quads", {KH, KW, Q, M, 4}, pk, DType::i8), packed({4, M, Q, KW, KH})};
+      wa = {new_const(w.name + ".quads", {KH, KW, Q, Mp, 4}, pk, DType::i8), packed({4, Mp, Q, KW, KH})};
     } else {
-      wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), DType::i8);
+      wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), grouped_weight_channels(s, s.knobs), DType::i8);
     }
     int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     st.args = {act(n.inputs[0]), wa, {value(n.inputs[2]), packed({M})},
@@ -555,17 +557,19 @@ struct Lowering {
   }
   // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) with
   // the output channel innermost, as kernels/conv2d_grouped.h reads them: depthwise
-  // (co, kx, ky), grouped (co, ci % Cg, kx, ky).
+  // (co, kx, ky), grouped (co, ci % Cg, kx, ky) with co over Mp >= M channels (zeros past M:
+  // grouped_weight_channels).
   template <typename T>
-  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, bool depthwise, DType dt) {
+  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, bool depthwise, int64_t Mp, DType dt) {
     const int64_t M = w.type.shape[0], Cg = w.type.shape[1], taps = w.type.shape[2] * w.type.shape[3];
     const int64_t KH = w.type.shape[2], KW = w.type.shape[3];
-    std::vector<T> pk(data.size());
+    if (depthwise) Mp = M;
+    std::vector<T> pk((size_t)(Mp * Cg * taps), T(0));
     for (int64_t m = 0; m < M; m++)
       for (int64_t c = 0; c < Cg; c++)
-        for (int64_t t = 0; t < taps; t++) pk[(t * Cg + c) * M + m] = data[(m * Cg + c) * taps + t];
+        for (int64_t t = 0; t < taps; t++) pk[(t * Cg + c) * Mp + m] = data[(m * Cg + c) * taps + t];
     if (depthwise) return {new_const(w.name + ".dw", {KH, KW, M}, pk, dt), packed({M, KW, KH})};
-    return {new_const(w.name + ".grouped", {KH, KW, Cg, M}, pk, dt), packed({M, Cg, KW, KH})};
+    return {new_const(w.name + ".grouped", {KH, KW, Cg, Mp}, pk, dt), packed({Mp, Cg, KW, KH})};
   }
   // fp32 convolution weights OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb),
   // zero-padded, so a register tile streams its weights contiguously.
@@ -590,7 +594,8 @@ struct Lowering {
     resolve_knobs(s);
     const Value &w = g.values[n.inputs[1]];
     const int64_t M = w.type.shape[0];
-    st.args = {act(n.inputs[0]), grouped_weights(w, *w.data, conv2d_is_depthwise(s), DType::f32)};
+    st.args = {act(n.inputs[0]),
+               grouped_weights(w, *w.data, conv2d_is_depthwise(s), grouped_weight_channels(s, s.knobs), DType::f32)};
     st.args.push_back({value(n.inputs[2]), packed({M})});
     if (s.residual) st.args.push_back(act(n.inputs[3]));
     st.args.push_back(act(out));

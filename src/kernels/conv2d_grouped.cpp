@@ -70,10 +70,13 @@ void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64
   } else {
     out.reorder(mi, xi, g, xo, y, n).fuse(y, n, y).parallel(y);
   }
-  out.vectorize(mi, vw, TailStrategy::GuardWithIf).unroll(xi);
-  acc.compute_at(out, group_tasks ? xo : g).split(m, mo, mv, vw, TailStrategy::GuardWithIf).vectorize(mv).unroll(ax);
+  // A group's last vector, where the lanes do not divide Mg: the output's shifted inward (it
+  // stores some channels twice), the accumulator's rounded up past the group's end (its extra
+  // lanes read the next group's weights, or the padding after the last: grouped_weight_channels).
+  out.vectorize(mi, vw, TailStrategy::ShiftInwards).unroll(xi);
+  acc.compute_at(out, group_tasks ? xo : g).split(m, mo, mv, vw, TailStrategy::RoundUp).vectorize(mv).unroll(ax);
   Stage update = acc.update();
-  update.split(m, mo, mv, vw, TailStrategy::GuardWithIf).split(mo, mb, mu, bv);
+  update.split(m, mo, mv, vw, TailStrategy::RoundUp).split(mo, mb, mu, bv);
   if (quads) {
     // r = (k of the quad, quad, kx, ky): the quad's 4 products summed into each lane.
     update.reorder(r.x, mv, mu, ax, r.y, r.z, r.w, mb).atomic().vectorize(r.x);
@@ -108,9 +111,14 @@ int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k) {
 
 bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k) {
   if (!knob(k, "quads", 0) || s.group <= 1 || conv2d_is_depthwise(s)) return false;
-  // Whole vectors of lanes only, as the default lanes give (not tried with a guarded last one).
-  const int64_t Cg = s.in_shape[1] / s.group, Mg = s.out_shape[1] / s.group;
-  return Cg % 4 == 0 && Mg % std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg) == 0;
+  return (s.in_shape[1] / s.group) % 4 == 0;
+}
+
+int64_t grouped_weight_channels(const KernelSpec &s, const Knobs &k) {
+  const int64_t M = s.out_shape[1];
+  if (s.group <= 1 || conv2d_is_depthwise(s)) return M;
+  const int64_t Mg = M / s.group, vw = std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg);
+  return M + (Mg + vw - 1) / vw * vw - Mg;
 }
 
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
@@ -128,13 +136,19 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
   const int64_t padded_bytes = s.in_shape[1] * (s.in_shape[2] + s.pads[0] + s.pads[2]) *
                                (s.in_shape[3] + s.pads[1] + s.pads[3]) * (s.dtype == "u8" ? 1 : 4);
   const int pad_rows = conv2d_is_depthwise(s) && padded_bytes > (2 << 20) ? 1 : 0;
-  // Grouped (not depthwise): lanes that divide a group's output channels where the natural
-  // width does not (RegNet's groups of 24, 56, 120, 232 ... channels take 8 lanes on AVX-512).
-  // A group's last vector guarded by an if made every reduction step a masked load and FMA:
-  // RegNet-X-1.6GF (groups of 24) took 2.8x ONNX Runtime's fp32 time and 6.7x its int8 time at
-  // 224x224, one thread, while RegNet-X-800MF (groups of 16) took 1.16x and 1.14x.
+  // Grouped (not depthwise) layers whose groups the natural width does not divide: the natural
+  // width, a group's last vector running past its end (grouped_weight_channels), where that
+  // computes at most an eighth more lanes (RegNet's groups of 56, 120, 168, 232, 264: 16 lanes
+  // on AVX-512); else lanes that divide the group (groups of 24: 8 lanes, not 32 for 24). A
+  // group's last vector guarded by an if instead made every reduction step a masked load and
+  // FMA (RegNet-X-1.6GF took 2.8x ONNX Runtime's fp32 time and 6.7x its int8 time so).
+  // Measured at 224x224 (`bench --profile`, per-layer minima of 3 alternating rounds, 1 / 2
+  // threads), 16 lanes against 8: RegNet-Y-8GF's groups of 56 0.74x / 0.74x the time in fp32
+  // and 0.47x / 0.44x in int8; RegNet-X-8GF's of 120 1.0x / 0.93x and 0.86x / 0.83x;
+  // RegNet-X-1.6GF's of 24 1.04x / 0.96x and 1.02x / 0.75x (left on 8 lanes).
   const int64_t Mg = s.group > 0 ? s.out_shape[1] / s.group : s.out_shape[1];
-  if (!conv2d_is_depthwise(s) && Mg % vec != 0)
+  const int64_t over = (Mg + vec - 1) / vec * vec - Mg;
+  if (!conv2d_is_depthwise(s) && Mg % vec != 0 && 8 * over > Mg + over)
     for (int l = vec / 2; l >= 4; l /= 2)
       if (Mg % l == 0) {
         vec = l;
@@ -182,7 +196,7 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
   const bool dw = conv2d_is_depthwise(s);
   ImageParam input = fixed_param(Float(32), "input", {C, W, H, N});
   ImageParam weights = dw ? fixed_param(Float(32), "weights", {C, KW, KH})
-                          : fixed_param(Float(32), "weights", {M, Cg, KW, KH});
+                          : fixed_param(Float(32), "weights", {grouped_weight_channels(s, k), Cg, KW, KH});
   ImageParam bias = fixed_param(Float(32), "bias", {M});
   ImageParam residual;
   if (s.residual) residual = fixed_param(Float(32), "residual", {M, OW, OH, N});
@@ -219,9 +233,13 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
     RDom r(0, (int)Cg, 0, (int)KW, 0, (int)KH, "r");
     Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
     Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
-    acc(m, gi, x, y, n) = bias(gi * (int)Mg + m);
+    // Where a group's last vector runs past its end, the bias joins in the epilogue (the
+    // accumulator's extra lanes would read past the bias).
+    const bool over = grouped_weight_channels(s, k) > M;
+    acc(m, gi, x, y, n) = over ? Expr(0.f) : bias(gi * (int)Mg + m);
     acc(m, gi, x, y, n) += weights(gi * (int)Mg + m, r.x, r.y, r.z) * padded(gi * (int)Cg + r.x, ix, iy, n);
     Expr v = acc(c % (int)Mg, c / (int)Mg, x, y, n);
+    if (over) v += bias(c);
     if (s.residual) v += residual(c, x, y, n);
     out(c, x, y, n) = fused_activation(v, s);
     fix_output(out, {M, OW, OH, N});
@@ -246,7 +264,10 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   const int64_t G = s.group, Cg = C / G, Mg = M / G;
   const bool dw = conv2d_is_depthwise(s);
   ImageParam input = fixed_param(UInt(8), "input", {C, W, H, N});
-  ImageParam weights = dw ? fixed_param(Int(8), "weights", {C, KW, KH}) : fixed_param(Int(8), "weights", {M, Cg, KW, KH});
+  ImageParam weights = dw ? fixed_param(Int(8), "weights", {C, KW, KH})
+                          : fixed_param(Int(8), "weights", {grouped_weight_channels(s, k), Cg, KW, KH});
+  // As in the fp32 kernel: the bias in the epilogue where a group's last vector runs past its end.
+  const bool over = grouped_weight_channels(s, k) > M;
   ImageParam bias = fixed_param(Int(32), "bias", {M});
   ImageParam mult = fixed_param(Int(32), "mult", {M});
   ImageParam shift = fixed_param(Int(32), "shift", {M});
@@ -320,17 +341,19 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     // (4 bytes, as they lie in memory) and takes a u8 x i8 dot product of 4 with each output
     // lane's 4 weights (vpdpbusd where the target has it), instead of a widening multiply and
     // add per input channel.
-    ImageParam wq = fixed_param(Int(8), "weights", {4, M, Cg / 4, KW, KH});
+    ImageParam wq = fixed_param(Int(8), "weights", {4, grouped_weight_channels(s, k), Cg / 4, KW, KH});
     Var m("m"), gi("gi");
     RDom r(0, 4, 0, (int)(Cg / 4), 0, (int)KW, 0, (int)KH, "r");
     Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
     Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
     Func acc("acc");
-    acc(m, gi, x, y, n) = bias(gi * (int)Mg + m);
+    acc(m, gi, x, y, n) = over ? Expr(0) : bias(gi * (int)Mg + m);
     acc(m, gi, x, y, n) +=
         i32(padded(gi * (int)Cg + 4 * r.y + r.x, ix, iy, n)) * i32(wq(r.x, gi * (int)Mg + m, r.y, r.z, r.w));
+    Expr sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
+    if (over) sum += bias(c);
     Func out("output");
-    out(c, x, y, n) = u8(requantized_level(acc(c % (int)Mg, c / (int)Mg, x, y, n), mult(c), shift(c),
+    out(c, x, y, n) = u8(requantized_level(sum, mult(c), shift(c),
                                            s.residual ? residual(c, x, y, n) : Expr(), qparams, s.rounding));
     fix_output(out, {M, OW, OH, N});
     schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, grouped_max_acc(t),
@@ -355,10 +378,11 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     Var m("m"), gi("gi");
     Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
     Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
-    acc(m, gi, x, y, n) = bias(gi * (int)Mg + m);
+    acc(m, gi, x, y, n) = over ? Expr(0) : bias(gi * (int)Mg + m);
     acc(m, gi, x, y, n) +=
         i32(i16(padded(gi * (int)Cg + r.x, ix, iy, n)) * i16(weights(gi * (int)Mg + m, r.x, r.y, r.z)));
     sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
+    if (over) sum += bias(c);
   }
   Func out("output");
   out(c, x, y, n) = u8(requantized_level(sum, mult(c), shift(c), s.residual ? residual(c, x, y, n) : Expr(), qparams,

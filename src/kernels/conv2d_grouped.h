@@ -6,7 +6,8 @@
 //  - grouped (Cg input, Mg output channels per group): a group's output channels are the
 //    vector lanes and each reduction step broadcasts one input value, like the dense register
 //    tile, so no lane gathers from another group.
-// Weights (packed by lowering): depthwise (c, kx, ky); grouped (co, ci % Cg, kx, ky), co innermost.
+// Weights (packed by lowering): depthwise (c, kx, ky); grouped (co, ci % Cg, kx, ky), co innermost
+// over grouped_weight_channels.
 #pragma once
 #include "kernels/halide_kernel.h"
 
@@ -21,10 +22,16 @@ bool conv2d_is_depthwise(const KernelSpec &s);
 int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k);
 
 // Whether the integer grouped (not depthwise) kernel sums channel quads with u8 x i8 dot
-// products (knob quads; input channels per group a multiple of 4, output channels per group a
-// multiple of the vector lanes). Lowering packs the weights
-// for it: (k, co, quad, kx, ky), w(co, 4 quad + k).
+// products (knob quads; input channels per group a multiple of 4). Lowering packs the weights
+// for it: (k, co, quad, kx, ky), w(co, 4 quad + k), co over grouped_weight_channels.
 bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k);
+
+// Channels of a grouped (not depthwise) layer's packed weights along their innermost dimension:
+// M, plus the lanes a group's last vector reaches past its Mg channels where the vector lanes
+// (knob vec) do not divide Mg. That vector computes lanes past the group's end (never stored)
+// from the next group's weights; the padding keeps the last group's in bounds. Lowering appends
+// that many zero channels; M for depthwise layers.
+int64_t grouped_weight_channels(const KernelSpec &s, const Knobs &k);
 
 // Knobs: vec (channel lanes), x_tile (output columns per task's register block), pad_rows; for
 // fp32 depthwise (spec kind conv2d_grouped) also strip or pad_inline.

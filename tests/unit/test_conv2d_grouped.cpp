@@ -125,6 +125,19 @@ TEST_P(GroupedConv, MatchesReference) {
       EXPECT_TRUE(ref::Close(alt.run(in)[0], want, 1e-5)) << c.name() << what;
     }
   }
+  // Grouped: 16 and 8 lanes whatever the default, so that groups 16 lanes do not divide (24,
+  // 40, 232, 5 or 15 channels) run a last vector past the group's end (its weights padded after
+  // the last group), and with a task per group.
+  if (c.G > 1 && c.G != c.C) {
+    for (const qnnc::Knobs &v : {qnnc::Knobs{{"vec", 16}}, qnnc::Knobs{{"vec", 16}, {"group_tasks", 1}},
+                                 qnnc::Knobs{{"vec", 8}, {"x_tile", 3}}}) {
+      qnnc::CompileOptions opt;
+      opt.knobs["conv2d_grouped"] = v;
+      std::string what;
+      for (const auto &[name, value] : v) what += " " + name + "=" + std::to_string(value);
+      EXPECT_TRUE(ref::Close(qnnc::compile(gb.g, opt).run(in)[0], want, 1e-5)) << c.name() << what;
+    }
+  }
 }
 
 const GCase kCases[] = {
@@ -148,7 +161,8 @@ const GCase kCases[] = {
     {1, 32, 6, 6, 64, 2, 3, 1, 1, 1, Tail::Residual},
     {1, 24, 9, 9, 24, 3, 1, 1, 0, 1},
     // RegNet's group widths that 16 lanes do not divide: 24 (3 vectors of 8 in one register
-    // block), 40 at stride 2 (5 vectors), 232 (29 vectors, blocks of one)
+    // block), 40 at stride 2 (5 vectors of 8), 232 (15 vectors of 16, the last past the group's
+    // end)
     {1, 48, 9, 9, 48, 2, 3, 1, 1, 1, Tail::Relu},
     {1, 120, 9, 9, 120, 3, 3, 2, 1, 1, Tail::Residual},
     {1, 464, 5, 5, 464, 2, 3, 1, 1, 1},
