@@ -202,18 +202,19 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Target
 
 namespace {
 
-// Output channels that 16 does not divide (RegNet's 168, 216, 408, 1512; 64 or more) on VNNI
-// x86: the general rule takes one vector by 7-8 columns there (its larger tiles would leave a
-// shifted last block whose weights straddle two packed blocks and are gathered), so each
-// multiply-add step loads a weight vector and up to 8 broadcasts for 7-8 dot products. Instead,
-// a tile of 3 or 2 vectors (whichever computes fewer channels past the end) by 7 or 8 columns,
-// the last block shifted inward, over weights packed as one block of all channels
-// (flat_weights): a tile at any channel offset loads its weights densely.
+// Output channels that the general rule tiles with one vector (64 or more on VNNI x86): those
+// that 16 does not divide (RegNet's 168, 216, 408, 1512), where a wider tile would leave a
+// shifted last block whose weights straddle two packed blocks (gathered), and those that come
+// in an odd number of vectors (80, 144, 240, 720), which 2 vectors do not divide. One vector by
+// 7-8 columns loads a weight vector and up to 8 broadcasts for 7-8 dot products. Instead, a
+// tile of 3 or 2 vectors (whichever computes fewer channels past the end) by 7 or 8 columns;
+// where it does not divide the channels, the last block shifted inward over weights packed as
+// one block of all channels (flat_weights), so that a tile at any channel offset loads its
+// weights densely.
 void odd_channel_tile(const KernelSpec &s, const Target &t, Knobs &k) {
-  const int64_t M = s.out_shape[1];
-  if (!x86_has_u8_dot(t) || s.in_shape.size() != 4 || M % 16 == 0 || M < 64 || k["vec"] != 16) return;
-  const int64_t OW = s.out_shape[3];
-  if (OW < 4) return;
+  const int64_t M = s.out_shape[1], OW = s.out_shape[3];
+  if (!x86_has_u8_dot(t) || s.in_shape.size() != 4 || M < 64 || OW < 4 || k["vec"] != 16) return;
+  if (M % 16 == 0 && k["co_vectors"] > 1) return;
   auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
   const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3;
   const int want = cv == 3 ? 7 : 8;
@@ -225,8 +226,10 @@ void odd_channel_tile(const KernelSpec &s, const Target &t, Knobs &k) {
     }
   k["co_vectors"] = cv;
   k["x_tile"] = (int)std::min<int64_t>(xt, OW);
-  k["flat_weights"] = 1;
-  k["row_major"] = 0;
+  if (M % (16 * cv) != 0) {
+    k["flat_weights"] = 1;
+    k["row_major"] = 0;
+  }
 }
 
 }  // namespace
@@ -451,7 +454,7 @@ KnobSpace conv2d_q_knob_space() {
                      "default 1 where it measured faster", {0, 1}, {0, 1}, true});
   s.knobs.push_back({"flat_weights", "1: weights packed as one block of all output channels, so that a register tile at "
                      "any channel offset (a last block shifted inward) loads them densely; 0: in blocks of the tile's "
-                     "channels (a shifted last block gathers). Default 1 for channels 16 does not divide on VNNI x86",
+                     "channels (a shifted last block gathers). Default 1 on VNNI x86 where the default tile does not divide the channels",
                      {0, 1}, {0, 1}, true});
   s.normalize = [](const KernelSpec &s, Knobs k) {
     k = register_tile_normalize(s, std::move(k), 16);

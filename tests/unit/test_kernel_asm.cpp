@@ -264,8 +264,9 @@ TEST(KernelAsm, Fp32ShortReductionTilesDivideTheChannels) {
   EXPECT_NE(qnnc::default_knobs(s, avx2)["co_vectors"], 9);
 }
 
-// int8 layers whose output channels 16 does not divide (RegNet's 168) take tiles of 3 vectors
-// with the last block shifted inward on VNNI x86, over weights packed as one block of all
+// int8 layers whose output channels 16 does not divide (RegNet's 168), or that come in an odd
+// number of 16-lane vectors, take tiles of 3 vectors (or 2) on VNNI x86, a last block shifted
+// inward where they do not divide the channels, over weights packed as one block of all
 // channels (knob flat_weights; kernels/conv2d_q.cpp: odd_channel_tile): every tile's weights
 // load as whole vectors. Packed in blocks of the tile's 48 channels instead, the shifted block's
 // weights straddle two blocks and load byte by byte. Checked on the target strings, whatever
@@ -302,9 +303,19 @@ TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
     std::printf("%s: element loads with weights in blocks of 48 channels: %d, one block: %d\n", target,
                 blocked_loads, element_loads(a));
   }
-  // Channels that 16 divides, and x86 without VNNI, keep the general rule.
+  // An odd number of 16-lane vectors: 15 (240 channels) in blocks of 3 as packed, 5 (80) in
+  // two blocks of 3 over flat weights; an even number (160) keeps the general rule's 2 x 7; and
+  // so does x86 without VNNI.
+  const Halide::Target zen4("x86-64-linux-avx512_zen4");
+  for (auto [M, flat] : {std::pair<int64_t, int>{240, 0}, {80, 1}}) {
+    qnnc::KernelSpec odd = u8_window("conv2d_q", {1, 64, 28, 28}, {1, M, 28, 28}, 1, 1, 0);
+    qnnc::Knobs ko = qnnc::default_knobs(odd, zen4);
+    EXPECT_EQ(ko["co_vectors"], 3) << M;
+    EXPECT_EQ(qnnc::knob(ko, "flat_weights", 0), flat) << M;
+  }
   qnnc::KernelSpec even = u8_window("conv2d_q", {1, 160, 28, 28}, {1, 160, 28, 28}, 1, 1, 0);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(even, Halide::Target("x86-64-linux-avx512_zen4")), "flat_weights", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(even, zen4), "flat_weights", 0), 0);
+  EXPECT_EQ(qnnc::default_knobs(even, zen4)["co_vectors"], 2);
   Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s, avx2), "flat_weights", 0), 0);
 }
