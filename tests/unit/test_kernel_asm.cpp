@@ -320,6 +320,29 @@ TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s, avx2), "flat_weights", 0), 0);
 }
 
+// Grouped layers whose last vector of a group runs past its end (groups of 56 in 16 lanes,
+// forced where the default lanes divide the group) build for both Pis and x86, fp32 and
+// integer, and keep their dot products where the target has them; and the int8 tile over flat
+// weights (168 channels, forced) builds for the Pis.
+TEST(KernelAsm, PaddedGroupsAndFlatWeightsBuildForEveryTarget) {
+  for (const char *kind : {"dwconv2d_q", "conv2d_grouped"}) {
+    qnnc::KernelSpec g = u8_window(kind, {1, 112, 9, 9}, {1, 112, 9, 9}, 3, 1, 1);
+    g.group = 2;
+    if (std::string(kind) == "conv2d_grouped") g.dtype = "f32";
+    g.knobs = {{"vec", 16}};
+    for (const char *target : {"rpi4", "rpi5", "x86-64-linux-avx512_zen4", "x86-64-linux-avx2-fma"}) {
+      std::string a = assembly(g, target);
+      EXPECT_FALSE(a.empty()) << kind << " " << target;
+      if (std::string(kind) == "dwconv2d_q" && std::string(target) == "x86-64-linux-avx512_zen4")
+        EXPECT_GT(count(a, "vpdpbusd"), 0) << "grouped channel quads";
+    }
+  }
+  qnnc::KernelSpec s = u8_window("conv2d_q", {1, 40, 14, 14}, {1, 168, 14, 14}, 1, 1, 0);
+  s.knobs = {{"vec", 16}, {"co_vectors", 3}, {"x_tile", 7}, {"flat_weights", 1}};
+  EXPECT_GT(count(assembly(s, "rpi5"), "sdot"), 0);
+  EXPECT_FALSE(assembly(s, "rpi4").empty());
+}
+
 // A bit-serial layer that writes bit planes packs each word of 32 output channels from the two
 // 16-lane compare masks (kunpckwd), not with a horizontal sum over the lanes (the pass in
 // kernels/pack_bits.h; without it these kernels have no kunpckwd at all).

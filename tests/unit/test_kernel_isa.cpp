@@ -103,8 +103,9 @@ TEST(KernelIsa, RequiredFeaturesOfTargetStrings) {
 
 // Kernels of awkward shapes: channel counts that do not fill a vector (narrow vectors are where
 // the VEX/EVEX choice differs), odd channels, 1x1 and 7x7, stride 2, residual, packed 4- and
-// 2-bit weights, a dense layer as a 1x1 conv2d_q, integer depthwise and grouped (groups of 24:
-// channel quads on dot-product levels), the bit-serial kernel (also
+// 2-bit weights, a dense layer as a 1x1 conv2d_q, 168 output channels (3-vector tiles over
+// weights in one block on dot-product levels), integer depthwise and grouped (groups of 24 and
+// 56: channel quads on dot-product levels, 16 lanes past a group's end on AVX-512), the bit-serial kernel (also
 // with bit-plane output and residual and threshold epilogues), a threshold conv2d_q, and fp32
 // conv (direct and Winograd) and dense.
 std::vector<qnnc::KernelSpec> specs() {
@@ -143,6 +144,10 @@ std::vector<qnnc::KernelSpec> specs() {
   auto grouped = conv("dwconv2d_q", {1, 48, 9, 9}, 48, 3, 1, 1);  // 2 groups of 24 (RegNet's width)
   grouped.group = 2;
   v.push_back(grouped);
+  auto grouped56 = conv("dwconv2d_q", {1, 112, 7, 7}, 112, 3, 1, 1);  // 2 groups of 56: 16 lanes run past a group
+  grouped56.group = 2;
+  v.push_back(grouped56);
+  v.push_back(conv("conv2d_q", {1, 40, 8, 8}, 168, 1, 1, 0));  // 168 channels: 3-vector tiles over flat weights (VNNI)
   auto bs = conv("conv2d_bs", {1, 64, 8, 8}, 20, 3, 1, 1);
   bs.knobs = {{"weight_bits", 1}, {"activation_bits", 1}};
   v.push_back(bs);
