@@ -12,7 +12,10 @@ using namespace Halide;
 
 namespace qnnc {
 
-int conv2d_channel_block(const KernelSpec &s, const Knobs &k) { return register_tile_channels(s.out_shape[1], k, 8); }
+int conv2d_channel_block(const KernelSpec &s, const Knobs &k) {
+  if (knob(k, "flat_weights", 0) && !conv2d_uses_winograd(s, k)) return (int)s.out_shape[1];
+  return register_tile_channels(s.out_shape[1], k, 8);
+}
 
 ConvFuncs define_conv2d(const KernelSpec &s, int cb, bool from_nchw, int k_chunk) {
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
@@ -51,17 +54,20 @@ ConvFuncs define_conv2d(const KernelSpec &s, int cb, bool from_nchw, int k_chunk
   Expr ix = x * (int)s.stride[1] + r.y * (int)s.dilation[1] - (int)s.pads[1];
   Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
   f.conv(co, x, y, n) = f.bias(co);
+  // An output channel's place in the packed weights; one block of all channels (cb >= M) needs
+  // no division, so a vector at any channel offset reads them densely.
+  const Expr wco = nb == 1 ? Expr(co) : co % cb, wblk = nb == 1 ? Expr(0) : co / cb;
   if (f.chunked) {
     // Chunk ko's sum over its k_chunk input channels and the window, then the chunks' sum.
     Var ko("ko");
     Expr ci = ko * k_chunk + r.x;
     f.partial = Func("partial");
     f.partial(co, x, y, n, ko) = 0.f;
-    f.partial(co, x, y, n, ko) += f.weights(co % cb, ci, r.y, r.z, co / cb) * f.padded(ci, ix, iy, n);
+    f.partial(co, x, y, n, ko) += f.weights(wco, ci, r.y, r.z, wblk) * f.padded(ci, ix, iy, n);
     f.rc = RDom(0, (int)(C / k_chunk), "rc");
     f.conv(co, x, y, n) += f.partial(co, x, y, n, f.rc);
   } else {
-    f.conv(co, x, y, n) += f.weights(co % cb, r.x, r.y, r.z, co / cb) * f.padded(r.x, ix, iy, n);
+    f.conv(co, x, y, n) += f.weights(wco, r.x, r.y, r.z, wblk) * f.padded(r.x, ix, iy, n);
   }
 
   Expr v = f.conv(co, x, y, n);
@@ -98,9 +104,34 @@ bool channel_dividing_tile(const KernelSpec &s, const Target &t, Knobs &k) {
     // 8-lane vectors halve the multiply-adds per instruction, which a long reduction feels:
     // SqueezeNet's 512 -> 1000 at 13x13, one thread, took 2.39 ms so (8 lanes x 5), 1.49 with
     // the general rule's single 16-lane vector and 1.14 with two (the last block shifted).
-    if (M < 8 * 16) return false;
+    // Up to 4 MB of weights: 3 or 2 16-lane vectors (whichever computes fewer channels past
+    // the end) by 7 or 8 columns, the last block shifted inward over weights packed as one
+    // block (flat_weights), so that its weights load densely (in blocks of the tile, they
+    // straddle two and gather). Measured on a stack of RegNet shapes (`bench --profile`,
+    // per-layer minima of 3 alternating rounds, 1 / 2 threads, against two vectors): 168 ->
+    // 168, 168 -> 216 and 216 -> 216 at 28x28 0.62-0.79x the time at one thread, 3x3/2 216 ->
+    // 408 0.86x / 0.71x. Beyond, consecutive reduction steps' weights lie M floats apart, a
+    // page or more for large layers, and streaming them from memory lost its prefetch: 3x3/2
+    // 408 -> 1512 (22 MB) took 1.34x / 1.21x as long so; those keep two vectors in blocks.
+    if (K * M * 4 > (4 << 20)) {
+      if (M < 8 * 16) return false;
+      k["vec"] = 16;
+      k["co_vectors"] = 2;
+      return true;
+    }
+    if (M < 64) return false;
+    auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
+    const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3, want = cv == 3 ? 7 : 8;
+    int xt = want;
+    for (int c : {want, want - 1, want - 2})
+      if (OW % c == 0) {
+        xt = c;
+        break;
+      }
     k["vec"] = 16;
-    k["co_vectors"] = 2;
+    k["co_vectors"] = cv;
+    k["x_tile"] = (int)std::min<int64_t>(xt, OW);
+    k["flat_weights"] = 1;
     return true;
   }
   const int vec = M % 16 == 0 ? 16 : 8;
@@ -177,7 +208,8 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 }
 
 // The direct schedule's knobs, which do not apply under winograd (dropped from its normal form).
-const char *const kDirectOnlyKnobs[] = {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks"};
+const char *const kDirectOnlyKnobs[] = {"x_tile", "unroll_ci", "pad_inline", "k_chunk", "chunk_rows", "row_major", "tasks",
+                                        "flat_weights"};
 
 // Winograd F(2x2, 3x3) for 3x3 stride-1 layers (AVX-512) of at least 32 input and 16 output
 // channels. Measured with `bench --profile` (Ice Lake, alternating) against the direct
@@ -343,6 +375,10 @@ KnobSpace conv2d_knob_space() {
                                 "a chunk's weights serve every tile of a task's rows from L1",
                      {0, 16, 32, 64, 128}, {0, 8, 16, 32, 64, 128, 256}});
   s.knobs.push_back({"chunk_rows", "output rows per task with k_chunk", {1, 2, 4, 7}, {}});
+  s.knobs.push_back({"flat_weights", "1: weights packed as one block of all output channels, so that a register tile "
+                     "at any channel offset (a last block shifted inward) loads them densely; 0: in blocks of the "
+                     "tile's channels. Default 1 on AVX-512 for at least 64 channels that 16 does not divide under "
+                     "a reduction over 128", {0, 1}, {0, 1}, true});
   s.knobs.push_back({"from_nchw", "1: reads the model's NCHW input itself (a stem; set by lowering)", {}, {0, 1},
                      false, true});
   s.knobs.push_back({"winograd", "1: Winograd F(2x2, 3x3) for a 3x3 stride-1 layer (weights transformed at compile "
@@ -371,6 +407,8 @@ KnobSpace conv2d_knob_space() {
       k["unroll_ci"] = 1;  // the schedule ignores a factor that does not divide the channels
     if (k.count("k_chunk") && !conv2d_chunk_fits(s, k)) k["k_chunk"] = 0;
     if (!knob(k, "k_chunk", 0)) k.erase("chunk_rows");
+    // One block holds every channel anyway: both layouts are the same.
+    if (k.count("flat_weights") && register_tile_channels(s.out_shape[1], k, 8) >= s.out_shape[1]) k["flat_weights"] = 0;
     else k.erase("row_major");  // tasks are blocks over rows there
     if (knob(k, "k_chunk", 0) && k.count("chunk_rows"))
       k["chunk_rows"] = (int)std::min<int64_t>(std::max(1, k["chunk_rows"]), s.out_shape[2]);

@@ -350,6 +350,35 @@ TEST(Conv2dChunked, MatchesReference) {
   }
 }
 
+// Weights packed as one block of all output channels (knob flat_weights, the AVX-512 default
+// for channels that 16 does not divide under a long reduction), forced so that every host runs
+// it, against the reference: tiles of 3 and 2 vectors with the last block shifted inward (72
+// at stride 2 with batch 2 and a residual, 168 in a 1x1, 40 in 2 vectors), with reduction
+// chunks, and with Winograd asked for too (which keeps its own blocks).
+TEST(Conv2dFlatWeights, MatchesReference) {
+  struct S {
+    ConvCase c;
+    qnnc::Knobs k;
+  };
+  const S cases[] = {
+      {mk(2, 24, 13, 13, 72, 3, 3, 2, P1, E::ResInputRelu), {{"co_vectors", 3}, {"x_tile", 7}}},
+      {mk(1, 40, 14, 14, 168, 1, 1, 1, P0, E::Relu), {{"co_vectors", 3}, {"x_tile", 7}}},
+      {mk(1, 17, 9, 9, 40, 3, 3, 1, P1), {{"co_vectors", 2}, {"x_tile", 8}}},
+      {mk(1, 64, 7, 7, 72, 3, 3, 1, P1, E::Relu), {{"co_vectors", 3}, {"x_tile", 7}, {"k_chunk", 16}}},
+      {mk(1, 32, 8, 8, 56, 3, 3, 1, P1), {{"co_vectors", 3}, {"winograd", 1}}},
+  };
+  for (const S &s : cases) {
+    SCOPED_TRACE(s.c.name());
+    qnnc::Knobs k = s.k;
+    k["vec"] = 16;
+    k["flat_weights"] = 1;
+    KnobCase kc = compile_with_knobs(s.c, k, "flat_weights");
+    auto flat = [](const qnnc::KernelSpec &, const qnnc::Knobs &k) { return qnnc::knob(k, "flat_weights", 0) == 1; };
+    EXPECT_EQ(count_conv_steps(kc.m, flat), 1) << "the knob reaches the step";
+    EXPECT_TRUE(ref::Close(kc.m.run(kc.inputs)[0], kc.want, 1e-4));
+  }
+}
+
 // Winograd F(2x2, 3x3) (knob winograd: kernels/conv2d_winograd.h) against the reference: odd
 // widths and heights (a last tile half outside the output), channels below, at and around the
 // vector width, valid and asymmetric padding, register tiles and task rows that do not divide

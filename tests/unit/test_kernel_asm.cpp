@@ -62,6 +62,21 @@ int count(const std::string &text, const std::string &mnemonic) {
   return n;
 }
 
+// Vector elements inserted straight from memory (vinsertps, vpinsrb/w/d/q; not stack reloads):
+// a gather written out.
+int element_loads(const std::string &a) {
+  int n = 0;
+  std::istringstream is(a);
+  for (std::string line; std::getline(is, line);) {
+    size_t i = line.find_first_not_of(" \t");
+    if (i == std::string::npos) continue;
+    if (line.compare(i, 9, "vinsertps") != 0 && line.compare(i, 6, "vpinsr") != 0) continue;
+    const std::string ops = line.substr(0, line.find('#'));
+    n += ops.find("(%") != std::string::npos && ops.find("(%rsp)") == std::string::npos;
+  }
+  return n;
+}
+
 TEST(KernelAsm, HostInt8UsesVnni) {
   if (!__builtin_cpu_supports("avx512vnni")) GTEST_SKIP() << "host has no AVX512-VNNI";
   std::string a = assembly(conv_spec("conv2d_q", 8, 8), "host");
@@ -231,20 +246,6 @@ TEST(KernelAsm, Fp32ShortReductionTilesDivideTheChannels) {
   qnnc::KernelSpec s = u8_window("conv2d", {1, 24, 56, 56}, {1, 72, 56, 56}, 1, 1, 0);
   s.dtype = "f32";
   s.relu = true;
-  // Vector elements inserted straight from memory (not stack reloads): a gather written out.
-  auto element_loads = [](const std::string &a) {
-    int n = 0;
-    std::istringstream is(a);
-    for (std::string line; std::getline(is, line);) {
-      size_t i = line.find_first_not_of(" \t");
-      if (i == std::string::npos) continue;
-      bool insert = line.compare(i, 9, "vinsertps") == 0 || line.compare(i, 7, "vpinsrd") == 0;
-      size_t comment = line.find('#');
-      const std::string ops = line.substr(0, comment);
-      n += insert && ops.find("(%") != std::string::npos && ops.find("(%rsp)") == std::string::npos;
-    }
-    return n;
-  };
   for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
     Halide::Target ht(qnnc::kernel_target_string(s, qnnc::resolve_target(target)));
     qnnc::Knobs k = qnnc::default_knobs(s, ht);
@@ -274,18 +275,6 @@ TEST(KernelAsm, Fp32ShortReductionTilesDivideTheChannels) {
 TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
   qnnc::KernelSpec s = u8_window("conv2d_q", {1, 168, 28, 28}, {1, 168, 28, 28}, 1, 1, 0);
   s.relu = true;
-  // Vector elements inserted straight from memory (not stack reloads): a gather written out.
-  auto element_loads = [](const std::string &a) {
-    int n = 0;
-    std::istringstream is(a);
-    for (std::string line; std::getline(is, line);) {
-      size_t i = line.find_first_not_of(" \t");
-      if (i == std::string::npos || line.compare(i, 6, "vpinsr") != 0) continue;
-      const std::string ops = line.substr(0, line.find('#'));
-      n += ops.find("(%") != std::string::npos && ops.find("(%rsp)") == std::string::npos;
-    }
-    return n;
-  };
   for (const char *target : {"x86-64-linux-avx512_zen4", "x86-64-linux-avx512_sapphirerapids"}) {
     Halide::Target ht(qnnc::kernel_target_string(s, qnnc::resolve_target(target)));
     qnnc::Knobs k = qnnc::default_knobs(s, ht);
@@ -318,6 +307,29 @@ TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
   EXPECT_EQ(qnnc::default_knobs(even, zen4)["co_vectors"], 2);
   Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s, avx2), "flat_weights", 0), 0);
+}
+
+// fp32 1x1 layers over channels that 16 does not divide under a long reduction (216 -> 168)
+// take 3-vector tiles over weights in one block on AVX-512 (kernels/conv2d.cpp:
+// channel_dividing_tile), whose shifted last block loads whole vectors; above 4 MB of weights
+// they keep two vectors in blocks of the tile.
+TEST(KernelAsm, Fp32FlatWeightsLoadDensely) {
+  qnnc::KernelSpec s = u8_window("conv2d", {1, 216, 28, 28}, {1, 168, 28, 28}, 1, 1, 0);
+  s.dtype = "f32";
+  const std::string zen4 = "x86-64-linux-avx512_zen4";
+  Halide::Target ht(qnnc::kernel_target_string(s, qnnc::resolve_target(zen4)));
+  qnnc::Knobs k = qnnc::default_knobs(s, ht);
+  EXPECT_EQ(k["flat_weights"], 1);
+  EXPECT_EQ(k["co_vectors"], 3);
+  EXPECT_EQ(element_loads(assembly(s, zen4)), 0);
+  qnnc::KernelSpec blocked = s;
+  blocked.knobs = {{"flat_weights", 0}};
+  EXPECT_GT(element_loads(assembly(blocked, zen4)), 0) << "the check would not see a shifted block's element loads";
+  qnnc::KernelSpec big = u8_window("conv2d", {1, 408, 14, 14}, {1, 1512, 7, 7}, 3, 2, 1);
+  big.dtype = "f32";
+  qnnc::Knobs kb = qnnc::default_knobs(big, ht);
+  EXPECT_EQ(qnnc::knob(kb, "flat_weights", 0), 0);
+  EXPECT_EQ(kb["co_vectors"], 2);
 }
 
 // Grouped layers whose last vector of a group runs past its end (groups of 56 in 16 lanes,
