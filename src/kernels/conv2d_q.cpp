@@ -213,7 +213,8 @@ namespace {
 // weights densely.
 void odd_channel_tile(const KernelSpec &s, const Target &t, Knobs &k) {
   const int64_t M = s.out_shape[1], OW = s.out_shape[3];
-  if (!x86_has_u8_dot(t) || s.in_shape.size() != 4 || M < 64 || OW < 4 || k["vec"] != 16) return;
+  // (Not for the bit-serial kernel, which shares these defaults but packs its weights in blocks.)
+  if (s.kind != "conv2d_q" || !x86_has_u8_dot(t) || s.in_shape.size() != 4 || M < 64 || OW < 4 || k["vec"] != 16) return;
   if (M % 16 == 0 && k["co_vectors"] > 1) return;
   auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
   const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3;

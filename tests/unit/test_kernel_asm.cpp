@@ -305,6 +305,12 @@ TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
   qnnc::KernelSpec even = u8_window("conv2d_q", {1, 160, 28, 28}, {1, 160, 28, 28}, 1, 1, 0);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(even, zen4), "flat_weights", 0), 0);
   EXPECT_EQ(qnnc::default_knobs(even, zen4)["co_vectors"], 2);
+  // The bit-serial kernel shares conv2d_q's defaults but packs in blocks: it keeps the general rule.
+  qnnc::KernelSpec bs = s;
+  bs.kind = "conv2d_bs";
+  bs.knobs = {{"weight_bits", 1}, {"activation_bits", 1}};
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(bs, zen4), "flat_weights", 0), 0);
+  EXPECT_EQ(qnnc::default_knobs(bs, zen4)["co_vectors"], 1);
   Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s, avx2), "flat_weights", 0), 0);
 }
