@@ -120,17 +120,10 @@ bool channel_dividing_tile(const KernelSpec &s, const Target &t, Knobs &k) {
       return true;
     }
     if (M < 64) return false;
-    auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
-    const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3, want = cv == 3 ? 7 : 8;
-    int xt = want;
-    for (int c : {want, want - 1, want - 2})
-      if (OW % c == 0) {
-        xt = c;
-        break;
-      }
+    const auto [cv, xt] = shifted_block_tile(M, OW);
     k["vec"] = 16;
     k["co_vectors"] = cv;
-    k["x_tile"] = (int)std::min<int64_t>(xt, OW);
+    k["x_tile"] = xt;
     k["flat_weights"] = 1;
     return true;
   }

@@ -216,17 +216,9 @@ void odd_channel_tile(const KernelSpec &s, const Target &t, Knobs &k) {
   // (Not for the bit-serial kernel, which shares these defaults but packs its weights in blocks.)
   if (s.kind != "conv2d_q" || !x86_has_u8_dot(t) || s.in_shape.size() != 4 || M < 64 || OW < 4 || k["vec"] != 16) return;
   if (M % 16 == 0 && k["co_vectors"] > 1) return;
-  auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
-  const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3;
-  const int want = cv == 3 ? 7 : 8;
-  int xt = want;
-  for (int c : {want, want - 1, want - 2})
-    if (OW % c == 0) {
-      xt = c;
-      break;
-    }
+  const auto [cv, xt] = shifted_block_tile(M, OW);
   k["co_vectors"] = cv;
-  k["x_tile"] = (int)std::min<int64_t>(xt, OW);
+  k["x_tile"] = xt;
   if (M % (16 * cv) != 0) {
     k["flat_weights"] = 1;
     k["row_major"] = 0;

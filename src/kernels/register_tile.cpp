@@ -45,6 +45,18 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64
   return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}, {"row_major", row_major}};
 }
 
+std::pair<int, int> shifted_block_tile(int64_t M, int64_t OW) {
+  auto covered = [](int64_t n, int64_t c) { return (n + c - 1) / c * c; };
+  const int cv = covered(M, 32) < covered(M, 48) ? 2 : 3, want = cv == 3 ? 7 : 8;
+  int xt = want;
+  for (int c : {want, want - 1, want - 2})
+    if (OW % c == 0) {
+      xt = c;
+      break;
+    }
+  return {cv, (int)std::min<int64_t>(xt, OW)};
+}
+
 int register_tile_channels(int64_t M, const Knobs &k, int default_vec) {
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
   return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);

@@ -2,10 +2,17 @@
 // computes a block of co_vectors SIMD vectors of output channels by x_tile output columns,
 // keeping the block's accumulators in registers for the whole reduction.
 #pragma once
+#include <utility>
 #include "kernels/halide_kernel.h"
 #include "kernels/knob_space.h"
 
 namespace qnnc {
+
+// A tile over M output channels in 16-lane vectors whose last block shifts inward (weights in
+// one block: knob flat_weights): 3 or 2 vectors, whichever computes fewer channels past the
+// end (3 on a tie), by 7 or 8 columns (or the nearest of 2 fewer that divides OW), capped at
+// OW. Returns {co_vectors, x_tile}.
+std::pair<int, int> shifted_block_tile(int64_t M, int64_t OW);
 
 // Default knobs vec / co_vectors / x_tile / row_major for M output channels and width OW: x_tile
 // divides the width when it can (no recomputed columns); co_vectors fills about 16 accumulators
