@@ -427,8 +427,8 @@ struct Lowering {
     return a;
   }
   // Integer depthwise and grouped convolution (kernels/conv2d_grouped.h): weights (c, kx, ky), c
-  // innermost, or spread over channel quads (knob quads); grouped (co, ci % Cg, kx, ky), or with
-  // quads (k, co, quad, kx, ky).
+  // innermost, or spread over channel quads (knob quads); grouped per vector of a group's output
+  // channels (lane, ci % Cg, kx, ky, vector), or with quads (k, lane, quad, kx, ky, vector).
   void lower_dwconv2d_q(const Node &n, PlanStep &st, int out) {
     KernelSpec &s = st.spec;
     s.kind = "dwconv2d_q";
@@ -447,20 +447,22 @@ struct Lowering {
             pk[(size_t)((((ky * KW + kx) * 4 + m % 4) * Q + m / 4) * 4 + m % 4)] = (*w.idata)[(m * KH + ky) * KW + kx];
       wa = {new_const(w.name + ".quads", {KH, KW, 4, Q, 4}, pk, DType::i8), packed({4, Q, 4, KW, KH})};
     } else if (dwconv2d_q_grouped_quads(s, s.knobs)) {
-      // (k, co, quad, kx, ky): w(co, 4 quad + k), a lane's 4 consecutive input channels together.
-      // co runs over grouped_weight_channels: zeros past M.
+      // (k, lane, quad, kx, ky, vector): w(co, 4 quad + k), a lane's 4 consecutive input channels
+      // together; vector = group * vectors per group + lane block, zeros past a group's end.
       const int64_t Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3], Q = Cg / 4;
-      const int64_t Mp = grouped_weight_channels(s, s.knobs);
-      std::vector<int32_t> pk((size_t)(Mp * Cg * KH * KW), 0);
-      for (int64_t m = 0; m < M; m++)
+      const int64_t Mg = M / s.group, L = grouped_weight_lanes(s, s.knobs), V = s.group * ((Mg + L - 1) / L);
+      std::vector<int32_t> pk((size_t)(V * L * Cg * KH * KW), 0);
+      for (int64_t m = 0; m < M; m++) {
+        const int64_t v = m / Mg * ((Mg + L - 1) / L) + m % Mg / L, lane = m % Mg % L;
         for (int64_t c = 0; c < Cg; c++)
           for (int64_t ky = 0; ky < KH; ky++)
             for (int64_t kx = 0; kx < KW; kx++)
-              pk[(size_t)(((((ky * KW + kx) * Q + c / 4) * Mp + m) * 4) + c % 4)] =
+              pk[(size_t)((((((v * KH + ky) * KW + kx) * Q + c / 4) * L + lane) * 4) + c % 4)] =
                   (*w.idata)[((m * Cg + c) * KH + ky) * KW + kx];
-      wa = {new_const(w.name + ".quads", {KH, KW, Q, Mp, 4}, pk, DType::i8), packed({4, Mp, Q, KW, KH})};
+      }
+      wa = {new_const(w.name + ".quads", {V, KH, KW, Q, L, 4}, pk, DType::i8), packed({4, L, Q, KW, KH, V})};
     } else {
-      wa = grouped_weights(w, *w.idata, conv2d_is_depthwise(s), grouped_weight_channels(s, s.knobs), DType::i8);
+      wa = grouped_weights(w, *w.idata, s, DType::i8);
     }
     int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     st.args = {act(n.inputs[0]), wa, {value(n.inputs[2]), packed({M})},
@@ -555,21 +557,28 @@ struct Lowering {
     if (s.residual) st.args.push_back(act(n.inputs[3]));
     st.args.push_back(act(out));
   }
-  // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) with
-  // the output channel innermost, as kernels/conv2d_grouped.h reads them: depthwise
-  // (co, kx, ky), grouped (co, ci % Cg, kx, ky) with co over Mp >= M channels (zeros past M:
-  // grouped_weight_channels).
+  // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) as
+  // kernels/conv2d_grouped.h reads them: depthwise (co, kx, ky); grouped per vector of L output
+  // channels of a group (grouped_weight_lanes), (lane, ci % Cg, kx, ky, vector) with vector =
+  // group * vectors per group + lane block, zeros past a group's end.
   template <typename T>
-  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, bool depthwise, int64_t Mp, DType dt) {
+  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, const KernelSpec &s, DType dt) {
     const int64_t M = w.type.shape[0], Cg = w.type.shape[1], taps = w.type.shape[2] * w.type.shape[3];
     const int64_t KH = w.type.shape[2], KW = w.type.shape[3];
-    if (depthwise) Mp = M;
-    std::vector<T> pk((size_t)(Mp * Cg * taps), T(0));
-    for (int64_t m = 0; m < M; m++)
+    if (conv2d_is_depthwise(s)) {
+      std::vector<T> pk((size_t)(M * taps), T(0));
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t t = 0; t < taps; t++) pk[t * M + m] = data[m * taps + t];
+      return {new_const(w.name + ".dw", {KH, KW, M}, pk, dt), packed({M, KW, KH})};
+    }
+    const int64_t Mg = M / s.group, L = grouped_weight_lanes(s, s.knobs), per = (Mg + L - 1) / L, V = s.group * per;
+    std::vector<T> pk((size_t)(V * L * Cg * taps), T(0));
+    for (int64_t m = 0; m < M; m++) {
+      const int64_t v = m / Mg * per + m % Mg / L, lane = m % Mg % L;
       for (int64_t c = 0; c < Cg; c++)
-        for (int64_t t = 0; t < taps; t++) pk[(t * Cg + c) * Mp + m] = data[(m * Cg + c) * taps + t];
-    if (depthwise) return {new_const(w.name + ".dw", {KH, KW, M}, pk, dt), packed({M, KW, KH})};
-    return {new_const(w.name + ".grouped", {KH, KW, Cg, Mp}, pk, dt), packed({Mp, Cg, KW, KH})};
+        for (int64_t t = 0; t < taps; t++) pk[((v * taps + t) * Cg + c) * L + lane] = data[(m * Cg + c) * taps + t];
+    }
+    return {new_const(w.name + ".grouped", {V, KH, KW, Cg, L}, pk, dt), packed({L, Cg, KW, KH, V})};
   }
   // fp32 convolution weights OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb),
   // zero-padded, so a register tile streams its weights contiguously.
@@ -595,7 +604,7 @@ struct Lowering {
     const Value &w = g.values[n.inputs[1]];
     const int64_t M = w.type.shape[0];
     st.args = {act(n.inputs[0]),
-               grouped_weights(w, *w.data, conv2d_is_depthwise(s), grouped_weight_channels(s, s.knobs), DType::f32)};
+               grouped_weights(w, *w.data, s, DType::f32)};
     st.args.push_back({value(n.inputs[2]), packed({M})});
     if (s.residual) st.args.push_back(act(n.inputs[3]));
     st.args.push_back(act(out));

@@ -72,7 +72,7 @@ void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64
   }
   // A group's last vector, where the lanes do not divide Mg: the output's shifted inward (it
   // stores some channels twice), the accumulator's rounded up past the group's end (its extra
-  // lanes read the next group's weights, or the padding after the last: grouped_weight_channels).
+  // lanes read the zeros its packed weight vector is padded with: grouped_weight_lanes).
   out.vectorize(mi, vw, TailStrategy::ShiftInwards).unroll(xi);
   acc.compute_at(out, group_tasks ? xo : g).split(m, mo, mv, vw, TailStrategy::RoundUp).vectorize(mv).unroll(ax);
   Stage update = acc.update();
@@ -114,11 +114,9 @@ bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k) {
   return (s.in_shape[1] / s.group) % 4 == 0;
 }
 
-int64_t grouped_weight_channels(const KernelSpec &s, const Knobs &k) {
-  const int64_t M = s.out_shape[1];
-  if (s.group <= 1 || conv2d_is_depthwise(s)) return M;
-  const int64_t Mg = M / s.group, vw = std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg);
-  return M + (Mg + vw - 1) / vw * vw - Mg;
+int64_t grouped_weight_lanes(const KernelSpec &s, const Knobs &k) {
+  const int64_t Mg = s.out_shape[1] / std::max<int64_t>(1, s.group);
+  return std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg);
 }
 
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
@@ -137,7 +135,7 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
                                (s.in_shape[3] + s.pads[1] + s.pads[3]) * (s.dtype == "u8" ? 1 : 4);
   const int pad_rows = conv2d_is_depthwise(s) && padded_bytes > (2 << 20) ? 1 : 0;
   // Grouped (not depthwise) layers whose groups the natural width does not divide: the natural
-  // width, a group's last vector running past its end (grouped_weight_channels), where that
+  // width, a group's last vector running past its end (grouped_weight_lanes), where that
   // computes at most an eighth more lanes (RegNet's groups of 56, 120, 168, 232, 264: 16 lanes
   // on AVX-512); else lanes that divide the group (groups of 24: 8 lanes, not 32 for 24). A
   // group's last vector guarded by an if instead made every reduction step a masked load and
@@ -195,8 +193,10 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
   const int64_t KH = s.kernel[0], KW = s.kernel[1], G = s.group, Cg = C / G, Mg = M / G;
   const bool dw = conv2d_is_depthwise(s);
   ImageParam input = fixed_param(Float(32), "input", {C, W, H, N});
+  // Grouped: vectors of vw output channels per group, nvg of them (grouped_weight_lanes).
+  const int64_t vw = grouped_weight_lanes(s, k), nvg = (Mg + vw - 1) / vw;
   ImageParam weights = dw ? fixed_param(Float(32), "weights", {C, KW, KH})
-                          : fixed_param(Float(32), "weights", {grouped_weight_channels(s, k), Cg, KW, KH});
+                          : fixed_param(Float(32), "weights", {vw, Cg, KW, KH, G * nvg});
   ImageParam bias = fixed_param(Float(32), "bias", {M});
   ImageParam residual;
   if (s.residual) residual = fixed_param(Float(32), "residual", {M, OW, OH, N});
@@ -235,9 +235,10 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Tar
     Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
     // Where a group's last vector runs past its end, the bias joins in the epilogue (the
     // accumulator's extra lanes would read past the bias).
-    const bool over = grouped_weight_channels(s, k) > M;
+    const bool over = nvg * vw > Mg;
     acc(m, gi, x, y, n) = over ? Expr(0.f) : bias(gi * (int)Mg + m);
-    acc(m, gi, x, y, n) += weights(gi * (int)Mg + m, r.x, r.y, r.z) * padded(gi * (int)Cg + r.x, ix, iy, n);
+    acc(m, gi, x, y, n) += weights(m % (int)vw, r.x, r.y, r.z, gi * (int)nvg + m / (int)vw) *
+                           padded(gi * (int)Cg + r.x, ix, iy, n);
     Expr v = acc(c % (int)Mg, c / (int)Mg, x, y, n);
     if (over) v += bias(c);
     if (s.residual) v += residual(c, x, y, n);
@@ -264,10 +265,11 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   const int64_t G = s.group, Cg = C / G, Mg = M / G;
   const bool dw = conv2d_is_depthwise(s);
   ImageParam input = fixed_param(UInt(8), "input", {C, W, H, N});
+  const int64_t vw = grouped_weight_lanes(s, k), nvg = (Mg + vw - 1) / vw;
   ImageParam weights = dw ? fixed_param(Int(8), "weights", {C, KW, KH})
-                          : fixed_param(Int(8), "weights", {grouped_weight_channels(s, k), Cg, KW, KH});
+                          : fixed_param(Int(8), "weights", {vw, Cg, KW, KH, G * nvg});
   // As in the fp32 kernel: the bias in the epilogue where a group's last vector runs past its end.
-  const bool over = grouped_weight_channels(s, k) > M;
+  const bool over = !dw && nvg * vw > Mg;
   ImageParam bias = fixed_param(Int(32), "bias", {M});
   ImageParam mult = fixed_param(Int(32), "mult", {M});
   ImageParam shift = fixed_param(Int(32), "shift", {M});
@@ -341,7 +343,7 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     // (4 bytes, as they lie in memory) and takes a u8 x i8 dot product of 4 with each output
     // lane's 4 weights (vpdpbusd where the target has it), instead of a widening multiply and
     // add per input channel.
-    ImageParam wq = fixed_param(Int(8), "weights", {4, grouped_weight_channels(s, k), Cg / 4, KW, KH});
+    ImageParam wq = fixed_param(Int(8), "weights", {4, vw, Cg / 4, KW, KH, G * nvg});
     Var m("m"), gi("gi");
     RDom r(0, 4, 0, (int)(Cg / 4), 0, (int)KW, 0, (int)KH, "r");
     Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
@@ -349,7 +351,8 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     Func acc("acc");
     acc(m, gi, x, y, n) = over ? Expr(0) : bias(gi * (int)Mg + m);
     acc(m, gi, x, y, n) +=
-        i32(padded(gi * (int)Cg + 4 * r.y + r.x, ix, iy, n)) * i32(wq(r.x, gi * (int)Mg + m, r.y, r.z, r.w));
+        i32(padded(gi * (int)Cg + 4 * r.y + r.x, ix, iy, n)) *
+        i32(wq(r.x, m % (int)vw, r.y, r.z, r.w, gi * (int)nvg + m / (int)vw));
     Expr sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
     if (over) sum += bias(c);
     Func out("output");
@@ -380,7 +383,8 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     Expr iy = y * (int)s.stride[0] + r.z * (int)s.dilation[0] - (int)s.pads[0];
     acc(m, gi, x, y, n) = over ? Expr(0) : bias(gi * (int)Mg + m);
     acc(m, gi, x, y, n) +=
-        i32(i16(padded(gi * (int)Cg + r.x, ix, iy, n)) * i16(weights(gi * (int)Mg + m, r.x, r.y, r.z)));
+        i32(i16(padded(gi * (int)Cg + r.x, ix, iy, n)) *
+            i16(weights(m % (int)vw, r.x, r.y, r.z, gi * (int)nvg + m / (int)vw)));
     sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
     if (over) sum += bias(c);
   }

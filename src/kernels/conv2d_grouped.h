@@ -6,8 +6,8 @@
 //  - grouped (Cg input, Mg output channels per group): a group's output channels are the
 //    vector lanes and each reduction step broadcasts one input value, like the dense register
 //    tile, so no lane gathers from another group.
-// Weights (packed by lowering): depthwise (c, kx, ky); grouped (co, ci % Cg, kx, ky), co innermost
-// over grouped_weight_channels.
+// Weights (packed by lowering): depthwise (c, kx, ky); grouped per group and per vector of
+// grouped_weight_lanes output channels: (lane, ci % Cg, kx, ky, group * vectors + vector).
 #pragma once
 #include "kernels/halide_kernel.h"
 
@@ -23,15 +23,17 @@ int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k);
 
 // Whether the integer grouped (not depthwise) kernel sums channel quads with u8 x i8 dot
 // products (knob quads; input channels per group a multiple of 4). Lowering packs the weights
-// for it: (k, co, quad, kx, ky), w(co, 4 quad + k), co over grouped_weight_channels.
+// for it: (k, lane, quad, kx, ky, group * vectors + vector), w(co, 4 quad + k) (see
+// grouped_weight_lanes).
 bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k);
 
-// Channels of a grouped (not depthwise) layer's packed weights along their innermost dimension:
-// M, plus the lanes a group's last vector reaches past its Mg channels where the vector lanes
-// (knob vec) do not divide Mg. That vector computes lanes past the group's end (never stored)
-// from the next group's weights; the padding keeps the last group's in bounds. Lowering appends
-// that many zero channels; M for depthwise layers.
-int64_t grouped_weight_channels(const KernelSpec &s, const Knobs &k);
+// Lanes of a grouped (not depthwise) layer's packed weight vectors: the kernel's channel lanes
+// (knob vec), at most the Mg output channels of a group. Lowering packs each group's weights as
+// ceil(Mg / lanes) vectors of that many output channels, each vector's reduction steps (input
+// channel, kx, ky) one contiguous stream, the group's last vector zero-padded past Mg. (Laid out
+// with all M channels innermost, one step of a large layer lay M values, pages, from the next, and
+// its stream lost the hardware prefetch.)
+int64_t grouped_weight_lanes(const KernelSpec &s, const Knobs &k);
 
 // Knobs: vec (channel lanes), x_tile (output columns per task's register block), pad_rows; for
 // fp32 depthwise (spec kind conv2d_grouped) also strip or pad_inline.
@@ -41,7 +43,7 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t)
 HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 // Integer depthwise and grouped convolution (kind dwconv2d_q): u8 activations, i8 weights
-// packed as the fp32 ones (depthwise (c, kx, ky), grouped (co, ci % Cg, kx, ky)), i32
+// packed as the fp32 ones (depthwise (c, kx, ky), grouped (lane, ci % Cg, kx, ky, vector)), i32
 // accumulation, then conv2d_q's epilogue: per-channel fixed-point requantization, optional
 // residual, zero point and clamp. Padding reads the input zero point (the bias carries the
 // correction). Arguments as conv2d_q's: input, weights, bias, mult, shift, [residual], qparams.
