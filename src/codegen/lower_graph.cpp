@@ -446,10 +446,10 @@ struct Lowering {
           for (int64_t kx = 0; kx < KW; kx++)
             pk[(size_t)((((ky * KW + kx) * 4 + m % 4) * Q + m / 4) * 4 + m % 4)] = (*w.idata)[(m * KH + ky) * KW + kx];
       wa = {new_const(w.name + ".quads", {KH, KW, 4, Q, 4}, pk, DType::i8), packed({4, Q, 4, KW, KH})};
-    } else if (dwconv2d_q_grouped_quads(s, s.knobs)) {
-      // (k, lane, quad, kx, ky, vector): w(co, 4 quad + k), a lane's 4 consecutive input channels
-      // together; vector = group * vectors per group + lane block, zeros past a group's end.
-      const int64_t Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3], Q = Cg / 4;
+    } else if (const int D = dwconv2d_q_grouped_dot(s, s.knobs)) {
+      // (k, lane, quad, kx, ky, vector): w(co, D quad + k), a lane's D (4 or 2) consecutive input
+      // channels together; vector = group * vectors per group + lane block, zeros past a group's end.
+      const int64_t Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3], Q = Cg / D;
       const int64_t Mg = M / s.group, L = grouped_weight_lanes(s, s.knobs), V = s.group * ((Mg + L - 1) / L);
       std::vector<int32_t> pk((size_t)(V * L * Cg * KH * KW), 0);
       for (int64_t m = 0; m < M; m++) {
@@ -457,10 +457,10 @@ struct Lowering {
         for (int64_t c = 0; c < Cg; c++)
           for (int64_t ky = 0; ky < KH; ky++)
             for (int64_t kx = 0; kx < KW; kx++)
-              pk[(size_t)((((((v * KH + ky) * KW + kx) * Q + c / 4) * L + lane) * 4) + c % 4)] =
+              pk[(size_t)((((((v * KH + ky) * KW + kx) * Q + c / D) * L + lane) * D) + c % D)] =
                   (*w.idata)[((m * Cg + c) * KH + ky) * KW + kx];
       }
-      wa = {new_const(w.name + ".quads", {V, KH, KW, Q, L, 4}, pk, DType::i8), packed({4, L, Q, KW, KH, V})};
+      wa = {new_const(w.name + ".dot", {V, KH, KW, Q, L, (int64_t)D}, pk, DType::i8), packed({D, L, Q, KW, KH, V})};
     } else {
       wa = grouped_weights(w, *w.idata, s, DType::i8);
     }

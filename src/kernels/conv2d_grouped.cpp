@@ -109,9 +109,14 @@ int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k) {
   return 0;
 }
 
-bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k) {
-  if (!knob(k, "quads", 0) || s.group <= 1 || conv2d_is_depthwise(s)) return false;
-  return (s.in_shape[1] / s.group) % 4 == 0;
+bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k) { return dwconv2d_q_grouped_dot(s, k) == 4; }
+
+int dwconv2d_q_grouped_dot(const KernelSpec &s, const Knobs &k) {
+  if (s.group <= 1 || conv2d_is_depthwise(s)) return 0;
+  const int64_t Cg = s.in_shape[1] / s.group;
+  if (knob(k, "quads", 0) && Cg % 4 == 0) return 4;
+  if (knob(k, "pairs", 0) && Cg % 2 == 0) return 2;
+  return 0;
 }
 
 int64_t grouped_weight_lanes(const KernelSpec &s, const Knobs &k) {
@@ -338,29 +343,37 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
   }
   const int vec = std::max(1, knob(k, "vec", 8));
   const int xt = (int)std::clamp<int64_t>(knob(k, "x_tile", 4), 1, OW);
-  if (dwconv2d_q_grouped_quads(s, k)) {
-    // Channel quads of a group: each reduction step broadcasts 4 consecutive input channels
-    // (4 bytes, as they lie in memory) and takes a u8 x i8 dot product of 4 with each output
-    // lane's 4 weights (vpdpbusd where the target has it), instead of a widening multiply and
-    // add per input channel.
-    ImageParam wq = fixed_param(Int(8), "weights", {4, vw, Cg / 4, KW, KH, G * nvg});
+  if (const int D = dwconv2d_q_grouped_dot(s, k)) {
+    // Channel quads of a group (D = 4): each reduction step broadcasts 4 consecutive input
+    // channels (4 bytes, as they lie in memory) and takes a u8 x i8 dot product of 4 with each
+    // output lane's 4 weights (vpdpbusd where the target has it). Channel pairs (D = 2): the
+    // input widened to i16 once, in the padded copy, so that a step broadcasts 2 channels in
+    // one 32-bit load and sums 2 products per i32 lane (vpmaddwd: 16 products an instruction on
+    // AVX2, where a widening multiply per input channel took 8 and a broadcast of its own).
+    ImageParam wq = fixed_param(Int(8), "weights", {D, vw, Cg / D, KW, KH, G * nvg});
     Var m("m"), gi("gi");
-    RDom r(0, 4, 0, (int)(Cg / 4), 0, (int)KW, 0, (int)KH, "r");
+    RDom r(0, D, 0, (int)(Cg / D), 0, (int)KW, 0, (int)KH, "r");
     Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
     Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
+    Func src = padded;
+    if (D == 2) {
+      src = Func("input16");
+      src(c, x, y, n) = i16(padded(c, x, y, n));
+    }
+    Expr a = src(gi * (int)Cg + D * r.y + r.x, ix, iy, n);
+    Expr w = wq(r.x, m % (int)vw, r.y, r.z, r.w, gi * (int)nvg + m / (int)vw);
     Func acc("acc");
     acc(m, gi, x, y, n) = over ? Expr(0) : bias(gi * (int)Mg + m);
-    acc(m, gi, x, y, n) +=
-        i32(padded(gi * (int)Cg + 4 * r.y + r.x, ix, iy, n)) *
-        i32(wq(r.x, m % (int)vw, r.y, r.z, r.w, gi * (int)nvg + m / (int)vw));
+    acc(m, gi, x, y, n) += D == 2 ? i32(a) * i32(i16(w)) : i32(a) * i32(w);
     Expr sum = acc(c % (int)Mg, c / (int)Mg, x, y, n);
     if (over) sum += bias(c);
     Func out("output");
     out(c, x, y, n) = u8(requantized_level(sum, mult(c), shift(c),
                                            s.residual ? residual(c, x, y, n) : Expr(), qparams, s.rounding));
     fix_output(out, {M, OW, OH, N});
-    schedule_grouped(out, acc, padded, r, Mg, OW, vec, xt, pad ? (C >= 32 ? 32 : 1) : 0, grouped_max_acc(t),
-                     knob(k, "group_tasks", 0), true);
+    // Pairs: the widened copy always computed once (16 lanes of i16 a vector).
+    const int pad_vec = D == 2 ? (C >= 16 ? 16 : 1) : pad ? (C >= 32 ? 32 : 1) : 0;
+    schedule_grouped(out, acc, src, r, Mg, OW, vec, xt, pad_vec, grouped_max_acc(t), knob(k, "group_tasks", 0), true);
     std::vector<ImageParam> args{input, wq, bias, mult, shift};
     if (s.residual) args.push_back(residual);
     args.push_back(qparams);
@@ -424,6 +437,10 @@ std::vector<KnobSpace> conv2d_grouped_knob_spaces() {
                          "with one non-zero weight each; grouped: 4 input channels of a group; vpdpbusd, x86 "
                          "with VNNI by default), 0 widening multiplies",
                 {}, {0, 1}, true});
+  kq.push_back({"pairs", "grouped (not depthwise), input channels per group even, without quads: 1 widens the "
+                         "input to i16 once and sums pairs of products (vpmaddwd; default on x86 without a u8 "
+                         "dot product), 0 a widening multiply per input channel",
+                {0, 1}, {0, 1}, true});
   return {{"conv2d_grouped", "fp32 grouped and depthwise convolution (channels in the vector lanes)", k},
           {"dwconv2d_q", "integer grouped and depthwise convolution", kq}};
 }

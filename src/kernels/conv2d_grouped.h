@@ -27,6 +27,12 @@ int dwconv2d_q_quad_lanes(const KernelSpec &s, const Knobs &k);
 // grouped_weight_lanes).
 bool dwconv2d_q_grouped_quads(const KernelSpec &s, const Knobs &k);
 
+// The integer grouped (not depthwise) kernel's input channels per dot product: 4 (quads), 2
+// (knob pairs: the input widened to i16, products summed in pairs; input channels per group
+// even) or 0 (a widening multiply per channel). Lowering packs the weights for 2 or 4 alike:
+// (k, lane, channel pair or quad, kx, ky, vector).
+int dwconv2d_q_grouped_dot(const KernelSpec &s, const Knobs &k);
+
 // Lanes of a grouped (not depthwise) layer's packed weight vectors: the kernel's channel lanes
 // (knob vec), at most the Mg output channels of a group. Lowering packs each group's weights as
 // ceil(Mg / lanes) vectors of that many output channels, each vector's reduction steps (input

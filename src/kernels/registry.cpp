@@ -62,6 +62,13 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
       q["quads"] = 1;
       if (dwconv2d_q_grouped_quads(s, q)) k["quads"] = 1;
     }
+    // Without a u8 dot product (x86 AVX2): a group's input channels in pairs (vpmaddwd).
+    k["pairs"] = 0;
+    if (t.arch == Target::X86 && !x86_has_u8_dot(t) && !k["quads"]) {
+      Knobs q = k;
+      q["pairs"] = 1;
+      if (dwconv2d_q_grouped_dot(s, q) == 2) k["pairs"] = 1;
+    }
     // With quads a column takes 4 accumulators: at most 4 columns (16 of the 32 registers).
     if (k["quads"] && k["x_tile"] > 4) {
       const int64_t OW = s.out_shape[3];

@@ -160,6 +160,15 @@ TEST_P(DwConvQExact, MatchesIntegerReferenceWith16Lanes) {
   run_case(c, "host", {{"dwconv2d_q", {{"vec", 16}, {"quads", 0}}}});
   run_case(c, "host", {{"dwconv2d_q", {{"vec", 16}, {"quads", 1}}}});
 }
+// Channel pairs (input widened to i16, products summed in pairs: vpmaddwd), forced with 8 and 16
+// lanes on every grouped case whose groups have an even number of input channels (the others
+// keep a widening multiply per channel); the default on x86 without a u8 dot product.
+TEST_P(DwConvQExact, MatchesIntegerReferenceWithChannelPairs) {
+  const DCase c = GetParam();
+  if (c.G == 0) GTEST_SKIP() << "depthwise: pairs are for grouped layers";
+  run_case(c, "host", {{"dwconv2d_q", {{"vec", 8}, {"quads", 0}, {"pairs", 1}}}});
+  run_case(c, "host", {{"dwconv2d_q", {{"vec", 16}, {"quads", 0}, {"pairs", 1}}}});
+}
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnAvx2) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2";
   run_case(GetParam(), "x86-avx2");
@@ -217,6 +226,7 @@ const std::vector<DCase> kCases = [] {
   grouped(mk(2, 48, 9, 9, 3, 2, 1, 1, 128, 3), 6, 48);
   grouped(mk(1, 15, 7, 5, 3, 1, 1, 1, 7, 0), 3, 21);
   grouped(mk(1, 12, 8, 8, 1, 1, 0, 1, 0, 0), 4, 8);
+  grouped(mk(2, 16, 5, 7, 1, 1, 0, 1, 3, 0), 2, 24);  // 1x1 without padding, 12 outputs per group
   // RegNet's group widths that 16 lanes do not divide (24, 40 at stride 2, 232: 16 lanes by
   // default, the last vector past the group's end).
   grouped(mk(1, 48, 9, 9, 3, 1, 1, 1, 128, 0), 2, 48);

@@ -238,6 +238,7 @@ struct Compiled {
   std::vector<std::string> insns;
   bool fell_back = false;  // generated again for the level's fallback (a banned instruction)
   bool dot = false;        // its default sums u8 x i8 products in 4s (conv2d_q, grouped quads)
+  bool pairs = false;      // its default sums i16 products in pairs (grouped, no u8 dot product)
 };
 
 std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
@@ -273,7 +274,8 @@ std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
         fk.pipeline.compile_to_object(obj, fk.arguments(), "k" + std::to_string(i), ft);
       }
       out[i] = {s.describe(), disassemble(obj), fell_back,
-                s.kind == "conv2d_q" || (s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_quads(s, s.knobs))};
+                s.kind == "conv2d_q" || (s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_quads(s, s.knobs)),
+                s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_dot(s, s.knobs) == 2};
       std::remove(obj.c_str());
     }
   };
@@ -298,11 +300,13 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
     int fell_back = 0;
     for (const auto &k : kernels) {
       ASSERT_FALSE(k.insns.empty()) << "objdump gave nothing for " << k.spec;
-      int dot = 0;
+      int dot = 0, pmaddwd = 0;
       // vpdpbusd, or AMX's tile product where the level has it (kernels/conv2d_q.h, knob amx).
       static const std::regex dot_re("^((\\{vex\\} *)?vpdpbusd|tdpbusd)\\b");
+      static const std::regex pair_re("^v?pmaddwd\\b");
       for (const auto &ins : k.insns) {
         if (std::regex_search(ins, dot_re)) dot++;
+        if (std::regex_search(ins, pair_re)) pmaddwd++;
         for (const auto &r : rules())
           if (!c.flags.count(r.feature) && std::regex_search(ins, r.pattern))
             ADD_FAILURE() << c.name << " (level " << l.name << "), " << k.spec << ": '" << ins << "' needs "
@@ -313,6 +317,9 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
       fell_back += k.fell_back;
       if (vnni_level && k.dot && !k.fell_back)
         EXPECT_GT(dot, 0) << c.name << ": " << k.spec << " has no vpdpbusd or tdpbusd";
+      // Without VNNI, grouped integer layers sum their channel pairs with vpmaddwd.
+      if (!vnni_level && k.pairs && !k.fell_back)
+        EXPECT_GT(pmaddwd, 0) << c.name << ": " << k.spec << " has no vpmaddwd";
     }
     // No kernel here needs the fallback (BannedInstructionsFallBack tests the mechanism): the
     // 3-channel int8 stems did on Ice Lake until their padded copy was vectorized over its 4
