@@ -41,6 +41,10 @@ int dwconv2d_q_grouped_dot(const KernelSpec &s, const Knobs &k);
 // its stream lost the hardware prefetch.)
 int64_t grouped_weight_lanes(const KernelSpec &s, const Knobs &k);
 
+// Vectors a grouped tile sums in one register block beside xs output columns: the most that
+// divide a group's nv vectors with at most max_acc accumulators (one vector beside any xs).
+int grouped_block_vectors(int nv, int xs, int max_acc);
+
 // Knobs: vec (channel lanes), x_tile (output columns per task's register block), pad_rows; for
 // fp32 depthwise (spec kind conv2d_grouped) also strip or pad_inline.
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t);

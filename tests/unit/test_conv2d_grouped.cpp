@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "reference.h"
+#include "kernels/conv2d_grouped.h"
 
 namespace {
 
@@ -174,6 +175,40 @@ const GCase kCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Grouped, GroupedConv, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<GCase> &i) { return i.param.name(); });
+
+// The default register block of grouped (not depthwise) layers keeps at least 7 accumulators on
+// AVX2 and AVX-512 (FMA latency 4, 2 a cycle: 8 keep both busy), over RegNet's and ResNeXt's
+// shapes at 56, 28, 14 and 7 columns: at 14x14 the divisor of the row (2 columns on AVX2) left 4,
+// and groups of one vector (ResNeXt's 8 on AVX2) 4 at 28x28.
+TEST(GroupedDefaults, RegisterBlockKeepsEightAccumulators) {
+  struct L {
+    int64_t M, G, OW;
+  };
+  for (const char *ts : {"x86-64-linux-avx2-fma-f16c-sse41", "x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"}) {
+    Halide::Target t(ts);
+    const int max_acc = t.has_feature(Halide::Target::AVX512) ? 24 : 12;
+    for (L l : std::vector<L>{{224, 2, 56}, {448, 4, 28}, {1232, 11, 14}, {3024, 27, 7}, {896, 7, 14},
+                              {1344, 8, 14}, {720, 6, 14}, {128, 32, 56}, {256, 32, 28}, {512, 32, 14},
+                              {1024, 32, 7}}) {
+      for (const char *kind : {"conv2d_grouped", "dwconv2d_q"}) {
+        qnnc::KernelSpec s;
+        s.kind = kind;
+        s.dtype = std::string(kind) == "dwconv2d_q" ? "u8" : "f32";
+        s.in_shape = s.out_shape = {1, l.M, l.OW, l.OW};
+        s.group = l.G;
+        s.kernel = {3, 3};
+        s.stride = s.dilation = {1, 1};
+        s.pads = {1, 1, 1, 1};
+        qnnc::Knobs k = qnnc::default_knobs(s, t);
+        if (qnnc::knob(k, "quads", 0)) continue;  // VNNI quads: their own column cap
+        const int64_t Mg = l.M / l.G, vw = std::min<int64_t>(k["vec"], Mg), nv = (Mg + vw - 1) / vw;
+        const int xs = (int)std::min<int64_t>(k["x_tile"], l.OW);
+        EXPECT_GE(qnnc::grouped_block_vectors((int)nv, xs, max_acc) * xs, 7)
+            << ts << " " << kind << " M=" << l.M << " G=" << l.G << " OW=" << l.OW << ": x_tile " << xs;
+      }
+    }
+  }
+}
 
 // A standalone Clip(0, 6) (its producer is not a kernel it can fuse into) runs as a bounded ReLU.
 TEST(Clip, StandaloneRelu6) {
