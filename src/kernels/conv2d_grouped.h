@@ -57,8 +57,8 @@ HalideKernel build_conv2d_grouped(const KernelSpec &s, const Knobs &k, const Hal
 // accumulation, then conv2d_q's epilogue: per-channel fixed-point requantization, optional
 // residual, zero point and clamp. Padding reads the input zero point (the bias carries the
 // correction). Arguments as conv2d_q's: input, weights, bias, mult, shift, [residual], qparams.
-// The products are widened and summed lane by lane (a depthwise layer has no channel reduction
-// for a dot-product instruction to take; a grouped one has few).
+// The products are widened and summed lane by lane, or with knob quads or pairs in dot products
+// over 4 or 2 channels (dwconv2d_q_quad_lanes, dwconv2d_q_grouped_dot).
 HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
 
 }  // namespace qnnc
