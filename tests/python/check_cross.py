@@ -136,6 +136,22 @@ def main():
     models.export_onnx(se, onnx, 64)
     int8_matches_host("odd_channels", "odd channels (72 -> 18 -> 30)", onnx, ["--quantize-first-conv"])
 
+    # Grouped convolutions as RegNet's and ResNeXt's: groups of 24 and 56 (lanes that do not
+    # divide a group: a last vector over zero-padded weights), an odd 1x1 of 40 channels per
+    # group, stride 2; once with a group's input channels in pairs (the AVX2 default, vpmaddwd
+    # on x86), forced on the boards too.
+    grouped = torch.nn.Sequential(torch.nn.Conv2d(3, 48, 3, 2, 1), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(48, 48, 3, 1, 1, groups=2), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(48, 112, 3, 2, 1, groups=2), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(112, 120, 3, 1, 1, groups=8), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(120, 120, 1, 1, 0, groups=3), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(120, 45, 3, 1, 1, groups=3)).eval()
+    onnx = os.path.join(work, "grouped.onnx")
+    models.export_onnx(grouped, onnx, 64)
+    int8_matches_host("grouped", "grouped (groups of 24, 56, 14, 40)", onnx, ["--quantize-first-conv"])
+    int8_matches_host("grouped_pairs", "grouped, channel pairs", onnx,
+                      ["--quantize-first-conv", "--knob", "dwconv2d_q.pairs=1"])
+
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if passed == len(results) else 1
