@@ -213,6 +213,60 @@ void fuse_relus(Graph &g) {
   compact(g);
 }
 
+// A dense layer over the last axis of a 4-D tensor [N, H, W, K] (ConvNeXt's and Swin's MLPs,
+// between NCHW <-> NHWC permutes) is a 1x1 convolution: rewritten as transpose to [N, K, H, W],
+// conv2d with weights [M, K, 1, 1], transpose back. The layout pass makes both transposes views
+// (NHWC memory of [N, K, H, W] is the row-major memory of [N, H, W, K]), so the layer runs the
+// convolution's register tiles, and in int8 the integer 1x1 kernel (a dense layer over a >2-D
+// tensor has no integer kernel).
+void dense_as_conv(Graph &g) {
+  std::vector<Node> out;
+  for (auto &n : g.nodes) {
+    const bool nd4 = n.op == "dense" && n.inputs.size() == 3 && g.values[n.inputs[0]].type.shape.size() == 4 &&
+                     !g.values[n.inputs[0]].is_const() && g.values[n.inputs[1]].is_const() &&
+                     g.values[n.inputs[1]].type.shape.size() == 2 && g.values[n.inputs[1]].data && !n.i("relu", 0) &&
+                     !n.has("act");
+    if (!nd4) {
+      out.push_back(std::move(n));
+      continue;
+    }
+    const std::vector<int64_t> xs = g.values[n.inputs[0]].type.shape, ws = g.values[n.inputs[1]].type.shape;
+    const int64_t N = xs[0], H = xs[1], W = xs[2], K = xs[3], M = ws[0];
+    if (ws[1] != K) {
+      out.push_back(std::move(n));
+      continue;
+    }
+    TensorType tx = g.values[n.inputs[0]].type, ty = tx;
+    tx.shape = {N, K, H, W};
+    ty.shape = {N, M, H, W};
+    const int xv = g.add_value(n.name + ".as_nchw", tx);
+    const int yv = g.add_value(n.name + ".conv", ty);
+    const int wv = g.add_const(n.name + ".weight_1x1", {M, K, 1, 1}, *g.values[n.inputs[1]].data);
+    Node t1;
+    t1.name = n.name + "_to_conv";
+    t1.op = "transpose";
+    t1.inputs = {n.inputs[0]};
+    t1.outputs = {xv};
+    t1.set_ints("perm", {0, 3, 1, 2});
+    Node c = n;
+    c.op = "conv2d";
+    c.inputs = {xv, wv, n.inputs[2]};
+    c.outputs = {yv};
+    c.set_ints("kernel_shape", {1, 1});
+    Node t2;
+    t2.name = n.name + "_from_conv";
+    t2.op = "transpose";
+    t2.inputs = {yv};
+    t2.outputs = n.outputs;
+    t2.set_ints("perm", {0, 2, 3, 1});
+    out.push_back(std::move(t1));
+    out.push_back(std::move(c));
+    out.push_back(std::move(t2));
+  }
+  g.nodes = std::move(out);
+  compact(g);
+}
+
 }  // namespace
 
 void fuse_operators(Graph &g) {
@@ -220,6 +274,7 @@ void fuse_operators(Graph &g) {
   fuse_patterns(g);
   rename_to_families(g);
   compact(g);
+  dense_as_conv(g);
   fuse_residual_adds(g);
   fuse_self_gates(g);
   fuse_relus(g);

@@ -389,6 +389,57 @@ TEST(DenseLastAxis, MatchesReference) {
   }
 }
 
+// ConvNeXt's pointwise block: conv -> permute to [N, H, W, C] -> dense -> dense -> permute back.
+// The 4-D dense layers run as 1x1 convolutions whose permutes are views (no layout step inside
+// the block), in fp32 (to 1e-5) and in int8 as integer 1x1 convolutions (conv2d_q, none kept
+// fp32; centered SQNR against fp32 above 25 dB on random weights).
+TEST(DenseLastAxis, FourDRunsAsConvolutionInFp32AndInt8) {
+  const Shape xs{1, 12, 6, 7};
+  const int64_t C = 12, M = 20;
+  ref::Rng rng(31);
+  ref::GraphBuilder gb;
+  const auto cw = ref::randn(C * C, rng), cb = ref::randn(C, rng), w1 = ref::randn(M * C, rng),
+             b1 = ref::randn(M, rng), w2 = ref::randn(C * M, rng), b2 = ref::randn(C, rng);
+  int x = gb.input("x", xs);
+  int c = gb.conv(x, gb.constant("cw", {C, C, 1, 1}, cw), gb.constant("cb", {C}, cb), {1, 1}, {0, 0, 0, 0}, {1, 1});
+  auto perm = [](std::vector<int64_t> p) { return [p](qnnc::Node &n) { n.set_ints("perm", p); }; };
+  int t = gb.node("Transpose", {c}, perm({0, 2, 3, 1}));
+  int d1 = gb.gemm(t, gb.constant("w1", {M, C}, w1), gb.constant("b1", {M}, b1));
+  int d2 = gb.gemm(d1, gb.constant("w2", {C, M}, w2), gb.constant("b2", {C}, b2));
+  gb.output(gb.node("Transpose", {d2}, perm({0, 3, 1, 2})));
+  qnnc::Graph g = gb.finish();
+  Tensor xin = ref::random_tensor(xs, rng);
+  // Reference: the conv, then the two dense layers on each pixel's channels.
+  Tensor pix = transpose_ref(ref::conv2d(xin, cw, {C, C, 1, 1}, &cb, {1, 1}, {0, 0, 0, 0}, {1, 1}), {0, 2, 3, 1});
+  const int64_t P = ref::numel(pix.shape) / C;
+  Tensor h = ref::dense(ref::dense(Tensor{{P, C}, pix.data}, w1, M, &b1), w2, C, &b2);
+  Tensor want = transpose_ref(Tensor{{xs[0], xs[2], xs[3], C}, h.data}, {0, 3, 1, 2});
+  qnnc::Module f = ref::compile(g);
+  auto ops = ref::step_ops(f);
+  EXPECT_EQ(ref::count(ops, "conv2d"), 3);
+  EXPECT_EQ(ref::count(ops, "dense"), 0);
+  EXPECT_EQ(ref::count(ops, "layout"), 2);  // the NCHW input and output only
+  EXPECT_TRUE(ref::Close(f.run({xin})[0], want, 1e-5));
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  opt.qconfig.skip_first_conv = false;
+  qnnc::Module q = qnnc::compile(g, opt);
+  auto qops = ref::step_ops(q);
+  EXPECT_EQ(ref::count(qops, "conv2d_q"), 3);
+  EXPECT_EQ(ref::count(qops, "dense") + ref::count(qops, "conv2d"), 0);
+  Tensor yf = f.run({xin})[0], yq = q.run({xin})[0];
+  double mean_f = 0, mean_q = 0;
+  for (size_t i = 0; i < yf.data.size(); i++) mean_f += yf.data[i], mean_q += yq.data[i];
+  mean_f /= yf.data.size(), mean_q /= yq.data.size();
+  double sig = 0, err = 0;
+  for (size_t i = 0; i < yf.data.size(); i++) {
+    const double a = yf.data[i] - mean_f, b = yq.data[i] - mean_q;
+    sig += a * a, err += (a - b) * (a - b);
+  }
+  EXPECT_GT(10 * std::log10(sig / err), 25.0);
+}
+
 // Softmax over the last axis, with large logits (the max is subtracted first).
 TEST(Softmax, MatchesReference) {
   const Shape shapes[] = {{2, 3, 17}, {5, 1}, {2, 2, 3, 33}};
