@@ -446,23 +446,8 @@ struct Lowering {
           for (int64_t kx = 0; kx < KW; kx++)
             pk[(size_t)((((ky * KW + kx) * 4 + m % 4) * Q + m / 4) * 4 + m % 4)] = (*w.idata)[(m * KH + ky) * KW + kx];
       wa = {new_const(w.name + ".quads", {KH, KW, 4, Q, 4}, pk, DType::i8), packed({4, Q, 4, KW, KH})};
-    } else if (const int D = dwconv2d_q_grouped_dot(s, s.knobs)) {
-      // (k, lane, quad, kx, ky, vector): w(co, D quad + k), a lane's D (4 or 2) consecutive input
-      // channels together; vector = group * vectors per group + lane block, zeros past a group's end.
-      const int64_t Cg = w.type.shape[1], KH = w.type.shape[2], KW = w.type.shape[3], Q = Cg / D;
-      const int64_t Mg = M / s.group, L = grouped_weight_lanes(s, s.knobs), V = s.group * ((Mg + L - 1) / L);
-      std::vector<int32_t> pk((size_t)(V * L * Cg * KH * KW), 0);
-      for (int64_t m = 0; m < M; m++) {
-        const int64_t v = m / Mg * ((Mg + L - 1) / L) + m % Mg / L, lane = m % Mg % L;
-        for (int64_t c = 0; c < Cg; c++)
-          for (int64_t ky = 0; ky < KH; ky++)
-            for (int64_t kx = 0; kx < KW; kx++)
-              pk[(size_t)((((((v * KH + ky) * KW + kx) * Q + c / D) * L + lane) * D) + c % D)] =
-                  (*w.idata)[((m * Cg + c) * KH + ky) * KW + kx];
-      }
-      wa = {new_const(w.name + ".dot", {V, KH, KW, Q, L, (int64_t)D}, pk, DType::i8), packed({D, L, Q, KW, KH, V})};
     } else {
-      wa = grouped_weights(w, *w.idata, s, DType::i8);
+      wa = grouped_weights(w, *w.idata, s, DType::i8, std::max(1, dwconv2d_q_grouped_dot(s, s.knobs)));
     }
     int qv = epilogue_qparams(n, s, out, (int)n.i("in_zp", 0));
     st.args = {act(n.inputs[0]), wa, {value(n.inputs[2]), packed({M})},
@@ -560,9 +545,11 @@ struct Lowering {
   // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) as
   // kernels/conv2d_grouped.h reads them: depthwise (co, kx, ky); grouped per vector of L output
   // channels of a group (grouped_weight_lanes), (lane, ci % Cg, kx, ky, vector) with vector =
-  // group * vectors per group + lane block, zeros past a group's end.
+  // group * vectors per group + lane block, zeros past a group's end; with D > 1 input channels
+  // per dot product (dwconv2d_q_grouped_dot: quads or pairs), (k, lane, ci / D, kx, ky, vector),
+  // a lane's D consecutive input channels together.
   template <typename T>
-  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, const KernelSpec &s, DType dt) {
+  PlanArg grouped_weights(const Value &w, const std::vector<T> &data, const KernelSpec &s, DType dt, int64_t D = 1) {
     const int64_t M = w.type.shape[0], Cg = w.type.shape[1], taps = w.type.shape[2] * w.type.shape[3];
     const int64_t KH = w.type.shape[2], KW = w.type.shape[3];
     if (conv2d_is_depthwise(s)) {
@@ -572,12 +559,15 @@ struct Lowering {
       return {new_const(w.name + ".dw", {KH, KW, M}, pk, dt), packed({M, KW, KH})};
     }
     const int64_t Mg = M / s.group, L = grouped_weight_lanes(s, s.knobs), per = (Mg + L - 1) / L, V = s.group * per;
+    const int64_t Q = Cg / D;
     std::vector<T> pk((size_t)(V * L * Cg * taps), T(0));
     for (int64_t m = 0; m < M; m++) {
       const int64_t v = m / Mg * per + m % Mg / L, lane = m % Mg % L;
       for (int64_t c = 0; c < Cg; c++)
-        for (int64_t t = 0; t < taps; t++) pk[((v * taps + t) * Cg + c) * L + lane] = data[(m * Cg + c) * taps + t];
+        for (int64_t t = 0; t < taps; t++)
+          pk[(((v * taps + t) * Q + c / D) * L + lane) * D + c % D] = data[(m * Cg + c) * taps + t];
     }
+    if (D > 1) return {new_const(w.name + ".dot", {V, KH, KW, Q, L, D}, pk, dt), packed({D, L, Q, KW, KH, V})};
     return {new_const(w.name + ".grouped", {V, KH, KW, Cg, L}, pk, dt), packed({L, Cg, KW, KH, V})};
   }
   // fp32 convolution weights OIHW -> blocks of cb output channels: (co % cb, ci, kx, ky, co / cb),
