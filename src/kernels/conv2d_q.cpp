@@ -243,7 +243,16 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // ResNet-50 (131 ms against 213 ms for 2 and 243 ms for 4); with vpdpbusd, the layers that
   // took 4 (a row of one column: dense layers, squeeze-and-excitation) ran 4-5x slower than
   // with 3 (AlexNet int8, 9216 -> 4096: 7.1 -> 1.5 ms, `qnnc bench --profile`).
-  if (t.arch == Target::X86) k["co_vectors"] = std::min(k["co_vectors"], 3);
+  // The cap keeps vectors that divide the channels: 3 of 8 lanes over 256 or 1024 channels (ResNet-50's 14x14
+  // 1x1 layers on AVX2, where the general rule gave 4 by 2 columns) left a last block across two
+  // packed blocks, its weights gathered byte by byte: those layers ran at 4% of the int8 peak and
+  // the model took 239 ms at one thread against 101 ms with 2 vectors (AMD EPYC Zen 3, `qnnc
+  // bench`, 10 runs, 2026-12-07).
+  if (t.arch == Target::X86 && k["co_vectors"] > 3) {
+    int cv = 3;
+    while (cv > 1 && s.out_shape[1] % (cv * k["vec"]) != 0) cv--;
+    k["co_vectors"] = cv;
+  }
   // With vpdpbusd, 64 output channels per tile as 2 vectors of 32 lanes (their 4 registers of
   // weights load densely, where 4 vectors of 16 gathered) by 4 or 5 columns, whichever computes
   // fewer columns past the row's end. Measured on Ice Lake, ResNet-50 int8 at one thread
