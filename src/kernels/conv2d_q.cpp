@@ -231,28 +231,25 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // i32 lanes per vector; the same register tile as the fp32 convolution. Row by row when the
   // weights are small: MobileNetV2 int8 at 2 threads 2.33 -> 1.98 ms (1 thread unchanged). The
   // fp32 convolution keeps block by block: row by row made MnasNet fp32 15-25% slower.
-  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t,
-                                1 * s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1]);
-  k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
-  // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
-  // vpmaddwd directly; groups of 4 would need horizontal adds after it.
-  k["group"] = t.arch == Target::X86 && !x86_has_u8_dot(t) ? 2 : 4;
   // On x86, 4 vectors lose their dense weight loads: Halide loads the weights of the first
   // vectors as one wide vector and slices it, and where the 4th would widen it to 4 x 64 bytes
   // it gathers byte by byte instead. With vpmaddwd (groups of 2), 3 vectors measured fastest on
   // ResNet-50 (131 ms against 213 ms for 2 and 243 ms for 4); with vpdpbusd, the layers that
   // took 4 (a row of one column: dense layers, squeeze-and-excitation) ran 4-5x slower than
   // with 3 (AlexNet int8, 9216 -> 4096: 7.1 -> 1.5 ms, `qnnc bench --profile`).
-  // The cap keeps vectors that divide the channels: 3 of 8 lanes over 256 or 1024 channels (ResNet-50's 14x14
-  // 1x1 layers on AVX2, where the general rule gave 4 by 2 columns) left a last block across two
-  // packed blocks, its weights gathered byte by byte: those layers ran at 4% of the int8 peak and
-  // the model took 239 ms at one thread against 101 ms with 2 vectors (AMD EPYC Zen 3, `qnnc
-  // bench`, 10 runs, 2026-12-07).
-  if (t.arch == Target::X86 && k["co_vectors"] > 3) {
-    int cv = 3;
-    while (cv > 1 && s.out_shape[1] % (cv * k["vec"]) != 0) cv--;
-    k["co_vectors"] = cv;
-  }
+  // The cap is the tile rule's own bound, so the vectors still divide the channels where they
+  // can: applied after the rule, 3 of 8 lanes over 256 or 1024 channels (ResNet-50's 14x14 1x1
+  // layers on AVX2, where the rule gave 4 by 2 columns) left a last block across two packed
+  // blocks, its weights gathered byte by byte: those layers ran at 4% of the int8 peak and the
+  // model took 239 ms at one thread against 101 ms with 2 vectors (AMD EPYC Zen 3, `qnnc bench`,
+  // 10 runs, 2026-12-07).
+  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t,
+                                1 * s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1],
+                                t.arch == Target::X86 ? 3 : 64);
+  k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
+  // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
+  // vpmaddwd directly; groups of 4 would need horizontal adds after it.
+  k["group"] = t.arch == Target::X86 && !x86_has_u8_dot(t) ? 2 : 4;
   // With vpdpbusd, 64 output channels per tile as 2 vectors of 32 lanes (their 4 registers of
   // weights load densely, where 4 vectors of 16 gathered) by 4 or 5 columns, whichever computes
   // fewer columns past the row's end. Measured on Ice Lake, ResNet-50 int8 at one thread

@@ -6,7 +6,7 @@ using namespace Halide;
 
 namespace qnnc {
 
-Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64_t weight_bytes) {
+Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64_t weight_bytes, int max_vectors) {
   // A few channels that vectors do not divide (squeeze-and-excitation's 6, 10, 20): one block
   // of all of them. Shifting the last vector inward would make it straddle two blocks of the
   // packed weights, which x86 gathers and Halide 21's ARM back end refuses ("Should be dense
@@ -30,7 +30,7 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64
     if (10 * covered(best) <= 9 * covered(max_x)) x_tile = best;
   }
   int regs = t.has_feature(Target::AVX512) ? 16 : 12, co_vectors = 1;
-  for (int cv = std::max(1, regs / x_tile); cv >= 1; cv--)
+  for (int cv = std::max(1, std::min(regs / x_tile, max_vectors)); cv >= 1; cv--)
     if (M % (cv * vec) == 0 || cv == 1) {
       co_vectors = cv;
       break;
