@@ -18,6 +18,7 @@ struct ConvQFuncs {
   // AMX through padded rows (conv2d_q_amx_padded_rows): padded_row is the padded image as one
   // row of pixels, and acc is (co, p, n) over that row.
   bool padded_rows = false;
+  bool wide_input = false;  // padded is i16 (knob wide_input)
   Halide::Func padded_row;
 };
 
@@ -54,6 +55,8 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Halide
 // row of H W (the arguments' dims (C, H W, 1, N), which lowering passes), so tiles take 16
 // consecutive pixels across image rows, with no columns past a row's end.
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k);
+// Knob wide_input applies: groups of 2 channels, one weight per byte, u8 input, no AMX.
+bool conv2d_q_wide_input(const KernelSpec &s, const Knobs &k);
 // s with its image as that one row.
 KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s);
 // AMX on a stride-1 layer with a window or padding and outputs narrower than 14 columns: the

@@ -474,13 +474,21 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   ASSERT_EQ(out.size(), 1u);
   qref::expect_exact(out[0], ref, c.name());
 
-  // The same graph for an x86 without AVX-512 (int8 through vpmaddubsw/vpmaddwd, popcounts
-  // without vpopcntd), which this host can run too.
+  // The same graph for an x86 without AVX-512 (int8 through vpmaddwd on channel pairs,
+  // popcounts without vpopcntd), which this host can run too: half the cases (by the name's
+  // hash) with the default, the input widened to i16 once (knob wide_input), the other half
+  // widening each pair where it is broadcast.
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     std::map<std::string, qnnc::Knobs> knobs;
     if (want_bitserial) knobs["conv2d_q"]["bitserial"] = 1;
     if (c.amx == 1) return;  // no AMX there
-    auto out2 = qref::compile(g, knobs, "x86-avx2").run(in);
+    const int wide_input = seed & 1 ? 0 : 1;
+    if (!wide_input) knobs["conv2d_q"]["wide_input"] = 0;
+    qnnc::Module avx2 = qref::compile(g, knobs, "x86-avx2");
+    for (const auto &st : avx2.manifest()["steps"])
+      if (st.value("describe", "").rfind("conv2d_q", 0) == 0 && st["spec"]["knobs"].value("weights_per_byte", 1) == 1)
+        EXPECT_EQ(st["spec"]["knobs"].value("wide_input", -1), wide_input) << "knob wide_input on x86-avx2";
+    auto out2 = avx2.run(in);
     ASSERT_EQ(out2.size(), 1u);
     qref::expect_exact(out2[0], ref, c.name() + " on x86-avx2");
   }

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <unistd.h>
 
@@ -129,6 +130,32 @@ TEST(KernelAsm, Avx2Int8FallsBackToMaddubsw) {
   EXPECT_EQ(count(a, "vpdpbusd"), 0);
   EXPECT_GT(count(a, "vpmaddubsw") + count(a, "vpmaddwd"), 0);
   EXPECT_EQ(a.find("zmm"), std::string::npos) << "AVX-512 registers in an AVX2 kernel";
+}
+
+// The innermost loop of conv2d_q's reduction (over channel groups): the lines from its header
+// label to its end. (Halide renames a Func defined again in one process: acc, acc$1, ...)
+std::string reduction_loop(const std::string &a) {
+  std::smatch head, end;
+  static const std::regex head_re("_for_acc(\\$\\d+)?\\.s1\\.r\\$y\"\n"), end_re("_end_for_acc(\\$\\d+)?\\.s1\\.r\\$y\"");
+  if (!std::regex_search(a, head, head_re)) return "";
+  const std::string rest = head.suffix().str();
+  return std::regex_search(rest, end, end_re) ? end.prefix().str() : "";
+}
+
+// With the input widened to i16 once (knob wide_input, the AVX2 default), a reduction step
+// broadcasts each channel pair with one 32-bit load and no zero-extension; widened in the
+// loop (wide_input 0), every broadcast carries a vpmovzxbw.
+TEST(KernelAsm, Avx2Int8BroadcastsWidenedPairs) {
+  std::string loop = reduction_loop(assembly(conv_spec("conv2d_q", 8, 8), "x86-avx2"));
+  ASSERT_FALSE(loop.empty());
+  EXPECT_GT(count(loop, "vpmaddwd"), 0);
+  EXPECT_GT(count(loop, "vpbroadcastd"), 0);
+  EXPECT_EQ(count(loop, "vpmovzxbw"), 0);
+  qnnc::KernelSpec narrow = conv_spec("conv2d_q", 8, 8);
+  narrow.knobs = {{"wide_input", 0}};
+  loop = reduction_loop(assembly(narrow, "x86-avx2"));
+  ASSERT_FALSE(loop.empty());
+  EXPECT_GT(count(loop, "vpmovzxbw"), 0);
 }
 
 TEST(KernelAsm, HostBitSerialUsesVpopcnt) {

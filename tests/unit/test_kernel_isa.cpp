@@ -21,6 +21,7 @@
 #include "codegen/kernel_cache.h"
 #include "codegen/target.h"
 #include "kernels/conv2d_grouped.h"
+#include "kernels/conv2d_q.h"
 #include "kernels/halide_kernel.h"
 
 namespace {
@@ -238,7 +239,7 @@ struct Compiled {
   std::vector<std::string> insns;
   bool fell_back = false;  // generated again for the level's fallback (a banned instruction)
   bool dot = false;        // its default sums u8 x i8 products in 4s (conv2d_q, grouped quads)
-  bool pairs = false;      // its default sums i16 products in pairs (grouped, no u8 dot product)
+  bool pairs = false;      // its default sums i16 products in pairs (no u8 dot product)
 };
 
 std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
@@ -275,7 +276,8 @@ std::vector<Compiled> compile_level(const qnnc::X86Level &level) {
       }
       out[i] = {s.describe(), disassemble(obj), fell_back,
                 s.kind == "conv2d_q" || (s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_quads(s, s.knobs)),
-                s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_dot(s, s.knobs) == 2};
+                (s.kind == "conv2d_q" && qnnc::conv2d_q_group(s.knobs) == 2) ||
+                    (s.kind == "dwconv2d_q" && qnnc::dwconv2d_q_grouped_dot(s, s.knobs) == 2)};
       std::remove(obj.c_str());
     }
   };
@@ -317,7 +319,7 @@ TEST(KernelIsa, KernelsUseOnlyWhatTheCpuHas) {
       fell_back += k.fell_back;
       if (vnni_level && k.dot && !k.fell_back)
         EXPECT_GT(dot, 0) << c.name << ": " << k.spec << " has no vpdpbusd or tdpbusd";
-      // Without VNNI, grouped integer layers sum their channel pairs with vpmaddwd.
+      // Without VNNI, integer convolutions (dense and grouped) sum channel pairs with vpmaddwd.
       if (!vnni_level && k.pairs && !k.fell_back)
         EXPECT_GT(pmaddwd, 0) << c.name << ": " << k.spec << " has no vpmaddwd";
     }
