@@ -29,12 +29,25 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64
       if (covered(c) < covered(best)) best = c;
     if (10 * covered(best) <= 9 * covered(max_x)) x_tile = best;
   }
-  int regs = t.has_feature(Target::AVX512) ? 16 : 12, co_vectors = 1;
-  for (int cv = std::max(1, std::min(regs / x_tile, max_vectors)); cv >= 1; cv--)
-    if (M % (cv * vec) == 0 || cv == 1) {
-      co_vectors = cv;
-      break;
-    }
+  const int regs = t.has_feature(Target::AVX512) ? 16 : 12;
+  auto vectors_for = [&](int xt) {
+    for (int cv = std::max(1, std::min(regs / xt, max_vectors)); cv >= 1; cv--)
+      if (M % (cv * vec) == 0 || cv == 1) return cv;
+    return 1;
+  };
+  int co_vectors = vectors_for(x_tile);
+  // x86 without AVX-512, a row wider than a tile: 2 columns pay with 4 vectors only (8
+  // accumulators, each weight vector serving 2 columns). With 6 vectors a block's weights stream
+  // from L2 at 3 vectors a column, with fewer than 4 the accumulators do not cover the
+  // multiply-add latency: there, 4 columns with the last tile shifted inward. Measured on an AMD
+  // EPYC (Zen 3), `qnnc bench --profile`, 2026-12-07: ConvNeXt-Tiny's 14x14 1x1 layers (fp32,
+  // 384 and 1536 channels) 6 x 2 -> 3 x 4 0.48-0.53x their time; ResNet-50 int8's 14x14 3x3
+  // layers (2 x 2, the int8 cap of 3 vectors) -> 2 x 4 0.92x; ResNet-50 fp32's 14x14 layers keep
+  // 4 x 2 (2 x 4 took 1.1-1.3x their time, 4 x 3 2.2x).
+  if (t.arch == Target::X86 && !t.has_feature(Target::AVX512) && OW > max_x && x_tile == 2 && co_vectors != 4) {
+    x_tile = max_x;
+    co_vectors = vectors_for(x_tile);
+  }
   // Row by row where the weights are small enough to stay in cache while every block of a row
   // runs (the row's input is then read once, by the core that wrote it); else block by block.
   // Only where the blocks divide the channels: a last block shifted inward sits between every
