@@ -288,13 +288,25 @@ void fuse_activations(Graph &g) {
     int v = u.inputs[0];
     int p = g.values[v].producer;
     if (p < 0 || !single_use(g, cons, v)) continue;
+    // Through a transpose (an elementwise function commutes with it): ConvNeXt's MLP is a 1x1
+    // convolution between two permutes (dense_as_conv), its GELU after the second. The
+    // convolution takes the function and the transpose then writes the unary's output.
+    int t = -1;
+    if (g.nodes[p].op == "transpose" && g.nodes[p].inputs.size() == 1) {
+      const int x = g.nodes[p].inputs[0], q = g.values[x].producer;
+      if (q < 0 || !single_use(g, cons, x)) continue;
+      t = p;
+      p = q;
+      v = x;
+    }
     Node &prod = g.nodes[p];
     if ((prod.op != "conv2d" && prod.op != "dense") || prod.i("relu", 0) || prod.has("act")) continue;
     if (g.values[v].type.dtype != DType::f32 || g.values[u.outputs[0]].type.dtype != DType::f32) continue;
     prod.attrs["act"].s = u.attrs.at("fn").s;
     if (u.attrs.at("fn").s == "hardsigmoid") prod.attrs["act"].floats = {u.f("alpha", 0.2f), u.f("beta", 0.5f)};
-    prod.outputs = u.outputs;
-    for (int o : prod.outputs) g.values[o].producer = p;
+    const int writer = t >= 0 ? t : p;
+    g.nodes[writer].outputs = u.outputs;
+    for (int o : u.outputs) g.values[o].producer = writer;
     u.op.clear();
   }
   compact(g);

@@ -22,7 +22,8 @@ void fuse_patterns(Graph &g);
 // maxpool, global_avgpool, flatten, add, relu, scale_shift.
 void fuse_operators(Graph &g);
 // After quantization: an fp32 convolution or dense layer takes the unary function that alone
-// reads its output (hardswish, SiLU, sigmoid, GELU, ...) into its epilogue (attribute "act").
+// reads its output (hardswish, SiLU, sigmoid, GELU, ...) into its epilogue (attribute "act"),
+// also across a transpose between them (ConvNeXt's MLP: conv 1x1, permute, GELU).
 void fuse_activations(Graph &g);
 // Removes nodes whose results nobody reads.
 void remove_dead_nodes(Graph &g);

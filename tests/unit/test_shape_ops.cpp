@@ -440,6 +440,39 @@ TEST(DenseLastAxis, FourDRunsAsConvolutionInFp32AndInt8) {
   EXPECT_GT(10 * std::log10(sig / err), 25.0);
 }
 
+// ConvNeXt's MLP with its GELU: dense -> GELU -> dense over the last axis of a permuted 4-D
+// tensor. The GELU sits after the first convolution's back-permute; it moves into that
+// convolution's epilogue (an elementwise function commutes with the permute), so no unary step
+// is left, and the result matches the reference to 1e-5.
+TEST(DenseLastAxis, GeluAfterThePermuteFusesIntoTheConvolution) {
+  const Shape xs{2, 9, 5, 6};
+  const int64_t C = 9, M = 22;
+  ref::Rng rng(37);
+  const auto w1 = ref::randn(M * C, rng), b1 = ref::randn(M, rng), w2 = ref::randn(C * M, rng), b2 = ref::randn(C, rng);
+  ref::GraphBuilder gb;
+  auto perm = [](std::vector<int64_t> p) { return [p](qnnc::Node &n) { n.set_ints("perm", p); }; };
+  int t = gb.node("Transpose", {gb.input("x", xs)}, perm({0, 2, 3, 1}));
+  int d1 = gb.node("Gelu", {gb.gemm(t, gb.constant("w1", {M, C}, w1), gb.constant("b1", {M}, b1))});
+  int d2 = gb.gemm(d1, gb.constant("w2", {C, M}, w2), gb.constant("b2", {C}, b2));
+  gb.output(gb.node("Transpose", {d2}, perm({0, 3, 1, 2})));
+  qnnc::Module m = ref::compile(gb.finish());
+  auto ops = ref::step_ops(m);
+  EXPECT_EQ(ref::count(ops, "conv2d"), 2);
+  EXPECT_EQ(ref::count(ops, "unary"), 0);
+  int fused = 0;
+  for (const auto &st : m.manifest()["steps"])
+    fused += st.contains("spec") && st["spec"].is_object() && st["spec"].value("act", std::string()) == "gelu";
+  EXPECT_EQ(fused, 1);
+  Tensor xin = ref::random_tensor(xs, rng);
+  Tensor pix = transpose_ref(xin, {0, 2, 3, 1});
+  const int64_t P = ref::numel(pix.shape) / C;
+  Tensor h = ref::dense(Tensor{{P, C}, pix.data}, w1, M, &b1);
+  for (auto &v : h.data) v = (float)(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+  h = ref::dense(h, w2, C, &b2);
+  Tensor want = transpose_ref(Tensor{{xs[0], xs[2], xs[3], C}, h.data}, {0, 3, 1, 2});
+  EXPECT_TRUE(ref::Close(m.run({xin})[0], want, 1e-5));
+}
+
 // Softmax over the last axis, with large logits (the max is subtracted first).
 TEST(Softmax, MatchesReference) {
   const Shape shapes[] = {{2, 3, 17}, {5, 1}, {2, 2, 3, 33}};
