@@ -253,7 +253,7 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // 10 runs, 2026-12-07).
   Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t,
                                 1 * s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1],
-                                t.arch == Target::X86 ? 3 : 64);
+                                t.arch == Target::X86 ? 3 : 64, s.kind == "conv2d_bs");
   k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
   // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
   // vpmaddwd directly; groups of 4 would need horizontal adds after it.

@@ -6,7 +6,8 @@ using namespace Halide;
 
 namespace qnnc {
 
-Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64_t weight_bytes, int max_vectors) {
+Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64_t weight_bytes, int max_vectors,
+                          bool two_columns) {
   // A few channels that vectors do not divide (squeeze-and-excitation's 6, 10, 20): one block
   // of all of them. Shifting the last vector inward would make it straddle two blocks of the
   // packed weights, which x86 gathers and Halide 21's ARM back end refuses ("Should be dense
@@ -43,16 +44,19 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64
   // EPYC (Zen 3), `qnnc bench --profile`, 2026-12-07: ConvNeXt-Tiny's 14x14 1x1 layers (fp32,
   // 384 and 1536 channels) 6 x 2 -> 3 x 4 0.48-0.53x their time; ResNet-50 int8's 14x14 3x3
   // layers (2 x 2, the int8 cap of 3 vectors) -> 2 x 4 0.92x; ResNet-50 fp32's 14x14 layers keep
-  // 4 x 2 (2 x 4 took 1.1-1.3x their time, 4 x 3 2.2x).
-  if (t.arch == Target::X86 && !t.has_feature(Target::AVX512) && OW > max_x && x_tile == 2 && co_vectors != 4) {
+  // 4 x 2 (2 x 4 took 1.1-1.3x their time, 4 x 3 2.2x). The bit-serial kernel's 14x14 layers
+  // took 1.11-1.24x their time with 4 columns (ResNet-50 int1): it keeps 2.
+  if (t.arch == Target::X86 && !t.has_feature(Target::AVX512) && OW > max_x && x_tile == 2 && co_vectors != 4 &&
+      !two_columns) {
     x_tile = max_x;
     co_vectors = vectors_for(x_tile);
   }
   // Rows of 7 there, where 4 columns leave fewer than 3 vectors (channels that 3 vectors do not
   // divide, or int8's cap): one vector by all 7 columns rather than 4 columns twice (8
   // computed). ResNet-50's 7x7 layers (2 x 4) 0.90-0.97x their time in fp32 (3x3 512 -> 512:
-  // 0.90), 0.93-1.0x in int8; MobileNetV2 int8's 320 -> 1280 0.93x. With 3 vectors (ConvNeXt-Tiny's
-  // 768 and 3072 channels, fp32) 1 x 7 took 1.06-1.09x their time (same machine and method).
+  // 0.90), 0.93-1.0x in int8, 0.82x in int1 (bit-serial); MobileNetV2 int8's 320 -> 1280 0.93x.
+  // With 3 vectors (ConvNeXt-Tiny's 768 and 3072 channels, fp32) 1 x 7 took 1.06-1.09x their
+  // time (same machine and method).
   if (t.arch == Target::X86 && !t.has_feature(Target::AVX512) && OW == 7 && co_vectors < 3) {
     x_tile = 7;
     co_vectors = 1;

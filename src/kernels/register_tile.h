@@ -18,10 +18,11 @@ std::pair<int, int> shifted_block_tile(int64_t M, int64_t OW);
 // divides the width when it can (no recomputed columns); co_vectors fills about 16 accumulators
 // on AVX-512 (28 spilled) or 12 elsewhere, at most max_vectors, preferring a block that divides
 // M; tasks go row by row when the layer's weights (weight_bytes; < 0: unknown) fit in
-// kRowMajorWeightBytes and the blocks divide M.
+// kRowMajorWeightBytes and the blocks divide M. On x86 without AVX-512, rows wider than a tile
+// avoid 2-column tiles unless two_columns is true (the bit-serial kernel keeps them).
 constexpr int64_t kRowMajorWeightBytes = 256 << 10;
 Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Halide::Target &t, int64_t weight_bytes = -1,
-                          int max_vectors = 64);
+                          int max_vectors = 64, bool two_columns = false);
 
 // Output channels per tile (also the weight packing block), clamped to the layer.
 int register_tile_channels(int64_t M, const Knobs &k, int default_vec);
