@@ -251,9 +251,14 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // blocks, its weights gathered byte by byte: those layers ran at 4% of the int8 peak and the
   // model took 239 ms at one thread against 101 ms with 2 vectors (AMD EPYC Zen 3, `qnnc bench`,
   // 10 runs, 2026-12-07).
+  // x86 without a u8 dot product (vpmaddwd on pairs): at most 2 vectors. 3 vectors by 4 columns
+  // (12 accumulators, 3 widened weight vectors and a broadcast: all 16 registers) spill there:
+  // ConvNeXt-Tiny int8's 1x1 layers (96-3072 channels, which 3 vectors of 8 divide) took
+  // 0.62-0.75x their time with 2 (AMD EPYC Zen 3, `qnnc bench --profile`, 2026-12-07).
+  const int max_vectors = t.arch != Target::X86 ? 64 : x86_has_u8_dot(t) ? 3 : 2;
   Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t,
-                                1 * s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1],
-                                t.arch == Target::X86 ? 3 : 64, s.kind == "conv2d_bs");
+                                1 * s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1], max_vectors,
+                                s.kind == "conv2d_bs");
   k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
   // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
   // vpmaddwd directly; groups of 4 would need horizontal adds after it.
