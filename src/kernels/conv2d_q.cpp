@@ -106,10 +106,11 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   // AMX tiles always compute 16 columns: narrower outputs read past the input's edge.
   f.padded_rows = conv2d_q_amx_padded_rows(s, s.knobs);
   f.wide_input = conv2d_q_wide_input(s, s.knobs);
-  f.has_padding = spatial_pad || C % span != 0 || (amx && OW < 16) || f.padded_rows || f.wide_input;
+  const bool bordered = spatial_pad || C % span != 0 || (amx && OW < 16) || f.padded_rows;
+  f.has_padding = bordered || f.wide_input;  // the copy is made for either
   f.padded = Func("padded");
   Expr in_value = f.input(c, x, y, n);
-  if (spatial_pad || C % span != 0 || (amx && OW < 16) || f.padded_rows) {
+  if (bordered) {
     // Out-of-range taps read the input zero point (the bias carries the matching correction);
     // channels past C meet zero weights.
     in_value = BoundaryConditions::constant_exterior(
