@@ -89,7 +89,7 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
   if (s.kind == "dense") k["o_vectors"] = 4;
   if (s.kind == "add" || s.kind == "unary") k["chunk"] = 4096;
   if (s.kind == "layernorm" || s.kind == "softmax") k["rows"] = 16;
-  if (s.kind == "matmul") k["col_vectors"] = 2;
+  if (s.kind == "matmul") k = {{"vec", t.natural_vector_size<float>()}, {"col_vectors", 2}, {"rows", 6}};
   if (s.kind == "lut") k = {{"vec", t.natural_vector_size<uint8_t>()}, {"chunk", 16384}};
   return k;
 }

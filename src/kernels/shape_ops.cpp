@@ -5,6 +5,8 @@
 #include "kernels/knob_space.h"
 #include "kernels/families.h"
 
+#include <algorithm>
+
 using namespace Halide;
 
 namespace qnnc {
@@ -132,6 +134,12 @@ HalideKernel build_softmax(const KernelSpec &s, const Knobs &k, const Target &t)
   return {Pipeline(out), {in}};
 }
 
+static int matmul_columns(int64_t N, const Knobs &k) {
+  // Whole vectors, as many as the row holds (the last tile shifts inward).
+  const int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 8)), N);
+  return vw * (int)std::clamp<int64_t>(N / vw, 1, std::max(1, knob(k, "col_vectors", 2)));
+}
+
 HalideKernel build_matmul(const KernelSpec &s, const Knobs &k, const Target &t) {
   const int64_t K = s.in_shape[0], M = s.in_shape[1], B = s.in_shape[2], N = s.in2_shape[0];
   ImageParam a = fixed_param(Float(32), "a", {K, M, B});
@@ -143,14 +151,23 @@ HalideKernel build_matmul(const KernelSpec &s, const Knobs &k, const Target &t) 
   acc(j, i, bt) += a(r, i, bt) * b(j, r, bt);
   out(j, i, bt) = acc(j, i, bt);
   fix_output(out, {N, M, B});
-  // Rows of the output in parallel per batch; the accumulators of a block of columns stay in
-  // registers while the reduction streams over K.
-  int vec = knob(k, "vec", 8), cols = knob(k, "col_vectors", 2);
-  int vw = (int)std::min<int64_t>(vec, N), cb = (int)std::min<int64_t>(vw * cols, std::max<int64_t>(vw, N / vw * vw));
-  Var jo("jo"), ji("ji");
-  out.split(j, jo, ji, cb, TailStrategy::GuardWithIf).reorder(ji, jo, i, bt).vectorize(ji, vw).parallel(bt);
-  acc.compute_at(out, jo).vectorize(j, vw, TailStrategy::GuardWithIf);
-  acc.update().reorder(j, r, i, bt).vectorize(j, vw, TailStrategy::GuardWithIf);
+  // A register tile of `rows` rows by `col_vectors` vectors of columns: per step of the
+  // reduction, a vector load of b per column vector and a broadcast of a per row feed
+  // rows x col_vectors FMAs into accumulators that stay in registers. Tiles at the ends of the
+  // rows and columns shift inward (they recompute a few outputs); a task is a band of rows of
+  // one batch entry, its tiles sweeping the columns (a's rows stay in L1, b in L2).
+  const int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 8)), N);
+  const int cb = matmul_columns(N, k);
+  const int rb = (int)std::min<int64_t>(std::max(1, knob(k, "rows", 6)), M);
+  Var jo("jo"), ji("ji"), io("io"), ii("ii"), task("task");
+  out.split(j, jo, ji, cb, TailStrategy::ShiftInwards)
+      .split(i, io, ii, rb, TailStrategy::ShiftInwards)
+      .reorder(ji, ii, jo, io, bt)
+      .vectorize(ji, vw)
+      .fuse(io, bt, task)
+      .parallel(task);
+  acc.compute_at(out, jo).vectorize(j, vw).unroll(j).unroll(i);
+  acc.update().reorder(j, i, r, bt).vectorize(j, vw).unroll(j).unroll(i);
   return {Pipeline(out), {a, b}};
 }
 
@@ -188,7 +205,8 @@ std::vector<KnobSpace> shape_ops_knob_spaces() {
           {"lut", "256-entry table lookup of u8", {{"vec", "lanes per vector", {16, 32, 64}, {}},
                                                    {"chunk", "elements per parallel task", {4096, 16384, 65536}, {}}}},
           {"matmul", "batched product of two activations",
-           {vec, {"col_vectors", "vectors of output columns per tile", {1, 2, 3, 4}, {}}}}};
+           {vec, {"col_vectors", "vectors of output columns per register tile", {1, 2, 3, 4}, {}},
+            {"rows", "output rows per register tile", {1, 2, 4, 6, 8}, {}}}}};
 }
 
 }  // namespace qnnc

@@ -195,8 +195,8 @@ std::vector<float> CostModel::features(const KernelSpec &s, const Knobs &k) {
     const int64_t Nc = s.in2_shape[0];
     lane_dim = channels = Nc;
     const int64_t vw = std::min<int64_t>(vec, Nc);
-    tile_ch = std::min<int64_t>(vw * std::max(1, knob_or(k, "col_vectors", 2)), std::max<int64_t>(vw, Nc / vw * vw));
-    tasks = s.in_shape[2];
+    tile_ch = vw * std::clamp<int64_t>(Nc / vw, 1, std::max(1, knob_or(k, "col_vectors", 2)));
+    tasks = s.in_shape[2] * ceil_div(s.in_shape[1], std::max(1, knob_or(k, "rows", 6)));
   } else if (k.count("chunk") || s.kind == "add" || s.kind == "unary" || s.kind == "lut") {
     const int64_t chunk = std::max(1, knob_or(k, "chunk", s.kind == "lut" ? 16384 : 4096));
     tile_ch = std::min<int64_t>(vec, out_elems);

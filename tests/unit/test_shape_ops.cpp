@@ -370,7 +370,7 @@ TEST(Gelu, FusesAndMatchesReference) {
 // MatMul with constant weights over the last axis of a 3-D or 4-D tensor (transformer MLPs,
 // ConvNeXt's pointwise layers) runs as a 1x1 convolution.
 TEST(DenseLastAxis, MatchesReference) {
-  const Shape shapes[] = {{2, 5, 13}, {2, 3, 7, 19}, {1, 1, 9, 8}};
+  const Shape shapes[] = {{2, 5, 13}, {2, 3, 7, 19}, {1, 1, 9, 8}, {17, 1, 12}, {23, 10}, {3, 10}};
   ref::Rng rng(26);
   for (const auto &s : shapes) {
     const int64_t K = s.back(), M = 11, R = ref::numel(s) / K;
@@ -386,6 +386,17 @@ TEST(DenseLastAxis, MatchesReference) {
     os.back() = M;
     want.shape = os;
     EXPECT_TRUE(ref::Close(m.run({x})[0], want, 1e-5)) << ref::shape_str(s);
+    // Over a 3-D input or many rows, the layer is a 1x1 convolution of all rows as one row of
+    // pixels (tiles over the rows), whatever the leading dimensions. (A 4-D input is an image,
+    // ConvNeXt's: its convolution keeps the image's rows.)
+    if (s.size() == 3 || (s.size() == 2 && R >= 8)) {
+      int as_row = 0;
+      for (const auto &st : m.manifest()["steps"])
+        if (st.contains("spec") && st["spec"].value("kind", "") == "conv2d" &&
+            st["spec"]["in_shape"] == std::vector<int64_t>{1, K, 1, R})
+          as_row++;
+      EXPECT_EQ(as_row, 1) << ref::shape_str(s);
+    }
   }
 }
 
@@ -494,13 +505,18 @@ TEST(Softmax, MatchesReference) {
   }
 }
 
-// Batched product of two activations (attention's Q K^T and P V), from a transpose.
+// Batched product of two activations (attention's Q K^T and P V), from a transpose. Register
+// tiles of several rows by vectors of columns: rows and columns that the tile does not divide
+// (its last tiles shift inward), fewer rows or columns than one tile, and other tile shapes.
 TEST(MatMul, TwoActivationsMatchReference) {
   struct Case {
     Shape a;
     int64_t N;
+    int rows = 0, col_vectors = 0;  // 0: the default
   };
-  const Case cases[] = {{{2, 5, 7}, 3}, {{3, 2, 9, 16}, 19}, {{1, 17}, 1}};
+  const Case cases[] = {{{2, 5, 7}, 3},           {{3, 2, 9, 16}, 19},        {{1, 17}, 1},
+                        {{3, 13, 10}, 21},        {{2, 37, 24}, 45},          {{4, 29, 33}, 64},
+                        {{2, 13, 10}, 21, 4, 3},  {{1, 11, 9}, 40, 1, 4},     {{2, 9, 5}, 17, 8, 1}};
   ref::Rng rng(29);
   for (const auto &c : cases) {
     const int64_t K = c.a.back(), M = c.a[c.a.size() - 2], B = ref::numel(c.a) / (M * K);
@@ -515,7 +531,10 @@ TEST(MatMul, TwoActivationsMatchReference) {
     perm.push_back((int64_t)bt.size() - 2);
     int tb = gb.node("Transpose", {bv}, [&](qnnc::Node &n) { n.set_ints("perm", perm); });
     gb.output(gb.node("MatMul", {av, tb}));
-    qnnc::Module m = ref::compile(gb.finish());
+    qnnc::CompileOptions opt;
+    if (c.rows) opt.knobs["matmul"]["rows"] = c.rows;
+    if (c.col_vectors) opt.knobs["matmul"]["col_vectors"] = c.col_vectors;
+    qnnc::Module m = qnnc::compile(gb.finish(), opt);
     Shape os = c.a;
     os.back() = c.N;
     Tensor want{os, std::vector<float>((size_t)(B * M * c.N))};
@@ -526,7 +545,8 @@ TEST(MatMul, TwoActivationsMatchReference) {
           for (int64_t k = 0; k < K; k++) acc += (double)a.data[(x * M + i) * K + k] * b.data[(x * c.N + j) * K + k];
           want.data[(x * M + i) * c.N + j] = (float)acc;
         }
-    EXPECT_TRUE(ref::Close(m.run({a, b})[0], want, 1e-5)) << ref::shape_str(c.a) << " x N=" << c.N;
+    EXPECT_TRUE(ref::Close(m.run({a, b})[0], want, 1e-5))
+        << ref::shape_str(c.a) << " x N=" << c.N << " rows " << c.rows << " col_vectors " << c.col_vectors;
   }
 }
 
