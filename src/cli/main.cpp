@@ -235,6 +235,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     int packed_layers = 0, byte_layers = 0;  // dot-product ones by weight storage
     int plane_out = 0, thresholds = 0, bitpacks = 0;  // the low-bit pipeline (docs/precision.md)
     int amx = 0;  // dot-product ones on AMX tiles
+    int madd = 0;  // ones that sum u8 x i8 pairs in 16 bits (7-bit weights)
     for (const auto &st : m["steps"]) {
       std::string d = st.value("describe", "");
       const auto knobs = st.value("spec", nlohmann::json::object()).value("knobs", nlohmann::json::object());
@@ -246,6 +247,7 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
       bs += serial;
       total++;
       amx += knobs.value("amx", 0) > 0;
+      madd += knobs.value("madd_u8", 0) > 0;
       const auto &w = m["values"][st["args"][1]["value"].get<int>()];  // the weights argument
       std::string nm = w.value("name", "");
       double b = w.value("bytes", 0.0);
@@ -260,12 +262,12 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
     // Low-bit weights on the dot-product kernel: packed where that pays, one per byte on wide
     // outputs (kernels/conv2d_q.h).
     std::string storage;
-    if (wb < 8 && packed_layers > 0) storage += std::to_string(packed_layers) + " with weights unpacked from 2 or 4 per byte in registers";
-    if (wb < 8 && byte_layers > 0)
+    if (wb < 7 && packed_layers > 0) storage += std::to_string(packed_layers) + " with weights unpacked from 2 or 4 per byte in registers";
+    if (wb < 7 && byte_layers > 0)
       storage += (storage.empty() ? "" : ", ") + std::to_string(byte_layers) +
                  " with weights one per byte (8-bit layers, and outputs of 14 or more columns, where unpacking costs more "
                  "than it saves; --knob conv2d_q.weights_per_byte=2|4 packs them all)";
-    if (wb < 8 || ab < 8)
+    if (wb < 7 || ab < 8)
       std::printf("qnnc: kernels: %d of %d integer convolutions bit-serial (bit planes, AND + popcount; --knob "
                   "conv2d_q.bitserial=0|1 forces it), the others on the int8 dot-product kernel (layers kept at 8 bits, and "
                   "%d/%d-bit layers where bit-serial does not pay)%s%s\n",
@@ -276,6 +278,11 @@ int cmd_compile(const std::string &model, const std::string &out, const std::str
                   "channels not a multiple of 16, 1x1 layers with few channels or pixels, 1x1 stride-2 layers into "
                   "fewer than 14 columns; --knob conv2d_q.amx=0|1 forces it)\n",
                   amx, total);
+    if (wb == 7)
+      std::printf("qnnc: 7-bit weights: %d of %d integer convolutions sum u8 x i8 products in pairs of 16 bits "
+                  "(vpmaddubsw, exact with weights within [-64, 63]; x86 with AVX2 and no VNNI takes it), the "
+                  "others as at int8\n",
+                  madd, total);
     if (plane_out + thresholds + bitpacks > 0)
       std::printf("qnnc: low-bit pipeline: %d layers write bit planes for bit-serial readers (bitpack steps left: %d); "
                   "%d layers with threshold epilogues (compares instead of requantization)\n",

@@ -281,6 +281,15 @@ struct Lowering {
     // Weights of 1-2 bits are stored four per byte, of 3-4 bits two per byte, where that pays
     // (kernels/conv2d_q.h), unless a --knob says otherwise.
     s.knobs.emplace("weights_per_byte", conv2d_q_default_weights_per_byte(s, wbits, target.halide));
+    // Weights of at most 7 bits (within [-64, 63]) on x86 with AVX2 but no u8 dot product: groups
+    // of 4 as vpmaddubsw pairs, which cannot saturate with them (kernels/conv2d_q.h).
+    const Halide::Target &kt = target.halide;
+    if (wbits <= 7 && knob(s.knobs, "weights_per_byte", 1) == 1 && kt.arch == Halide::Target::X86 &&
+        kt.has_feature(Halide::Target::AVX2) && !x86_has_u8_dot(kt)) {
+      s.knobs.emplace("madd_u8", 1);
+      s.knobs.emplace("group", 4);
+      s.knobs.emplace("wide_input", 0);  // (widened pairs are the other path's)
+    }
     resolve_knobs(s);
     // Bit-serial needs coef x planes popcounts per 32 channels: measured on AVX512-VNNI, W1A1
     // beats the int8 dot product and W2A2 loses to it (bench/RESULTS.md), so x86 takes it only

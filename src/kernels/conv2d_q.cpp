@@ -41,6 +41,11 @@ bool conv2d_q_wide_input(const KernelSpec &s, const Knobs &k) {
          !knob(k, "amx", 0) && !knob(k, "signed_input", 0) && s.in_shape.size() == 4;
 }
 
+bool conv2d_q_madd_u8(const KernelSpec &s, const Knobs &k) {
+  return knob(k, "madd_u8", 0) && conv2d_q_group(k) == 4 && conv2d_q_weights_per_byte(k) == 1 && !knob(k, "amx", 0) &&
+         !knob(k, "signed_input", 0) && s.in_shape.size() == 4;
+}
+
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k) {
   return knob(k, "amx", 0) && s.in_shape.size() == 4 && s.kernel == std::vector<int64_t>{1, 1} &&
          s.stride == std::vector<int64_t>{1, 1} && s.pads == std::vector<int64_t>{0, 0, 0, 0} && s.in_shape[1] % 4 == 0 &&
@@ -121,7 +126,8 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   f.padded(c, x, y, n) = f.wide_input ? i16(in_value) : in_value;
 
   Var co("co");
-  RDom r(0, g, 0, (int)C4, 0, (int)KW, 0, (int)KH, "r");
+  f.madd_u8 = conv2d_q_madd_u8(s, s.knobs) && !f.padded_rows;
+  RDom r(0, f.madd_u8 ? 2 : g, 0, (int)C4, 0, (int)KW, 0, (int)KH, "r");
   if (amx && (per != 1 || g != 4 || knob(s.knobs, "signed_input", 0)))
     throw Error("conv2d_q: amx needs one i8 weight per byte in groups of 4 and u8 activations");
   // An output channel's place in the packed weights; one block of all channels (cb >= M)
@@ -163,7 +169,23 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
     Expr xin = f.padded(r.y * g + r.x, ix, iy, n);
     if (knob(s.knobs, "signed_input", 0)) xin = reinterpret(Int(8), xin ^ u8(128));
     f.acc(co, x, y, n) = amx ? Expr(0) : f.bias(co);
-    f.acc(co, x, y, n) += f.wide_input ? i32(xin) * i32(i16(wv)) : i32(xin) * i32(wv);
+    if (f.madd_u8) {
+      // Channel 2 q + rp of group c4 at tap (kx, ky); the pair's sum is at most 255 * 64 * 2
+      // in magnitude for weights within [-64, 63], so the saturating add never saturates.
+      Var q("q"), c4("c4"), kx("kx"), ky("ky");
+      f.rp = RDom(0, 2, "rp");
+      Expr k = 2 * q + f.rp;
+      Expr px = x * (int)s.stride[1] + kx * (int)s.dilation[1] - (int)s.pads[1];
+      Expr py = y * (int)s.stride[0] + ky * (int)s.dilation[0] - (int)s.pads[0];
+      f.pair = Func("pair");
+      f.pair(q, co, x, y, n, c4, kx, ky) = i16(0);
+      f.pair(q, co, x, y, n, c4, kx, ky) =
+          saturating_add(f.pair(q, co, x, y, n, c4, kx, ky),
+                         i16(f.padded(c4 * g + k, px, py, n)) * i16(f.weights(k, wco, c4, kx, ky, wblk)));
+      f.acc(co, x, y, n) += i32(f.pair(r.x, co, x, y, n, r.y, r.z, r.w));
+    } else {
+      f.acc(co, x, y, n) += f.wide_input ? i32(xin) * i32(i16(wv)) : i32(xin) * i32(wv);
+    }
     sum = amx ? f.acc(co, x, y, n) + f.bias(co) : f.acc(co, x, y, n);
   }
 
@@ -427,6 +449,13 @@ void schedule_conv2d_q_vector(ConvQFuncs &f, const KernelSpec &s, const Knobs &k
       .vectorize(cv, vw)
       .unroll(cv)
       .unroll(xv);
+  if (f.madd_u8) {
+    // One vector of pair sums (2 per channel) per vector of channels and column, in registers:
+    // its update (the 2 products of a pair, the pairs and the channels as lanes) is vpmaddubsw.
+    Var q = f.pair.args()[0], pc = f.pair.args()[1];
+    f.pair.compute_at(f.acc, cv).store_in(MemoryType::Register).bound_extent(q, 2).vectorize(q).vectorize(pc);
+    f.pair.update().reorder(f.rp.x, q, pc).atomic(true).vectorize(f.rp.x).vectorize(q).vectorize(pc);
+  }
 }
 
 }  // namespace
@@ -476,6 +505,11 @@ KnobSpace conv2d_q_knob_space() {
   s.knobs.push_back({"wide_input", "1: with group 2 (vpmaddwd), the input widened to i16 once, in a copy, so that each "
                      "reduction step broadcasts a channel pair with one load instead of widening it per tile",
                      {0, 1}, {0, 1}, false});
+  s.knobs.push_back({"madd_u8", "1: groups of 4 channels as two u8 x i8 pairs in saturating 16-bit lanes (x86 "
+                     "vpmaddubsw), then the pairs in 32 bits (vpmaddwd against ones); exact for weights within "
+                     "[-64, 63] only: set by lowering for weights of 7 bits or fewer (w7a8, w4a8, ...) stored one per byte "
+                     "on x86 with AVX2 and no VNNI",
+                     {}, {0, 1}, false, true});
   s.knobs.push_back({"flat_weights", "1: weights packed as one block of all output channels, so that a register tile at "
                      "any channel offset (a last block shifted inward) loads them densely; 0: in blocks of the tile's "
                      "channels (a shifted last block gathers). Default 1 on VNNI x86 where the default tile does not divide the channels",
@@ -483,6 +517,7 @@ KnobSpace conv2d_q_knob_space() {
   s.normalize = [](const KernelSpec &s, Knobs k) {
     k = register_tile_normalize(s, std::move(k), 16);
     if (k.count("wide_input") && !conv2d_q_wide_input(s, k)) k["wide_input"] = 0;
+    if (k.count("madd_u8") && !conv2d_q_madd_u8(s, k)) k["madd_u8"] = 0;
     // One block holds every channel anyway: both layouts are the same.
     if (k.count("flat_weights") && (knob(k, "amx", 0) || register_tile_channels(s.out_shape[1], k, 16) >= s.out_shape[1]))
       k["flat_weights"] = 0;

@@ -20,6 +20,12 @@ struct ConvQFuncs {
   bool padded_rows = false;
   bool wide_input = false;  // padded is i16 (knob wide_input)
   Halide::Func padded_row;
+  // Knob madd_u8 (conv2d_q_madd_u8): pair(q, co, x, y, n, c4, kx, ky) is the saturating i16 sum
+  // of the products of channels 4 c4 + 2 q + rp (rp in [0, 2), the RDom rp): vpmaddubsw; acc
+  // sums i32(pair) over q (r.x has extent 2): vpmaddwd against ones.
+  bool madd_u8 = false;
+  Halide::Func pair;
+  Halide::RDom rp;
 };
 
 // Arguments, in order: input u8 (c,x,y,n); weights i8 packed (g, cb, Cg, kx, ky, M/cb) where g
@@ -57,6 +63,13 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Halide
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k);
 // Knob wide_input applies: groups of 2 channels, one weight per byte, u8 input, no AMX.
 bool conv2d_q_wide_input(const KernelSpec &s, const Knobs &k);
+// Knob madd_u8 applies: groups of 4 channels, one weight per byte, u8 input, no AMX. Each group
+// is summed as two pairs of u8 x i8 products in saturating 16-bit lanes (x86 vpmaddubsw), then
+// the pairs in 32 bits: exact only while a pair cannot pass 2^15 - 1, i.e. for weights within
+// [-64, 63] (255 * 64 * 2 = 32640), so lowering sets it for weights of 7 bits or fewer stored
+// one per byte (w7a8; also int4/int2 layers on wide outputs), never the tuner. Three
+// instructions per 32 products where vpmaddwd on widened pairs takes about five.
+bool conv2d_q_madd_u8(const KernelSpec &s, const Knobs &k);
 // s with its image as that one row.
 KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s);
 // AMX on a stride-1 layer with a window or padding and outputs narrower than 14 columns: the

@@ -9,12 +9,15 @@ namespace qnnc {
 
 namespace {
 bool valid_bits(int b) { return b == 1 || b == 2 || b == 4 || b == 8; }
+// Weights also take 7 bits ([-63, 63]): int8's layers and kernels, with pairs of u8 x i8
+// products that fit 16 bits (x86 without VNNI sums them with vpmaddubsw).
+bool valid_weight_bits(int b) { return valid_bits(b) || b == 7; }
 }  // namespace
 
 QConfig QConfig::parse_precision(const std::string &p) {
   QConfig q;
   auto bad = [&]() {
-    return Error("unknown precision '" + p + "': use int8, int4, int2, int1 or wXaY with X,Y in {1,2,4,8} (e.g. w4a8)");
+    return Error("unknown precision '" + p + "': use int8, int4, int2, int1 or wXaY with X in {1,2,4,7,8} and Y in {1,2,4,8} (e.g. w4a8; w7a8: int8 with 7-bit weights)");
   };
   if (p.size() > 3 && p.compare(0, 3, "int") == 0) {
     int b = std::atoi(p.c_str() + 3);
@@ -28,7 +31,7 @@ QConfig QConfig::parse_precision(const std::string &p) {
       throw bad();
     q.weight_bits = std::stoi(wb);
     q.activation_bits = std::stoi(ab);
-    if (!valid_bits(q.weight_bits) || !valid_bits(q.activation_bits)) throw bad();
+    if (!valid_weight_bits(q.weight_bits) || !valid_bits(q.activation_bits)) throw bad();
   } else {
     throw bad();
   }
@@ -41,7 +44,8 @@ std::string QConfig::precision() const {
 }
 
 void QConfig::validate() const {
-  if (!valid_bits(weight_bits) || !valid_bits(activation_bits)) throw Error("bits must be 1, 2, 4 or 8");
+  if (!valid_weight_bits(weight_bits) || !valid_bits(activation_bits))
+    throw Error("weight bits must be 1, 2, 4, 7 or 8, activation bits 1, 2, 4 or 8");
   if (calibrate_mode != "global_scale" && calibrate_mode != "minmax" && calibrate_mode != "percentile" &&
       calibrate_mode != "kl_divergence")
     throw Error("unknown calibration mode '" + calibrate_mode + "' (global_scale, minmax, percentile, kl_divergence)");

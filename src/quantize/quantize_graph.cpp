@@ -59,7 +59,7 @@ struct Rewriter {
     return it == vbits.end() ? cfg.activation_bits : it->second;
   }
   // Low-bit modes run the first convolution and the dense layers at 8 bits (QConfig::lowbit_edges).
-  bool lowbit() const { return cfg.weight_bits < 8 || cfg.activation_bits < 8; }
+  bool lowbit() const { return cfg.weight_bits < 7 || cfg.activation_bits < 8; }  // (w7a8 is int8 with narrower weights)
 
   // Values joined by concatenations share one encoding, so that the concat copies integers.
   std::map<int, int> concat_group;   // value -> representative

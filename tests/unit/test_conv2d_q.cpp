@@ -43,6 +43,8 @@ struct QCase {
   int amx = -1;              // 0 / 1: force knob amx (1 needs a host with AMX; skipped elsewhere)
   int wide_tile = 0;         // > 0: force tiles of 2 vectors of 32 lanes (64 channels) by this many columns
   int flat = 0;              // > 0: force weights packed as one block, tiles of this many 16-lane vectors
+  bool extreme = false;      // every input at qmax, weights at the ends of their range (-64 and 63
+                             // at 7 bits): the largest pair sums a 16-bit lane must hold
 
   std::string name() const {
     std::string s = "n" + std::to_string(N) + "_c" + std::to_string(C) + "_" + std::to_string(H) + "x" +
@@ -64,6 +66,7 @@ struct QCase {
     if (force_bs) s += "_bs";
     if (per_byte) s += "_per" + std::to_string(per_byte);
     if (amx >= 0) s += "_amx" + std::to_string(amx);
+    if (extreme) s += "_extreme";
     return s;
   }
 };
@@ -288,6 +291,31 @@ const std::vector<QCase> kCases = [] {
   amx_pr_dil.dil = 2;
   v.push_back(amx_pr_dil);
   v.push_back(amx(with_res(mk(1, 64, 28, 28, 64, 3, 1, 1, 128), true), 0));
+  // 7-bit weights (w7a8; the whole range [-64, 63]): on x86 with AVX2 and no VNNI, groups of 4
+  // as vpmaddubsw pairs (knob madd_u8, as for 4- and 2-bit weights stored one per byte): the
+  // stem, padding reading in_zp, channels that 4 does not divide, stride 2 with batch 2,
+  // dilation, a 1x3 window, residuals, a real-sized layer, and the largest pair sums (inputs at
+  // 255, weights at -64 and 63).
+  auto w7 = [&](QCase c) { return bits(c, 7, 8); };
+  v.push_back(w7(mk(1, 3, 16, 16, 16, 7, 2, 3, 128, 5)));
+  v.push_back(w7(mk(1, 5, 8, 8, 13, 3, 1, 1, 7)));
+  v.push_back(w7(mk(1, 33, 6, 6, 17, 1, 2, 0, 128)));
+  v.push_back(w7(with_relu(mk(2, 33, 9, 9, 33, 3, 2, 1))));
+  QCase w7dil = w7(mk(1, 13, 11, 11, 13, 3, 1, 2, 128));
+  w7dil.dil = 2;
+  v.push_back(w7dil);
+  QCase w7rect = w7(mk(1, 13, 6, 10, 17, 1, 1, 0, 128));
+  w7rect.KW = 3;
+  w7rect.pads = {0, 1, 0, 1};
+  v.push_back(w7rect);
+  v.push_back(w7(with_res(mk(1, 33, 7, 7, 33, 1, 1, 0, 0, 3), true)));
+  v.push_back(w7(with_res(mk(1, 64, 28, 28, 64, 3, 1, 1, 128), true)));
+  v.push_back(w7(mk(1, 16, 5, 13, 48, 3, 1, 1, 128)));
+  for (int64_t C : {8, 19}) {
+    QCase ext = w7(mk(1, C, 6, 9, 24, 3, 1, 1, 0));
+    ext.extreme = true;
+    v.push_back(ext);
+  }
   return v;
 }();
 
@@ -313,8 +341,17 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   ITensor x = qref::random_levels(xs, rng, 0, c.qmax);
   std::vector<int32_t> w((size_t)qref::numel(ws));
   const int wmax = c.wbits <= 2 ? 1 : (c.ties ? 2 : (1 << (c.wbits - 1)) - 1);
-  const int wmin = c.wbits == 4 && !c.ties ? -8 : -wmax;  // 4 bits: the full two's complement range
+  // 4 and 7 bits: the full two's complement range
+  const int wmin = (c.wbits == 4 || c.wbits == 7) && !c.ties ? -wmax - 1 : -wmax;
   for (auto &v : w) v = (int32_t)rng.integer(wmin, wmax);
+  if (c.extreme) {
+    for (auto &v : x.data) v = c.qmax;
+    // Output channels of all -64, all 63, and both in turn.
+    for (size_t i = 0; i < w.size(); i++) {
+      const int64_t m = (int64_t)i / (c.C * c.KH * c.KW);
+      w[i] = m % 3 == 0 ? wmin : m % 3 == 1 ? wmax : (i % 2 ? wmin : wmax);
+    }
+  }
   if (c.wbits == 1)
     for (auto &v : w) v = v > 0 ? 1 : -1;  // binary weights have no 0
   std::vector<int32_t> zero_bias((size_t)c.M, 0);
@@ -485,9 +522,16 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
     const int wide_input = seed & 1 ? 0 : 1;
     if (!wide_input) knobs["conv2d_q"]["wide_input"] = 0;
     qnnc::Module avx2 = qref::compile(g, knobs, "x86-avx2");
+    // Weights of 7 bits or fewer stored one per byte take vpmaddubsw pairs there (knob madd_u8),
+    // and then no widened input.
     for (const auto &st : avx2.manifest()["steps"])
-      if (st.value("describe", "").rfind("conv2d_q", 0) == 0 && st["spec"]["knobs"].value("weights_per_byte", 1) == 1)
-        EXPECT_EQ(st["spec"]["knobs"].value("wide_input", -1), wide_input) << "knob wide_input on x86-avx2";
+      if (st.value("describe", "").rfind("conv2d_q", 0) == 0) {
+        const auto &k = st["spec"]["knobs"];
+        const bool madd = c.wbits <= 7 && k.value("weights_per_byte", 1) == 1;
+        EXPECT_EQ(k.value("madd_u8", 0), madd ? 1 : 0) << "knob madd_u8 on x86-avx2";
+        if (k.value("weights_per_byte", 1) == 1)
+          EXPECT_EQ(k.value("wide_input", -1), madd ? 0 : wide_input) << "knob wide_input on x86-avx2";
+      }
     auto out2 = avx2.run(in);
     ASSERT_EQ(out2.size(), 1u);
     qref::expect_exact(out2[0], ref, c.name() + " on x86-avx2");

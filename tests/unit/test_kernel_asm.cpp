@@ -158,6 +158,21 @@ TEST(KernelAsm, Avx2Int8BroadcastsWidenedPairs) {
   EXPECT_GT(count(loop, "vpmovzxbw"), 0);
 }
 
+// With 7-bit weights (knob madd_u8, which lowering sets for them on x86 with AVX2 and no VNNI):
+// a group of 4 channels is vpmaddubsw on the raw bytes, then vpmaddwd against ones, with no
+// widening of weights or inputs in the reduction loop.
+TEST(KernelAsm, Avx2SevenBitWeightsSumPairsInSixteenBits) {
+  qnnc::KernelSpec s = conv_spec("conv2d_q", 8, 8);
+  s.knobs = {{"madd_u8", 1}, {"group", 4}};
+  std::string loop = reduction_loop(assembly(s, "x86-avx2"));
+  ASSERT_FALSE(loop.empty());
+  EXPECT_GT(count(loop, "vpmaddubsw"), 0);
+  EXPECT_EQ(count(loop, "vpmaddubsw"), count(loop, "vpmaddwd"));
+  EXPECT_EQ(count(loop, "vpmovsxbw") + count(loop, "vpmovzxbw"), 0);
+  // Without it (8-bit weights), no vpmaddubsw anywhere: it would saturate.
+  EXPECT_EQ(count(assembly(conv_spec("conv2d_q", 8, 8), "x86-avx2"), "vpmaddubsw"), 0);
+}
+
 TEST(KernelAsm, HostBitSerialUsesVpopcnt) {
   if (!__builtin_cpu_supports("avx512vpopcntdq")) GTEST_SKIP() << "host has no AVX512-VPOPCNTDQ";
   EXPECT_GT(count(assembly(conv_spec("conv2d_bs", 1, 1), "host"), "vpopcntd"), 0);

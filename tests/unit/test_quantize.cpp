@@ -178,7 +178,8 @@ TEST(QuantConfig, ParsePrecision) {
     const char *canonical;
   };
   for (Ok o : {Ok{"int8", 8, 8, "int8"}, Ok{"int4", 4, 4, "int4"}, Ok{"int2", 2, 2, "int2"}, Ok{"int1", 1, 1, "int1"},
-               Ok{"w4a8", 4, 8, "w4a8"}, Ok{"w1a2", 1, 2, "w1a2"}, Ok{"w8a8", 8, 8, "int8"}, Ok{"w8a4", 8, 4, "w8a4"}}) {
+               Ok{"w4a8", 4, 8, "w4a8"}, Ok{"w1a2", 1, 2, "w1a2"}, Ok{"w8a8", 8, 8, "int8"}, Ok{"w8a4", 8, 4, "w8a4"},
+               Ok{"w7a8", 7, 8, "w7a8"}}) {
     qnnc::QConfig q = qnnc::QConfig::parse_precision(o.p);
     EXPECT_EQ(q.weight_bits, o.w) << o.p;
     EXPECT_EQ(q.activation_bits, o.a) << o.p;
@@ -186,7 +187,7 @@ TEST(QuantConfig, ParsePrecision) {
     EXPECT_NO_THROW(q.validate()) << o.p;
   }
   for (const char *bad : {"int3", "fp16", "w8", "int", "int08", "int16", "w3a8", "w4a", "wa8", "w4a8x", "a8w4",
-                          "INT8", "", "fp32", "w4b8", "int8 ", "w-4a8"})
+                          "INT8", "", "fp32", "w4b8", "int8 ", "w-4a8", "int7", "w8a7"})
     EXPECT_THROW(qnnc::QConfig::parse_precision(bad), qnnc::Error) << "'" << bad << "'";
 }
 
