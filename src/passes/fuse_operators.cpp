@@ -213,55 +213,80 @@ void fuse_relus(Graph &g) {
   compact(g);
 }
 
+// transpose -> conv2d -> transpose for the dense node n over the 4-D value x, writing y.
+void emit_dense_as_conv(Graph &g, const Node &n, int x, int y, std::vector<Node> &out) {
+  const std::vector<int64_t> xs = g.values[x].type.shape;
+  const int64_t N = xs[0], H = xs[1], W = xs[2], K = xs[3], M = g.values[n.inputs[1]].type.shape[0];
+  TensorType tx = g.values[x].type, ty = tx;
+  tx.shape = {N, K, H, W};
+  ty.shape = {N, M, H, W};
+  const int xv = g.add_value(n.name + ".as_nchw", tx);
+  const int yv = g.add_value(n.name + ".conv", ty);
+  const int wv = g.add_const(n.name + ".weight_1x1", {M, K, 1, 1}, *g.values[n.inputs[1]].data);
+  Node t1;
+  t1.name = n.name + "_to_conv";
+  t1.op = "transpose";
+  t1.inputs = {x};
+  t1.outputs = {xv};
+  t1.set_ints("perm", {0, 3, 1, 2});
+  Node c = n;
+  c.op = "conv2d";
+  c.inputs = {xv, wv, n.inputs[2]};
+  c.outputs = {yv};
+  c.set_ints("kernel_shape", {1, 1});
+  Node t2;
+  t2.name = n.name + "_from_conv";
+  t2.op = "transpose";
+  t2.inputs = {yv};
+  t2.outputs = {y};
+  t2.set_ints("perm", {0, 2, 3, 1});
+  out.push_back(std::move(t1));
+  out.push_back(std::move(c));
+  out.push_back(std::move(t2));
+}
+
+Node reshape_node(const std::string &name, int in, int out, const std::vector<int64_t> &shape) {
+  Node r;
+  r.name = name;
+  r.op = "reshape";
+  r.inputs = {in};
+  r.outputs = {out};
+  r.set_ints("shape", shape);
+  return r;
+}
+
 // A dense layer over the last axis of a 4-D tensor [N, H, W, K] (ConvNeXt's and Swin's MLPs,
 // between NCHW <-> NHWC permutes) is a 1x1 convolution: rewritten as transpose to [N, K, H, W],
 // conv2d with weights [M, K, 1, 1], transpose back. The layout pass makes both transposes views
 // (NHWC memory of [N, K, H, W] is the row-major memory of [N, H, W, K]), so the layer runs the
 // convolution's register tiles, and in int8 the integer 1x1 kernel (a dense layer over a >2-D
-// tensor has no integer kernel).
+// tensor has no integer kernel). A 3-D input [A, B, K] (a transformer's tokens) is first viewed
+// as [1, 1, A B, K] (a reshape of row-major memory: no step), and the output viewed back: all
+// tokens as one row of pixels.
 void dense_as_conv(Graph &g) {
   std::vector<Node> out;
   for (auto &n : g.nodes) {
-    const bool nd4 = n.op == "dense" && n.inputs.size() == 3 && g.values[n.inputs[0]].type.shape.size() == 4 &&
-                     !g.values[n.inputs[0]].is_const() && g.values[n.inputs[1]].is_const() &&
-                     g.values[n.inputs[1]].type.shape.size() == 2 && g.values[n.inputs[1]].data && !n.i("relu", 0) &&
-                     !n.has("act");
-    if (!nd4) {
+    const size_t rank = n.inputs.empty() ? 0 : g.values[n.inputs[0]].type.shape.size();
+    const bool nd = n.op == "dense" && n.inputs.size() == 3 && (rank == 4 || rank == 3) &&
+                    !g.values[n.inputs[0]].is_const() && g.values[n.inputs[1]].is_const() &&
+                    g.values[n.inputs[1]].type.shape.size() == 2 && g.values[n.inputs[1]].data && !n.i("relu", 0) &&
+                    !n.has("act") && g.values[n.inputs[1]].type.shape[1] == g.values[n.inputs[0]].type.shape.back();
+    if (!nd) {
       out.push_back(std::move(n));
       continue;
     }
-    const std::vector<int64_t> xs = g.values[n.inputs[0]].type.shape, ws = g.values[n.inputs[1]].type.shape;
-    const int64_t N = xs[0], H = xs[1], W = xs[2], K = xs[3], M = ws[0];
-    if (ws[1] != K) {
-      out.push_back(std::move(n));
+    if (rank == 4) {
+      emit_dense_as_conv(g, n, n.inputs[0], n.outputs[0], out);
       continue;
     }
-    TensorType tx = g.values[n.inputs[0]].type, ty = tx;
-    tx.shape = {N, K, H, W};
-    ty.shape = {N, M, H, W};
-    const int xv = g.add_value(n.name + ".as_nchw", tx);
-    const int yv = g.add_value(n.name + ".conv", ty);
-    const int wv = g.add_const(n.name + ".weight_1x1", {M, K, 1, 1}, *g.values[n.inputs[1]].data);
-    Node t1;
-    t1.name = n.name + "_to_conv";
-    t1.op = "transpose";
-    t1.inputs = {n.inputs[0]};
-    t1.outputs = {xv};
-    t1.set_ints("perm", {0, 3, 1, 2});
-    Node c = n;
-    c.op = "conv2d";
-    c.inputs = {xv, wv, n.inputs[2]};
-    c.outputs = {yv};
-    c.set_ints("kernel_shape", {1, 1});
-    Node t2;
-    t2.name = n.name + "_from_conv";
-    t2.op = "transpose";
-    t2.inputs = {yv};
-    t2.outputs = n.outputs;
-    t2.set_ints("perm", {0, 2, 3, 1});
-    out.push_back(std::move(t1));
-    out.push_back(std::move(c));
-    out.push_back(std::move(t2));
+    TensorType x4 = g.values[n.inputs[0]].type, y4 = g.values[n.outputs[0]].type;
+    const std::vector<int64_t> ys = y4.shape;
+    x4.shape = {1, 1, x4.shape[0] * x4.shape[1], x4.shape[2]};
+    y4.shape = {1, 1, ys[0] * ys[1], ys[2]};
+    const int xv = g.add_value(n.name + ".rows", x4), yv = g.add_value(n.name + ".rows_out", y4);
+    out.push_back(reshape_node(n.name + "_rows", n.inputs[0], xv, x4.shape));
+    emit_dense_as_conv(g, n, xv, yv, out);
+    out.push_back(reshape_node(n.name + "_tokens", yv, n.outputs[0], ys));
   }
   g.nodes = std::move(out);
   compact(g);
@@ -288,17 +313,25 @@ void fuse_activations(Graph &g) {
     int v = u.inputs[0];
     int p = g.values[v].producer;
     if (p < 0 || !single_use(g, cons, v)) continue;
-    // Through a transpose (an elementwise function commutes with it): ConvNeXt's MLP is a 1x1
-    // convolution between two permutes (dense_as_conv), its GELU after the second. The
-    // convolution takes the function and the transpose then writes the unary's output.
+    // Through a transpose and a reshape (an elementwise function commutes with them): ConvNeXt's
+    // MLP is a 1x1 convolution between two permutes (dense_as_conv), its GELU after the second;
+    // a transformer's adds a view back to tokens. The convolution takes the function and the
+    // view nearest the unary then writes the unary's output.
     int t = -1;
-    if (g.nodes[p].op == "transpose" && g.nodes[p].inputs.size() == 1) {
-      const int x = g.nodes[p].inputs[0], q = g.values[x].producer;
-      if (q < 0 || !single_use(g, cons, x)) continue;
-      t = p;
+    bool through = true;
+    for (int hop = 0; hop < 2; hop++) {
+      const Node &view = g.nodes[p];
+      if ((view.op != "transpose" && view.op != "reshape") || view.inputs.size() != 1) break;
+      const int x = view.inputs[0], q = g.values[x].producer;
+      if (q < 0 || !single_use(g, cons, x)) {
+        through = false;
+        break;
+      }
+      if (t < 0) t = p;
       p = q;
       v = x;
     }
+    if (!through) continue;
     Node &prod = g.nodes[p];
     if ((prod.op != "conv2d" && prod.op != "dense") || prod.i("relu", 0) || prod.has("act")) continue;
     if (g.values[v].type.dtype != DType::f32 || g.values[u.outputs[0]].type.dtype != DType::f32) continue;

@@ -484,6 +484,50 @@ TEST(DenseLastAxis, GeluAfterThePermuteFusesIntoTheConvolution) {
   EXPECT_TRUE(ref::Close(m.run({xin})[0], want, 1e-5));
 }
 
+// A transformer's MLP over tokens [A, B, K]: dense -> GELU -> dense over a 3-D tensor. Both
+// layers run as 1x1 convolutions of all tokens as one row (views in and out, no layout or dense
+// step), the GELU in the first one's epilogue, matching the reference to 1e-5; in int8 both are
+// integer 1x1 convolutions (none kept fp32), centered SQNR against fp32 above 20 dB.
+TEST(DenseLastAxis, TokensRunAsConvolutionInFp32AndInt8) {
+  const Shape xs{3, 7, 10};
+  const int64_t K = 10, M = 24, R = 21;
+  ref::Rng rng(41);
+  const auto w1 = ref::randn(M * K, rng), b1 = ref::randn(M, rng), w2 = ref::randn(K * M, rng), b2 = ref::randn(K, rng);
+  ref::GraphBuilder gb;
+  int d1 = gb.node("Gelu", {gb.gemm(gb.input("x", xs), gb.constant("w1", {M, K}, w1), gb.constant("b1", {M}, b1))});
+  gb.output(gb.gemm(d1, gb.constant("w2", {K, M}, w2), gb.constant("b2", {K}, b2)));
+  qnnc::Graph g = gb.finish();
+  qnnc::Module f = ref::compile(g);
+  auto ops = ref::step_ops(f);
+  EXPECT_EQ(ref::count(ops, "conv2d"), 2);
+  EXPECT_EQ(ref::count(ops, "dense") + ref::count(ops, "unary") + ref::count(ops, "layout"), 0);
+  Tensor xin = ref::random_tensor(xs, rng);
+  Tensor h = ref::dense(Tensor{{R, K}, xin.data}, w1, M, &b1);
+  for (auto &v : h.data) v = (float)(0.5 * v * (1 + std::erf(v / std::sqrt(2.0))));
+  Tensor want = ref::dense(h, w2, K, &b2);
+  want.shape = {3, 7, K};
+  Tensor yf = f.run({xin})[0];
+  EXPECT_TRUE(ref::Close(yf, want, 1e-5));
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  opt.qconfig.skip_first_conv = false;  // (here the first layer; in ViT the patch convolution is)
+  qnnc::Module q = qnnc::compile(g, opt);
+  auto qops = ref::step_ops(q);
+  EXPECT_EQ(ref::count(qops, "conv2d_q"), 2);
+  EXPECT_EQ(ref::count(qops, "dense") + ref::count(qops, "conv2d"), 0);
+  Tensor yq = q.run({xin})[0];
+  double mean_f = 0, mean_q = 0;
+  for (size_t i = 0; i < yf.data.size(); i++) mean_f += yf.data[i], mean_q += yq.data[i];
+  mean_f /= yf.data.size(), mean_q /= yq.data.size();
+  double sig = 0, err = 0;
+  for (size_t i = 0; i < yf.data.size(); i++) {
+    const double a = yf.data[i] - mean_f, b = yq.data[i] - mean_q;
+    sig += a * a, err += (a - b) * (a - b);
+  }
+  EXPECT_GT(10 * std::log10(sig / err), 20.0);
+}
+
 // Softmax over the last axis, with large logits (the max is subtracted first).
 TEST(Softmax, MatchesReference) {
   const Shape shapes[] = {{2, 3, 17}, {5, 1}, {2, 2, 3, 33}};
