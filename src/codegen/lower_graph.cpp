@@ -384,6 +384,14 @@ struct Lowering {
     if (wbits > 8 / per)
       throw Error("layer " + n.name + ": " + std::to_string(wbits) + "-bit weights do not fit " + std::to_string(per) +
                   " to a byte (knob weights_per_byte)");
+    // Pairs summed in 16 bits are exact only for weights within [-64, 63] (a --knob can ask for
+    // them on any layer).
+    if (conv2d_q_madd_u8(s, s.knobs))
+      for (int32_t v : *w.idata)
+        if (v < -64 || v > 63)
+          throw Error("layer " + n.name + ": knob madd_u8=1 sums u8 x i8 pairs in 16 bits, exact only for weights "
+                      "within [-64, 63], and this layer has a weight of " + std::to_string(v) +
+                      " (7-bit weights: --quantize w7a8)");
     // OIHW -> (ci % G, co % cb, ci / G, kx, ky, co / cb): one output-channel vector of G-channel
     // groups per dot-product step (G = 4, or 2 without VNNI); padded channels are zero. With
     // `per` weights to a byte, groups per j + i share byte j: (ci % G, co % cb, ci / (per G), kx,

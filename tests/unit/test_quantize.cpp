@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "codegen/compile.h"
+#include "expect_error.h"
 #include "frontend/builtin_models.h"
 #include "qreference.h"
 #include "reference.h"
@@ -497,4 +498,27 @@ TEST(QuantCalibration, SignedRangesAreAsymmetricAtEightBits) {
     EXPECT_GE(signed_values, int8 ? 2 : 1) << precision;
     if (int8) EXPECT_TRUE(silu_seen);
   }
+}
+
+// Forced on 8-bit weights, 16-bit pair sums could saturate: lowering refuses, naming the layer
+// and the remedy, instead of computing something else.
+TEST(QuantW7, PairSumsInSixteenBitsRefuseWiderWeights) {
+  ref::GraphBuilder gb;
+  ref::Rng rng(5);
+  gb.output(gb.conv(gb.input("x", {1, 8, 6, 6}), gb.constant("w", {16, 8, 3, 3}, ref::randn(16 * 8 * 9, rng)),
+                    gb.constant("b", {16}, ref::randn(16, rng)), {1, 1}, {1, 1, 1, 1}, {1, 1}));
+  const qnnc::Graph g = gb.finish();
+  qnnc::CompileOptions opt;
+  opt.quantize = true;
+  opt.qconfig = qnnc::QConfig::parse_precision("int8");
+  opt.qconfig.skip_first_conv = false;
+  opt.knobs["conv2d_q"]["madd_u8"] = 1;
+  opt.knobs["conv2d_q"]["group"] = 4;
+  opt.target = "x86-avx2";
+  const std::string msg = qnnc_error([&] { qnnc::compile(g, opt); });
+  EXPECT_CONTAINS(msg, "madd_u8");
+  EXPECT_CONTAINS(msg, "w7a8");
+  opt.qconfig = qnnc::QConfig::parse_precision("w7a8");
+  opt.qconfig.skip_first_conv = false;
+  EXPECT_NO_THROW(qnnc::compile(g, opt));
 }
