@@ -213,6 +213,19 @@ void fuse_relus(Graph &g) {
   compact(g);
 }
 
+// A node of one input and one output whose integer attribute `attr` is v (views: transpose,
+// reshape).
+Node view_node(const std::string &name, const std::string &op, int in, int out, const char *attr,
+               const std::vector<int64_t> &v) {
+  Node r;
+  r.name = name;
+  r.op = op;
+  r.inputs = {in};
+  r.outputs = {out};
+  r.set_ints(attr, v);
+  return r;
+}
+
 // transpose -> conv2d -> transpose for the dense node n over the 4-D value x, writing y.
 void emit_dense_as_conv(Graph &g, const Node &n, int x, int y, std::vector<Node> &out) {
   const std::vector<int64_t> xs = g.values[x].type.shape;
@@ -223,36 +236,14 @@ void emit_dense_as_conv(Graph &g, const Node &n, int x, int y, std::vector<Node>
   const int xv = g.add_value(n.name + ".as_nchw", tx);
   const int yv = g.add_value(n.name + ".conv", ty);
   const int wv = g.add_const(n.name + ".weight_1x1", {M, K, 1, 1}, *g.values[n.inputs[1]].data);
-  Node t1;
-  t1.name = n.name + "_to_conv";
-  t1.op = "transpose";
-  t1.inputs = {x};
-  t1.outputs = {xv};
-  t1.set_ints("perm", {0, 3, 1, 2});
   Node c = n;
   c.op = "conv2d";
   c.inputs = {xv, wv, n.inputs[2]};
   c.outputs = {yv};
   c.set_ints("kernel_shape", {1, 1});
-  Node t2;
-  t2.name = n.name + "_from_conv";
-  t2.op = "transpose";
-  t2.inputs = {yv};
-  t2.outputs = {y};
-  t2.set_ints("perm", {0, 2, 3, 1});
-  out.push_back(std::move(t1));
+  out.push_back(view_node(n.name + "_to_conv", "transpose", x, xv, "perm", {0, 3, 1, 2}));
   out.push_back(std::move(c));
-  out.push_back(std::move(t2));
-}
-
-Node reshape_node(const std::string &name, int in, int out, const std::vector<int64_t> &shape) {
-  Node r;
-  r.name = name;
-  r.op = "reshape";
-  r.inputs = {in};
-  r.outputs = {out};
-  r.set_ints("shape", shape);
-  return r;
+  out.push_back(view_node(n.name + "_from_conv", "transpose", yv, y, "perm", {0, 2, 3, 1}));
 }
 
 // A dense layer over the last axis of a 4-D tensor [N, H, W, K] (ConvNeXt's and Swin's MLPs,
@@ -284,9 +275,9 @@ void dense_as_conv(Graph &g) {
     x4.shape = {1, 1, x4.shape[0] * x4.shape[1], x4.shape[2]};
     y4.shape = {1, 1, ys[0] * ys[1], ys[2]};
     const int xv = g.add_value(n.name + ".rows", x4), yv = g.add_value(n.name + ".rows_out", y4);
-    out.push_back(reshape_node(n.name + "_rows", n.inputs[0], xv, x4.shape));
+    out.push_back(view_node(n.name + "_rows", "reshape", n.inputs[0], xv, "shape", x4.shape));
     emit_dense_as_conv(g, n, xv, yv, out);
-    out.push_back(reshape_node(n.name + "_tokens", yv, n.outputs[0], ys));
+    out.push_back(view_node(n.name + "_tokens", "reshape", yv, n.outputs[0], "shape", ys));
   }
   g.nodes = std::move(out);
   compact(g);
