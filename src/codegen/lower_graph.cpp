@@ -632,8 +632,9 @@ struct Lowering {
     int64_t M = w.type.shape[0], K = w.type.shape[1];
     const auto &xs = g.values[n.inputs[0]].type.shape;
     if (xs.size() > 2 || xs[0] >= kDenseRowsAsConv) {
-      // Over the last axis of a row-major [..., K] input, or of many rows [R, K] (a transformer's
-      // tokens): a 1x1 convolution of the channels-innermost image whose pixels are all the
+      // Over the last axis of a row-major [..., K] input that the graph's dense_as_conv left
+      // (no bias, or more than 4 dimensions), or of many rows [R, K] (the attention's output
+      // projection): a 1x1 convolution of the channels-innermost image whose pixels are all the
       // input's rows, as one row (R wide, 1 high), run by conv2d's register tiles. (With the
       // leading dimensions as the image's height, ViT's attention input [197, 1, 768] made 197
       // rows of one column: tiles of one column, 38% of the fp32 peak against 70-80% in one

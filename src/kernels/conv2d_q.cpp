@@ -36,14 +36,21 @@ int conv2d_q_channel_block(const KernelSpec &s, const Knobs &k) {
   return register_tile_channels(s.out_shape[1], k, 16);
 }
 
+namespace {
+// The vector path over one i8 weight per byte and u8 activations (no AMX), on an image: where
+// wide_input and madd_u8 apply, with groups of 2 and of 4 channels.
+bool u8_bytes_vector_path(const KernelSpec &s, const Knobs &k) {
+  return conv2d_q_weights_per_byte(k) == 1 && !knob(k, "amx", 0) && !knob(k, "signed_input", 0) &&
+         s.in_shape.size() == 4;
+}
+}  // namespace
+
 bool conv2d_q_wide_input(const KernelSpec &s, const Knobs &k) {
-  return knob(k, "wide_input", 0) && conv2d_q_group(k) == 2 && conv2d_q_weights_per_byte(k) == 1 &&
-         !knob(k, "amx", 0) && !knob(k, "signed_input", 0) && s.in_shape.size() == 4;
+  return knob(k, "wide_input", 0) && conv2d_q_group(k) == 2 && u8_bytes_vector_path(s, k);
 }
 
 bool conv2d_q_madd_u8(const KernelSpec &s, const Knobs &k) {
-  return knob(k, "madd_u8", 0) && conv2d_q_group(k) == 4 && conv2d_q_weights_per_byte(k) == 1 && !knob(k, "amx", 0) &&
-         !knob(k, "signed_input", 0) && s.in_shape.size() == 4;
+  return knob(k, "madd_u8", 0) && conv2d_q_group(k) == 4 && u8_bytes_vector_path(s, k);
 }
 
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k) {
@@ -126,7 +133,7 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
   f.padded(c, x, y, n) = f.wide_input ? i16(in_value) : in_value;
 
   Var co("co");
-  f.madd_u8 = conv2d_q_madd_u8(s, s.knobs) && !f.padded_rows;
+  f.madd_u8 = conv2d_q_madd_u8(s, s.knobs);  // (never with AMX, so never with padded rows)
   RDom r(0, f.madd_u8 ? 2 : g, 0, (int)C4, 0, (int)KW, 0, (int)KH, "r");
   if (amx && (per != 1 || g != 4 || knob(s.knobs, "signed_input", 0)))
     throw Error("conv2d_q: amx needs one i8 weight per byte in groups of 4 and u8 activations");
@@ -162,8 +169,10 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
     f.acc(co, p, n) += i32(f.padded_row(r.y * g + r.x, p + tap, n)) * i32(wv);
     sum = f.acc(co, x + (int)Wp * y, n) + f.bias(co);
   } else {
-    Expr ix = x * (int)s.stride[1] + r.z * (int)s.dilation[1] - (int)s.pads[1];
-    Expr iy = y * (int)s.stride[0] + r.w * (int)s.dilation[0] - (int)s.pads[0];
+    // The input column and row that output (x, y) reads at tap (kx, ky).
+    auto in_x = [&](Expr kx) { return x * (int)s.stride[1] + kx * (int)s.dilation[1] - (int)s.pads[1]; };
+    auto in_y = [&](Expr ky) { return y * (int)s.stride[0] + ky * (int)s.dilation[0] - (int)s.pads[0]; };
+    Expr ix = in_x(r.z), iy = in_y(r.w);
     // signed_input: ARM's dot products multiply i8 by i8, so activations enter as x - 128 (a
     // flip of the top bit) and the bias carries + 128 * sum(w); the integers are the same.
     Expr xin = f.padded(r.y * g + r.x, ix, iy, n);
@@ -175,13 +184,11 @@ ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
       Var q("q"), c4("c4"), kx("kx"), ky("ky");
       f.rp = RDom(0, 2, "rp");
       Expr k = 2 * q + f.rp;
-      Expr px = x * (int)s.stride[1] + kx * (int)s.dilation[1] - (int)s.pads[1];
-      Expr py = y * (int)s.stride[0] + ky * (int)s.dilation[0] - (int)s.pads[0];
       f.pair = Func("pair");
       f.pair(q, co, x, y, n, c4, kx, ky) = i16(0);
       f.pair(q, co, x, y, n, c4, kx, ky) =
           saturating_add(f.pair(q, co, x, y, n, c4, kx, ky),
-                         i16(f.padded(c4 * g + k, px, py, n)) * i16(f.weights(k, wco, c4, kx, ky, wblk)));
+                         i16(f.padded(c4 * g + k, in_x(kx), in_y(ky), n)) * i16(f.weights(k, wco, c4, kx, ky, wblk)));
       f.acc(co, x, y, n) += i32(f.pair(r.x, co, x, y, n, r.y, r.z, r.w));
     } else {
       f.acc(co, x, y, n) += f.wide_input ? i32(xin) * i32(i16(wv)) : i32(xin) * i32(wv);
