@@ -160,8 +160,18 @@ def qnnc_outputs(args, module_dir: str, workdir: str, inputs: list[np.ndarray]) 
 
 
 
+def needs_external_data(onnx_path: str) -> bool:
+    """True for a model near or past protobuf's 2 GB limit, whose tensors must live in a side file."""
+    import onnx
+    if os.path.getsize(onnx_path) > 1_500_000_000:
+        return True
+    model = onnx.load(onnx_path, load_external_data=False)
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
 def ort_quantize_int8(onnx_path: str, out_path: str, calib: list[np.ndarray]) -> None:
-    """Static QDQ quantization: QUInt8 activations, per-channel QInt8 weights, MinMax calibration."""
+    """Static QDQ quantization: QUInt8 activations, per-channel QInt8 weights, MinMax calibration.
+    Models past 2 GB (regnet_y_128gf) keep their tensors in external data files."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     import onnxruntime as ort
@@ -181,7 +191,8 @@ def ort_quantize_int8(onnx_path: str, out_path: str, calib: list[np.ndarray]) ->
 
     quantize_static(onnx_path, out_path, Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    calibrate_method=CalibrationMethod.MinMax)
+                    calibrate_method=CalibrationMethod.MinMax,
+                    use_external_data_format=needs_external_data(onnx_path))
 
 
 def ort_integer_ops(quant_path: str, workdir: str) -> str:
