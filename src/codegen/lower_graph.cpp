@@ -440,8 +440,9 @@ struct Lowering {
     st.args.push_back(pixels(act4(out)));
   }
   // A dense NHWC view (c, x, y, n) as (c, x + W y, 0, n): one row of all the image's pixels.
+  static bool is_row_view(const PlanArg &a) { return a.dims.size() == 4 && a.dims[2][2] == a.dims[1][2] * a.dims[1][1]; }
   static PlanArg pixels_as_row(PlanArg a) {
-    if (a.dims.size() != 4 || a.dims[2][2] != a.dims[1][2] * a.dims[1][1])
+    if (!is_row_view(a))
       throw Error("internal: pixels of a strided view cannot be one row");
     const int64_t W = a.dims[1][1], H = a.dims[2][1], sp = a.dims[1][2];
     a.dims[1] = {0, W * H, sp};
@@ -560,9 +561,16 @@ struct Lowering {
     }
     // A stem that reads the model's NCHW input itself (passes: fold_input_layout).
     resolve_knobs(s, {{"from_nchw", (int)n.i("from_nchw", 0)}});
-    st.args = {act(n.inputs[0]), conv_weights(s, w, M, C, KH, KW), {value(n.inputs[2]), packed({M})}};
-    if (s.residual) st.args.push_back(act(n.inputs[3]));
-    st.args.push_back(act(out));
+    // A 1x1 layer computed over its pixels as one row (kernels/conv2d.h conv2d_pixel_row).
+    bool row = conv2d_pixel_row(s, s.knobs);
+    if (row && !(is_row_view(act(n.inputs[0])) && is_row_view(act(out)) && (!s.residual || is_row_view(act(n.inputs[3]))))) {
+      s.knobs["pixel_row"] = 0;  // a strided view's pixels are not one row
+      row = false;
+    }
+    auto pixels = [&](PlanArg a) { return row ? pixels_as_row(a) : a; };
+    st.args = {pixels(act(n.inputs[0])), conv_weights(s, w, M, C, KH, KW), {value(n.inputs[2]), packed({M})}};
+    if (s.residual) st.args.push_back(pixels(act(n.inputs[3])));
+    st.args.push_back(pixels(act(out)));
   }
   // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) as
   // kernels/conv2d_grouped.h reads them: depthwise (co, kx, ky); grouped per vector of L output

@@ -26,6 +26,11 @@ ConvFuncs define_conv2d(const KernelSpec &s, int cb, bool from_nchw = false, int
 // padded copy), from_nchw (the input is NCHW; set by lowering), k_chunk and chunk_rows (a
 // reduction in chunks of input channels whose weights stay in L1 over several rows' tiles).
 Knobs conv2d_default_knobs(const KernelSpec &s, const Halide::Target &t);
+// Whether knob pixel_row applies: a 1x1 stride-1 unpadded layer (not a stem read from NCHW,
+// not chunked, not Winograd) computed over its pixels as one row (pixels_as_row), so that a
+// register tile runs across the image's rows; lowering passes its input, residual and output
+// as that row.
+bool conv2d_pixel_row(const KernelSpec &s, const Knobs &k);
 // Output channels per register tile (the weight packing block) for these knobs.
 int conv2d_channel_block(const KernelSpec &s, const Knobs &k);
 // Whether knobs' k_chunk applies to the layer: it divides the input channels into 2 or more

@@ -54,16 +54,7 @@ bool conv2d_q_madd_u8(const KernelSpec &s, const Knobs &k) {
 }
 
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k) {
-  return knob(k, "amx", 0) && s.in_shape.size() == 4 && s.kernel == std::vector<int64_t>{1, 1} &&
-         s.stride == std::vector<int64_t>{1, 1} && s.pads == std::vector<int64_t>{0, 0, 0, 0} && s.in_shape[1] % 4 == 0 &&
-         s.in_shape[2] == s.out_shape[2] && s.in_shape[3] == s.out_shape[3];
-}
-
-KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s) {
-  KernelSpec r = s;
-  r.in_shape = {s.in_shape[0], s.in_shape[1], 1, s.in_shape[2] * s.in_shape[3]};
-  r.out_shape = {s.out_shape[0], s.out_shape[1], 1, s.out_shape[2] * s.out_shape[3]};
-  return r;
+  return knob(k, "amx", 0) && pointwise_same_size(s) && s.in_shape[1] % 4 == 0;
 }
 
 bool conv2d_q_amx_padded_rows(const KernelSpec &s, const Knobs &k) {
@@ -73,7 +64,7 @@ bool conv2d_q_amx_padded_rows(const KernelSpec &s, const Knobs &k) {
 }
 
 ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
-  const KernelSpec s = conv2d_q_amx_flat(spec, spec.knobs) ? conv2d_q_pixels_as_row(spec) : spec;
+  const KernelSpec s = conv2d_q_amx_flat(spec, spec.knobs) ? pixels_as_row(spec) : spec;
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
   // Input channels per dot-product group (4 for vpdpbusd/sdot, 2 for vpmaddwd), and weights
@@ -468,7 +459,7 @@ void schedule_conv2d_q_vector(ConvQFuncs &f, const KernelSpec &s, const Knobs &k
 }  // namespace
 
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, const Target &t) {
-  const KernelSpec s = conv2d_q_amx_flat(spec, k) ? conv2d_q_pixels_as_row(spec) : spec;
+  const KernelSpec s = conv2d_q_amx_flat(spec, k) ? pixels_as_row(spec) : spec;
   if (knob(k, "amx", 0)) {
     std::string why = conv2d_q_amx_unfit(s, k, t);
     if (!why.empty()) throw Error("conv2d_q: knob amx=1 does not fit this layer: " + why);

@@ -70,8 +70,6 @@ bool conv2d_q_wide_input(const KernelSpec &s, const Knobs &k);
 // one per byte (w7a8; also int4/int2 layers on wide outputs), never the tuner. Three
 // instructions per 32 products where vpmaddwd on widened pairs takes about five.
 bool conv2d_q_madd_u8(const KernelSpec &s, const Knobs &k);
-// s with its image as that one row.
-KernelSpec conv2d_q_pixels_as_row(const KernelSpec &s);
 // AMX on a stride-1 layer with a window or padding and outputs narrower than 14 columns: the
 // padded image is materialized as one row of pixels (W + pads per image row), output pixel
 // (x, y) is tile row x + W_padded y, and a tap (kx, ky) reads kx + W_padded ky further along.

@@ -83,6 +83,19 @@ std::pair<int, int> shifted_block_tile(int64_t M, int64_t OW) {
   return {cv, (int)std::min<int64_t>(xt, OW)};
 }
 
+bool pointwise_same_size(const KernelSpec &s) {
+  return s.in_shape.size() == 4 && s.out_shape.size() == 4 && s.kernel == std::vector<int64_t>{1, 1} &&
+         s.stride == std::vector<int64_t>{1, 1} && s.pads == std::vector<int64_t>{0, 0, 0, 0} &&
+         s.in_shape[2] == s.out_shape[2] && s.in_shape[3] == s.out_shape[3];
+}
+
+KernelSpec pixels_as_row(const KernelSpec &s) {
+  KernelSpec r = s;
+  r.in_shape = {s.in_shape[0], s.in_shape[1], 1, s.in_shape[2] * s.in_shape[3]};
+  r.out_shape = {s.out_shape[0], s.out_shape[1], 1, s.out_shape[2] * s.out_shape[3]};
+  return r;
+}
+
 int register_tile_channels(int64_t M, const Knobs &k, int default_vec) {
   int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", default_vec)), M);
   return (int)std::min<int64_t>(vw * std::max(1, knob(k, "co_vectors", 2)), (M / vw) * vw);
@@ -110,6 +123,18 @@ void schedule_register_tile(Func out, Func acc, int64_t M, int64_t OW, int64_t O
       .vectorize(co_i, vw)
       .unroll(co_i)
       .unroll(x_i);
+  const int64_t tiles = (OW + xt - 1) / xt;
+  if (OH == 1 && knob(k, "pixel_row", 0) && tiles > kRowRunTiles) {
+    // One long row: runs of tiles (the last one shorter) take the place of rows, each run's
+    // tiles over one channel block in turn.
+    const int64_t runs = (tiles + kRowRunTiles - 1) / kRowRunTiles, per = (tiles + runs - 1) / runs;
+    Var run("run"), x_r("x_r");
+    out.split(x_o, run, x_r, (int)per, TailStrategy::GuardWithIf).reorder(co_i, x_i, x_r, run, co_o, y, n)
+        .fuse(run, co_o, t_);
+    parallel_tasks(out, t_, runs * ((M + cb - 1) / cb), k);
+    acc.compute_at(out, x_r).vectorize(acc.args()[0], vw).unroll(acc.args()[0]).unroll(acc.args()[1]);
+    return;
+  }
   if (knob(k, "row_major", 0)) out.reorder(co_i, x_i, x_o, co_o, y, n).fuse(co_o, y, t_);
   else out.reorder(co_i, x_i, x_o, y, co_o, n).fuse(y, co_o, t_);
   parallel_tasks(out, t_, OH * ((M + cb - 1) / cb), k);

@@ -24,11 +24,22 @@ constexpr int64_t kRowMajorWeightBytes = 256 << 10;
 Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Halide::Target &t, int64_t weight_bytes = -1,
                           int max_vectors = 64, bool two_columns = false);
 
+// A 1x1 stride-1 unpadded convolution, whose NHWC pixels (c, x, y, n) are also one row
+// (c, x + W y, 0, n): a register tile may then run across the image's rows.
+bool pointwise_same_size(const KernelSpec &s);
+// The spec of such a layer with its pixels as that one row (H = 1, W = H W).
+KernelSpec pixels_as_row(const KernelSpec &s);
+
+// Register tiles of one long row (knob pixel_row): runs of about this many tiles, each over one
+// channel block, are the parallel tasks.
+constexpr int kRowRunTiles = 8;
+
 // Output channels per tile (also the weight packing block), clamped to the layer.
 int register_tile_channels(int64_t M, const Knobs &k, int default_vec);
 
 // Tiles out(co, x, y, n) over (channels, columns), runs rows x channel blocks in parallel (knob
-// tasks: how many parallel tasks), and
+// tasks: how many parallel tasks; with knob pixel_row and one row, runs of kRowRunTiles tiles
+// take the rows' place), and
 // computes acc per tile with its pure dimensions vectorized and unrolled. The caller orders
 // acc's update (its reduction) inside the tile.
 void schedule_register_tile(Halide::Func out, Halide::Func acc, int64_t M, int64_t OW, int64_t OH, const Knobs &k,

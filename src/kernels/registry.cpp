@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "kernels/conv2d.h"
+#include "kernels/register_tile.h"
 #include "kernels/conv2d_bitserial.h"
 #include "kernels/conv2d_grouped.h"
 #include "kernels/conv2d_q.h"
@@ -98,9 +99,10 @@ namespace {
 
 HalideKernel build_conv2d(const KernelSpec &s, const Knobs &k, const Target &t) {
   if (conv2d_uses_winograd(s, k)) return build_conv2d_winograd(s, k);
-  ConvFuncs f = define_conv2d(s, conv2d_channel_block(s, k), knob(k, "from_nchw", 0),
-                              conv2d_chunk_fits(s, k) ? knob(k, "k_chunk", 0) : 0);
-  schedule_conv2d(f, s, k, t);
+  const KernelSpec v = conv2d_pixel_row(s, k) ? pixels_as_row(s) : s;
+  ConvFuncs f = define_conv2d(v, conv2d_channel_block(v, k), knob(k, "from_nchw", 0),
+                              conv2d_chunk_fits(v, k) ? knob(k, "k_chunk", 0) : 0);
+  schedule_conv2d(f, v, k, t);
   std::vector<ImageParam> args{f.input, f.weights, f.bias};
   if (s.residual) args.push_back(f.residual);
   return {Pipeline(f.output), args};

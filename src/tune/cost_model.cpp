@@ -1,5 +1,7 @@
 #include "tune/cost_model.h"
 
+#include "kernels/register_tile.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -52,7 +54,7 @@ struct Booster {
 
 double lg(double x) { return std::log2(std::max(1.0, x)); }
 
-int64_t numel(const std::vector<int64_t> &s) {
+int64_t elems_of(const std::vector<int64_t> &s) {
   int64_t n = 1;
   for (auto d : s) n *= std::max<int64_t>(1, d);
   return n;
@@ -137,7 +139,7 @@ std::vector<float> CostModel::features(const KernelSpec &s, const Knobs &k) {
   } else if (s.kind == "dense" && s.in_shape.size() == 2 && s.out_shape.size() == 2) {
     N = s.in_shape[0], C = s.in_shape[1], M = s.out_shape[1];
   }
-  const int64_t in_elems = numel(s.in_shape), out_elems = numel(s.out_shape);
+  const int64_t in_elems = elems_of(s.in_shape), out_elems = elems_of(s.out_shape);
   for (int64_t v : {N, C, M, H, W, OH, OW, in_elems, out_elems}) f.push_back((float)lg((double)v));
   f.push_back((float)s.out_shape.size());
 
@@ -174,11 +176,14 @@ std::vector<float> CostModel::features(const KernelSpec &s, const Knobs &k) {
   const bool register_tile = s.kind == "conv2d" || s.kind == "conv2d_q" || s.kind == "conv2d_bs";
   const bool grouped = s.kind == "conv2d_grouped" || s.kind == "dwconv2d_q";
   if (register_tile) {
-    lane_dim = channels = M, cols = OW;
+    // With pixel_row (conv2d_pixel_row), tiles run along one row of all pixels, in runs of
+    // kRowRunTiles tiles per task.
+    const bool row = s.kind == "conv2d" && knob_or(k, "pixel_row", 0) && pointwise_same_size(s);
+    lane_dim = channels = M, cols = row ? OH * OW : OW;
     const int64_t vw = std::min<int64_t>(vec, M);
     tile_ch = std::min<int64_t>(vw * std::max(1, knob_or(k, "co_vectors", 2)), std::max<int64_t>(vw, (M / vw) * vw));
     xt = std::min<int64_t>(std::max(1, knob_or(k, "x_tile", 4)), OW);
-    tasks = N * OH * ceil_div(M, tile_ch);
+    tasks = N * (row ? ceil_div(ceil_div(cols, xt), kRowRunTiles) : OH) * ceil_div(M, tile_ch);
     if (const int kt = knob_or(k, "tasks", 0); kt > 0 && kt < tasks) tasks = kt;
   } else if (grouped) {
     const int64_t Mg = depthwise ? M : std::max<int64_t>(1, M / group);

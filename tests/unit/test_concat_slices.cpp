@@ -188,4 +188,34 @@ TEST(ConcatInPlace, AmxPixelRowsWriteAndReadSlices) {
   }
 }
 
+// fp32 1x1 convolutions over their pixels as one row (knob pixel_row, kernels/conv2d.h; the
+// default on x86 without AVX-512 for long reductions) write their slices of a concatenation and
+// read it; every host runs it with the knob forced. Against the reference and copies.
+TEST(ConcatInPlace, Fp32PixelRowsWriteAndReadSlices) {
+  Block blk;
+  const Shape xs{2, 24, 6, 9};
+  blk.input = ref::random_tensor(xs, blk.rng);
+  Block::V x{blk.gb.input("x", xs), blk.input};
+  Block::V cat = blk.concat({blk.conv(x, 40, 1, true), blk.conv(x, 16, 1, false)});
+  Block::V y = blk.conv(cat, 24, 1, true);
+  blk.gb.output(y.id);
+  qnnc::Graph g = blk.gb.finish();
+  qnnc::CompileOptions opt;
+  opt.knobs["conv2d"] = {{"pixel_row", 1}, {"x_tile", 6}};
+  qnnc::Module in_place = qnnc::compile(g, opt);
+  opt.knobs["concat"]["in_place"] = 0;
+  qnnc::Module copies = qnnc::compile(g, opt);
+  EXPECT_EQ(joins(in_place), 1);
+  int rows = 0, strided = 0;
+  for (const auto &st : in_place.manifest()["steps"])
+    if (st["op"] == "conv2d") {
+      rows += st["spec"]["knobs"].value("pixel_row", 0);
+      strided += st["spec"].contains("arg_strides");
+    }
+  EXPECT_EQ(rows, 3);
+  EXPECT_EQ(strided, 2);  // the two that write slices
+  EXPECT_TRUE(ref::Close(in_place.run({blk.input})[0], y.t, 1e-4));
+  EXPECT_TRUE(ref::Close(copies.run({blk.input})[0], in_place.run({blk.input})[0], 0.0));
+}
+
 }  // namespace

@@ -379,6 +379,61 @@ TEST(Conv2dFlatWeights, MatchesReference) {
   }
 }
 
+// 1x1 stride-1 layers over their pixels as one row (knob pixel_row: tiles run across the
+// image's rows, tasks are runs of tiles x channel blocks; kernels/conv2d.h), forced so that every
+// host runs it, against the reference: tiles that do not divide the pixels (the last shifted
+// inward), rows of tiles longer than a task's run and shorter, channels that vectors do not
+// divide, batch 2, residual, batch norm, tasks in runs. A 3x3 layer ignores the knob.
+TEST(Conv2dPixelRow, MatchesReference) {
+  struct S {
+    ConvCase c;
+    qnnc::Knobs k;
+    int rows;  // steps expected to run as one row
+  };
+  const S cases[] = {
+      {mk(2, 40, 7, 9, 24, 1, 1, 1, P0, E::ResInputRelu), {{"x_tile", 6}}, 1},
+      {mk(1, 256, 14, 14, 48, 1, 1, 1, P0, E::Relu), {{"x_tile", 6}, {"co_vectors", 2}}, 1},
+      {mk(1, 17, 5, 3, 20, 1, 1, 1, P0), {{"x_tile", 4}}, 1},
+      {mk(1, 64, 28, 28, 33, 1, 1, 1, P0, E::BNRelu), {{"x_tile", 5}, {"tasks", 4}}, 1},
+      {mk(2, 32, 13, 11, 64, 1, 1, 1, P0, E::None, false), {{"x_tile", 6}, {"co_vectors", 2}, {"unroll_ci", 4}}, 1},
+      {mk(1, 24, 9, 9, 40, 3, 3, 1, P1, E::Relu), {{"x_tile", 6}}, 0},
+  };
+  for (const S &s : cases) {
+    SCOPED_TRACE(s.c.name());
+    qnnc::Knobs k = s.k;
+    k["pixel_row"] = 1;
+    KnobCase kc = compile_with_knobs(s.c, k, "pixel_row");
+    EXPECT_EQ(count_conv_steps(kc.m, qnnc::conv2d_pixel_row), s.rows) << "the knob reaches the step where it applies";
+    EXPECT_TRUE(ref::Close(kc.m.run(kc.inputs)[0], kc.want, 1e-4));
+  }
+}
+
+// Where pixel_row is the default: x86 without AVX-512, a 1x1 layer over 256 or more input
+// channels that the general rule gives 2 vectors by 4 columns; then by 6 columns.
+TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
+  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) {
+    qnnc::KernelSpec s;
+    s.kind = "conv2d";
+    s.in_shape = {1, C, HW, HW};
+    s.out_shape = {1, M, HW, HW};
+    s.kernel = {k, k};
+    if (k == 3) s.pads = {1, 1, 1, 1};
+    return s;
+  };
+  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
+      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"), arm("arm-64-linux-arm_dot_prod");
+  qnnc::Knobs k = qnnc::default_knobs(spec(1232, 1232, 14, 1), avx2);
+  EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 6);
+  EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 64, 56, 1), avx2), "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 256, 56, 1), avx2), "pixel_row", 0), 0) << "short reduction";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 256, 14, 1), avx2), "pixel_row", 0), 0) << "4 x 2 tile";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 3), avx2), "pixel_row", 0), 0) << "3x3";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), avx512), "pixel_row", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), arm), "pixel_row", 0), 0);
+}
+
 // Winograd F(2x2, 3x3) (knob winograd: kernels/conv2d_winograd.h) against the reference: odd
 // widths and heights (a last tile half outside the output), channels below, at and around the
 // vector width, valid and asymmetric padding, register tiles and task rows that do not divide
