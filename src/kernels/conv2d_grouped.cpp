@@ -97,26 +97,30 @@ int grouped_max_acc(const Target &t) { return t.has_feature(Target::AVX512) ? 24
 // cycles for its last FMA) and, where a group's weights exceed L1, streams its weight vectors
 // from L2 (about 32 bytes a cycle). Columns past the row's end (the last tile shifted inward)
 // count as waste.
-double grouped_tile_cost(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int xs) {
+double grouped_tile_cost(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int xs,
+                         double latency = 4) {
   const int nv = (int)((Mg + vw - 1) / vw), bv = grouped_block_vectors(nv, xs, max_acc);
   const bool l2 = Mg * Cg * taps * 4 > (32 << 10);
   const double fma = bv * xs;
-  const double cyc = std::max({fma / 2, (bv + xs) / 2.0, 4.0, l2 ? bv * vw * 4 / 32.0 : 0.0});
+  const double cyc = std::max({fma / 2, (bv + xs) / 2.0, latency, l2 ? bv * vw * 4 / 32.0 : 0.0});
   return cyc / fma * (double)((OW + xs - 1) / xs * xs) / OW;
 }
 
 // The given columns (the divisor rule's), or where grouped_tile_cost estimates one at least 10%
 // faster, max_x columns with the last tile shifted inward or another divisor of the row up to max_acc
 // columns (a group of one vector: one accumulator a column).
-int grouped_columns(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int given, int max_x) {
+// With `any_width`, any column count up to max_acc is a candidate (the last tile shifted inward),
+// and a tile waits `latency` cycles a step at least.
+int grouped_columns(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int given, int max_x,
+                    bool any_width = false, double latency = 4) {
   std::vector<int> cands{(int)std::min<int64_t>(max_x, OW)};
   for (int d = 2; d <= std::min<int64_t>(max_acc, OW); d++)
-    if (OW % d == 0) cands.push_back(d);
+    if (OW % d == 0 || any_width) cands.push_back(d);
   int pick = given;
-  const double old = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, given);
+  const double old = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, given, latency);
   double best = old;
   for (int xs : cands) {
-    const double c = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, xs);
+    const double c = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, xs, latency);
     if (c < best * (1 - 1e-9)) best = c, pick = xs;
   }
   return best < 0.9 * old ? pick : given;  // only a clear gain: the estimate is rough
@@ -200,9 +204,19 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
   // instead of 4, 0.9-1.3x (noise). 14 columns by one vector did as well on RegNet at 14x14 but
   // not on ResNeXt (2x at stride 2: its 512 channels put the 14 columns' inputs 4 KB apart).
   // AVX-512's choices are unchanged (7-8 columns leave 7 or more accumulators).
+  // fp32 on x86 without AVX-512, groups of 2 vectors or more: also column counts that do not
+  // divide the row, and a tile's step taken as at least 5 cycles (8 accumulators do not keep 2
+  // multiply-adds a cycle going there). AMD EPYC (Zen 3), one thread, per-layer minima of 5
+  // alternating rounds: RegNet-Y-16GF's groups of 112 at 14x14 0.86x the time with 2 vectors x
+  // 5 columns instead of 2 x 4 (2 x 6 spilled, 1.2x; 1 x 7 0.95x, 1 x 14 0.98x), all its grouped
+  // layers 0.73-0.96x; ResNeXt-50's groups of 16 at 14x14 0.77-1.17x. Its groups of one vector
+  // (4 and 8 channels) took 1.1-1.5x as long with 10-12 columns: they keep the old rule.
+  const bool avx2_f32 = t.arch == Target::X86 && !t.has_feature(Target::AVX512) && s.dtype == "f32" &&
+                        Mg > std::min<int64_t>(vec, Mg);
   if (!conv2d_is_depthwise(s) && s.group > 1)
     xt = grouped_columns(Mg, s.in_shape[1] / s.group, s.kernel[0] * s.kernel[1], OW,
-                         (int)std::min<int64_t>(vec, Mg), grouped_max_acc(t), (int)std::min<int64_t>(xt, OW), max_x);
+                         (int)std::min<int64_t>(vec, Mg), grouped_max_acc(t), (int)std::min<int64_t>(xt, OW), max_x,
+                         avx2_f32, avx2_f32 ? 5 : 4);
   Knobs k{{"vec", vec}, {"x_tile", xt}, {"pad_rows", pad_rows}};
   // fp32 grouped: a task per group over all rows where there are at least 4 groups of 16 or more
   // input channels (a pixel's channels of a group fill a cache line) and at most 28 rows, so

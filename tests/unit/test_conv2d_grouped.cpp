@@ -131,7 +131,7 @@ TEST_P(GroupedConv, MatchesReference) {
   // the last group), and with a task per group.
   if (c.G > 1 && c.G != c.C) {
     for (const qnnc::Knobs &v : {qnnc::Knobs{{"vec", 16}}, qnnc::Knobs{{"vec", 16}, {"group_tasks", 1}},
-                                 qnnc::Knobs{{"vec", 8}, {"x_tile", 3}}}) {
+                                 qnnc::Knobs{{"vec", 8}, {"x_tile", 3}}, qnnc::Knobs{{"vec", 8}, {"x_tile", 5}}}) {
       qnnc::CompileOptions opt;
       opt.knobs["conv2d_grouped"] = v;
       std::string what;
@@ -208,6 +208,28 @@ TEST(GroupedDefaults, RegisterBlockKeepsEightAccumulators) {
       }
     }
   }
+}
+
+// fp32 on AVX2, groups of 2 or more vectors: also column counts that do not divide the row
+// (RegNet's groups of 112 at 14x14: 2 vectors by 5 columns, the last tile shifted inward). Groups
+// of one vector, the integer kernel and AVX-512 keep the rule of the test above.
+TEST(GroupedDefaults, Avx2Fp32TakesColumnsThatDoNotDivideTheRow) {
+  auto knobs = [](const char *ts, const char *kind, int64_t M, int64_t G, int64_t OW) {
+    qnnc::KernelSpec s;
+    s.kind = kind;
+    s.dtype = std::string(kind) == "dwconv2d_q" ? "u8" : "f32";
+    s.in_shape = s.out_shape = {1, M, OW, OW};
+    s.group = G;
+    s.kernel = {3, 3};
+    s.pads = {1, 1, 1, 1};
+    return qnnc::default_knobs(s, Halide::Target(ts));
+  };
+  const char *avx2 = "x86-64-linux-avx2-fma-f16c-sse41", *avx512 = "x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41";
+  EXPECT_EQ(knobs(avx2, "conv2d_grouped", 1232, 11, 14)["x_tile"], 5);
+  EXPECT_EQ(knobs(avx2, "conv2d_grouped", 512, 32, 14)["x_tile"], 5);  // ResNeXt-50's groups of 16
+  EXPECT_EQ(knobs(avx2, "conv2d_grouped", 256, 32, 28)["x_tile"], 7);  // groups of 8: one vector
+  EXPECT_EQ(knobs(avx2, "dwconv2d_q", 1232, 11, 14)["x_tile"], 4);
+  EXPECT_EQ(14 % knobs(avx512, "conv2d_grouped", 1232, 11, 14)["x_tile"], 0);
 }
 
 // A standalone Clip(0, 6) (its producer is not a kernel it can fuse into) runs as a bounded ReLU.
