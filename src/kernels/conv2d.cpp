@@ -399,7 +399,8 @@ KnobSpace conv2d_knob_space() {
                      "a reduction over 128", {0, 1}, {0, 1}, true});
   s.knobs.push_back({"pixel_row", "1: a 1x1 stride-1 layer's pixels as one row, register tiles running across the "
                                   "image's rows (none past a row's end); tasks are runs of tiles x channel blocks. "
-                                  "Default 1 on x86 without AVX-512 where the tile is 2 vectors, then by 6 columns",
+                                  "Default 1 on x86 without AVX-512 over 256+ input channels where the tile was 2 vectors x 4 "
+                                  "columns, then by 6 columns",
                      {0, 1}, {0, 1}});
   s.knobs.push_back({"from_nchw", "1: reads the model's NCHW input itself (a stem; set by lowering)", {}, {0, 1},
                      false, true});
