@@ -98,11 +98,11 @@ int grouped_max_acc(const Target &t) { return t.has_feature(Target::AVX512) ? 24
 // from L2 (about 32 bytes a cycle). Columns past the row's end (the last tile shifted inward)
 // count as waste.
 double grouped_tile_cost(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int xs,
-                         double latency = 4) {
+                         double latency = 4, double l2_bytes = 32) {
   const int nv = (int)((Mg + vw - 1) / vw), bv = grouped_block_vectors(nv, xs, max_acc);
   const bool l2 = Mg * Cg * taps * 4 > (32 << 10);
   const double fma = bv * xs;
-  const double cyc = std::max({fma / 2, (bv + xs) / 2.0, latency, l2 ? bv * vw * 4 / 32.0 : 0.0});
+  const double cyc = std::max({fma / 2, (bv + xs) / 2.0, latency, l2 ? bv * vw * 4 / l2_bytes : 0.0});
   return cyc / fma * (double)((OW + xs - 1) / xs * xs) / OW;
 }
 
@@ -110,17 +110,17 @@ double grouped_tile_cost(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int v
 // faster, max_x columns with the last tile shifted inward or another divisor of the row up to max_acc
 // columns (a group of one vector: one accumulator a column).
 // With `any_width`, any column count up to max_acc is a candidate (the last tile shifted inward),
-// and a tile waits `latency` cycles a step at least.
+// a tile waits `latency` cycles a step at least, and L2 streams `l2_bytes` a cycle.
 int grouped_columns(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int given, int max_x,
-                    bool any_width = false, double latency = 4) {
+                    bool any_width = false, double latency = 4, double l2_bytes = 32) {
   std::vector<int> cands{(int)std::min<int64_t>(max_x, OW)};
   for (int d = 2; d <= std::min<int64_t>(max_acc, OW); d++)
     if (OW % d == 0 || any_width) cands.push_back(d);
   int pick = given;
-  const double old = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, given, latency);
+  const double old = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, given, latency, l2_bytes);
   double best = old;
   for (int xs : cands) {
-    const double c = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, xs, latency);
+    const double c = grouped_tile_cost(Mg, Cg, taps, OW, vw, max_acc, xs, latency, l2_bytes);
     if (c < best * (1 - 1e-9)) best = c, pick = xs;
   }
   return best < 0.9 * old ? pick : given;  // only a clear gain: the estimate is rough
@@ -210,13 +210,16 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
   // alternating rounds: RegNet-Y-16GF's groups of 112 at 14x14 0.86x the time with 2 vectors x
   // 5 columns instead of 2 x 4 (2 x 6 spilled, 1.2x; 1 x 7 0.95x, 1 x 14 0.98x), all its grouped
   // layers 0.73-0.96x; ResNeXt-50's groups of 16 at 14x14 0.77-1.17x. Its groups of one vector
-  // (4 and 8 channels) took 1.1-1.5x as long with 10-12 columns: they keep the old rule.
+  // (4 and 8 channels) took 1.1-1.5x as long with 10-12 columns: they keep the old rule. And
+  // weights streamed from L2 at 16 bytes a cycle, not 32: RegNet-X-3.2GF's groups of 48 (6
+  // vectors, 83 kB of weights) at 14x14 took 0.49-0.50x the time with 3 vectors x 4 columns
+  // (or 3 x 3) instead of 6 x 2, which each step's 6 weight vectors from L2 held back.
   const bool avx2_f32 = t.arch == Target::X86 && !t.has_feature(Target::AVX512) && s.dtype == "f32" &&
                         Mg > std::min<int64_t>(vec, Mg);
   if (!conv2d_is_depthwise(s) && s.group > 1)
     xt = grouped_columns(Mg, s.in_shape[1] / s.group, s.kernel[0] * s.kernel[1], OW,
                          (int)std::min<int64_t>(vec, Mg), grouped_max_acc(t), (int)std::min<int64_t>(xt, OW), max_x,
-                         avx2_f32, avx2_f32 ? 5 : 4);
+                         avx2_f32, avx2_f32 ? 5 : 4, avx2_f32 ? 16 : 32);
   Knobs k{{"vec", vec}, {"x_tile", xt}, {"pad_rows", pad_rows}};
   // fp32 grouped: a task per group over all rows where there are at least 4 groups of 16 or more
   // input channels (a pixel's channels of a group fill a cache line) and at most 28 rows, so
