@@ -561,16 +561,19 @@ struct Lowering {
     }
     // A stem that reads the model's NCHW input itself (passes: fold_input_layout).
     resolve_knobs(s, {{"from_nchw", (int)n.i("from_nchw", 0)}});
-    // A 1x1 layer computed over its pixels as one row (kernels/conv2d.h conv2d_pixel_row).
-    bool row = conv2d_pixel_row(s, s.knobs);
-    if (row && !(is_row_view(act(n.inputs[0])) && is_row_view(act(out)) && (!s.residual || is_row_view(act(n.inputs[3]))))) {
-      s.knobs["pixel_row"] = 0;  // a strided view's pixels are not one row
-      row = false;
+    // A 1x1 layer computed over its pixels as one row (kernels/conv2d.h conv2d_pixel_row), unless
+    // one of its activations is a strided view, whose pixels are not one row.
+    // Arguments in call order: input, weights, bias, [residual], output.
+    st.args = {act(n.inputs[0]), conv_weights(s, w, M, C, KH, KW), {value(n.inputs[2]), packed({M})}};
+    if (s.residual) st.args.push_back(act(n.inputs[3]));
+    st.args.push_back(act(out));
+    const bool asked = conv2d_pixel_row(s, s.knobs);
+    const bool row = asked && is_row_view(st.args[0]) && std::all_of(st.args.begin() + 3, st.args.end(), is_row_view);
+    if (asked && !row) s.knobs["pixel_row"] = 0;
+    if (row) {
+      st.args[0] = pixels_as_row(st.args[0]);
+      for (auto a = st.args.begin() + 3; a != st.args.end(); ++a) *a = pixels_as_row(*a);
     }
-    auto pixels = [&](PlanArg a) { return row ? pixels_as_row(a) : a; };
-    st.args = {pixels(act(n.inputs[0])), conv_weights(s, w, M, C, KH, KW), {value(n.inputs[2]), packed({M})}};
-    if (s.residual) st.args.push_back(pixels(act(n.inputs[3])));
-    st.args.push_back(pixels(act(out)));
   }
   // Depthwise and grouped convolution weights OIHW (I = C / group, data fp32 or integer) as
   // kernels/conv2d_grouped.h reads them: depthwise (co, kx, ky); grouped per vector of L output

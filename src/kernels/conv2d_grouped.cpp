@@ -93,10 +93,10 @@ int grouped_max_acc(const Target &t) { return t.has_feature(Target::AVX512) ? 24
 
 // Estimated cycles per useful FMA of an fp32 grouped tile of xs output columns over a row of
 // OW. A step of a block of bv vectors by xs columns issues bv * xs FMAs (2 a cycle), loads bv
-// weight vectors and xs broadcasts (2 a cycle), keeps bv * xs accumulators (each waits 4
-// cycles for its last FMA) and, where a group's weights exceed L1, streams its weight vectors
-// from L2 (about 32 bytes a cycle). Columns past the row's end (the last tile shifted inward)
-// count as waste.
+// weight vectors and xs broadcasts (2 a cycle), keeps bv * xs accumulators (each waits
+// `latency` cycles, 4 by default, for its last FMA) and, where a group's weights exceed L1,
+// streams its weight vectors from L2 (`l2_bytes` a cycle). Columns past the row's end (the last
+// tile shifted inward) count as waste.
 double grouped_tile_cost(int64_t Mg, int64_t Cg, int64_t taps, int64_t OW, int vw, int max_acc, int xs,
                          double latency = 4, double l2_bytes = 32) {
   const int nv = (int)((Mg + vw - 1) / vw), bv = grouped_block_vectors(nv, xs, max_acc);
@@ -214,8 +214,7 @@ Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Target &t) {
   // weights streamed from L2 at 16 bytes a cycle, not 32: RegNet-X-3.2GF's groups of 48 (6
   // vectors, 83 kB of weights) at 14x14 took 0.49-0.50x the time with 3 vectors x 4 columns
   // (or 3 x 3) instead of 6 x 2, which each step's 6 weight vectors from L2 held back.
-  const bool avx2_f32 = t.arch == Target::X86 && !t.has_feature(Target::AVX512) && s.dtype == "f32" &&
-                        Mg > std::min<int64_t>(vec, Mg);
+  const bool avx2_f32 = t.arch == Target::X86 && !t.has_feature(Target::AVX512) && s.dtype == "f32" && Mg > vec;
   if (!conv2d_is_depthwise(s) && s.group > 1)
     xt = grouped_columns(Mg, s.in_shape[1] / s.group, s.kernel[0] * s.kernel[1], OW,
                          (int)std::min<int64_t>(vec, Mg), grouped_max_acc(t), (int)std::min<int64_t>(xt, OW), max_x,

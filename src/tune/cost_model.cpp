@@ -1,5 +1,6 @@
 #include "tune/cost_model.h"
 
+#include "kernels/conv2d.h"
 #include "kernels/register_tile.h"
 
 #include <algorithm>
@@ -178,7 +179,7 @@ std::vector<float> CostModel::features(const KernelSpec &s, const Knobs &k) {
   if (register_tile) {
     // With pixel_row (conv2d_pixel_row), tiles run along one row of all pixels, in runs of
     // kRowRunTiles tiles per task.
-    const bool row = s.kind == "conv2d" && knob_or(k, "pixel_row", 0) && pointwise_same_size(s);
+    const bool row = s.kind == "conv2d" && conv2d_pixel_row(s, k);
     lane_dim = channels = M, cols = row ? OH * OW : OW;
     const int64_t vw = std::min<int64_t>(vec, M);
     tile_ch = std::min<int64_t>(vw * std::max(1, knob_or(k, "co_vectors", 2)), std::max<int64_t>(vw, (M / vw) * vw));
