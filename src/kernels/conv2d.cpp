@@ -205,21 +205,34 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
   k["chunk_rows"] = (int)std::min<int64_t>(OH, 8);
 }
 
-// x86 without AVX-512 (16 vector registers): where the general rule leaves a 1x1 layer 2 vectors
-// by 4 columns, 8 accumulators, barely more than the multiply-adds in flight (2 a cycle, 4
-// cycles each on Zen 3), 2 vectors by 6 columns over its pixels as one row (12 accumulators, no
-// tile past a row's end: 6 columns in rows of 14 would compute 18), for reductions over 256
-// input channels or more. Measured on an AMD EPYC (Zen 3), `qnnc bench --profile`, one thread,
-// per-layer minima of 3-8 alternating rounds: RegNet-Y-16GF's 1x1 1232 -> 1232 at 14x14 (154
-// vectors, which 3 and 4 do not divide) 0.70-0.83x the time (2 x 6 in the image's rows 1.00x,
-// 2 x 4 as one row 1.0x); ResNet-50's 256 -> 64 and 256 -> 128 at 56x56 0.85-0.88x, 512 -> 128
-// and 512 -> 256 at 28x28 0.93-0.99x and 0.89x; but its 64 -> 64 and 64 -> 256 at 56x56 and 128
-// -> 512 at 28x28 1.06-1.3x.
+// x86 without AVX-512 (16 vector registers): a 1x1 stride-1 layer over 256 or more input
+// channels takes 2 vectors by 6 columns over its pixels as one row (12 accumulators, as many as
+// keep Zen 3's two 4-cycle multiply-add pipes busy with room for 2 weight vectors and a broadcast;
+// no tile past a row's end: 6 columns in rows of 14 would compute 18), whatever the general rule
+// gave: 2 x 4 (8 accumulators, barely more than the multiply-adds in flight), 4 x 2 at 14x14
+// (4 weight vectors from L2 for every 2 columns) or 1 x 7 at 7x7 (7 accumulators, a weight
+// vector for every 7 multiply-adds). Output channels in whole blocks of 16 only (a last block
+// shifted inward would take the slow path in every task). Measured on an AMD EPYC (Zen 3), `qnnc
+// bench --profile`:
+// - from 2 x 4, one thread (per-layer minima of 3-8 alternating rounds): RegNet-Y-16GF's 1232 -> 1232 at
+//   14x14 (154 vectors, which 3 and 4 do not divide) 0.70-0.83x the time (2 x 6 in the image's
+//   rows 1.00x, 2 x 4 as one row 1.0x); ResNet-50's 256 -> 64 and 256 -> 128 at 56x56
+//   0.85-0.88x, 512 -> 128 and 512 -> 256 at 28x28 0.93-0.99x and 0.89x; but its 64 -> 64 and 64
+//   -> 256 at 56x56 and 128 -> 512 at 28x28 1.06-1.3x, hence the 256 channels;
+// - from 4 x 2 and 1 x 7, one / two threads (5-8 alternating rounds,
+//   each layer's ratio per round scaled by the layers both builds share, then the median):
+//   ResNet-50's 1024 -> 256 and 1024 -> 512 at 14x14 0.91-0.97x / 0.86-0.91x, its 256 -> 1024
+//   0.96-1.06x / 0.98-1.03x, 512 -> 2048 and 2048 -> 512 at 7x7 0.68-0.72x / 0.80-0.85x;
+//   ResNeXt-50's 14x14 and 7x7 1x1 layers 0.68-0.92x (minima) / 0.79-0.93x (its 1x1 layers'
+//   sum at one thread 138 -> 124 ms; 3 x 4 as one row 129, 4 x 3 227); MobileNetV2's 384 -> 64
+//   and 576 -> 96 at 14x14 (4 x 2, 3 x 4) 0.90-0.97x / 0.90-0.96x, its 7x7 layers 0.72-0.79x /
+//   0.73-0.77x; RegNet-Y-800MF's 784 -> 784 at 7x7 0.66-0.81x (one thread).
 void pixel_row_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || !pointwise_same_size(s) || s.in_shape[1] < 256) return;
-  if (knob(k, "co_vectors", 0) != 2 || knob(k, "x_tile", 0) != 4 || knob(k, "from_nchw", 0)) return;
+  if (knob(k, "from_nchw", 0) || s.out_shape[1] % 16 != 0 || knob(k, "vec", 8) != 8) return;
   if (s.out_shape[2] * s.out_shape[3] < 2 * 6) return;
   k["pixel_row"] = 1;
+  k["co_vectors"] = 2;
   k["x_tile"] = 6;
   k.erase("row_major");
 }
@@ -399,8 +412,8 @@ KnobSpace conv2d_knob_space() {
                      "a reduction over 128", {0, 1}, {0, 1}, true});
   s.knobs.push_back({"pixel_row", "1: a 1x1 stride-1 layer's pixels as one row, register tiles running across the "
                                   "image's rows (none past a row's end); tasks are runs of tiles x channel blocks. "
-                                  "Default 1 on x86 without AVX-512 over 256+ input channels where the tile was 2 vectors x 4 "
-                                  "columns, then by 6 columns",
+                                  "Default 1 on x86 without AVX-512 over 256+ input channels and output channels in blocks of 16, "
+                                  "as 2 vectors x 6 columns",
                      {0, 1}, {0, 1}});
   s.knobs.push_back({"from_nchw", "1: reads the model's NCHW input itself (a stem; set by lowering)", {}, {0, 1},
                      false, true});

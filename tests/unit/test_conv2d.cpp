@@ -428,7 +428,13 @@ TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
   EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 64, 56, 1), avx2), "pixel_row", 0), 1);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 256, 56, 1), avx2), "pixel_row", 0), 0) << "short reduction";
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 256, 14, 1), avx2), "pixel_row", 0), 0) << "4 x 2 tile";
+  k = qnnc::default_knobs(spec(1024, 512, 14, 1), avx2);  // the general rule: 4 vectors x 2 columns
+  EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2);
+  k = qnnc::default_knobs(spec(960, 320, 7, 1), avx2);  // the general rule: 1 vector x 7 columns
+  EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 6);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 1000, 7, 1), avx2), "pixel_row", 0), 0) << "blocks of 16 do not divide";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 3), avx2), "pixel_row", 0), 0) << "3x3";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), avx512), "pixel_row", 0), 0);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), arm), "pixel_row", 0), 0);
