@@ -128,10 +128,14 @@ TEST_P(GroupedConv, MatchesReference) {
   }
   // Grouped: 16 and 8 lanes whatever the default, so that groups 16 lanes do not divide (24,
   // 40, 232, 5 or 15 channels) run a last vector past the group's end (its weights padded after
-  // the last group), and with a task per group.
+  // the last group), with a task per group, and the input padded whole first or each task's
+  // rows (or group) inside the task.
   if (c.G > 1 && c.G != c.C) {
-    for (const qnnc::Knobs &v : {qnnc::Knobs{{"vec", 16}}, qnnc::Knobs{{"vec", 16}, {"group_tasks", 1}},
-                                 qnnc::Knobs{{"vec", 8}, {"x_tile", 3}}, qnnc::Knobs{{"vec", 8}, {"x_tile", 5}}}) {
+    for (const qnnc::Knobs &v :
+         {qnnc::Knobs{{"vec", 16}}, qnnc::Knobs{{"vec", 16}, {"group_tasks", 1}}, qnnc::Knobs{{"vec", 8}, {"x_tile", 3}},
+          qnnc::Knobs{{"vec", 8}, {"x_tile", 5}}, qnnc::Knobs{{"pad_rows", 0}, {"group_tasks", 0}},
+          qnnc::Knobs{{"pad_rows", 0}, {"group_tasks", 1}}, qnnc::Knobs{{"pad_rows", 1}, {"group_tasks", 0}},
+          qnnc::Knobs{{"pad_rows", 1}, {"group_tasks", 1}}}) {
       qnnc::CompileOptions opt;
       opt.knobs["conv2d_grouped"] = v;
       std::string what;

@@ -139,17 +139,22 @@ void run_case(const DCase &c, const std::string &target, const std::map<std::str
 class DwConvQExact : public ::testing::TestWithParam<DCase> {};
 
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnHost) { run_case(GetParam(), "host"); }
-// The input padded row by row inside each task (the default above 2 MB of padded input).
-TEST_P(DwConvQExact, MatchesIntegerReferenceWithRowsPadded) { run_case(GetParam(), "host", {{"dwconv2d_q", {{"pad_rows", 1}}}}); }
+// The input padded row by row inside each task (the integer default), and as one padded copy first.
+TEST_P(DwConvQExact, MatchesIntegerReferenceWithRowsPadded) {
+  run_case(GetParam(), "host", {{"dwconv2d_q", {{"pad_rows", 1}}}});
+  run_case(GetParam(), "host", {{"dwconv2d_q", {{"pad_rows", 0}}}});
+}
 // Channel quads (u8 x i8 dot products over 4 channels, one weight non-zero) forced on every
 // depthwise case with a multiple of 4 channels: 8- and 16-lane vectors, the last one shifted
 // inward where they do not divide the channels (the default takes quads only where they do).
 TEST_P(DwConvQExact, MatchesIntegerReferenceWithChannelQuads) {
   run_case(GetParam(), "host", {{"dwconv2d_q", {{"quads", 1}}}});
 }
-// Grouped layers with a task per group over every row (knob group_tasks; depthwise ignores it).
+// Grouped layers with a task per group over every row (knob group_tasks; depthwise ignores it),
+// the group's padded input built inside the task or padded whole first.
 TEST_P(DwConvQExact, MatchesIntegerReferenceWithGroupTasks) {
-  run_case(GetParam(), "host", {{"dwconv2d_q", {{"group_tasks", 1}}}});
+  run_case(GetParam(), "host", {{"dwconv2d_q", {{"group_tasks", 1}, {"pad_rows", 1}}}});
+  run_case(GetParam(), "host", {{"dwconv2d_q", {{"group_tasks", 1}, {"pad_rows", 0}}}});
 }
 // 16 lanes whatever the default, with widening multiplies and (where 4 divides a group's input
 // channels) channel quads: grouped layers whose groups 16 does not divide run a last vector past
@@ -168,6 +173,8 @@ TEST_P(DwConvQExact, MatchesIntegerReferenceWithChannelPairs) {
   if (c.G == 0) GTEST_SKIP() << "depthwise: pairs are for grouped layers";
   run_case(c, "host", {{"dwconv2d_q", {{"vec", 8}, {"quads", 0}, {"pairs", 1}}}});
   run_case(c, "host", {{"dwconv2d_q", {{"vec", 16}, {"quads", 0}, {"pairs", 1}}}});
+  run_case(c, "host", {{"dwconv2d_q", {{"vec", 8}, {"quads", 0}, {"pairs", 1}, {"pad_rows", 0}}}});
+  run_case(c, "host", {{"dwconv2d_q", {{"vec", 8}, {"quads", 0}, {"pairs", 1}, {"group_tasks", 1}}}});
 }
 TEST_P(DwConvQExact, MatchesIntegerReferenceOnAvx2) {
   if (!__builtin_cpu_supports("avx2")) GTEST_SKIP() << "no AVX2";
