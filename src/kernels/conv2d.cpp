@@ -298,7 +298,20 @@ void winograd_default(const KernelSpec &s, const Target &t, Knobs &k) {
 }  // namespace
 
 Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
-  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<float>(), t);
+  // 1x1 layers on x86 without AVX-512 whose input passes 1 MB: tasks row by row (row_major,
+  // where the weights fit kRowMajorWeightBytes). Block by block, every channel block streams the
+  // whole input from L3 again. AMD EPYC (Zen 3), one thread, `bench --profile`, medians over 6-8
+  // alternating rounds of each layer's ratio (each round scaled by the layers both builds
+  // share): ResNeXt-50's 128 -> 256 at 56x56 (1.6 MB of input, 16 blocks) 0.71-0.80x the time,
+  // MobileNetV2's 32 -> 16 at 112x112 0.88x. At 0.8 MB it was mixed (ResNet-50's 64 -> 256 at
+  // 56x56 0.87-1.14x, MobileNetV2's 16 -> 96 1.07x, ResNeXt-50's 64 -> 128 0.80x), so those stay
+  // block by block; 3x3 layers took longer row by row (ResNet-50's 64 -> 64 at 56x56 1.03-1.14x,
+  // VGG-16's 64 -> 64 at 224x224 1.13x, 32 -> 64 at 112x112 1.47x; its 1x1 64 -> 64 there 0.90x).
+  const bool avx2 = t.arch == Target::X86 && !t.has_feature(Target::AVX512);
+  const bool large_input = s.in_shape.size() == 4 && s.kernel == std::vector<int64_t>{1, 1} &&
+                           s.in_shape[1] * s.in_shape[2] * s.in_shape[3] * 4 > (1 << 20);
+  const int64_t weight_bytes = avx2 && large_input ? s.in_shape[1] * s.kernel[0] * s.kernel[1] * s.out_shape[1] * 4 : -1;
+  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<float>(), t, weight_bytes);
   if (!(s.in_shape.size() == 4 && wide_channel_tile(s, t, k))) channel_dividing_tile(s, t, k);
   if (s.in_shape.size() == 4 && t.has_feature(Target::AVX512)) chunked_reduction(s, k);
   // Weights beyond a core's L2 (2 MB here): 8 runs of consecutive (row, block) tasks instead of

@@ -440,6 +440,28 @@ TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), arm), "pixel_row", 0), 0);
 }
 
+// fp32 1x1 layers on x86 without AVX-512 take row-by-row tasks where their input passes 1 MB and
+// their weights fit 256 kB (by target string, whatever CPU runs the test).
+TEST(Conv2dDefaults, Avx2RowByRowOverLargeInputs) {
+  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) {
+    qnnc::KernelSpec s;
+    s.kind = "conv2d";
+    s.in_shape = {1, C, HW, HW};
+    s.out_shape = {1, M, HW, HW};
+    s.kernel = {k, k};
+    if (k == 3) s.pads = {1, 1, 1, 1};
+    return s;
+  };
+  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
+      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41");
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 256, 56, 1), avx2), "row_major", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(32, 16, 112, 1), avx2), "row_major", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 256, 56, 1), avx2), "row_major", 0), 0) << "0.8 MB of input";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 64, 224, 3), avx2), "row_major", 0), 0) << "3x3";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 1024, 56, 1), avx2), "row_major", 0), 0) << "512 kB of weights";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 256, 56, 1), avx512), "row_major", 0), 0);
+}
+
 // Winograd F(2x2, 3x3) (knob winograd: kernels/conv2d_winograd.h) against the reference: odd
 // widths and heights (a last tile half outside the output), channels below, at and around the
 // vector width, valid and asymmetric padding, register tiles and task rows that do not divide
