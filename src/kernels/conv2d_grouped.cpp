@@ -419,7 +419,7 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     // Channel quads of a group (D = 4): each reduction step broadcasts 4 consecutive input
     // channels (4 bytes, as they lie in memory) and takes a u8 x i8 dot product of 4 with each
     // output lane's 4 weights (vpdpbusd where the target has it). Channel pairs (D = 2): the
-    // input widened to i16 once, in the padded copy, so that a step broadcasts 2 channels in
+    // input widened to i16 in the padded copy, so that a step broadcasts 2 channels in
     // one 32-bit load and sums 2 products per i32 lane (vpmaddwd: 16 products an instruction on
     // AVX2, where a widening multiply per input channel took 8 and a broadcast of its own).
     ImageParam wq = fixed_param(Int(8), "weights", {D, vw, Cg / D, KW, KH, G * nvg});
@@ -443,7 +443,8 @@ HalideKernel build_dwconv2d_q(const KernelSpec &s, const Knobs &k, const Target 
     out(c, x, y, n) = u8(requantized_level(sum, mult(c), shift(c),
                                            s.residual ? residual(c, x, y, n) : Expr(), qparams, s.rounding));
     fix_output(out, {M, OW, OH, N});
-    // Pairs: the widened copy always computed once (16 lanes of i16 a vector).
+    // Pairs: the widened copy is computed even without padding (16 lanes of i16 a vector): once
+    // for the whole input, or with pad_rows each task's part inside the task.
     const int pad_vec = D == 2 ? (C >= 16 ? 16 : 1) : pad ? (C >= 32 ? 32 : 1) : 0;
     schedule_grouped(out, acc, src, r, Mg, OW, vec, xt, pad_vec, grouped_max_acc(t), knob(k, "group_tasks", 0), true,
                      knob(k, "pad_rows", 0));
