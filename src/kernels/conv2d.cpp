@@ -214,13 +214,13 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 // vector for every 7 multiply-adds). Output channels in whole blocks of 16 only (a last block
 // shifted inward would take the slow path in every task). Measured on an AMD EPYC (Zen 3), `qnnc
 // bench --profile`:
-// - from 2 x 4, one thread (per-layer minima of 3-8 alternating rounds): RegNet-Y-16GF's 1232 -> 1232 at
-//   14x14 (154 vectors, which 3 and 4 do not divide) 0.70-0.83x the time (2 x 6 in the image's
-//   rows 1.00x, 2 x 4 as one row 1.0x); ResNet-50's 256 -> 64 and 256 -> 128 at 56x56
-//   0.85-0.88x, 512 -> 128 and 512 -> 256 at 28x28 0.93-0.99x and 0.89x; but its 64 -> 64 and 64
-//   -> 256 at 56x56 and 128 -> 512 at 28x28 1.06-1.3x, hence the 256 channels;
-// - from 4 x 2 and 1 x 7, one / two threads (5-8 alternating rounds,
-//   each layer's ratio per round scaled by the layers both builds share, then the median):
+// - from 2 x 4, one thread (per-layer minima of 3-8 alternating rounds): RegNet-Y-16GF's 1232
+//   -> 1232 at 14x14 (154 vectors, which 3 and 4 do not divide) 0.70-0.83x the time (2 x 6 in
+//   the image's rows 1.00x, 2 x 4 as one row 1.0x); ResNet-50's 256 -> 64 and 256 -> 128 at
+//   56x56 0.85-0.88x, 512 -> 128 and 512 -> 256 at 28x28 0.93-0.99x and 0.89x; but its 64 -> 64
+//   and 64 -> 256 at 56x56 and 128 -> 512 at 28x28 1.06-1.3x, hence the 256 channels;
+// - from 4 x 2 and 1 x 7, one / two threads (5-8 alternating rounds, each layer's ratio per round
+//   scaled by the layers both builds share, then the median: bench/compare_layers.py):
 //   ResNet-50's 1024 -> 256 and 1024 -> 512 at 14x14 0.91-0.97x / 0.86-0.91x, its 256 -> 1024
 //   0.96-1.06x / 0.98-1.03x, 512 -> 2048 and 2048 -> 512 at 7x7 0.68-0.72x / 0.80-0.85x;
 //   ResNeXt-50's 14x14 and 7x7 1x1 layers 0.68-0.92x (minima) / 0.79-0.93x (its 1x1 layers'

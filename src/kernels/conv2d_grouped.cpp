@@ -49,10 +49,10 @@ void schedule_depthwise(Func out, Func acc, Func padded, RDom r, int64_t M, int6
 }
 
 // The grouped schedule (fp32 and integer): per task one group's Mg output channels in the
-// vector lanes for xt output columns; acc(m, gi, x, y, n) is computed per group. The padded
-// input (pad_vec > 0) is computed once, rows in parallel, or with pad_rows inside each task. The group's
+// vector lanes for xt output columns; acc(m, gi, x, y, n) is computed per group. The group's
 // vectors are summed in blocks of up to max_acc / xt vectors, each block's registers over the
-// whole reduction (vectors beyond a register file would go to the stack).
+// whole reduction (vectors beyond a register file would go to the stack). The padded input
+// (pad_vec > 0) is computed once, rows in parallel, or with pad_rows inside each task.
 void schedule_grouped(Func out, Func acc, Func padded, RDom r, int64_t Mg, int64_t OW, int vec, int xt, int pad_vec,
                       int max_acc, bool group_tasks, bool quads = false, bool pad_rows = false) {
   Var c = out.args()[0], x = out.args()[1], y = out.args()[2], n = out.args()[3];
