@@ -408,20 +408,29 @@ TEST(Conv2dPixelRow, MatchesReference) {
   }
 }
 
+namespace {
+
+// A square fp32 convolution's spec for the default-knob tests: k x k window (3x3 padded to the
+// same size), stride 1, batch 1.
+qnnc::KernelSpec square_conv_spec(int64_t C, int64_t M, int64_t HW, int64_t k) {
+  qnnc::KernelSpec s;
+  s.kind = "conv2d";
+  s.in_shape = {1, C, HW, HW};
+  s.out_shape = {1, M, HW, HW};
+  s.kernel = {k, k};
+  if (k == 3) s.pads = {1, 1, 1, 1};
+  return s;
+}
+const Halide::Target kAvx2("x86-64-linux-avx2-fma-f16c-sse41"),
+    kAvx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"), kArmDot("arm-64-linux-arm_dot_prod");
+
+}  // namespace
+
 // Where pixel_row is the default: x86 without AVX-512, a 1x1 layer over 256 or more input
-// channels that the general rule gives 2 vectors by 4 columns; then by 6 columns.
+// channels whose output channels come in blocks of 16, as 2 vectors by 6 columns.
 TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
-  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) {
-    qnnc::KernelSpec s;
-    s.kind = "conv2d";
-    s.in_shape = {1, C, HW, HW};
-    s.out_shape = {1, M, HW, HW};
-    s.kernel = {k, k};
-    if (k == 3) s.pads = {1, 1, 1, 1};
-    return s;
-  };
-  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
-      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"), arm("arm-64-linux-arm_dot_prod");
+  const auto &spec = square_conv_spec;
+  const Halide::Target &avx2 = kAvx2, &avx512 = kAvx512, &arm = kArmDot;
   qnnc::Knobs k = qnnc::default_knobs(spec(1232, 1232, 14, 1), avx2);
   EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
   EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 6);
@@ -443,17 +452,8 @@ TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
 // fp32 1x1 layers on x86 without AVX-512 take row-by-row tasks where their input passes 1 MB and
 // their weights fit 256 kB (by target string, whatever CPU runs the test).
 TEST(Conv2dDefaults, Avx2RowByRowOverLargeInputs) {
-  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) {
-    qnnc::KernelSpec s;
-    s.kind = "conv2d";
-    s.in_shape = {1, C, HW, HW};
-    s.out_shape = {1, M, HW, HW};
-    s.kernel = {k, k};
-    if (k == 3) s.pads = {1, 1, 1, 1};
-    return s;
-  };
-  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
-      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41");
+  const auto &spec = square_conv_spec;
+  const Halide::Target &avx2 = kAvx2, &avx512 = kAvx512;
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 256, 56, 1), avx2), "row_major", 0), 1);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(32, 16, 112, 1), avx2), "row_major", 0), 1);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 256, 56, 1), avx2), "row_major", 0), 0) << "0.8 MB of input";
