@@ -229,7 +229,8 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 //   0.73-0.77x; RegNet-Y-800MF's 784 -> 784 at 7x7 0.66-0.81x (one thread).
 void pixel_row_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || !pointwise_same_size(s) || s.in_shape[1] < 256) return;
-  if (knob(k, "from_nchw", 0) || s.out_shape[1] % 16 != 0 || knob(k, "vec", 8) != 8) return;
+  // (A stem that reads NCHW drops the knob where it is built: conv2d_pixel_row.)
+  if (s.out_shape[1] % 16 != 0 || knob(k, "vec", 8) != 8) return;
   if (s.out_shape[2] * s.out_shape[3] < 2 * 6) return;
   k["pixel_row"] = 1;
   k["co_vectors"] = 2;
@@ -310,8 +311,10 @@ Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
   const bool avx2 = t.arch == Target::X86 && !t.has_feature(Target::AVX512);
   const bool large_input = s.in_shape.size() == 4 && s.kernel == std::vector<int64_t>{1, 1} &&
                            s.in_shape[1] * s.in_shape[2] * s.in_shape[3] * 4 > (1 << 20);
-  const int64_t weight_bytes = avx2 && large_input ? s.in_shape[1] * s.kernel[0] * s.kernel[1] * s.out_shape[1] * 4 : -1;
-  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<float>(), t, weight_bytes);
+  const int64_t weight_bytes =
+      s.in_shape.size() == 4 ? s.in_shape[1] * s.kernel[0] * s.kernel[1] * s.out_shape[1] * 4 : 0;
+  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<float>(), t,
+                                avx2 && large_input ? weight_bytes : -1);
   if (!(s.in_shape.size() == 4 && wide_channel_tile(s, t, k))) channel_dividing_tile(s, t, k);
   if (s.in_shape.size() == 4 && t.has_feature(Target::AVX512)) chunked_reduction(s, k);
   // Weights beyond a core's L2 (2 MB here): 8 runs of consecutive (row, block) tasks instead of
@@ -319,7 +322,7 @@ Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
   // core streams every block's weights; in runs, each core streams about half of them.
   // ResNet-50 at 2 threads (`bench --profile`, alternating): its 3x3 512 -> 512 layers (9.4 MB)
   // and 2048 -> 512 1x1s (4 MB) at 7x7 0.86-0.90x the time; one thread unchanged.
-  if (s.in_shape.size() == 4 && s.in_shape[1] * s.kernel[0] * s.kernel[1] * s.out_shape[1] * 4 > (2 << 20))
+  if (weight_bytes > (2 << 20))
     k["tasks"] = 8;
   k["unroll_ci"] = 1;
   // An image's few channels (a stem) under a 3x3 window are read in place, the borders tested

@@ -429,37 +429,37 @@ const Halide::Target kAvx2("x86-64-linux-avx2-fma-f16c-sse41"),
 // Where pixel_row is the default: x86 without AVX-512, a 1x1 layer over 256 or more input
 // channels whose output channels come in blocks of 16, as 2 vectors by 6 columns.
 TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
-  const auto &spec = square_conv_spec;
-  const Halide::Target &avx2 = kAvx2, &avx512 = kAvx512, &arm = kArmDot;
-  qnnc::Knobs k = qnnc::default_knobs(spec(1232, 1232, 14, 1), avx2);
+  qnnc::Knobs k = qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kAvx2);
   EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
   EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 6);
   EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 64, 56, 1), avx2), "pixel_row", 0), 1);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 256, 56, 1), avx2), "pixel_row", 0), 0) << "short reduction";
-  k = qnnc::default_knobs(spec(1024, 512, 14, 1), avx2);  // the general rule: 4 vectors x 2 columns
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(256, 64, 56, 1), kAvx2), "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(64, 256, 56, 1), kAvx2), "pixel_row", 0), 0)
+      << "short reduction";
+  k = qnnc::default_knobs(square_conv_spec(1024, 512, 14, 1), kAvx2);  // the general rule: 4 vectors x 2 columns
   EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
   EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2);
-  k = qnnc::default_knobs(spec(960, 320, 7, 1), avx2);  // the general rule: 1 vector x 7 columns
+  k = qnnc::default_knobs(square_conv_spec(960, 320, 7, 1), kAvx2);  // the general rule: 1 vector x 7 columns
   EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
   EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 6);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 1000, 7, 1), avx2), "pixel_row", 0), 0) << "blocks of 16 do not divide";
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 3), avx2), "pixel_row", 0), 0) << "3x3";
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), avx512), "pixel_row", 0), 0);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1232, 1232, 14, 1), arm), "pixel_row", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(256, 1000, 7, 1), kAvx2), "pixel_row", 0), 0)
+      << "blocks of 16 do not divide";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 3), kAvx2), "pixel_row", 0), 0) << "3x3";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kAvx512), "pixel_row", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kArmDot), "pixel_row", 0), 0);
 }
 
 // fp32 1x1 layers on x86 without AVX-512 take row-by-row tasks where their input passes 1 MB and
 // their weights fit 256 kB (by target string, whatever CPU runs the test).
 TEST(Conv2dDefaults, Avx2RowByRowOverLargeInputs) {
-  const auto &spec = square_conv_spec;
-  const Halide::Target &avx2 = kAvx2, &avx512 = kAvx512;
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 256, 56, 1), avx2), "row_major", 0), 1);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(32, 16, 112, 1), avx2), "row_major", 0), 1);
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 256, 56, 1), avx2), "row_major", 0), 0) << "0.8 MB of input";
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(64, 64, 224, 3), avx2), "row_major", 0), 0) << "3x3";
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 1024, 56, 1), avx2), "row_major", 0), 0) << "512 kB of weights";
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(128, 256, 56, 1), avx512), "row_major", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(128, 256, 56, 1), kAvx2), "row_major", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(32, 16, 112, 1), kAvx2), "row_major", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(64, 256, 56, 1), kAvx2), "row_major", 0), 0)
+      << "0.8 MB of input";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(64, 64, 224, 3), kAvx2), "row_major", 0), 0) << "3x3";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(128, 1024, 56, 1), kAvx2), "row_major", 0), 0)
+      << "512 kB of weights";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(128, 256, 56, 1), kAvx512), "row_major", 0), 0);
 }
 
 // Winograd F(2x2, 3x3) (knob winograd: kernels/conv2d_winograd.h) against the reference: odd
