@@ -60,7 +60,7 @@ std::string temp_name(const std::string &path) {
 
 // Bump when a kernel family's algorithm or argument layout changes, so that stale cached
 // objects are never linked against a newer runtime.
-constexpr const char *kKernelAbiVersion = "qnnc-kernels-38";
+constexpr const char *kKernelAbiVersion = "qnnc-kernels-39";
 
 std::string kernel_target_string(const KernelSpec &spec, const TargetInfo &target) {
   return kernel_target(target, spec).to_string();

@@ -425,8 +425,12 @@ struct Lowering {
     // AMX (blocks of 16 channels) reads the same bytes as (G, 16, CB KW KH nb).
     const std::vector<int64_t> wshape = knob(s.knobs, "amx", 0) ? std::vector<int64_t>{G, cb, CB * KW * KH * nb}
                                                                  : std::vector<int64_t>{G, cb, CB, KW, KH, nb};
-    // AMX on a 1x1 layer reads and writes its pixels as one row (kernels/conv2d_q.h).
-    const bool flat = conv2d_q_amx_flat(s, s.knobs);
+    // AMX on a 1x1 layer, or knob pixel_row, reads and writes its pixels as one row
+    // (kernels/conv2d_q.h); pixel_row is dropped where an activation is a strided view.
+    if (conv2d_q_pixel_row(s, s.knobs) &&
+        !(is_row_view(act4(n.inputs[0])) && is_row_view(act4(out)) && (!s.residual || is_row_view(act(n.inputs[5])))))
+      s.knobs["pixel_row"] = 0;
+    const bool flat = conv2d_q_as_row(s, s.knobs);
     auto pixels = [&](PlanArg a) { return flat ? pixels_as_row(a) : a; };
     st.args = {pixels(act4(n.inputs[0])), {wv, packed(wshape)}, {bv, packed({M})}};
     if (R) {

@@ -57,6 +57,12 @@ bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k) {
   return knob(k, "amx", 0) && pointwise_same_size(s) && s.in_shape[1] % 4 == 0;
 }
 
+bool conv2d_q_pixel_row(const KernelSpec &s, const Knobs &k) {
+  return knob(k, "pixel_row", 0) && !knob(k, "amx", 0) && pointwise_same_size(s);
+}
+
+bool conv2d_q_as_row(const KernelSpec &s, const Knobs &k) { return conv2d_q_amx_flat(s, k) || conv2d_q_pixel_row(s, k); }
+
 bool conv2d_q_amx_padded_rows(const KernelSpec &s, const Knobs &k) {
   return knob(k, "amx", 0) && s.in_shape.size() == 4 && !conv2d_q_amx_flat(s, k) &&
          s.stride == std::vector<int64_t>{1, 1} && s.out_shape[3] < 14 &&
@@ -64,7 +70,7 @@ bool conv2d_q_amx_padded_rows(const KernelSpec &s, const Knobs &k) {
 }
 
 ConvQFuncs define_conv2d_q(const KernelSpec &spec, int cb) {
-  const KernelSpec s = conv2d_q_amx_flat(spec, spec.knobs) ? pixels_as_row(spec) : spec;
+  const KernelSpec s = conv2d_q_as_row(spec, spec.knobs) ? pixels_as_row(spec) : spec;
   const int64_t N = s.in_shape[0], C = s.in_shape[1], H = s.in_shape[2], W = s.in_shape[3];
   const int64_t M = s.out_shape[1], OH = s.out_shape[2], OW = s.out_shape[3];
   // Input channels per dot-product group (4 for vpdpbusd/sdot, 2 for vpmaddwd), and weights
@@ -308,6 +314,17 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
     k["x_tile"] = covered(5) < covered(4) ? 5 : 4;
   }
   odd_channel_tile(s, t, k);
+  // x86 without AVX-512: a 1x1 stride-1 layer whose rows the tile's columns do not divide (14
+  // by 4: the last tile of each row shifted inward, 16 columns computed for 14) runs its
+  // tiles over the pixels as one row (196 = 49 x 4). RegNet-X-3.2GF at one thread, w7a8 (AMD
+  // EPYC Zen 3, bench/compare_layers.py, 5 rounds): its 14x14 1x1 layers 0.82-0.89x their time;
+  // rows that the tile divides (28, 56) took 1.01-1.12x (the runs go block by block, where
+  // those rows went row by row), so they keep their rows.
+  if (s.kind == "conv2d_q" && t.arch == Target::X86 && !t.has_feature(Target::AVX512) && pointwise_same_size(s) &&
+      k["x_tile"] > 1 && OW % k["x_tile"] != 0 && s.out_shape[2] * OW % k["x_tile"] == 0) {
+    k["pixel_row"] = 1;
+    k.erase("row_major");
+  }
   // On ARM, output channels that the vectors do not divide (16 or more; fewer take one vector of
   // all of them) would leave a last vector shifted inward across two blocks of packed weights,
   // which Halide 21's ARM back end refuses for the dot-product loads ("Should be dense vector
@@ -459,7 +476,7 @@ void schedule_conv2d_q_vector(ConvQFuncs &f, const KernelSpec &s, const Knobs &k
 }  // namespace
 
 void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, const Target &t) {
-  const KernelSpec s = conv2d_q_amx_flat(spec, k) ? pixels_as_row(spec) : spec;
+  const KernelSpec s = conv2d_q_as_row(spec, k) ? pixels_as_row(spec) : spec;
   if (knob(k, "amx", 0)) {
     std::string why = conv2d_q_amx_unfit(s, k, t);
     if (!why.empty()) throw Error("conv2d_q: knob amx=1 does not fit this layer: " + why);
@@ -468,8 +485,17 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
     schedule_conv2d_q_vector(f, s, k);
   }
   if (f.has_padding && !f.padded_rows) {  // (padded rows materialize padded_row instead)
-    Var pc = f.padded.args()[0], py = f.padded.args()[2];
-    f.padded.compute_root().parallel(py);
+    Var pc = f.padded.args()[0], px = f.padded.args()[1], py = f.padded.args()[2];
+    const bool stem = !(f.wide_input && s.in_shape[1] >= 16) && s.in_shape[1] < 64 && s.in_shape[1] <= 4 &&
+                      s.in_shape[3] >= 16;
+    if (s.in_shape[2] == 1 && s.in_shape[3] >= 256 && !stem) {
+      // One row of all pixels (pixel_row): 16 runs of pixels in parallel instead of one row.
+      Var pxo("pxo"), pxi("pxi");
+      f.padded.compute_root().split(px, pxo, pxi, (int)((s.in_shape[3] + 15) / 16), TailStrategy::GuardWithIf)
+          .parallel(pxo);
+    } else {
+      f.padded.compute_root().parallel(py);
+    }
     if (f.wide_input && s.in_shape[1] >= 16) {
       f.padded.vectorize(pc, 16, TailStrategy::GuardWithIf);  // one vector of i16
     } else if (s.in_shape[1] >= 64) {
@@ -479,7 +505,6 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
       // vector, stored in one piece. Vectorized along the columns with the channels unrolled,
       // the copy gathered 3 bytes per pixel, for which LLVM's Zen 4 code uses SSE4a's insertq
       // (and Ice Lake then fell back to code without vpdpbusd: codegen/target.h).
-      Var px = f.padded.args()[1];
       f.padded.bound(pc, 0, (int)f.padded_channels)
           .reorder(pc, px, py)
           .vectorize(pc)
@@ -508,6 +533,9 @@ KnobSpace conv2d_q_knob_space() {
                      "[-64, 63] only: set by lowering for weights of 7 bits or fewer (w7a8, w4a8, ...) stored one per byte "
                      "on x86 with AVX2 and no VNNI",
                      {}, {0, 1}, false, true});
+  s.knobs.push_back({"pixel_row", "1: a 1x1 stride-1 layer's pixels as one row (vector path), register tiles running "
+                     "across the image's rows in runs of tiles (no columns computed past a row's end)",
+                     {0, 1}, {0, 1}, false});
   s.knobs.push_back({"flat_weights", "1: weights packed as one block of all output channels, so that a register tile at "
                      "any channel offset (a last block shifted inward) loads them densely; 0: in blocks of the tile's "
                      "channels (a shifted last block gathers). Default 1 on VNNI x86 where the default tile does not divide the channels",
@@ -516,6 +544,8 @@ KnobSpace conv2d_q_knob_space() {
     k = register_tile_normalize(s, std::move(k), 16);
     if (k.count("wide_input") && !conv2d_q_wide_input(s, k)) k["wide_input"] = 0;
     if (k.count("madd_u8") && !conv2d_q_madd_u8(s, k)) k["madd_u8"] = 0;
+    if (k.count("pixel_row") && !conv2d_q_pixel_row(s, k)) k.erase("pixel_row");
+    if (knob(k, "pixel_row", 0)) k.erase("row_major");  // tasks are runs of one row's tiles
     // One block holds every channel anyway: both layouts are the same.
     if (k.count("flat_weights") && (knob(k, "amx", 0) || register_tile_channels(s.out_shape[1], k, 16) >= s.out_shape[1]))
       k["flat_weights"] = 0;

@@ -36,8 +36,8 @@ struct ConvQFuncs {
 // mult i32 (M); shift i32 (M) -- or, with knob thresholds = R, thresholds i32 (M, R, qmax)
 // (kernels/requantize.h); [residual u8 (M,x,y,n)]; qparams i32 (8) = {in_zp, out_zp,
 // res_zp, res_mult, res_shift, lo, hi, 0} (the residual rescale res_mult 2^-res_shift, applied
-// in the float requantization); output u8. AMX layers that take their pixels as one row
-// (conv2d_q_amx_flat) view input, residual and output as (c, x + W y, 0, n).
+// in the float requantization); output u8. Layers that take their pixels as one row
+// (conv2d_q_as_row) view input, residual and output as (c, x + W y, 0, n).
 // Knobs: vec, co_vectors, x_tile as for fp32; signed_input (feed activations as x - 128 to
 // use i8 x i8 dot products; the lowering adds 128 * sum(w) to the bias); weights_per_byte
 // (weights stored 2 or 4 per byte and unpacked in registers before the dot product);
@@ -61,6 +61,12 @@ std::string conv2d_q_amx_unfit(const KernelSpec &s, const Knobs &k, const Halide
 // row of H W (the arguments' dims (C, H W, 1, N), which lowering passes), so tiles take 16
 // consecutive pixels across image rows, with no columns past a row's end.
 bool conv2d_q_amx_flat(const KernelSpec &s, const Knobs &k);
+// Knob pixel_row applies: the vector path (no AMX) on a 1x1 stride-1 unpadded layer, computed
+// over its pixels as one row (c, x + W y, 0, n), like conv2d_q_amx_flat; lowering passes those
+// views of input, residual and output (or drops the knob where one is a strided view).
+bool conv2d_q_pixel_row(const KernelSpec &s, const Knobs &k);
+// Either of the two: the kernel is defined over pixels_as_row(s).
+bool conv2d_q_as_row(const KernelSpec &s, const Knobs &k);
 // Knob wide_input applies: groups of 2 channels, one weight per byte, u8 input, no AMX.
 bool conv2d_q_wide_input(const KernelSpec &s, const Knobs &k);
 // Knob madd_u8 applies: groups of 4 channels, one weight per byte, u8 input, no AMX. Each group

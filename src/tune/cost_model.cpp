@@ -1,6 +1,7 @@
 #include "tune/cost_model.h"
 
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_q.h"
 #include "kernels/register_tile.h"
 
 #include <algorithm>
@@ -177,9 +178,9 @@ std::vector<float> CostModel::features(const KernelSpec &s, const Knobs &k) {
   const bool register_tile = s.kind == "conv2d" || s.kind == "conv2d_q" || s.kind == "conv2d_bs";
   const bool grouped = s.kind == "conv2d_grouped" || s.kind == "dwconv2d_q";
   if (register_tile) {
-    // With pixel_row (conv2d_pixel_row), tiles run along one row of all pixels, in runs of
-    // kRowRunTiles tiles per task.
-    const bool row = s.kind == "conv2d" && conv2d_pixel_row(s, k);
+    // With pixel_row (conv2d_pixel_row, conv2d_q_pixel_row), tiles run along one row of all
+    // pixels, in runs of kRowRunTiles tiles per task.
+    const bool row = (s.kind == "conv2d" && conv2d_pixel_row(s, k)) || (s.kind == "conv2d_q" && conv2d_q_pixel_row(s, k));
     lane_dim = channels = M, cols = row ? OH * OW : OW;
     const int64_t vw = std::min<int64_t>(vec, M);
     tile_ch = std::min<int64_t>(vw * std::max(1, knob_or(k, "co_vectors", 2)), std::max<int64_t>(vw, (M / vw) * vw));

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "qreference.h"
+#include "kernels/halide_kernel.h"
 #include "runtime/cpu_features.h"
 
 namespace {
@@ -43,6 +44,7 @@ struct QCase {
   int amx = -1;              // 0 / 1: force knob amx (1 needs a host with AMX; skipped elsewhere)
   int wide_tile = 0;         // > 0: force tiles of 2 vectors of 32 lanes (64 channels) by this many columns
   int flat = 0;              // > 0: force weights packed as one block, tiles of this many 16-lane vectors
+  int pixel_row = -1;        // 0 / 1: force knob pixel_row (a 1x1 layer's pixels as one row)
   bool extreme = false;      // every input at qmax, weights at the ends of their range (-64 and 63
                              // at 7 bits): the largest pair sums a 16-bit lane must hold
 
@@ -67,6 +69,7 @@ struct QCase {
     if (per_byte) s += "_per" + std::to_string(per_byte);
     if (amx >= 0) s += "_amx" + std::to_string(amx);
     if (extreme) s += "_extreme";
+    if (pixel_row >= 0) s += "_row" + std::to_string(pixel_row);
     return s;
   }
 };
@@ -311,6 +314,25 @@ const std::vector<QCase> kCases = [] {
   v.push_back(w7(with_res(mk(1, 33, 7, 7, 33, 1, 1, 0, 0, 3), true)));
   v.push_back(w7(with_res(mk(1, 64, 28, 28, 64, 3, 1, 1, 128), true)));
   v.push_back(w7(mk(1, 16, 5, 13, 48, 3, 1, 1, 128)));
+  // Knob pixel_row: 1x1 stride-1 layers over their pixels as one row (tiles cross image rows;
+  // runs of tiles are the tasks): channels that the groups do not divide (a padded copy, in 16
+  // parallel runs of pixels from 256 pixels on), batch 2 with a residual, 14 x 14 (the AVX2
+  // default there), 7-bit weights (vpmaddubsw on x86-avx2), 4-bit weights two per byte, and
+  // fewer pixels than a run; once forced off on a layer the AVX2 default gives it.
+  auto row = [](QCase c, int on) {
+    c.pixel_row = on;
+    return c;
+  };
+  v.push_back(row(mk(1, 17, 7, 9, 33, 1, 1, 0, 7), 1));
+  v.push_back(row(mk(1, 19, 16, 17, 24, 1, 1, 0, 128), 1));
+  v.push_back(row(with_res(mk(2, 64, 14, 14, 48, 1, 1, 0, 128, 3), true), 1));
+  v.push_back(row(with_relu(mk(1, 96, 16, 20, 32, 1, 1, 0)), 1));
+  v.push_back(row(w7(with_res(mk(1, 40, 14, 14, 64, 1, 1, 0, 7), false)), 1));
+  QCase row4 = row(bits(mk(1, 33, 14, 14, 32, 1, 1, 0, 8, 8), 4, 8), 1);
+  row4.per_byte = 2;
+  v.push_back(row4);
+  v.push_back(row(mk(1, 24, 3, 3, 16, 1, 1, 0), 1));
+  v.push_back(row(mk(1, 64, 14, 14, 32, 1, 1, 0), 0));
   for (int64_t C : {8, 19}) {
     QCase ext = w7(mk(1, C, 6, 9, 24, 3, 1, 1, 0));
     ext.extreme = true;
@@ -467,6 +489,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
   if (c.amx >= 0) knobs["conv2d_q"]["amx"] = c.amx;
   if (c.wide_tile) knobs["conv2d_q"].insert({{"vec", 32}, {"co_vectors", 2}, {"x_tile", c.wide_tile}});
   if (c.flat) knobs["conv2d_q"].insert({{"vec", 16}, {"co_vectors", c.flat}, {"x_tile", 7}, {"flat_weights", 1}});
+  if (c.pixel_row >= 0) knobs["conv2d_q"]["pixel_row"] = c.pixel_row;
   if (c.amx == 1 && !qnnc::detect_cpu_features().count("amx_int8")) GTEST_SKIP() << "this CPU has no AMX";
   qnnc::Module mod = qref::compile(g, knobs);
   bool bitserial = false;
@@ -488,6 +511,9 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
         EXPECT_EQ(st["spec"]["knobs"].value("vec", 0), 32) << "knob vec";
         EXPECT_EQ(st["spec"]["knobs"].value("co_vectors", 0), 2) << "knob co_vectors";
       }
+  if (c.pixel_row >= 0)
+    for (const auto &st : mod.manifest()["steps"])
+      if (st.value("op", "") == "conv2d_q") EXPECT_EQ(st["spec"]["knobs"].value("pixel_row", 0), c.pixel_row) << "knob pixel_row";
   if (c.flat)
     for (const auto &st : mod.manifest()["steps"])
       if (st.value("op", "") == "conv2d_q") {
@@ -521,6 +547,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
     if (c.amx == 1) return;  // no AMX there
     const int wide_input = seed & 1 ? 0 : 1;
     if (!wide_input) knobs["conv2d_q"]["wide_input"] = 0;
+    if (c.pixel_row >= 0) knobs["conv2d_q"]["pixel_row"] = c.pixel_row;
     qnnc::Module avx2 = qref::compile(g, knobs, "x86-avx2");
     // Weights of 7 bits or fewer stored one per byte take vpmaddubsw pairs there (knob madd_u8),
     // and then no widened input.
@@ -531,6 +558,7 @@ TEST_P(Conv2dQExact, MatchesIntegerReference) {
         EXPECT_EQ(k.value("madd_u8", 0), madd ? 1 : 0) << "knob madd_u8 on x86-avx2";
         if (k.value("weights_per_byte", 1) == 1)
           EXPECT_EQ(k.value("wide_input", -1), madd ? 0 : wide_input) << "knob wide_input on x86-avx2";
+        if (c.pixel_row >= 0) EXPECT_EQ(k.value("pixel_row", 0), c.pixel_row) << "knob pixel_row on x86-avx2";
       }
     auto out2 = avx2.run(in);
     ASSERT_EQ(out2.size(), 1u);
@@ -546,6 +574,33 @@ TEST(Conv2dQCases, NamesAreUniqueAndCasesMany) {
   for (const auto &c : kCases) names.insert(c.name());
   EXPECT_EQ(names.size(), kCases.size());  // unique test names
   EXPECT_GE(kCases.size(), 25u);
+}
+
+// Where pixel_row is the integer default (by target string, whatever CPU runs the test): x86
+// without AVX-512, a 1x1 stride-1 layer whose rows the tile's 4 columns do not divide but whose
+// pixels they do (14 x 14); not at 28 x 28, 3x3, AVX-512 or ARM.
+TEST(Conv2dQDefaults, PixelRowOnAvx2WhereRowsLeaveColumns) {
+  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) {
+    qnnc::KernelSpec s;
+    s.kind = "conv2d_q";
+    s.dtype = "u8";
+    s.in_shape = {1, C, HW, HW};
+    s.out_shape = {1, M, HW, HW};
+    s.kernel = {k, k};
+    if (k == 3) s.pads = {1, 1, 1, 1};
+    return s;
+  };
+  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
+      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"), arm("arm-64-linux-arm_dot_prod");
+  qnnc::Knobs k = qnnc::default_knobs(spec(432, 432, 14, 1), avx2);
+  EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 4);
+  EXPECT_EQ(k.count("row_major"), 0u) << "tasks are runs of the row's tiles";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1024, 256, 14, 1), avx2), "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(192, 192, 28, 1), avx2), "pixel_row", 0), 0) << "4 divides 28";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 256, 14, 3), avx2), "pixel_row", 0), 0) << "3x3";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(432, 432, 14, 1), avx512), "pixel_row", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(432, 432, 14, 1), arm), "pixel_row", 0), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

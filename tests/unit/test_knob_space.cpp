@@ -51,7 +51,7 @@ TEST(KnobSpace, DefaultsAreDeclaredAndSearchValuesAccepted) {
 
 TEST(KnobSpace, TunableKnobsExcludeWhatLoweringDecides) {
   auto t = qnnc::knob_spaces().at("conv2d_q").tunable();
-  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile", "tasks", "row_major", "amx", "wide_input", "flat_weights"}));
+  EXPECT_EQ(t, (std::vector<std::string>{"vec", "co_vectors", "x_tile", "tasks", "row_major", "amx", "wide_input", "pixel_row", "flat_weights"}));
   EXPECT_TRUE(qnnc::knob_spaces().at("bitpack").tunable().empty());
   EXPECT_CONTAINS(qnnc_error([] { qnnc::validate_knobs("conv2d_bs", {{"weight_bits", 5}}); }), "expected 1|2|3|4");
   EXPECT_CONTAINS(qnnc::describe_knob_spaces("dense"), "o_vectors");
