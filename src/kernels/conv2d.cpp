@@ -227,15 +227,27 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 //   sum at one thread 138 -> 124 ms; 3 x 4 as one row 129, 4 x 3 227); MobileNetV2's 384 -> 64
 //   and 576 -> 96 at 14x14 (4 x 2, 3 x 4) 0.90-0.97x / 0.90-0.96x, its 7x7 layers 0.72-0.79x /
 //   0.73-0.77x; RegNet-Y-800MF's 784 -> 784 at 7x7 0.66-0.81x (one thread).
+// Shorter reductions keep the general tile, and take the pixels as one row where its columns
+// leave a shifted last tile in each row but divide the pixels (14x14 by 4: 16 columns computed
+// for each row of 14): MobileNetV2's 64 -> 384 and 96 -> 576 at 14x14 (3 x 4) 0.85-0.89x their
+// time (one thread, 6 rounds, bench/compare_layers.py); its 192 -> 64 at 14x14 (4 x 2, no
+// columns past the end) took 1.22x as one row, hence only where columns are wasted.
 void pixel_row_default(const KernelSpec &s, const Target &t, Knobs &k) {
-  if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || !pointwise_same_size(s) || s.in_shape[1] < 256) return;
+  if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || !pointwise_same_size(s)) return;
   // (A stem that reads NCHW drops the knob where it is built: conv2d_pixel_row.)
-  if (s.out_shape[1] % 16 != 0 || knob(k, "vec", 8) != 8) return;
-  if (s.out_shape[2] * s.out_shape[3] < 2 * 6) return;
-  k["pixel_row"] = 1;
-  k["co_vectors"] = 2;
-  k["x_tile"] = 6;
-  k.erase("row_major");
+  const int64_t OW = s.out_shape[3], pixels = s.out_shape[2] * OW;
+  if (s.in_shape[1] >= 256 && s.out_shape[1] % 16 == 0 && knob(k, "vec", 8) == 8 && pixels >= 2 * 6) {
+    k["pixel_row"] = 1;
+    k["co_vectors"] = 2;
+    k["x_tile"] = 6;
+    k.erase("row_major");
+    return;
+  }
+  const int xt = knob(k, "x_tile", 4);
+  if (xt > 1 && OW % xt != 0 && pixels % xt == 0) {
+    k["pixel_row"] = 1;
+    k.erase("row_major");
+  }
 }
 
 // The direct schedule's knobs, which do not apply under winograd (dropped from its normal form).

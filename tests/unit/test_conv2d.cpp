@@ -427,7 +427,8 @@ const Halide::Target kAvx2("x86-64-linux-avx2-fma-f16c-sse41"),
 }  // namespace
 
 // Where pixel_row is the default: x86 without AVX-512, a 1x1 layer over 256 or more input
-// channels whose output channels come in blocks of 16, as 2 vectors by 6 columns.
+// channels whose output channels come in blocks of 16, as 2 vectors by 6 columns; or one whose
+// tile's columns leave a shifted last tile in each row but divide the pixels.
 TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
   qnnc::Knobs k = qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kAvx2);
   EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
@@ -444,6 +445,17 @@ TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
   EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 6);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(256, 1000, 7, 1), kAvx2), "pixel_row", 0), 0)
       << "blocks of 16 do not divide";
+  // Shorter reductions: their general tile, as one row where its columns do not divide the
+  // rows but divide the pixels.
+  k = qnnc::default_knobs(square_conv_spec(64, 384, 14, 1), kAvx2);  // 3 vectors x 4 columns
+  EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
+  EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 4);
+  EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 3);
+  EXPECT_EQ(k.count("row_major"), 0u);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(192, 64, 14, 1), kAvx2), "pixel_row", 0), 0)
+      << "4 vectors x 2 columns divide the rows";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(160, 960, 7, 1), kAvx2), "pixel_row", 0), 0)
+      << "4 columns divide neither 7 nor 49";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 3), kAvx2), "pixel_row", 0), 0) << "3x3";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kAvx512), "pixel_row", 0), 0);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kArmDot), "pixel_row", 0), 0);
