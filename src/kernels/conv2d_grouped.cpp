@@ -137,6 +137,28 @@ int grouped_block_vectors(int nv, int xs, int max_acc) {
   return bv;
 }
 
+int dwconv2d_q_pair_columns(const KernelSpec &s, const Knobs &k, const Target &t) {
+  const int xt = std::max(1, knob(k, "x_tile", 4));
+  if (s.group <= 1 || conv2d_is_depthwise(s) || s.out_shape.size() != 4 || t.has_feature(Target::AVX512)) return xt;
+  const int64_t Mg = s.out_shape[1] / s.group, OW = s.out_shape[3];
+  const int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg), nv = (int)((Mg + vw - 1) / vw);
+  // Registers a tile of xs columns takes; 13 of the 16 measured without spills (3 x 3: 9
+  // accumulators, 3 weight vectors, a broadcast), 16 spilled.
+  auto regs = [&](int xs) {
+    const int bv = grouped_block_vectors(nv, xs, grouped_max_acc(t));
+    return bv * xs + bv + 1;
+  };
+  auto accs = [&](int xs) { return grouped_block_vectors(nv, xs, grouped_max_acc(t)) * xs; };
+  auto covered = [&](int xs) { return (OW + xs - 1) / xs * xs; };
+  constexpr int kFit = 14;
+  if (regs((int)std::min<int64_t>(xt, OW)) <= kFit) return xt;
+  int best = 0;
+  for (int xs = 1; xs <= std::min<int64_t>(4, OW); xs++)
+    if (regs(xs) <= kFit && (!best || accs(xs) > accs(best) || (accs(xs) == accs(best) && covered(xs) < covered(best))))
+      best = xs;
+  return best ? best : xt;
+}
+
 bool conv2d_is_depthwise(const KernelSpec &s) {
   return s.group > 1 && s.group == s.in_shape[1] && s.group == s.out_shape[1];
 }

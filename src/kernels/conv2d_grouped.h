@@ -45,6 +45,14 @@ int64_t grouped_weight_lanes(const KernelSpec &s, const Knobs &k);
 // divide a group's nv vectors with at most max_acc accumulators (one vector beside any xs).
 int grouped_block_vectors(int nv, int xs, int max_acc);
 
+// Output columns of an integer grouped layer on channel pairs (knob pairs, x86 without a u8 dot
+// product) whose tile of `xt` columns would not fit AVX2's 16 vector registers (AVX-512 keeps xt): each step widens
+// the block's weight vectors into registers (they serve every column), so a tile holds its
+// accumulators, its weight vectors and a broadcast. Returns xt where they fit, else the column
+// count (up to 4) whose tile fits and keeps the most accumulators (then the fewest columns past
+// the row's end), or xt if none fits.
+int dwconv2d_q_pair_columns(const KernelSpec &s, const Knobs &k, const Halide::Target &t);
+
 // Knobs: vec (channel lanes), x_tile (output columns per task's register block), pad_rows; for
 // fp32 depthwise (spec kind conv2d_grouped) also strip or pad_inline.
 Knobs conv2d_grouped_default_knobs(const KernelSpec &s, const Halide::Target &t);

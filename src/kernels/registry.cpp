@@ -70,6 +70,13 @@ Knobs default_knobs(const KernelSpec &s, const Target &t) {
       q["pairs"] = 1;
       if (dwconv2d_q_grouped_dot(s, q) == 2) k["pairs"] = 1;
     }
+    // Pairs widen a step's weight vectors into registers: columns whose tile fits the 16 of them.
+    // RegNet-X-3.2GF int8 (groups of 48: 6 vectors), AMD EPYC Zen 3, one thread,
+    // bench/compare_layers.py (4 rounds, per-layer minima, against the tiles that spilled):
+    // 3 vectors x 3 columns instead of 6 x 2 at 14x14 0.86-0.98 -> 0.64-0.76 ms, instead of 3 x 4
+    // at 56x56 2.96 -> 2.11 ms (112x112 at stride 2: 3.08 -> 2.35), at 28x28 0.98-0.99x, at 7x7
+    // 0.95x; 3 x 4 itself (16 registers) was no faster than the spilled tiles.
+    if (k["pairs"] && dwconv2d_q_grouped_dot(s, k) == 2) k["x_tile"] = dwconv2d_q_pair_columns(s, k, t);
     // With quads a column takes 4 accumulators: at most 4 columns (16 of the 32 registers).
     if (k["quads"] && k["x_tile"] > 4) {
       const int64_t OW = s.out_shape[3];

@@ -7,6 +7,8 @@
 #include <cmath>
 
 #include "qreference.h"
+#include "kernels/conv2d_grouped.h"
+#include "kernels/halide_kernel.h"
 
 namespace {
 
@@ -242,6 +244,13 @@ const std::vector<DCase> kCases = [] {
   DCase gres = mk(1, 20, 6, 6, 3, 1, 1, 1, 7, 3);
   gres.residual = true;
   grouped(gres, 5, 20);
+  // Groups whose default tile on x86-avx2 would spill (dwconv2d_q_pair_columns: 3 columns):
+  // groups of 48 at 14 columns, of 24 at 16 columns (the last tile shifted inward), batch 2
+  // with a residual.
+  grouped(mk(1, 96, 14, 14, 3, 1, 1, 1, 128, 0), 2, 96);
+  DCase g24 = mk(2, 72, 16, 16, 3, 1, 1, 1, 7, 3);
+  g24.residual = true;
+  grouped(g24, 3, 72);
   return v;
 }();
 
@@ -249,3 +258,34 @@ INSTANTIATE_TEST_SUITE_P(Depthwise, DwConvQExact, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<DCase> &i) { return i.param.name(); });
 
 }  // namespace
+
+// On x86 without a u8 dot product, grouped layers on channel pairs take columns whose tile fits
+// AVX2's 16 registers (accumulators, the widened weight vectors, a broadcast); by target
+// string, whatever CPU runs the test.
+TEST(DwConvQDefaults, PairTilesFitAvx2Registers) {
+  auto spec = [](int64_t C, int64_t G, int64_t HW) {
+    qnnc::KernelSpec s;
+    s.kind = "dwconv2d_q";
+    s.dtype = "u8";
+    s.group = G;
+    s.in_shape = {1, C, HW, HW};
+    s.out_shape = {1, C, HW, HW};
+    s.kernel = {3, 3};
+    s.pads = {1, 1, 1, 1};
+    return s;
+  };
+  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
+      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41");
+  // Groups of 48 (6 vectors of 8): 6 x 2 at 14 columns and 3 x 4 at 56 would take 19 and 16.
+  for (int64_t hw : {14, 56, 7}) {
+    qnnc::Knobs k = qnnc::default_knobs(spec(432, 9, hw), avx2);
+    EXPECT_EQ(qnnc::knob(k, "pairs", 0), 1);
+    EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 3) << hw << " columns";
+  }
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(168, 7, 28), avx2), "x_tile", 0), 3) << "groups of 24 at 28 columns";
+  // Groups of 16 (2 vectors): 2 x 4 fits; AVX-512 keeps the general rule.
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 16, 28), avx2), "x_tile", 0), 4);
+  const qnnc::KernelSpec s512 = spec(432, 9, 14);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s512, avx512), "x_tile", 0),
+            qnnc::knob(qnnc::conv2d_grouped_default_knobs(s512, avx512), "x_tile", 0));
+}
