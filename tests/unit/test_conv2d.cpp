@@ -377,6 +377,23 @@ TEST(Conv2dFlatWeights, MatchesReference) {
     EXPECT_EQ(count_conv_steps(kc.m, flat), 1) << "the knob reaches the step";
     EXPECT_TRUE(ref::Close(kc.m.run(kc.inputs)[0], kc.want, 1e-4));
   }
+  // AVX2's tile for channels that 2 vectors of 8 do not divide (avx2_shifted_pair_tile): 116 in a
+  // 1x1 over its pixels as one row with a residual, 58 under a 3x3 window with batch 2, 33 at
+  // stride 2.
+  const S avx2[] = {
+      {mk(1, 24, 14, 14, 116, 1, 1, 1, P0, E::ResInputRelu), {{"x_tile", 4}, {"pixel_row", 1}}},
+      {mk(2, 58, 10, 10, 58, 3, 3, 1, P1, E::Relu), {{"x_tile", 4}}},
+      {mk(1, 16, 11, 11, 33, 3, 3, 2, P1), {{"x_tile", 4}}},
+  };
+  for (const S &s : avx2) {
+    SCOPED_TRACE(s.c.name());
+    qnnc::Knobs k = s.k;
+    k["vec"] = 8;
+    k["co_vectors"] = 2;
+    k["flat_weights"] = 1;
+    KnobCase kc = compile_with_knobs(s.c, k, "flat_weights");
+    EXPECT_TRUE(ref::Close(kc.m.run(kc.inputs)[0], kc.want, 1e-4));
+  }
 }
 
 // 1x1 stride-1 layers over their pixels as one row (knob pixel_row: tiles run across the
@@ -459,6 +476,27 @@ TEST(Conv2dPixelRow, DefaultOnAvx2ForLongReductions) {
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 3), kAvx2), "pixel_row", 0), 0) << "3x3";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kAvx512), "pixel_row", 0), 0);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(1232, 1232, 14, 1), kArmDot), "pixel_row", 0), 0);
+}
+
+// x86 without AVX-512: channels that 2 vectors of 8 do not divide take 2 vectors (the last
+// block shifted inward, weights as one block) where the general rule left 1 vector by fewer than
+// 7 columns; by target string.
+TEST(Conv2dDefaults, Avx2TwoVectorsOverChannelsTheyDoNotDivide) {
+  for (int64_t hw : {28, 14}) {
+    qnnc::Knobs k = qnnc::default_knobs(square_conv_spec(116, 116, hw, 1), kAvx2);
+    EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2) << hw;
+    EXPECT_EQ(qnnc::knob(k, "flat_weights", 0), 1) << hw;
+    EXPECT_EQ(qnnc::knob(k, "row_major", 0), 0) << hw;
+  }
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(58, 58, 28, 3), kAvx2), "co_vectors", 0), 2);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(232, 232, 7, 1), kAvx2), "co_vectors", 0), 1)
+      << "1 vector x 7 columns stays";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(64, 64, 28, 1), kAvx2), "flat_weights", 0), 0)
+      << "2 vectors divide 64";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(116, 116, 28, 1), kAvx512), "co_vectors", 0) == 2 &&
+                qnnc::knob(qnnc::default_knobs(square_conv_spec(116, 116, 28, 1), kAvx512), "vec", 0) == 8,
+            false)
+      << "AVX-512 keeps its own rules";
 }
 
 // fp32 1x1 layers on x86 without AVX-512 take row-by-row tasks where their input passes 1 MB and

@@ -601,6 +601,14 @@ TEST(Conv2dQDefaults, PixelRowOnAvx2WhereRowsLeaveColumns) {
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(256, 256, 14, 3), avx2), "pixel_row", 0), 0) << "3x3";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(432, 432, 14, 1), avx512), "pixel_row", 0), 0);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(432, 432, 14, 1), arm), "pixel_row", 0), 0);
+  // Channel pairs on AVX2 over channels that 2 vectors of 8 do not divide: 2 vectors, the last
+  // block shifted inward over weights packed as one block, where the rule left 1 x 4.
+  k = qnnc::default_knobs(spec(116, 116, 28, 1), avx2);
+  EXPECT_EQ(qnnc::knob(k, "co_vectors", 0), 2);
+  EXPECT_EQ(qnnc::knob(k, "flat_weights", 0), 1);
+  EXPECT_EQ(qnnc::knob(k, "row_major", 0), 0);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(232, 232, 7, 1), avx2), "co_vectors", 0), 1) << "1 x 7 stays";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1024, 1000, 1, 1), avx2), "flat_weights", 0), 0) << "one pixel";
 }
 
 // ---------------------------------------------------------------------------------------------
