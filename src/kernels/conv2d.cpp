@@ -328,9 +328,10 @@ Knobs conv2d_default_knobs(const KernelSpec &s, const Target &t) {
   Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<float>(), t,
                                 avx2 && large_input ? weight_bytes : -1);
   if (!(s.in_shape.size() == 4 && wide_channel_tile(s, t, k))) channel_dividing_tile(s, t, k);
-  // ShuffleNetV2 fp32 at one thread (AMD EPYC Zen 3, bench/compare_layers.py, 4 rounds): its 1x1
-  // layers over 58, 116 and 232 channels 0.56-0.78x their time with 2 x 4 (1 x 4 before).
-  if (s.in_shape.size() == 4) avx2_shifted_pair_tile(s.out_shape[1], s.out_shape[3], weight_bytes, t, k);
+  // fp32 at one thread (AMD EPYC Zen 3, bench/compare_layers.py, 4 rounds), 2 x 4 against 1 x 4:
+  // ShuffleNetV2's 1x1 layers over 58, 116 and 232 channels 0.56-0.78x their time; 40 channels
+  // (48 computed) 0.71-0.90x (MnasNet, MobileNetV3-Large, EfficientNet-B0), 184 and 200 0.66-0.70x.
+  if (s.in_shape.size() == 4) avx2_shifted_pair_tile(s.out_shape[1], s.out_shape[3], weight_bytes, 0.25, t, k);
   if (s.in_shape.size() == 4 && t.has_feature(Target::AVX512)) chunked_reduction(s, k);
   // Weights beyond a core's L2 (2 MB here): 8 runs of consecutive (row, block) tasks instead of
   // one task each. With one task each, both threads take the same block's rows in turn and each

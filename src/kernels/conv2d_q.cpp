@@ -314,10 +314,14 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
     k["x_tile"] = covered(5) < covered(4) ? 5 : 4;
   }
   odd_channel_tile(s, t, k);
-  // Pairs (x86 AVX2): ShuffleNetV2 int8 at one thread (AMD EPYC Zen 3, bench/compare_layers.py,
-  // 4 rounds): its 1x1 layers over 58, 116 and 232 channels 0.45-0.70x their time with 2 x 4.
+  // Pairs (x86 AVX2), int8 at one thread (AMD EPYC Zen 3, bench/compare_layers.py, 4 rounds), 2 x 4
+  // against 1 x 4: ShuffleNetV2's 1x1 layers over 58, 116 and 232 channels 0.45-0.70x their time,
+  // RegNet-Y-1.6GF's over 120 0.66-0.89x, MobileNetV3-Large's 184 and 200 0.67-0.95x, 72 (80
+  // computed) 0.96-1.03x; 24 (32 computed) took 1.06-1.15x and 40 (48) 0.76-1.22x, hence at most
+  // an eighth computed past the end.
   if (s.kind == "conv2d_q" && k["group"] == 2 && s.in_shape.size() == 4)
-    avx2_shifted_pair_tile(s.out_shape[1], OW, s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1], t, k);
+    avx2_shifted_pair_tile(s.out_shape[1], OW, s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1], 0.125, t,
+                           k);
   // x86 without AVX-512: a 1x1 stride-1 layer whose rows the tile's columns do not divide (14
   // by 4: the last tile of each row shifted inward, 16 columns computed for 14) runs its
   // tiles over the pixels as one row (196 = 49 x 4). RegNet-X-3.2GF at one thread, w7a8 (AMD

@@ -71,12 +71,14 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Target &t, int64
   return {{"vec", vec}, {"co_vectors", co_vectors}, {"x_tile", x_tile}, {"row_major", row_major}};
 }
 
-bool avx2_shifted_pair_tile(int64_t M, int64_t OW, int64_t weight_bytes, const Target &t, Knobs &k) {
+bool avx2_shifted_pair_tile(int64_t M, int64_t OW, int64_t weight_bytes, double max_extra, const Target &t,
+                            Knobs &k) {
   if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || knob(k, "vec", 0) != 8 || knob(k, "co_vectors", 0) != 1)
     return false;
   // Not the rows of 7 (1 x 7 took 1.3-1.9x as long as 2 x 4), not a row of one pixel (a dense
   // layer: 2x), not weights whose steps lie pages apart when packed as one block.
   if (knob(k, "x_tile", 4) >= 7 || OW < 2 || M < 16 || M % 16 == 0 || weight_bytes > (4 << 20)) return false;
+  if ((double)((M + 15) / 16 * 16) > (1 + max_extra) * (double)M) return false;  // channels computed past the end
   k["co_vectors"] = 2;
   k["flat_weights"] = 1;
   k["row_major"] = 0;

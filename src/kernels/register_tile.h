@@ -28,9 +28,10 @@ Knobs register_tile_knobs(int64_t M, int64_t OW, int vec, const Halide::Target &
 // columns (output channels that 2 vectors do not divide: ShuffleNetV2's 58, 116, 232), 2 vectors
 // with the last block shifted inward over weights packed as one block (flat_weights), tasks
 // block by block. One vector by 4 columns keeps 4 accumulators, fewer than the multiply-adds in
-// flight. Returns whether it applied (kernels whose weights lowering packs by
-// `flat_weights` only).
-bool avx2_shifted_pair_tile(int64_t M, int64_t OW, int64_t weight_bytes, const Halide::Target &t, Knobs &k);
+// flight. Only where the 2-vector blocks compute at most a fraction max_extra of M past its end.
+// Returns whether it applied (kernels whose weights lowering packs by `flat_weights` only).
+bool avx2_shifted_pair_tile(int64_t M, int64_t OW, int64_t weight_bytes, double max_extra, const Halide::Target &t,
+                            Knobs &k);
 
 // A 1x1 stride-1 unpadded convolution, whose NHWC pixels (c, x, y, n) are also one row
 // (c, x + W y, 0, n): a register tile may then run across the image's rows.

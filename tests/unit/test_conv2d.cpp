@@ -489,6 +489,8 @@ TEST(Conv2dDefaults, Avx2TwoVectorsOverChannelsTheyDoNotDivide) {
     EXPECT_EQ(qnnc::knob(k, "row_major", 0), 0) << hw;
   }
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(58, 58, 28, 3), kAvx2), "co_vectors", 0), 2);
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(72, 40, 28, 1), kAvx2), "co_vectors", 0), 2)
+      << "48 computed for 40";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(232, 232, 7, 1), kAvx2), "co_vectors", 0), 1)
       << "1 vector x 7 columns stays";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(square_conv_spec(64, 64, 28, 1), kAvx2), "flat_weights", 0), 0)

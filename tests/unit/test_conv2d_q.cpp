@@ -609,6 +609,7 @@ TEST(Conv2dQDefaults, PixelRowOnAvx2WhereRowsLeaveColumns) {
   EXPECT_EQ(qnnc::knob(k, "row_major", 0), 0);
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(232, 232, 7, 1), avx2), "co_vectors", 0), 1) << "1 x 7 stays";
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(1024, 1000, 1, 1), avx2), "flat_weights", 0), 0) << "one pixel";
+  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(spec(72, 24, 56, 1), avx2), "co_vectors", 0), 1) << "32 computed for 24";
 }
 
 // ---------------------------------------------------------------------------------------------
