@@ -353,8 +353,15 @@ TEST(KernelAsm, Int8OddChannelTilesLoadWeightsDensely) {
   bs.knobs = {{"weight_bits", 1}, {"activation_bits", 1}};
   EXPECT_EQ(qnnc::knob(qnnc::default_knobs(bs, zen4), "flat_weights", 0), 0);
   EXPECT_EQ(qnnc::default_knobs(bs, zen4)["co_vectors"], 1);
+  // x86 without VNNI (channel pairs): 2 vectors of 8 lanes, the last block shifted inward over
+  // flat weights (avx2_shifted_pair_tile), also loaded without element loads.
   Halide::Target avx2(qnnc::kernel_target_string(s, qnnc::resolve_target("x86-64-linux-avx2-fma")));
-  EXPECT_EQ(qnnc::knob(qnnc::default_knobs(s, avx2), "flat_weights", 0), 0);
+  const qnnc::Knobs k2 = qnnc::default_knobs(s, avx2);
+  EXPECT_EQ(qnnc::knob(k2, "flat_weights", 0), 1);
+  EXPECT_EQ(qnnc::knob(k2, "co_vectors", 0), 2);
+  const std::string a2 = assembly(s, "x86-64-linux-avx2-fma");
+  EXPECT_GT(count(a2, "vpmaddwd"), 0);
+  EXPECT_EQ(element_loads(a2), 0) << "x86-64-linux-avx2-fma";
 }
 
 // fp32 1x1 layers over channels that 16 does not divide under a long reduction (216 -> 168)
