@@ -8,6 +8,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_winograd.h"
 #include "reference.h"
+#include "spec_helpers.h"
 
 namespace {
 
@@ -427,19 +428,13 @@ TEST(Conv2dPixelRow, MatchesReference) {
 
 namespace {
 
-// A square fp32 convolution's spec for the default-knob tests: k x k window (3x3 padded to the
-// same size), stride 1, batch 1.
+// A square fp32 convolution's spec for the default-knob tests.
 qnnc::KernelSpec square_conv_spec(int64_t C, int64_t M, int64_t HW, int64_t k) {
-  qnnc::KernelSpec s;
-  s.kind = "conv2d";
-  s.in_shape = {1, C, HW, HW};
-  s.out_shape = {1, M, HW, HW};
-  s.kernel = {k, k};
-  if (k == 3) s.pads = {1, 1, 1, 1};
-  return s;
+  return spec_helpers::square_conv("conv2d", C, M, HW, k);
 }
-const Halide::Target kAvx2("x86-64-linux-avx2-fma-f16c-sse41"),
-    kAvx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"), kArmDot("arm-64-linux-arm_dot_prod");
+using spec_helpers::kArmDot;
+using spec_helpers::kAvx2;
+using spec_helpers::kAvx512;
 
 }  // namespace
 

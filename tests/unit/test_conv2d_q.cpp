@@ -16,6 +16,7 @@
 #include "qreference.h"
 #include "kernels/halide_kernel.h"
 #include "runtime/cpu_features.h"
+#include "spec_helpers.h"
 
 namespace {
 
@@ -580,18 +581,8 @@ TEST(Conv2dQCases, NamesAreUniqueAndCasesMany) {
 // without AVX-512, a 1x1 stride-1 layer whose rows the tile's 4 columns do not divide but whose
 // pixels they do (14 x 14); not at 28 x 28, 3x3, AVX-512 or ARM.
 TEST(Conv2dQDefaults, PixelRowOnAvx2WhereRowsLeaveColumns) {
-  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) {
-    qnnc::KernelSpec s;
-    s.kind = "conv2d_q";
-    s.dtype = "u8";
-    s.in_shape = {1, C, HW, HW};
-    s.out_shape = {1, M, HW, HW};
-    s.kernel = {k, k};
-    if (k == 3) s.pads = {1, 1, 1, 1};
-    return s;
-  };
-  const Halide::Target avx2("x86-64-linux-avx2-fma-f16c-sse41"),
-      avx512("x86-64-linux-avx512-avx512_skylake-avx2-fma-f16c-sse41"), arm("arm-64-linux-arm_dot_prod");
+  auto spec = [](int64_t C, int64_t M, int64_t HW, int64_t k) { return spec_helpers::square_conv("conv2d_q", C, M, HW, k); };
+  const Halide::Target &avx2 = spec_helpers::kAvx2, &avx512 = spec_helpers::kAvx512, &arm = spec_helpers::kArmDot;
   qnnc::Knobs k = qnnc::default_knobs(spec(432, 432, 14, 1), avx2);
   EXPECT_EQ(qnnc::knob(k, "pixel_row", 0), 1);
   EXPECT_EQ(qnnc::knob(k, "x_tile", 0), 4);
