@@ -235,7 +235,7 @@ void chunked_reduction(const KernelSpec &s, Knobs &k) {
 void pixel_row_default(const KernelSpec &s, const Target &t, Knobs &k) {
   if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || !pointwise_same_size(s)) return;
   // (A stem that reads NCHW drops the knob where it is built: conv2d_pixel_row.)
-  const int64_t OW = s.out_shape[3], pixels = s.out_shape[2] * OW;
+  const int64_t pixels = s.out_shape[2] * s.out_shape[3];
   if (s.in_shape[1] >= 256 && s.out_shape[1] % 16 == 0 && knob(k, "vec", 8) == 8 && pixels >= 2 * 6) {
     k["pixel_row"] = 1;
     k["co_vectors"] = 2;
@@ -243,11 +243,7 @@ void pixel_row_default(const KernelSpec &s, const Target &t, Knobs &k) {
     k.erase("row_major");
     return;
   }
-  const int xt = knob(k, "x_tile", 4);
-  if (xt > 1 && OW % xt != 0 && pixels % xt == 0) {
-    k["pixel_row"] = 1;
-    k.erase("row_major");
-  }
+  avx2_pixel_row_where_rows_leave_columns(s, t, k);
 }
 
 // The direct schedule's knobs, which do not apply under winograd (dropped from its normal form).

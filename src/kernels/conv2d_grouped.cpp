@@ -144,11 +144,9 @@ int dwconv2d_q_pair_columns(const KernelSpec &s, const Knobs &k, const Target &t
   const int vw = (int)std::min<int64_t>(std::max(1, knob(k, "vec", 8)), Mg), nv = (int)((Mg + vw - 1) / vw);
   // Registers a tile of xs columns takes; 13 of the 16 measured without spills (3 x 3: 9
   // accumulators, 3 weight vectors, a broadcast), 16 spilled.
-  auto regs = [&](int xs) {
-    const int bv = grouped_block_vectors(nv, xs, grouped_max_acc(t));
-    return bv * xs + bv + 1;
-  };
-  auto accs = [&](int xs) { return grouped_block_vectors(nv, xs, grouped_max_acc(t)) * xs; };
+  auto block = [&](int xs) { return grouped_block_vectors(nv, xs, grouped_max_acc(t)); };
+  auto accs = [&](int xs) { return block(xs) * xs; };
+  auto regs = [&](int xs) { return accs(xs) + block(xs) + 1; };
   auto covered = [&](int xs) { return (OW + xs - 1) / xs * xs; };
   constexpr int kFit = 14;
   if (regs((int)std::min<int64_t>(xt, OW)) <= kFit) return xt;

@@ -283,9 +283,9 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // ConvNeXt-Tiny int8's 1x1 layers (96-3072 channels, which 3 vectors of 8 divide) took
   // 0.62-0.75x their time with 2 (AMD EPYC Zen 3, `qnnc bench --profile`, 2026-12-07).
   const int max_vectors = t.arch != Target::X86 ? 64 : x86_has_u8_dot(t) ? 3 : 2;
-  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t,
-                                1 * s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1], max_vectors,
-                                s.kind == "conv2d_bs");
+  const int64_t weight_bytes = s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1];  // one per byte
+  Knobs k = register_tile_knobs(s.out_shape[1], s.out_shape[3], t.natural_vector_size<int32_t>(), t, weight_bytes,
+                                max_vectors, s.kind == "conv2d_bs");
   k["signed_input"] = t.arch == Target::ARM ? 1 : 0;
   // x86 without a u8 x i8 dot product (no VNNI): pairs of channels, widened to 16 bits, meet
   // vpmaddwd directly; groups of 4 would need horizontal adds after it.
@@ -320,19 +320,14 @@ Knobs conv2d_q_default_knobs(const KernelSpec &s, const Target &t) {
   // computed) 0.96-1.03x; 24 (32 computed) took 1.06-1.15x and 40 (48) 0.76-1.22x, hence at most
   // an eighth computed past the end.
   if (s.kind == "conv2d_q" && k["group"] == 2 && s.in_shape.size() == 4)
-    avx2_shifted_pair_tile(s.out_shape[1], OW, s.out_shape[1] * s.in_shape[1] * s.kernel[0] * s.kernel[1], 0.125, t,
-                           k);
+    avx2_shifted_pair_tile(s.out_shape[1], OW, weight_bytes, 0.125, t, k);
   // x86 without AVX-512: a 1x1 stride-1 layer whose rows the tile's columns do not divide (14
   // by 4: the last tile of each row shifted inward, 16 columns computed for 14) runs its
   // tiles over the pixels as one row (196 = 49 x 4). RegNet-X-3.2GF at one thread, w7a8 (AMD
   // EPYC Zen 3, bench/compare_layers.py, 5 rounds): its 14x14 1x1 layers 0.82-0.89x their time;
   // rows that the tile divides (28, 56) took 1.01-1.12x (the runs go block by block, where
   // those rows went row by row), so they keep their rows.
-  if (s.kind == "conv2d_q" && t.arch == Target::X86 && !t.has_feature(Target::AVX512) && pointwise_same_size(s) &&
-      k["x_tile"] > 1 && OW % k["x_tile"] != 0 && s.out_shape[2] * OW % k["x_tile"] == 0) {
-    k["pixel_row"] = 1;
-    k.erase("row_major");
-  }
+  if (s.kind == "conv2d_q") avx2_pixel_row_where_rows_leave_columns(s, t, k);
   // On ARM, output channels that the vectors do not divide (16 or more; fewer take one vector of
   // all of them) would leave a last vector shifted inward across two blocks of packed weights,
   // which Halide 21's ARM back end refuses for the dot-product loads ("Should be dense vector
@@ -494,8 +489,7 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
   }
   if (f.has_padding && !f.padded_rows) {  // (padded rows materialize padded_row instead)
     Var pc = f.padded.args()[0], px = f.padded.args()[1], py = f.padded.args()[2];
-    const bool stem = !(f.wide_input && s.in_shape[1] >= 16) && s.in_shape[1] < 64 && s.in_shape[1] <= 4 &&
-                      s.in_shape[3] >= 16;
+    const bool stem = s.in_shape[1] <= 4 && s.in_shape[3] >= 16;  // an image's few channels (below)
     if (s.in_shape[2] == 1 && s.in_shape[3] >= 256 && !stem) {
       // One row of all pixels (pixel_row): 16 runs of pixels in parallel instead of one row.
       Var pxo("pxo"), pxi("pxi");
@@ -508,7 +502,7 @@ void schedule_conv2d_q(ConvQFuncs &f, const KernelSpec &spec, const Knobs &k, co
       f.padded.vectorize(pc, 16, TailStrategy::GuardWithIf);  // one vector of i16
     } else if (s.in_shape[1] >= 64) {
       f.padded.vectorize(pc, 64, TailStrategy::GuardWithIf);
-    } else if (s.in_shape[1] <= 4 && s.in_shape[3] >= 16) {
+    } else if (stem) {
       // An image's few channels (a stem): the padded groups of channels by 16 columns as one
       // vector, stored in one piece. Vectorized along the columns with the channels unrolled,
       // the copy gathered 3 bytes per pixel, for which LLVM's Zen 4 code uses SSE4a's insertq

@@ -103,6 +103,16 @@ bool pointwise_same_size(const KernelSpec &s) {
          s.in_shape[2] == s.out_shape[2] && s.in_shape[3] == s.out_shape[3];
 }
 
+bool avx2_pixel_row_where_rows_leave_columns(const KernelSpec &s, const Target &t, Knobs &k) {
+  if (t.arch != Target::X86 || t.has_feature(Target::AVX512) || !pointwise_same_size(s)) return false;
+  const int64_t OW = s.out_shape[3];
+  const int xt = knob(k, "x_tile", 4);
+  if (xt <= 1 || OW % xt == 0 || s.out_shape[2] * OW % xt != 0) return false;
+  k["pixel_row"] = 1;
+  k.erase("row_major");
+  return true;
+}
+
 KernelSpec pixels_as_row(const KernelSpec &s) {
   KernelSpec r = s;
   r.in_shape = {s.in_shape[0], s.in_shape[1], 1, s.in_shape[2] * s.in_shape[3]};

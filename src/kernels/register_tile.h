@@ -39,6 +39,12 @@ bool pointwise_same_size(const KernelSpec &s);
 // The spec of such a layer with its pixels as that one row (H = 1, W = H W).
 KernelSpec pixels_as_row(const KernelSpec &s);
 
+// x86 without AVX-512: a 1x1 stride-1 layer whose rows the tile's columns (knob x_tile) do
+// not divide but whose pixels they do (14x14 by 4: 16 columns computed for each row of 14)
+// takes its pixels as one row (knob pixel_row; tasks are then runs of tiles, so no row_major).
+// Returns whether it applied.
+bool avx2_pixel_row_where_rows_leave_columns(const KernelSpec &s, const Halide::Target &t, Knobs &k);
+
 // Register tiles of one long row (knob pixel_row): runs of about this many tiles, each over one
 // channel block, are the parallel tasks.
 constexpr int kRowRunTiles = 8;
